@@ -1,0 +1,1 @@
+"""Rate limiter plugin for the ContextForge MCP gateway (Go engine via gopy, pure-Python fallback)."""

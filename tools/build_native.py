@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Build the Go engine into the CPython extension and stage package data.
+
+This is the ONE build script: `make build` and setup.py (`pip install .`)
+both run it.  Steps:
+
+1. copy backends/redis/lua/*.lua  ->  python/rate_limiter_go/lua/
+   (the Go files embed the originals with go:embed; the Python package
+   gets a copy, which is gitignored).  Done even when Go is missing,
+   because the pure-Python Redis backend needs the scripts too.
+2. build gopy and goimports from the versions pinned in go.mod
+   (`tool` lines) into .build/bin  (gopy calls `goimports` from PATH).
+3. `gopy build -vm=<python> -name=pyext ./pyext` into .build/gopy
+   (must be inside the Go module: gopy runs `go build -mod=mod` there;
+   a leading '.' keeps it out of `./...` patterns).
+4. copy only the files needed at run time into
+   python/rate_limiter_go/_goext/ : __init__.py, pyext.py, go.py and the
+   single c-shared library _pyext.<EXT_SUFFIX>.  pyext.py/go.py are
+   patched to drop gopy's os.chdir() around the import (process-wide
+   side effect, not needed since there is no second .so to dlopen).
+5. smoke test in a subprocess: import it and call ABIVersion()/Add().
+   (A subprocess, because importing starts the Go runtime.)
+
+Usage:  python tools/build_native.py [--python PY] [--lua-only] [--no-smoke]
+Exit status is non-zero on any failure; callers decide if that is fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PKG = os.path.join(ROOT, "python", "rate_limiter_go")
+LUA_SRC = os.path.join(ROOT, "backends", "redis", "lua")
+LUA_DST = os.path.join(PKG, "lua")
+BUILD = os.path.join(ROOT, ".build")
+BIN = os.path.join(BUILD, "bin")
+GOPY_OUT = os.path.join(BUILD, "gopy")
+GOEXT = os.path.join(PKG, "_goext")
+GO_PACKAGE = "./pyext"
+MODULE_NAME = "pyext"  # -> rate_limiter_go._goext.pyext
+
+# gopy's generated wrappers chdir into their own directory while importing
+# the extension so that dlopen finds a sibling .so; we ship one .so that
+# needs no such help, and chdir in a (possibly threaded) host process is a
+# hazard.  These exact lines are replaced by `pass`.
+CHDIR_LINES = ("os.chdir(currentdir)", "os.chdir(cwd)")
+
+
+def log(msg: str) -> None:
+    print(f"[build_native] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw) -> None:
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True, cwd=kw.pop("cwd", ROOT), **kw)
+
+
+def copy_lua() -> None:
+    srcs = sorted(glob.glob(os.path.join(LUA_SRC, "*.lua")))
+    os.makedirs(LUA_DST, exist_ok=True)
+    # remove stale copies of scripts that no longer exist in the source
+    keep = {os.path.basename(s) for s in srcs}
+    for old in glob.glob(os.path.join(LUA_DST, "*.lua")):
+        if os.path.basename(old) not in keep:
+            os.remove(old)
+    for s in srcs:
+        shutil.copy2(s, os.path.join(LUA_DST, os.path.basename(s)))
+    log(f"copied {len(srcs)} lua script(s) from backends/redis/lua to python/rate_limiter_go/lua")
+
+
+def go_exe() -> str:
+    if os.environ.get("GO"):  # explicit override, e.g. GO=/opt/go/bin/go
+        return os.environ["GO"]
+    go = shutil.which("go")
+    if go is None and os.path.exists("/usr/local/go/bin/go"):
+        go = "/usr/local/go/bin/go"
+    if go is None:
+        raise RuntimeError("Go toolchain not found (no `go` on PATH or /usr/local/go/bin/go)")
+    return go
+
+
+def build_tools(go: str, env: dict[str, str]) -> None:
+    os.makedirs(BIN, exist_ok=True)
+    # versions come from go.mod's `tool` block; the Go build cache makes
+    # repeated runs cheap.
+    run([go, "build", "-o", BIN + os.sep, "github.com/go-python/gopy", "golang.org/x/tools/cmd/goimports"], env=env)
+
+
+def check_pybindgen(python: str) -> None:
+    r = subprocess.run([python, "-c", "import pybindgen"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(
+            f"{python} cannot import pybindgen (gopy needs it): pip install pybindgen\n{r.stderr.strip()}"
+        )
+
+
+def ext_suffix(python: str) -> str:
+    out = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def patch_chdir(path: str) -> None:
+    with open(path, encoding="utf-8") as f:
+        src = f.read()
+    for line in CHDIR_LINES:
+        if line not in src:
+            raise RuntimeError(f"gopy output changed: {line!r} not found in {path}; review tools/build_native.py")
+        src = src.replace(line, "pass  # (removed by tools/build_native.py) " + line)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(src)
+
+
+def gopy_build(go: str, python: str, env: dict[str, str]) -> str:
+    shutil.rmtree(GOPY_OUT, ignore_errors=True)
+    gomod = os.path.join(ROOT, "go.mod")
+    gosum = os.path.join(ROOT, "go.sum")
+    before = [open(p, "rb").read() if os.path.exists(p) else b"" for p in (gomod, gosum)]
+    run(
+        [
+            os.path.join(BIN, "gopy"),
+            "build",
+            f"-vm={python}",
+            f"-output={os.path.relpath(GOPY_OUT, ROOT)}",
+            f"-name={MODULE_NAME}",
+            GO_PACKAGE,
+        ],
+        env=env,
+    )
+    after = [open(p, "rb").read() if os.path.exists(p) else b"" for p in (gomod, gosum)]
+    if before != after:
+        log("WARNING: gopy's `go build -mod=mod` changed go.mod/go.sum; review and commit (or run `go mod tidy`)")
+    sofile = f"_{MODULE_NAME}{ext_suffix(python)}"
+    so = os.path.join(GOPY_OUT, sofile)
+    if not os.path.exists(so):
+        raise RuntimeError(f"gopy did not produce {sofile}; files: {sorted(os.listdir(GOPY_OUT))}")
+    return sofile
+
+
+def install_runtime_files(sofile: str) -> None:
+    wanted = ["__init__.py", f"{MODULE_NAME}.py", "go.py", sofile]
+    stage = GOEXT + ".tmp"
+    shutil.rmtree(stage, ignore_errors=True)
+    os.makedirs(stage)
+    for name in wanted:
+        shutil.copy2(os.path.join(GOPY_OUT, name), os.path.join(stage, name))
+    with open(os.path.join(stage, "__init__.py"), "w", encoding="utf-8") as f:
+        f.write(
+            '"""Generated by tools/build_native.py from gopy output. Do not edit.\n\n'
+            "Import only through rate_limiter_go._native.load_native(): importing\n"
+            'the extension starts the Go runtime, which does not survive fork()."""\n'
+        )
+    patch_chdir(os.path.join(stage, f"{MODULE_NAME}.py"))
+    patch_chdir(os.path.join(stage, "go.py"))
+    shutil.rmtree(GOEXT, ignore_errors=True)
+    os.rename(stage, GOEXT)
+    log("installed into python/rate_limiter_go/_goext: " + ", ".join(sorted(os.listdir(GOEXT))))
+
+
+def smoke(python: str) -> None:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from rate_limiter_go._goext import pyext;"
+        "assert pyext.Add(2, 40) == 42, pyext.Add(2, 40);"
+        "print('ABIVersion', pyext.ABIVersion())"
+    )
+    run([python, "-c", code, os.path.join(ROOT, "python")])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--python", default=sys.executable, help="interpreter the extension is built for")
+    ap.add_argument("--lua-only", action="store_true", help="only copy the Lua scripts")
+    ap.add_argument("--no-smoke", action="store_true", help="skip the import test")
+    args = ap.parse_args()
+
+    copy_lua()
+    if args.lua_only:
+        return 0
+
+    t0 = time.monotonic()
+    # never leave a stale extension behind if this build fails
+    shutil.rmtree(GOEXT, ignore_errors=True)
+    python = args.python
+    go = go_exe()
+    env = dict(os.environ)
+    env["PATH"] = BIN + os.pathsep + os.path.dirname(go) + os.pathsep + env.get("PATH", "")
+    env.setdefault("CGO_ENABLED", "1")
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -buildvcs=false").strip()
+    check_pybindgen(python)
+    build_tools(go, env)
+    sofile = gopy_build(go, python, env)
+    install_runtime_files(sofile)
+    if not args.no_smoke:
+        smoke(python)
+    log(f"native build done in {time.monotonic() - t0:.1f}s (python {python}, {sysconfig.get_platform()})")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
+        log(f"FAILED: {e}")
+        sys.exit(1)
