@@ -1,0 +1,289 @@
+package algorithms
+
+import (
+	"fmt"
+	"testing"
+)
+
+const sec = int64(1_000_000)
+
+// state is the common surface of the three algorithms' states.
+type state interface {
+	Check(l Limit, nowUS int64) bool
+	Finish(l Limit, nowUS int64, ok, admitted bool) Outcome
+	ExpiresAtUS(l Limit) int64
+}
+
+func newState(k Kind) state {
+	switch k {
+	case FixedWindow:
+		return &FixedWindowState{}
+	case SlidingWindow:
+		return &SlidingWindowState{}
+	case TokenBucket:
+		return &TokenBucketState{}
+	}
+	panic(fmt.Sprintf("no state for %v", k))
+}
+
+// step is one request against a single key; otherBlocks means another
+// dimension refused the request (§4), so this key must not consume.
+type step struct {
+	atUS        int64
+	otherBlocks bool
+	want        Outcome
+}
+
+// run evaluates one request against s like a one- or two-dimension engine.
+func run(s state, l Limit, st step) Outcome {
+	ok := s.Check(l, st.atUS)
+	return s.Finish(l, st.atUS, ok, ok && !st.otherBlocks)
+}
+
+func TestWorkedExamplesAndEdges(t *testing.T) {
+	tests := []struct {
+		name  string
+		kind  Kind
+		limit Limit
+		steps []step
+	}{
+		{
+			// §3.1 worked example, 3/s at 10.0, 10.2, 10.4, 10.6, 11.0 s.
+			name: "§3.1 worked example", kind: FixedWindow, limit: Limit{3, sec},
+			steps: []step{
+				{atUS: 10 * sec, want: Outcome{OK: true, Remaining: 2, ResetAtUS: 11 * sec}},
+				{atUS: 10*sec + 200_000, want: Outcome{OK: true, Remaining: 1, ResetAtUS: 11 * sec}},
+				{atUS: 10*sec + 400_000, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 11 * sec}},
+				{atUS: 10*sec + 600_000, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 11 * sec, RetryAfterUS: 400_000}},
+				{atUS: 11 * sec, want: Outcome{OK: true, Remaining: 2, ResetAtUS: 12 * sec}},
+			},
+		},
+		{
+			// §3.1: the last µs of a window still counts in it; windows are epoch aligned.
+			name: "§3.1 window edges", kind: FixedWindow, limit: Limit{1, 60 * sec},
+			steps: []step{
+				{atUS: 120*sec - 1, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 120 * sec}},
+				{atUS: 120*sec - 1, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 120 * sec, RetryAfterUS: 1}},
+				{atUS: 120 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 180 * sec}},
+			},
+		},
+		{
+			// §3.1, §4: blocked by another dimension, nothing is counted; a stale
+			// window read while blocked leaves the stored (later) window intact.
+			name: "§3.1 blocked elsewhere writes nothing", kind: FixedWindow, limit: Limit{2, sec},
+			steps: []step{
+				{atUS: 5 * sec, want: Outcome{OK: true, Remaining: 1, ResetAtUS: 6 * sec}},
+				{atUS: 5*sec + 1, otherBlocks: true, want: Outcome{OK: true, Remaining: 1, ResetAtUS: 6 * sec}},
+				{atUS: 4 * sec, otherBlocks: true, want: Outcome{OK: true, Remaining: 2, ResetAtUS: 5 * sec}},
+				{atUS: 5*sec + 2, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 6 * sec}},
+				{atUS: 5*sec + 3, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 6 * sec, RetryAfterUS: sec - 3}},
+			},
+		},
+		{
+			// §3.2 worked example, 2/s at 0.0, 0.5, 0.7, 1.0, 1.2 s (on an epoch offset).
+			name: "§3.2 worked example", kind: SlidingWindow, limit: Limit{2, sec},
+			steps: []step{
+				{atUS: 100 * sec, want: Outcome{OK: true, Remaining: 1, ResetAtUS: 101 * sec}},
+				{atUS: 100*sec + 500_000, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 101 * sec}},
+				{atUS: 100*sec + 700_000, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 101 * sec, RetryAfterUS: 300_000}},
+				{atUS: 101 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 101*sec + 500_000}},
+				{atUS: 101*sec + 200_000, want: Outcome{
+					OK: false, Remaining: 0, ResetAtUS: 101*sec + 500_000, RetryAfterUS: 300_000}},
+			},
+		},
+		{
+			// §3.2: several requests at one instant are separate entries; the
+			// entry stops counting at exactly t + W, not a µs earlier.
+			name: "§3.2 same instant and exact expiry", kind: SlidingWindow, limit: Limit{3, sec},
+			steps: []step{
+				{atUS: 7 * sec, want: Outcome{OK: true, Remaining: 2, ResetAtUS: 8 * sec}},
+				{atUS: 7 * sec, want: Outcome{OK: true, Remaining: 1, ResetAtUS: 8 * sec}},
+				{atUS: 7 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 8 * sec}},
+				{atUS: 8*sec - 1, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 8 * sec, RetryAfterUS: 1}},
+				{atUS: 8 * sec, want: Outcome{OK: true, Remaining: 2, ResetAtUS: 9 * sec}},
+			},
+		},
+		{
+			// §3.2, §4: blocked elsewhere appends nothing; an empty log reports now + W.
+			name: "§3.2 blocked elsewhere appends nothing", kind: SlidingWindow, limit: Limit{1, 60 * sec},
+			steps: []step{
+				{atUS: 1000 * sec, otherBlocks: true, want: Outcome{OK: true, Remaining: 1, ResetAtUS: 1060 * sec}},
+				{atUS: 1001 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 1061 * sec}},
+				{atUS: 1002 * sec, otherBlocks: true, want: Outcome{
+					OK: false, Remaining: 0, ResetAtUS: 1061 * sec, RetryAfterUS: 59 * sec}},
+				{atUS: 1061 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 1121 * sec}},
+			},
+		},
+		{
+			// §3.2: a clock stepped back inserts in order; the oldest entry drives reset.
+			name: "§3.2 out of order insert", kind: SlidingWindow, limit: Limit{3, 10 * sec},
+			steps: []step{
+				{atUS: 50 * sec, want: Outcome{OK: true, Remaining: 2, ResetAtUS: 60 * sec}},
+				{atUS: 45 * sec, want: Outcome{OK: true, Remaining: 1, ResetAtUS: 55 * sec}},
+				{atUS: 52 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 55 * sec}},
+				{atUS: 56 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 60 * sec}},
+			},
+		},
+		{
+			// §3.3 worked example, 2/s at 0.0, 0.0, 0.0, 0.25, 0.5 s (on an epoch offset).
+			name: "§3.3 worked example", kind: TokenBucket, limit: Limit{2, sec},
+			steps: []step{
+				{atUS: 20 * sec, want: Outcome{OK: true, Remaining: 1, ResetAtUS: 20*sec + 500_000}},
+				{atUS: 20 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 21 * sec}},
+				{atUS: 20 * sec, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 21 * sec, RetryAfterUS: 500_000}},
+				{atUS: 20*sec + 250_000, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 21 * sec, RetryAfterUS: 250_000}},
+				{atUS: 20*sec + 500_000, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 21*sec + 500_000}},
+			},
+		},
+		{
+			// §3.3: refill is never lost to rounding, whatever the call frequency
+			// (the earlier implementation's fault): blocked calls every µs do not
+			// delay the token, which arrives at exactly W / L.
+			name: "§3.3 frequent calls keep refilling", kind: TokenBucket, limit: Limit{1, sec},
+			steps: []step{
+				{atUS: 30 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 31 * sec}},
+				{atUS: 30*sec + 1, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 31 * sec, RetryAfterUS: sec - 1}},
+				{atUS: 30*sec + 2, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 31 * sec, RetryAfterUS: sec - 2}},
+				{atUS: 31*sec - 1, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 31 * sec, RetryAfterUS: 1}},
+				{atUS: 31 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 32 * sec}},
+			},
+		},
+		{
+			// §3.3: retry_after rounds up to the µs when L does not divide W; a
+			// long idle gap refills exactly to capacity, no more.
+			name: "§3.3 rounding and capacity", kind: TokenBucket, limit: Limit{3, sec},
+			steps: []step{
+				{atUS: 40 * sec, want: Outcome{OK: true, Remaining: 2, ResetAtUS: 40*sec + 333_334}},
+				{atUS: 40 * sec, want: Outcome{OK: true, Remaining: 1, ResetAtUS: 40*sec + 666_667}},
+				{atUS: 40 * sec, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 41 * sec}},
+				{atUS: 40 * sec, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 41 * sec, RetryAfterUS: 333_334}},
+				{atUS: 40*sec + 333_333, want: Outcome{OK: false, Remaining: 0, ResetAtUS: 41 * sec, RetryAfterUS: 1}},
+				{atUS: 40*sec + 333_334, want: Outcome{OK: true, Remaining: 0, ResetAtUS: 41*sec + 333_334}},
+				{atUS: 1000 * sec, want: Outcome{OK: true, Remaining: 2, ResetAtUS: 1000*sec + 333_334}},
+			},
+		},
+		{
+			// §3.3, §4: blocked elsewhere takes no token; largest rate stays exact.
+			name: "§3.3 blocked elsewhere and 1000000/h", kind: TokenBucket, limit: Limit{1_000_000, 3600 * sec},
+			steps: []step{
+				{atUS: 1_700_000_000 * sec, otherBlocks: true, want: Outcome{
+					OK: true, Remaining: 1_000_000, ResetAtUS: 1_700_000_000 * sec}},
+				{atUS: 1_700_000_000 * sec, want: Outcome{OK: true, Remaining: 999_999, ResetAtUS: 1_700_000_000*sec + 3600}},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newState(tt.kind)
+			for i, st := range tt.steps {
+				if got := run(s, tt.limit, st); got != st.want {
+					t.Fatalf("step %d at %d µs: got %+v, want %+v", i, st.atUS, got, st.want)
+				}
+			}
+		})
+	}
+}
+
+// TestRetryAfterIsExact checks, for every algorithm, that a refused key admits
+// exactly at now + RetryAfterUS and not a µs earlier (§3, §7).
+func TestRetryAfterIsExact(t *testing.T) {
+	limits := []Limit{{1, sec}, {2, sec}, {3, sec}, {7, 60 * sec}, {1000, 3600 * sec}}
+	for _, k := range []Kind{FixedWindow, SlidingWindow, TokenBucket} {
+		for _, l := range limits {
+			t.Run(fmt.Sprintf("%v/%d-%d", k, l.Limit, l.WindowUS), func(t *testing.T) {
+				s := newState(k)
+				now := 1_234*sec + 567_891
+				var out Outcome
+				for i := int64(0); i <= l.Limit; i++ {
+					out = run(s, l, step{atUS: now + i})
+				}
+				if out.OK || out.RetryAfterUS <= 0 {
+					t.Fatalf("request %d should be refused with a retry time: %+v", l.Limit+1, out)
+				}
+				at := now + l.Limit + out.RetryAfterUS
+				// Check changes nothing but sliding-window housekeeping, which
+				// at an earlier instant only drops what a later one drops too.
+				if s.Check(l, at-1) {
+					t.Fatalf("admits at retry time - 1 µs (%d)", at-1)
+				}
+				if !s.Check(l, at) {
+					t.Fatalf("refuses at retry time %d", at)
+				}
+			})
+		}
+	}
+}
+
+// TestExpiresAtMeansEmpty checks that state may be dropped at ExpiresAtUS:
+// from then on it answers exactly like a new key (§3, §10).
+func TestExpiresAtMeansEmpty(t *testing.T) {
+	for _, k := range []Kind{FixedWindow, SlidingWindow, TokenBucket} {
+		t.Run(k.String(), func(t *testing.T) {
+			l := Limit{3, sec}
+			s := newState(k)
+			now := 500*sec + 123
+			for i := int64(0); i < 5; i++ {
+				run(s, l, step{atUS: now + i*100_000})
+			}
+			exp := s.ExpiresAtUS(l)
+			if exp <= now {
+				t.Fatalf("expiry %d not after the last request", exp)
+			}
+			got := run(s, l, step{atUS: exp})
+			fresh := run(newState(k), l, step{atUS: exp})
+			if got != fresh {
+				t.Fatalf("at expiry %d: got %+v, a new key gives %+v", exp, got, fresh)
+			}
+		})
+	}
+}
+
+func TestEmptyStateExpiresImmediately(t *testing.T) {
+	for _, k := range []Kind{FixedWindow, SlidingWindow, TokenBucket} {
+		l := Limit{5, 60 * sec}
+		if exp := newState(k).ExpiresAtUS(l); exp > l.WindowUS {
+			t.Errorf("%v: empty state expires at %d, want <= %d", k, exp, l.WindowUS)
+		}
+	}
+}
+
+func TestSlidingWindowBufferShrinks(t *testing.T) {
+	l := Limit{1000, sec}
+	var s SlidingWindowState
+	now := 10 * sec
+	for i := int64(0); i < 1000; i++ {
+		run(&s, l, step{atUS: now + i})
+	}
+	if s.Len() != 1000 {
+		t.Fatalf("len %d, want 1000", s.Len())
+	}
+	big := cap(s.buf)
+	run(&s, l, step{atUS: now + 2*sec})
+	if s.Len() != 1 || cap(s.buf) >= big {
+		t.Fatalf("after the burst expired: len %d cap %d (was %d)", s.Len(), cap(s.buf), big)
+	}
+}
+
+func TestCeilDiv(t *testing.T) {
+	tests := []struct{ a, b, want int64 }{
+		{0, 1, 0}, {1, 1, 1}, {1, 2, 1}, {2, 2, 1}, {3, 2, 2},
+		{1_000_000, 3, 333_334}, {3_600_000_000_000_000, 1_000_000, 3_600_000_000}, {3_600_000_000_000_001, 1_000_000, 3_600_000_001},
+	}
+	for _, tt := range tests {
+		if got := CeilDiv(tt.a, tt.b); got != tt.want {
+			t.Errorf("CeilDiv(%d, %d) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestParseKind(t *testing.T) {
+	for _, k := range []Kind{FixedWindow, SlidingWindow, TokenBucket} {
+		got, err := ParseKind(k.String())
+		if err != nil || got != k {
+			t.Errorf("ParseKind(%q) = %v, %v", k.String(), got, err)
+		}
+	}
+	if _, err := ParseKind("leaky_bucket"); err == nil {
+		t.Error("ParseKind accepted an unknown algorithm")
+	}
+}
