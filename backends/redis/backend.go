@@ -1,0 +1,185 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
+)
+
+// Bounds checked on every request before any network traffic. They keep the
+// Lua arithmetic exact: limit*window_us <= 3.6e15 < 2^53 (§3.3).
+const (
+	MaxLimit    = 1_000_000     // requests per window (§1)
+	MaxWindowUS = 3_600_000_000 // one hour in µs, the longest §1 unit
+	MaxKeyLen   = 256           // bytes; §6 keys are at most 224
+	maxNowUS    = 1 << 52       // µs since the epoch (year 2112): room below 2^53 for now+window
+)
+
+// Backend evaluates requests against Redis with the shared Lua scripts. It is
+// safe for concurrent use; go-redis's pool serves concurrent callers.
+type Backend struct {
+	client      *goredis.Client
+	scripts     [numKinds]script
+	shaArgs     [numKinds]interface{} // the digests, boxed once
+	callTimeout time.Duration         // context deadline of one Evaluate
+	breaker     *breaker
+	closed      atomic.Bool
+}
+
+// New validates opts and returns a Backend. It does not contact Redis:
+// connections are made on first use, so a gateway can start while Redis is
+// down (requests then fail with ErrUnavailable and the fail mode applies).
+func New(opts Options) (*Backend, error) {
+	return newBackend(opts, nil)
+}
+
+// newBackend is New with an injectable breaker clock (nil: monotonic time).
+func newBackend(opts Options, clock func() int64) (*Backend, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	co, err := opts.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	scripts, err := loadScripts()
+	if err != nil {
+		return nil, fmt.Errorf("redis backend: %w", err)
+	}
+	b := &Backend{
+		client:  goredis.NewClient(co),
+		scripts: scripts,
+		// The whole call, including a NOSCRIPT reload, must end within one
+		// dial plus one command timeout even if the server never answers.
+		callTimeout: opts.ConnectTimeout + opts.CommandTimeout,
+		breaker:     newBreaker(opts.BreakerFailures, opts.BreakerCooldown, clock),
+	}
+	for i := range scripts {
+		b.shaArgs[i] = scripts[i].sha
+	}
+	return b, nil
+}
+
+// Evaluate runs one request's dimensions (keys[i] limited by limits[i], in the
+// order user, tenant, tool) through the script of kind with one EVALSHA, and
+// writes each dimension's outcome to out[i]. nowUS is the instant in µs since
+// the Unix epoch, or 0 to use Redis TIME (production; docs/semantics.md §2).
+//
+// admitted is true when every dimension admitted the request and consumed
+// quota; when false nothing was consumed (§4). On error out is not written:
+// errors wrapping ErrUnavailable mean Redis did not answer usably, errors
+// wrapping ErrInvalidRequest mean the arguments were wrong.
+func (b *Backend) Evaluate(ctx context.Context, kind algorithms.Kind, keys []string, limits []algorithms.Limit,
+	nowUS int64, out []algorithms.Outcome) (admitted bool, err error) {
+	if err := validate(kind, keys, limits, nowUS, out); err != nil {
+		return false, err
+	}
+	if b.closed.Load() {
+		return false, ErrClosed
+	}
+	ok, probe := b.breaker.allow()
+	if !ok {
+		return false, ErrBreakerOpen
+	}
+	admitted, err = b.call(ctx, kind, keys, limits, nowUS, out)
+	b.breaker.done(probe, resultOf(err))
+	return admitted, err
+}
+
+// resultOf maps a call's error to what the breaker learns from it.
+func resultOf(err error) callResult {
+	if err == nil {
+		return resultSuccess
+	}
+	var be *backendError
+	if errors.As(err, &be) && be.canceled {
+		return resultNeutral
+	}
+	return resultFailure
+}
+
+// call does the network part of Evaluate: EVALSHA, and on NOSCRIPT one
+// SCRIPT LOAD and one more EVALSHA.
+func (b *Backend) call(ctx context.Context, kind algorithms.Kind, keys []string, limits []algorithms.Limit,
+	nowUS int64, out []algorithms.Outcome) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.callTimeout)
+	defer cancel()
+
+	buf := argPool.Get().(*argBuf)
+	defer func() {
+		buf.reset()
+		argPool.Put(buf)
+	}()
+	args := buf.fill(b.shaArgs[kind], keys, limits, nowUS)
+
+	cmd := goredis.NewIntSliceCmd(ctx, args...)
+	err := b.client.Process(ctx, cmd)
+	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The server lost its script cache (restart, failover, SCRIPT FLUSH).
+		// Load the script rather than falling back to EVAL, which would send
+		// the whole source on every call while the cache stays empty.
+		sha, lerr := b.client.ScriptLoad(ctx, b.scripts[kind].src).Result()
+		if lerr != nil {
+			return false, sanitize("script load", lerr)
+		}
+		if sha != b.scripts[kind].sha {
+			return false, &backendError{op: "script load", kind: "unexpected digest"}
+		}
+		cmd = goredis.NewIntSliceCmd(ctx, args...)
+		err = b.client.Process(ctx, cmd)
+	}
+	if err != nil {
+		return false, sanitize("evalsha", err)
+	}
+	return parseReply(cmd.Val(), limits, nowUS, out)
+}
+
+// validate refuses arguments that no correct caller passes, before any I/O.
+func validate(kind algorithms.Kind, keys []string, limits []algorithms.Limit, nowUS int64,
+	out []algorithms.Outcome) error {
+	n := len(keys)
+	switch {
+	case int(kind) >= numKinds:
+		return invalid("unknown algorithm kind " + kind.String())
+	case n == 0 || n > maxKeys:
+		return invalid("want 1 to 3 keys")
+	case len(limits) != n:
+		return invalid("limits and keys differ in length")
+	case len(out) < n:
+		return invalid("out is shorter than keys")
+	case nowUS < 0 || nowUS > maxNowUS:
+		return invalid("nowUS out of range (0 means Redis TIME)")
+	}
+	for i := 0; i < n; i++ {
+		switch {
+		case keys[i] == "":
+			return invalidAt(i, "empty key")
+		case len(keys[i]) > MaxKeyLen:
+			return invalidAt(i, "key longer than MaxKeyLen")
+		case limits[i].Limit < 1 || limits[i].Limit > MaxLimit:
+			return invalidAt(i, "limit out of range 1..MaxLimit")
+		case limits[i].WindowUS < 1 || limits[i].WindowUS > MaxWindowUS:
+			return invalidAt(i, "window_us out of range 1..MaxWindowUS")
+		}
+	}
+	return nil
+}
+
+// Close releases the connection pool. Later Evaluate calls return ErrClosed.
+// Closing twice is a no-op.
+func (b *Backend) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if err := b.client.Close(); err != nil {
+		return sanitize("close", err)
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package redis
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// Defaults from docs/semantics.md §8, used when an Options field is zero.
+const (
+	DefaultConnectTimeout  = 50 * time.Millisecond // redis_connect_timeout_ms
+	DefaultCommandTimeout  = 50 * time.Millisecond // redis_timeout_ms
+	DefaultBreakerFailures = 5                     // redis_breaker_failures
+	DefaultBreakerCooldown = time.Second           // redis_breaker_cooldown_ms
+)
+
+// Options configures a Backend. Zero durations and counts take the defaults
+// above; negative values are an error.
+type Options struct {
+	// URL of the server: redis://[user:password@]host[:port][/db],
+	// rediss://... for TLS (system roots, server name from the host), or
+	// unix://[user:password@]/path/to/socket[?db=N].
+	URL string
+	// ConnectTimeout bounds one TCP (and TLS) dial. There is exactly one dial
+	// attempt per connection: go-redis's dial retries are switched off.
+	ConnectTimeout time.Duration
+	// CommandTimeout bounds each socket read and write of a command.
+	CommandTimeout time.Duration
+	// BreakerFailures is the number of consecutive failed calls that open
+	// the circuit breaker.
+	BreakerFailures int
+	// BreakerCooldown is how long the breaker stays open (calls fail fast
+	// with ErrBreakerOpen, no network) before one probe call is let through.
+	BreakerCooldown time.Duration
+	// PoolSize is the number of pooled connections kept to Redis; 0 leaves
+	// go-redis's default (10 per GOMAXPROCS).
+	PoolSize int
+}
+
+// reservedQuery are URL query parameters that go-redis would accept but that
+// this backend sets itself: timeouts and retries are part of the §8 contract
+// and come from Options only.
+var reservedQuery = []string{
+	"dial_timeout", "read_timeout", "write_timeout", "pool_timeout",
+	"max_retries", "min_retry_backoff", "max_retry_backoff",
+}
+
+// withDefaults validates o and fills zero fields with the defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.URL == "" {
+		return o, errors.New("redis backend: Options.URL is empty")
+	}
+	if o.ConnectTimeout < 0 || o.CommandTimeout < 0 || o.BreakerCooldown < 0 {
+		return o, errors.New("redis backend: timeouts and breaker cooldown must not be negative")
+	}
+	if o.BreakerFailures < 0 {
+		return o, fmt.Errorf("redis backend: BreakerFailures must not be negative, got %d", o.BreakerFailures)
+	}
+	if o.PoolSize < 0 {
+		return o, fmt.Errorf("redis backend: PoolSize must not be negative, got %d", o.PoolSize)
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.CommandTimeout == 0 {
+		o.CommandTimeout = DefaultCommandTimeout
+	}
+	if o.BreakerFailures == 0 {
+		o.BreakerFailures = DefaultBreakerFailures
+	}
+	if o.BreakerCooldown == 0 {
+		o.BreakerCooldown = DefaultBreakerCooldown
+	}
+	return o, nil
+}
+
+// clientOptions turns o (already defaulted) into go-redis options. Errors
+// never quote the URL, which may carry a password.
+func (o Options) clientOptions() (*goredis.Options, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return nil, errors.New("redis backend: URL is not a valid URL " +
+			"(want redis://[user:password@]host[:port][/db], rediss://... or unix:///path)")
+	}
+	q := u.Query()
+	for _, name := range reservedQuery {
+		if q.Has(name) {
+			return nil, fmt.Errorf("redis backend: URL parameter %q is not allowed: "+
+				"timeouts and retries come from the backend options", name)
+		}
+	}
+	co, err := goredis.ParseURL(o.URL)
+	if err != nil {
+		// go-redis's own messages name the scheme, the db number or the
+		// unknown parameter, never the userinfo.
+		return nil, fmt.Errorf("redis backend: bad URL: %w", err)
+	}
+	co.DialTimeout = o.ConnectTimeout
+	co.DialerRetries = 1 // one dial attempt: a dead Redis costs one ConnectTimeout
+	co.ReadTimeout = o.CommandTimeout
+	co.WriteTimeout = o.CommandTimeout
+	co.ContextTimeoutEnabled = true
+	co.MaxRetries = -1 // go-redis: -1 disables retries (0 would mean the default 3)
+	co.PoolTimeout = o.ConnectTimeout + o.CommandTimeout
+	if o.PoolSize > 0 {
+		co.PoolSize = o.PoolSize
+	}
+	// Nothing on connect but the HELLO/AUTH handshake: no CLIENT SETINFO, no
+	// maintenance-notification negotiation, no second pool for pipelines.
+	co.DisableIdentity = true
+	co.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	co.PipelinePoolSize = -1
+	return co, nil
+}
