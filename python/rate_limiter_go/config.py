@@ -8,10 +8,12 @@ receive only LimiterConfig, never the raw mapping. Rules: docs/semantics.md §1,
 
 from __future__ import annotations
 
+import difflib
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 BACKENDS = ("memory", "redis")
@@ -75,3 +77,208 @@ class LimiterConfig:
             "redis_url": self.redis_url,
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+# --- parsing -----------------------------------------------------------------
+
+# §1: window length in seconds per unit spelling (matched case-insensitively).
+_UNIT_SECONDS: dict[str, int] = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hour": 3600,
+}
+MAX_RATE_COUNT = 1_000_000
+# ASCII digits only: \d would also take other scripts' digits, which int() accepts.
+_RATE_RE = re.compile(r"\s*([0-9]+)\s*/\s*([A-Za-z]+)\s*", re.ASCII)
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+# name -> (lowest, highest) accepted value, inclusive.
+_INT_SETTINGS: dict[str, tuple[int, int]] = {
+    "redis_connect_timeout_ms": (1, 60_000),
+    "redis_timeout_ms": (1, 60_000),
+    "redis_breaker_failures": (1, 1_000),
+    "redis_breaker_cooldown_ms": (1, 600_000),
+    "memory_max_keys": (1, 100_000_000),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "algorithm": ALGORITHMS,
+    "backend": BACKENDS,
+    "fail_mode": FAIL_MODES,
+}
+KNOWN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(LimiterConfig))
+
+
+class ConfigError(ValueError):
+    """Every problem found in one configuration; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"invalid rate limiter configuration ({count} problem{'s' if count != 1 else ''})"
+        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """A short repr for error messages, so a huge value cannot flood the log."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_rate(text: object) -> Rate:
+    """Parse ``"<count>/<unit>"`` (§1) into a Rate; anything else raises ValueError.
+
+    A non-string (a number, None, a list) is an error, never "no limit".
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"a rate must be a string like '10/m', got {type(text).__name__} {_show(text)}")
+    match = _RATE_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{_show(text)} is not a rate of the form '<count>/<unit>', e.g. '10/s', '100/m', '1000/h'")
+    digits, unit = match.groups()
+    window_s = _UNIT_SECONDS.get(unit.lower())
+    if window_s is None:
+        raise ValueError(f"{_show(text)} has unknown unit {unit!r}; use s/sec/second, m/min/minute or h/hr/hour")
+    significant = digits.lstrip("0")
+    # Length check first: int() of a very long digit string is slow or refused.
+    if not significant or len(significant) > len(str(MAX_RATE_COUNT)) or int(significant) > MAX_RATE_COUNT:
+        raise ValueError(f"{_show(text)}: the count must be between 1 and {MAX_RATE_COUNT}")
+    return Rate(limit=int(significant), window_s=window_s)
+
+
+def _rate_setting(raw: Mapping[Any, Any], key: str, problems: list[str]) -> Rate | None:
+    if key not in raw:
+        return None
+    try:
+        return parse_rate(raw[key])
+    except ValueError as e:
+        problems.append(f"{key}: {e}")
+        return None
+
+
+def _tool_rates(value: object, problems: list[str]) -> Mapping[str, Rate]:
+    if not isinstance(value, Mapping):
+        problems.append(f"by_tool: must be a mapping of tool name to rate, got {type(value).__name__} {_show(value)}")
+        return MappingProxyType({})
+    rates: dict[str, Rate] = {}
+    spelled: dict[str, str] = {}  # normalised name -> name as written, to report collisions
+    for name, rate_text in value.items():
+        if not isinstance(name, str):
+            problems.append(f"by_tool: tool names must be strings, got {type(name).__name__} {_show(name)}")
+            continue
+        normalised = name.strip().lower()  # the same normalisation as identity.tool_key (§5)
+        if not normalised:
+            problems.append(f"by_tool: tool name {_show(name)} is empty after stripping whitespace")
+            continue
+        try:
+            rate = parse_rate(rate_text)
+        except ValueError as e:
+            problems.append(f"by_tool[{name!r}]: {e}")
+            rate = None
+        if normalised in spelled:
+            problems.append(
+                f"by_tool: tool names {_show(spelled[normalised])} and {_show(name)} "
+                f"collide (both are {normalised!r} after strip().lower())"
+            )
+            continue
+        spelled[normalised] = name
+        if rate is not None:
+            rates[normalised] = rate
+    return MappingProxyType(rates)
+
+
+def _int_setting(raw: Mapping[Any, Any], key: str, default: int, problems: list[str]) -> int:
+    if key not in raw:
+        return default
+    value = raw[key]
+    lo, hi = _INT_SETTINGS[key]
+    # bool is a subclass of int; `true` for a timeout is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.append(f"{key}: must be an integer between {lo} and {hi}, got {type(value).__name__} {_show(value)}")
+        return default
+    if not lo <= value <= hi:
+        problems.append(f"{key}: must be between {lo} and {hi}, got {value}")
+        return default
+    return value
+
+
+def _choice_setting(raw: Mapping[Any, Any], key: str, default: str, problems: list[str]) -> str:
+    if key not in raw:
+        return default
+    value = raw[key]
+    allowed = _CHOICES[key]
+    if not isinstance(value, str) or value not in allowed:
+        problems.append(f"{key}: must be one of {', '.join(allowed)}; got {_show(value)}")
+        return default
+    return value
+
+
+def _unknown_key_problem(key: object) -> str:
+    if not isinstance(key, str):
+        return f"{_show(key)}: setting names must be strings"
+    hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+    suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"{key}: unknown setting{suffix}"
+
+
+def parse_config(raw: Mapping[str, Any] | None) -> LimiterConfig:
+    """Validate the plugin's ``config:`` mapping and build a LimiterConfig.
+
+    ``None`` (no ``config:`` block) gives the defaults, which limit nothing.
+    Every problem is collected and reported in ONE :class:`ConfigError`
+    (a ValueError), each line naming its key, so a bad file is fixed in one go.
+    """
+    if raw is None:
+        return LimiterConfig()
+    if not isinstance(raw, Mapping):
+        raise ConfigError([f"config: must be a mapping of settings, got {type(raw).__name__} {_show(raw)}"])
+
+    defaults = LimiterConfig()
+    problems: list[str] = [_unknown_key_problem(k) for k in raw if k not in KNOWN_KEYS]
+
+    by_user = _rate_setting(raw, "by_user", problems)
+    by_tenant = _rate_setting(raw, "by_tenant", problems)
+    by_tool = _tool_rates(raw["by_tool"], problems) if "by_tool" in raw else defaults.by_tool
+
+    algorithm = _choice_setting(raw, "algorithm", defaults.algorithm, problems)
+    backend = _choice_setting(raw, "backend", defaults.backend, problems)
+    fail_mode = _choice_setting(raw, "fail_mode", defaults.fail_mode, problems)
+
+    redis_url = raw.get("redis_url")
+    if redis_url is not None:
+        # The URL may hold a password: describe it, never echo it.
+        if not isinstance(redis_url, str):
+            problems.append(f"redis_url: must be a string, got {type(redis_url).__name__}")
+            redis_url = None
+        elif not redis_url.startswith(REDIS_URL_SCHEMES):
+            problems.append(f"redis_url: must start with {', '.join(REDIS_URL_SCHEMES)}")
+            redis_url = None
+    elif backend == "redis":
+        problems.append("redis_url: required when backend is redis")
+
+    prefix = raw.get("redis_key_prefix", defaults.redis_key_prefix)
+    if not isinstance(prefix, str) or _PREFIX_RE.fullmatch(prefix) is None:
+        problems.append(f"redis_key_prefix: must match [A-Za-z0-9_.-]{{1,64}}, got {_show(prefix)}")
+        prefix = defaults.redis_key_prefix
+
+    ints = {key: _int_setting(raw, key, getattr(defaults, key), problems) for key in _INT_SETTINGS}
+
+    if problems:
+        raise ConfigError(problems)
+    return LimiterConfig(
+        by_user=by_user,
+        by_tenant=by_tenant,
+        by_tool=by_tool,
+        algorithm=algorithm,
+        backend=backend,
+        redis_url=redis_url,
+        redis_key_prefix=prefix,
+        fail_mode=fail_mode,
+        **ints,
+    )
