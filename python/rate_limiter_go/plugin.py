@@ -1,0 +1,264 @@
+"""The cpex plugin: config validation at init, one engine call per request, cpex results.
+
+Everything below this layer (config, identity, engines) is framework-free; this
+module is the only one that speaks cpex. The per-request path is deliberately
+short because it is the hot path of both engines: extract identities, call the
+engine once (a direct call when the engine is synchronous), build the result.
+Contract: docs/semantics.md §4, §5, §7, §8.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any, Callable
+
+from cpex.framework import (
+    Plugin,
+    PluginConfig,
+    PluginContext,
+    PluginViolation,
+    PromptPrehookPayload,
+    PromptPrehookResult,
+    ToolPreInvokePayload,
+    ToolPreInvokeResult,
+)
+
+from rate_limiter_go.config import LimiterConfig, parse_config
+from rate_limiter_go.engine import Decision
+from rate_limiter_go.engines import select_engine
+from rate_limiter_go.identity import ANONYMOUS, tenant_identity, tool_key, user_identity
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two backend-error warnings of one plugin instance (§8).
+ERROR_LOG_INTERVAL_S = 10.0
+
+_KIND_TEXT = {"user": "per-user", "tenant": "per-tenant", "tool": "per-tool"}
+# Bytes kept raw by the §6 key escaping; used only to redact identities from error texts.
+_KEY_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@+")
+_MAX_ERROR_TEXT = 160
+
+
+def _escaped(identity: str) -> str:
+    raw = identity.encode("utf-8", "surrogatepass")
+    return "".join(chr(b) if b in _KEY_SAFE else f"%{b:02X}" for b in raw)
+
+
+def sanitise_error(exc: BaseException, key_prefix: str, identities: tuple[str | None, ...] = ()) -> str:
+    """Describe an engine error for a log line without any identity in it.
+
+    Redis and engine messages can echo a key (which contains the user, tenant
+    or tool), so every ``<prefix>:...`` token is replaced, every identity of
+    the request (raw and §6-escaped) is redacted, and the text is truncated.
+    The exception class names (with the ``__cause__`` chain) always remain.
+    """
+    names = [type(exc).__name__]
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(names) < 4:
+        names.append(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not break the error path
+        text = ""
+    text = re.sub(re.escape(key_prefix) + r":\S*", "<key>", text)
+    for identity in identities:
+        if identity:
+            text = text.replace(identity, "<id>")
+            escaped = _escaped(identity)
+            if escaped != identity:
+                text = text.replace(escaped, "<id>")
+    text = " ".join(text.split())  # no embedded newlines in a log line
+    if len(text) > _MAX_ERROR_TEXT:
+        text = text[: _MAX_ERROR_TEXT - 3] + "..."
+    return f"{' <- '.join(names)}: {text}" if text else " <- ".join(names)
+
+
+class _ErrorLog:
+    """At most one WARNING per ``interval_s``; errors in between are counted and reported with the next one."""
+
+    __slots__ = ("_plugin_name", "_interval_s", "clock", "_next_at", "_suppressed")
+
+    def __init__(self, plugin_name: str, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._plugin_name = plugin_name
+        self._interval_s = interval_s
+        self.clock = clock  # replaceable in tests
+        self._next_at = float("-inf")
+        self._suppressed = 0
+
+    def report(self, describe: Callable[[], str], fail_mode: str) -> None:
+        now = self.clock()
+        if now < self._next_at:
+            self._suppressed += 1
+            return
+        suppressed, self._suppressed = self._suppressed, 0
+        self._next_at = now + self._interval_s
+        logger.warning(
+            "rate limiter %s: engine error, fail_mode=%s applied: %s (%d more errors suppressed since the last warning)",
+            self._plugin_name,
+            fail_mode,
+            describe(),
+            suppressed,
+        )
+
+
+class RateLimiterPlugin(Plugin):
+    """Rate limits tool calls and prompt fetches by user, tenant and tool.
+
+    Configuration (the ``config:`` block) is validated in ``__init__``: a bad
+    configuration raises ValueError listing every problem, so the plugin never
+    starts half-configured. The engine (Go or Python) is chosen there too.
+    """
+
+    def __init__(self, config: PluginConfig) -> None:
+        super().__init__(config)
+        self.limits: LimiterConfig = parse_config(config.config)
+        self.engine = select_engine(self.limits, config.name)
+        self._sync = bool(self.engine.sync)
+        self._by_user = self.limits.by_user is not None
+        self._by_tenant = self.limits.by_tenant is not None
+        self._tools = dict(self.limits.by_tool)  # a plain dict: the fastest membership test
+        self._fail_closed = self.limits.fail_mode == "closed"
+        self._errors = _ErrorLog(config.name, ERROR_LOG_INTERVAL_S)
+
+    async def initialize(self) -> None:
+        """Log which engine serves this instance (no identities, no tool names)."""
+        dims = [
+            d for d, on in (("user", self._by_user), ("tenant", self._by_tenant), ("tool", bool(self._tools))) if on
+        ]
+        logger.info(
+            "rate limiter %s: engine=%s backend=%s algorithm=%s dimensions=%s fail_mode=%s",
+            self.name,
+            self.engine.name,
+            self.limits.backend,
+            self.limits.algorithm,
+            ",".join(dims) or "none",
+            self.limits.fail_mode,
+        )
+
+    async def shutdown(self) -> None:
+        """Close the engine's connections; memory counters live on in the process-wide store (§10)."""
+        try:
+            await self.engine.close()
+        except Exception as exc:
+            logger.warning(
+                "rate limiter %s: closing the engine failed: %s",
+                self.name,
+                sanitise_error(exc, self.limits.redis_key_prefix),
+            )
+
+    async def tool_pre_invoke(
+        self, payload: ToolPreInvokePayload, context: PluginContext, extensions: Any = None
+    ) -> ToolPreInvokeResult:
+        """Count one call of ``payload.name`` against every dimension that applies."""
+        try:
+            tool = self._tool_of(payload.name)
+            gctx = context.global_context
+            user = user_identity(gctx.user) if self._by_user else ANONYMOUS
+            tenant = tenant_identity(gctx.tenant_id) if self._by_tenant else None
+            if self._sync:
+                decision = self.engine.evaluate(user, tenant, tool)
+            else:
+                decision = await self.engine.check(user, tenant, tool)
+        except Exception as exc:  # §8: no engine or backend error escapes a hook
+            return self._on_error(exc, context, payload.name, ToolPreInvokeResult)
+        return self._result(decision, tool, ToolPreInvokeResult)
+
+    async def prompt_pre_fetch(
+        self, payload: PromptPrehookPayload, context: PluginContext, extensions: Any = None
+    ) -> PromptPrehookResult:
+        """Count one fetch of prompt ``payload.prompt_id``; ``by_tool`` limits apply to prompt ids (§5)."""
+        try:
+            tool = self._tool_of(payload.prompt_id)
+            gctx = context.global_context
+            user = user_identity(gctx.user) if self._by_user else ANONYMOUS
+            tenant = tenant_identity(gctx.tenant_id) if self._by_tenant else None
+            if self._sync:
+                decision = self.engine.evaluate(user, tenant, tool)
+            else:
+                decision = await self.engine.check(user, tenant, tool)
+        except Exception as exc:
+            return self._on_error(exc, context, payload.prompt_id, PromptPrehookResult)
+        return self._result(decision, tool, PromptPrehookResult)
+
+    def _tool_of(self, name: object) -> str | None:
+        if not self._tools:
+            return None
+        key = tool_key(name)
+        return key if key in self._tools else None
+
+    def _result(self, decision: Decision, tool: str | None, result_type: Any) -> Any:
+        dimension = decision.dimension
+        if dimension is None:
+            return result_type()
+        headers = {
+            "X-RateLimit-Limit": str(decision.limit),
+            "X-RateLimit-Remaining": str(decision.remaining),
+            "X-RateLimit-Reset": str(decision.reset_at_unix),
+        }
+        if decision.admitted:
+            return result_type(http_headers=headers)
+        headers["Retry-After"] = str(decision.retry_after_s)
+        return result_type(continue_processing=False, violation=self._rate_violation(decision, tool, headers))
+
+    def _rate_violation(self, decision: Decision, tool: str | None, headers: dict[str, str]) -> PluginViolation:
+        dimension = decision.dimension or ""
+        window_s = self._window_s(dimension, tool)
+        # Kind of limit only: the user, tenant or tool name never goes into a violation (§7).
+        description = (
+            f"The {_KIND_TEXT.get(dimension, dimension)} limit of {decision.limit} requests per "
+            f"{window_s} s is used up; retry after {decision.retry_after_s} s."
+        )
+        return PluginViolation(
+            reason="Rate limit exceeded",
+            description=description,
+            code="RATE_LIMIT",
+            details={
+                "dimension": dimension,
+                "limit": decision.limit,
+                "window_s": window_s,
+                "remaining": decision.remaining,
+                "reset_at_unix": decision.reset_at_unix,
+                "retry_after_s": decision.retry_after_s,
+            },
+            http_status_code=429,
+            http_headers=headers,
+        )
+
+    def _window_s(self, dimension: str, tool: str | None) -> int:
+        rate = None
+        if dimension == "user":
+            rate = self.limits.by_user
+        elif dimension == "tenant":
+            rate = self.limits.by_tenant
+        elif dimension == "tool" and tool is not None:
+            rate = self._tools.get(tool)
+        return rate.window_s if rate is not None else 0
+
+    def _on_error(self, exc: Exception, context: PluginContext, name: object, result_type: Any) -> Any:
+        def describe() -> str:
+            # Only computed when a warning is actually written.
+            try:
+                gctx = context.global_context
+                identities = (user_identity(gctx.user), tenant_identity(gctx.tenant_id), tool_key(name))
+            except Exception:
+                identities = ()
+            return sanitise_error(exc, self.limits.redis_key_prefix, identities)
+
+        self._errors.report(describe, self.limits.fail_mode)
+        if not self._fail_closed:
+            return result_type()
+        return result_type(
+            continue_processing=False,
+            violation=PluginViolation(
+                reason="Rate limiter unavailable",
+                description="The rate limiter could not reach its backend and is configured to refuse "
+                "requests then (fail_mode: closed).",
+                code="BACKEND_UNAVAILABLE",
+                details={"fail_mode": "closed"},
+                http_status_code=503,
+                http_headers={"Retry-After": "1"},
+            ),
+        )
