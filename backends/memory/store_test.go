@@ -1,0 +1,272 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
+)
+
+const sec = int64(1_000_000)
+
+var kinds = []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket}
+
+func eval(t testing.TB, s *Store, kind algorithms.Kind, keys []string, limits []algorithms.Limit, now int64) (bool, []algorithms.Outcome) {
+	t.Helper()
+	out := make([]algorithms.Outcome, len(keys))
+	ok, err := s.Evaluate(context.Background(), kind, keys, limits, now, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok, out
+}
+
+func TestBadRequests(t *testing.T) {
+	s := New(10)
+	l := algorithms.Limit{Limit: 1, WindowUS: sec}
+	out := make([]algorithms.Outcome, 4)
+	tests := []struct {
+		name   string
+		kind   algorithms.Kind
+		keys   []string
+		limits []algorithms.Limit
+		now    int64
+	}{
+		{"no keys", algorithms.FixedWindow, nil, nil, 1},
+		{"four keys", algorithms.FixedWindow, []string{"a", "b", "c", "d"}, []algorithms.Limit{l, l, l, l}, 1},
+		{"limits mismatch", algorithms.FixedWindow, []string{"a", "b"}, []algorithms.Limit{l}, 1},
+		{"duplicate key", algorithms.FixedWindow, []string{"a", "b", "a"}, []algorithms.Limit{l, l, l}, 1},
+		{"zero limit", algorithms.FixedWindow, []string{"a"}, []algorithms.Limit{{Limit: 0, WindowUS: sec}}, 1},
+		{"zero window", algorithms.FixedWindow, []string{"a"}, []algorithms.Limit{{Limit: 1}}, 1},
+		{"unknown algorithm", algorithms.Kind(9), []string{"a"}, []algorithms.Limit{l}, 1},
+		{"negative time", algorithms.FixedWindow, []string{"a"}, []algorithms.Limit{l}, -5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Evaluate(context.Background(), tt.kind, tt.keys, tt.limits, tt.now, out)
+			if !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("error %v, want ErrBadRequest", err)
+			}
+		})
+	}
+	if s.Len() != 0 {
+		t.Fatalf("bad requests left %d keys", s.Len())
+	}
+}
+
+func TestClockWhenNowIsZero(t *testing.T) {
+	s := New(10)
+	s.now = func() int64 { return 42*sec + 1 }
+	_, out := eval(t, s, algorithms.FixedWindow, []string{"k"}, []algorithms.Limit{{Limit: 2, WindowUS: sec}}, 0)
+	if out[0].ResetAtUS != 43*sec {
+		t.Fatalf("reset %d, want the clock's window end %d", out[0].ResetAtUS, 43*sec)
+	}
+}
+
+// TestConcurrentExactCount: many goroutines on one key admit exactly the limit.
+func TestConcurrentExactCount(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			s := New(100)
+			const limit, workers, each = 500, 8, 200
+			lim := []algorithms.Limit{{Limit: limit, WindowUS: 60 * sec}}
+			var admitted atomic.Int64
+			var wg sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					out := make([]algorithms.Outcome, 1)
+					for i := 0; i < each; i++ {
+						ok, err := s.Evaluate(context.Background(), kind, []string{"hot"}, lim, 120*sec, out)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if ok {
+							admitted.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if admitted.Load() != limit {
+				t.Fatalf("admitted %d of %d, want exactly %d", admitted.Load(), workers*each, limit)
+			}
+		})
+	}
+}
+
+// TestConcurrentAllOrNothing: requests over overlapping key sets, from many
+// goroutines, never consume in one key when another refused (§4): each key's
+// final count equals the admitted requests that included it.
+func TestConcurrentAllOrNothing(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			s := New(100)
+			users := []string{"u0", "u1", "u2"}
+			tools := []string{"t0", "t1"}
+			limUser := algorithms.Limit{Limit: 40, WindowUS: 3600 * sec}
+			limTool := algorithms.Limit{Limit: 50, WindowUS: 3600 * sec}
+			now := 7200 * sec
+			var mu sync.Mutex
+			perKey := map[string]int64{}
+			var wg sync.WaitGroup
+			for w := 0; w < 6; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					out := make([]algorithms.Outcome, 2)
+					for i := 0; i < 100; i++ {
+						keys := []string{users[(w+i)%3], tools[(w*7+i)%2]}
+						ok, err := s.Evaluate(context.Background(), kind, keys, []algorithms.Limit{limUser, limTool}, now, out)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if ok {
+							mu.Lock()
+							perKey[keys[0]]++
+							perKey[keys[1]]++
+							mu.Unlock()
+						}
+					}
+				}(w)
+			}
+			wg.Wait()
+			// Read each key's usage back with one more request on it alone.
+			for _, k := range append(users, tools...) {
+				lim := limUser
+				if k[0] == 't' {
+					lim = limTool
+				}
+				_, out := eval(t, s, kind, []string{k}, []algorithms.Limit{lim}, now)
+				used := lim.Limit - out[0].Remaining
+				if out[0].OK {
+					used-- // the probe itself was admitted
+				}
+				if used != perKey[k] {
+					t.Errorf("key %s: state says %d used, %d admitted requests included it", k, used, perKey[k])
+				}
+				if perKey[k] > lim.Limit {
+					t.Errorf("key %s: %d admitted over limit %d", k, perKey[k], lim.Limit)
+				}
+			}
+		})
+	}
+}
+
+// TestBoundHolds: the store never holds more than memory_max_keys keys.
+func TestBoundHolds(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			s := New(100)
+			lim := []algorithms.Limit{{Limit: 5, WindowUS: 3600 * sec}}
+			for i := 0; i < 1000; i++ {
+				eval(t, s, kind, []string{fmt.Sprintf("k%d", i)}, lim, 3600*sec+int64(i))
+				if s.Len() > 100 {
+					t.Fatalf("after %d keys the store holds %d", i+1, s.Len())
+				}
+			}
+			if n := s.m.Size(); n != s.Len() {
+				t.Fatalf("map holds %d, slots %d", n, s.Len())
+			}
+		})
+	}
+}
+
+// TestEvictsExpiredFirst: at capacity, expired keys go before live ones.
+func TestEvictsExpiredFirst(t *testing.T) {
+	s := New(20)
+	short := []algorithms.Limit{{Limit: 5, WindowUS: sec}}
+	long := []algorithms.Limit{{Limit: 5, WindowUS: 3600 * sec}}
+	now := 3600 * sec
+	for i := 0; i < 10; i++ {
+		eval(t, s, algorithms.FixedWindow, []string{fmt.Sprintf("live%d", i)}, long, now)
+		eval(t, s, algorithms.FixedWindow, []string{fmt.Sprintf("short%d", i)}, short, now)
+	}
+	now += 2 * sec // every short key has expired
+	for i := 0; i < 10; i++ {
+		eval(t, s, algorithms.FixedWindow, []string{fmt.Sprintf("new%d", i)}, long, now)
+	}
+	for i := 0; i < 10; i++ {
+		if _, ok := s.m.Load(fmt.Sprintf("live%d", i)); !ok {
+			t.Errorf("live%d evicted while expired keys remained", i)
+		}
+	}
+	if s.Len() > 20 {
+		t.Fatalf("store holds %d", s.Len())
+	}
+}
+
+// TestSweepIsIncremental: expired keys are reclaimed a few per call, not all at once.
+func TestSweepIsIncremental(t *testing.T) {
+	s := New(10_000)
+	lim := []algorithms.Limit{{Limit: 5, WindowUS: sec}}
+	now := 100 * sec
+	for i := 0; i < 2000; i++ {
+		eval(t, s, algorithms.FixedWindow, []string{fmt.Sprintf("k%d", i)}, lim, now)
+	}
+	before := s.Len()
+	now += 5 * sec
+	eval(t, s, algorithms.FixedWindow, []string{"hot"}, lim, now)
+	if after := s.Len(); before-after > sweepKeys {
+		t.Fatalf("one call evicted %d keys, want at most %d", before-after, sweepKeys)
+	}
+	for i := 0; i < 50_000 && s.Len() > 1; i++ {
+		eval(t, s, algorithms.FixedWindow, []string{"hot"}, lim, now)
+	}
+	if s.Len() != 1 {
+		t.Fatalf("%d keys left after the sweep had time to pass every key", s.Len())
+	}
+}
+
+// TestEvictionIsInvisible: a key dropped after it expired answers like a
+// key that was kept (§3 "may be dropped", §10).
+func TestEvictionIsInvisible(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			lim := []algorithms.Limit{{Limit: 3, WindowUS: sec}}
+			kept, evicting := New(1000), New(1000)
+			now := 50 * sec
+			dropped := false
+			for step := 0; step < 60; step++ {
+				now += int64(step%7) * 300_000
+				// Sweep eagerly first: the key is dropped whenever it has expired.
+				evicting.sweep(now)
+				_, present := evicting.m.Load("k")
+				dropped = dropped || !present
+				ok1, o1 := eval(t, kept, kind, []string{"k"}, lim, now)
+				ok2, o2 := eval(t, evicting, kind, []string{"k"}, lim, now)
+				if ok1 != ok2 || o1[0] != o2[0] {
+					t.Fatalf("step %d: kept %v %+v, evicting %v %+v", step, ok1, o1[0], ok2, o2[0])
+				}
+				if _, present := kept.m.Load("k"); !present {
+					t.Fatal("the big store dropped the key")
+				}
+			}
+			if !dropped {
+				t.Fatal("the trace never let the key expire: the test proves nothing")
+			}
+		})
+	}
+}
+
+func TestSharedRegistry(t *testing.T) {
+	t.Cleanup(ResetShared)
+	a := Shared("p", `{"x":1}`, 10)
+	if Shared("p", `{"x":1}`, 99) != a {
+		t.Fatal("same name and config gave another store")
+	}
+	if Shared("q", `{"x":1}`, 10) == a || Shared("p", `{"x":2}`, 10) == a {
+		t.Fatal("another name or config shared the store")
+	}
+	ResetShared()
+	if Shared("p", `{"x":1}`, 10) == a {
+		t.Fatal("ResetShared kept the store")
+	}
+}

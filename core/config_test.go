@@ -1,0 +1,98 @@
+package core
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
+)
+
+// canonical is LimiterConfig(by_user=10/60, by_tool={"search": 5/1}).canonical_json().
+const canonical = `{"algorithm":"fixed_window","backend":"memory","by_tenant":null,"by_tool":{"search":{"limit":5,"window_s":1}},"by_user":{"limit":10,"window_s":60},"fail_mode":"open","memory_max_keys":100000,"redis_breaker_cooldown_ms":1000,"redis_breaker_failures":5,"redis_connect_timeout_ms":50,"redis_key_prefix":"rl","redis_timeout_ms":50,"redis_url":null}`
+
+func TestParseConfigCanonical(t *testing.T) {
+	cfg, err := ParseConfig([]byte(canonical))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Algorithm != algorithms.FixedWindow || cfg.Backend != "memory" || cfg.KeyPrefix != "rl" {
+		t.Errorf("got %+v", cfg)
+	}
+	if cfg.ByUser == nil || *cfg.ByUser != (algorithms.Limit{Limit: 10, WindowUS: MinuteUS}) {
+		t.Errorf("by_user %+v", cfg.ByUser)
+	}
+	if cfg.ByTenant != nil {
+		t.Errorf("by_tenant %+v, want nil", cfg.ByTenant)
+	}
+	if got := cfg.ByTool["search"]; got != (algorithms.Limit{Limit: 5, WindowUS: SecondUS}) || len(cfg.ByTool) != 1 {
+		t.Errorf("by_tool %+v", cfg.ByTool)
+	}
+	if cfg.ConnectTimeout != 50*time.Millisecond || cfg.CommandTimeout != 50*time.Millisecond ||
+		cfg.BreakerFailures != 5 || cfg.BreakerCooldown != time.Second || cfg.MemoryMaxKeys != 100_000 {
+		t.Errorf("settings %+v", cfg)
+	}
+}
+
+func TestParseConfigRedis(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`{"algorithm":"token_bucket","backend":"redis","redis_url":"redis://127.0.0.1:1/0",
+		"redis_timeout_ms":20,"redis_connect_timeout_ms":30,"redis_breaker_failures":3,"redis_breaker_cooldown_ms":250,
+		"redis_key_prefix":"a.b-c_1","by_tenant":{"limit":1000000,"window_s":3600}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Algorithm: algorithms.TokenBucket, Backend: "redis", RedisURL: "redis://127.0.0.1:1/0", KeyPrefix: "a.b-c_1",
+		FailMode: "open", ConnectTimeout: 30 * time.Millisecond, CommandTimeout: 20 * time.Millisecond,
+		BreakerFailures: 3, BreakerCooldown: 250 * time.Millisecond, MemoryMaxKeys: 100_000,
+	}
+	if cfg.ByTenant == nil || *cfg.ByTenant != (algorithms.Limit{Limit: 1_000_000, WindowUS: HourUS}) {
+		t.Fatalf("by_tenant %+v", cfg.ByTenant)
+	}
+	if len(cfg.ByTool) != 0 {
+		t.Fatalf("by_tool %+v", cfg.ByTool)
+	}
+	cfg.ByTenant, cfg.ByTool = nil, nil
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got  %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct{ name, json, mention string }{
+		{"not json", `{`, "unexpected EOF"},
+		{"trailing", `{} {}`, "trailing"},
+		{"unknown field", `{"by_users":{"limit":1,"window_s":1}}`, "by_users"},
+		{"algorithm", `{"algorithm":"leaky"}`, "leaky"},
+		{"backend", `{"backend":"disk"}`, "disk"},
+		{"wrong type", `{"by_user":30}`, "by_user"},
+		{"fraction", `{"by_user":{"limit":1.5,"window_s":1}}`, "limit"},
+		{"zero limit", `{"by_user":{"limit":0,"window_s":1}}`, "limit 0"},
+		{"big limit", `{"by_tenant":{"limit":1000001,"window_s":1}}`, "limit 1000001"},
+		{"window", `{"by_user":{"limit":1,"window_s":86400}}`, "window_s 86400"},
+		{"missing window", `{"by_user":{"limit":1}}`, "window_s"},
+		{"tool null", `{"by_tool":{"a":null}}`, "missing rate"},
+		{"tool empty", `{"by_tool":{"":{"limit":1,"window_s":1}}}`, "empty tool"},
+		{"tool spaces", `{"by_tool":{" a":{"limit":1,"window_s":1}}}`, "white space"},
+		{"prefix", `{"redis_key_prefix":"rl:x"}`, "redis_key_prefix"},
+		{"prefix long", `{"redis_key_prefix":"` + strings.Repeat("a", 65) + `"}`, "redis_key_prefix"},
+		{"redis url", `{"backend":"redis"}`, "redis_url"},
+		{"timeout", `{"redis_timeout_ms":0}`, "redis_timeout_ms"},
+		{"max keys", `{"memory_max_keys":0}`, "memory_max_keys"},
+		{"fail mode", `{"fail_mode":"ajar"}`, "ajar"},
+		{"every problem", `{"algorithm":"x","fail_mode":"y"}`, `"y"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.json))
+			if err == nil {
+				t.Fatalf("accepted %s", tt.json)
+			}
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.mention) {
+				t.Fatalf("error %q: want ErrConfig mentioning %q", err, tt.mention)
+			}
+		})
+	}
+}

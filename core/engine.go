@@ -1,0 +1,225 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
+)
+
+// Dimension is the kind of a rate limiting dimension, in evaluation order (§4).
+type Dimension uint8
+
+// The dimensions of docs/semantics.md §5; DimNone reports that none applied.
+const (
+	DimUser Dimension = iota
+	DimTenant
+	DimTool
+	DimNone
+)
+
+// String returns the dimension's name as used in keys and descriptions.
+func (d Dimension) String() string {
+	switch d {
+	case DimUser:
+		return "user"
+	case DimTenant:
+		return "tenant"
+	case DimTool:
+		return "tool"
+	}
+	return "none"
+}
+
+// MaxNowUS is the largest explicit time accepted, in Unix µs (2^53: the Redis
+// scripts compute in doubles, exact up to there; it is the year 2255).
+const MaxNowUS = int64(1) << 53
+
+// Decision is one request's answer from the reported dimension (§4, §7).
+// With Dimension DimNone no dimension applied: admitted, no headers.
+type Decision struct {
+	Admitted    bool
+	Dimension   Dimension
+	Limit       int64 // X-RateLimit-Limit
+	Remaining   int64 // X-RateLimit-Remaining
+	ResetAtUnix int64 // X-RateLimit-Reset, Unix seconds rounded up
+	RetryAfterS int64 // Retry-After in seconds (>= 1) when blocked, else 0
+}
+
+// toolDim is a configured tool's precomputed key and limit.
+type toolDim struct {
+	key   string
+	limit algorithms.Limit
+}
+
+// scratch is the per-call working memory of Evaluate, pooled so the hot path
+// does not allocate.
+type scratch struct {
+	bufs   [3][]byte
+	esc    []byte
+	keys   [3]string
+	limits [3]algorithms.Limit
+	dims   [3]Dimension
+	out    [3]algorithms.Outcome
+}
+
+// Limiter evaluates requests of one configuration against one backend. It is
+// safe for concurrent use. It does not own the backend: closing the backend is
+// the caller's business, since backends are shared (§10).
+type Limiter struct {
+	kind       algorithms.Kind
+	backend    Backend
+	borrow     bool // backend accepts key views into scratch buffers
+	userPrefix string
+	userLimit  algorithms.Limit
+	hasUser    bool
+	tenPrefix  string
+	tenLimit   algorithms.Limit
+	hasTenant  bool
+	tools      map[string]toolDim // escaped tool name -> key and limit
+	pool       sync.Pool
+}
+
+// NewLimiter binds a configuration to a backend.
+func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
+	if backend == nil {
+		return nil, fmt.Errorf("%w: nil backend", ErrConfig)
+	}
+	tag := cfg.Algorithm.KeyTag()
+	if tag == "" {
+		return nil, fmt.Errorf("%w: algorithm %v", ErrConfig, cfg.Algorithm)
+	}
+	if !validPrefix(cfg.KeyPrefix) {
+		return nil, fmt.Errorf("%w: key prefix %q", ErrConfig, cfg.KeyPrefix)
+	}
+	l := &Limiter{kind: cfg.Algorithm, backend: backend, tools: make(map[string]toolDim, len(cfg.ByTool))}
+	if b, ok := backend.(KeyBorrower); ok {
+		l.borrow = b.BorrowsKeys()
+	}
+	if cfg.ByUser != nil {
+		l.hasUser, l.userLimit = true, *cfg.ByUser
+		l.userPrefix = keyPrefix(cfg.KeyPrefix, tag, "user", l.userLimit.Limit, l.userLimit.WindowUS)
+	}
+	if cfg.ByTenant != nil {
+		l.hasTenant, l.tenLimit = true, *cfg.ByTenant
+		l.tenPrefix = keyPrefix(cfg.KeyPrefix, tag, "tenant", l.tenLimit.Limit, l.tenLimit.WindowUS)
+	}
+	for name, lim := range cfg.ByTool {
+		esc := EscapeIdentity(name)
+		key := keyPrefix(cfg.KeyPrefix, tag, "tool", lim.Limit, lim.WindowUS) + esc
+		l.tools[esc] = toolDim{key: key, limit: lim}
+	}
+	l.pool.New = func() any {
+		s := &scratch{esc: make([]byte, 0, hashedLen+MaxEscapedIdentity)}
+		for i := range s.bufs {
+			s.bufs[i] = make([]byte, 0, 256)
+		}
+		return s
+	}
+	return l, nil
+}
+
+// Evaluate checks and, if admitted, consumes one request (§4). user is the
+// normalised user (required when the user dimension is configured); tenant ""
+// means no tenant; tool "" means no tool, and a tool not in by_tool is not
+// limited. An identity starting with IdentityMarker is already escaped.
+// nowUS is the time in Unix µs, 0 for the backend's clock. Errors wrap
+// ErrBadArgument (nothing was evaluated) or ErrBackend.
+func (l *Limiter) Evaluate(ctx context.Context, user, tenant, tool string, nowUS int64) (Decision, error) {
+	if nowUS < 0 || nowUS > MaxNowUS {
+		return Decision{}, fmt.Errorf("%w: now_us %d outside 0..2^53", ErrBadArgument, nowUS)
+	}
+	s := l.pool.Get().(*scratch)
+	defer l.pool.Put(s)
+
+	n := 0
+	var err error
+	if l.hasUser {
+		if user == "" {
+			return Decision{}, fmt.Errorf("%w: empty user", ErrBadArgument)
+		}
+		if s.bufs[n], err = appendIdentity(append(s.bufs[n][:0], l.userPrefix...), user); err != nil {
+			return Decision{}, fmt.Errorf("user: %w", err)
+		}
+		s.limits[n], s.dims[n] = l.userLimit, DimUser
+		n++
+	}
+	if l.hasTenant && tenant != "" {
+		if s.bufs[n], err = appendIdentity(append(s.bufs[n][:0], l.tenPrefix...), tenant); err != nil {
+			return Decision{}, fmt.Errorf("tenant: %w", err)
+		}
+		s.limits[n], s.dims[n] = l.tenLimit, DimTenant
+		n++
+	}
+	toolKey := ""
+	if tool != "" && len(l.tools) > 0 {
+		if s.esc, err = appendIdentity(s.esc[:0], tool); err != nil {
+			return Decision{}, fmt.Errorf("tool: %w", err)
+		}
+		if td, ok := l.tools[string(s.esc)]; ok {
+			toolKey = td.key
+			s.limits[n], s.dims[n] = td.limit, DimTool
+			n++
+		}
+	}
+	if n == 0 {
+		return Decision{Admitted: true, Dimension: DimNone}, nil
+	}
+	for i := 0; i < n; i++ {
+		if s.dims[i] == DimTool {
+			s.keys[i] = toolKey
+		} else if l.borrow {
+			s.keys[i] = unsafe.String(unsafe.SliceData(s.bufs[i]), len(s.bufs[i]))
+		} else {
+			s.keys[i] = string(s.bufs[i])
+		}
+	}
+
+	admitted, err := l.backend.Evaluate(ctx, l.kind, s.keys[:n], s.limits[:n], nowUS, s.out[:n])
+	clear(s.keys[:n]) // drop views of the buffers before the scratch is reused
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: %w", ErrBackend, err)
+	}
+	r := Reported(admitted, s.out[:n])
+	o := s.out[r]
+	d := Decision{
+		Admitted:    admitted,
+		Dimension:   s.dims[r],
+		Limit:       s.limits[r].Limit,
+		Remaining:   o.Remaining,
+		ResetAtUnix: algorithms.CeilDiv(o.ResetAtUS, SecondUS),
+	}
+	if !admitted {
+		d.RetryAfterS = max(1, algorithms.CeilDiv(o.RetryAfterUS, SecondUS))
+	}
+	return d, nil
+}
+
+// Reported returns the index of the reported dimension among the outcomes of
+// one request, given in the order user, tenant, tool (§4): when blocked, the
+// refusing dimension with the largest retry time; when admitted, the one with
+// the least remaining; ties go to the earliest.
+func Reported(admitted bool, out []algorithms.Outcome) int {
+	best := -1
+	for i := range out {
+		o := &out[i]
+		switch {
+		case admitted:
+			if best < 0 || o.Remaining < out[best].Remaining {
+				best = i
+			}
+		case !o.OK:
+			if best < 0 || o.RetryAfterUS > out[best].RetryAfterUS {
+				best = i
+			}
+		}
+	}
+	if best < 0 {
+		// Blocked with every dimension ok cannot happen with a correct
+		// backend; report the first rather than index out of range.
+		best = 0
+	}
+	return best
+}

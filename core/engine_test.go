@@ -1,0 +1,220 @@
+package core_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
+	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
+	"github.com/rate-limiter-go/rate_limiter_go/core"
+)
+
+const sec = core.SecondUS
+
+// recorder is a Backend that records the keys and limits it is asked about
+// and answers with fixed outcomes: it tests the engine's side of the contract.
+type recorder struct {
+	keys     []string
+	limits   []algorithms.Limit
+	admitted bool
+	outs     []algorithms.Outcome
+	err      error
+	calls    int
+}
+
+func (r *recorder) Evaluate(_ context.Context, _ algorithms.Kind, keys []string, limits []algorithms.Limit, _ int64, out []algorithms.Outcome) (bool, error) {
+	r.calls++
+	r.keys = append([]string(nil), keys...)
+	r.limits = append([]algorithms.Limit(nil), limits...)
+	if r.err != nil {
+		return false, r.err
+	}
+	copy(out, r.outs)
+	return r.admitted, nil
+}
+
+func (r *recorder) Close() error { return nil }
+
+func limiter(t *testing.T, cfgJSON string, b core.Backend) *core.Limiter {
+	t.Helper()
+	cfg, err := core.ParseConfig([]byte(cfgJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := core.NewLimiter(cfg, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+const allDims = `{"algorithm":"%s","by_user":{"limit":10,"window_s":60},"by_tenant":{"limit":5,"window_s":1},
+	"by_tool":{"search":{"limit":3,"window_s":3600},"a b:c":{"limit":2,"window_s":1}}}`
+
+func TestKeysAndApplicableDimensions(t *testing.T) {
+	tests := []struct {
+		name, algo, user, tenant, tool string
+		want                           []string
+	}{
+		{"§6 user example", "fixed_window", "alice@example.com", "", "",
+			[]string{"rl:fw:user:10/60:alice@example.com"}},
+		{"§6 tenant example", "token_bucket", "u", "team:1 {a}", "",
+			[]string{"rl:tb:user:10/60:u", "rl:tb:tenant:5/1:team%3A1%20%7Ba%7D"}},
+		{"§5 all three in order", "sliding_window", "u", "t", "search",
+			[]string{"rl:sw:user:10/60:u", "rl:sw:tenant:5/1:t", "rl:sw:tool:3/3600:search"}},
+		{"§5 tool not configured", "fixed_window", "u", "t", "other", []string{"rl:fw:user:10/60:u", "rl:fw:tenant:5/1:t"}},
+		{"§6 tool name escaped", "fixed_window", "u", "", "a b:c", []string{"rl:fw:user:10/60:u", "rl:fw:tool:2/1:a%20b%3Ac"}},
+		{"marked identity used verbatim", "fixed_window", "\x01a%00b", "\x01%ED%A0%80", "",
+			[]string{"rl:fw:user:10/60:a%00b", "rl:fw:tenant:5/1:%ED%A0%80"}},
+		{"marked tool matches the escaped name", "fixed_window", "u", "", "\x01a%20b%3Ac",
+			[]string{"rl:fw:user:10/60:u", "rl:fw:tool:2/1:a%20b%3Ac"}},
+		{"long identity hashed", "fixed_window", strings.Repeat("x", 129), "", "",
+			[]string{"rl:fw:user:10/60:" + core.EscapeIdentity(strings.Repeat("x", 129))}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &recorder{admitted: true, outs: make([]algorithms.Outcome, 3)}
+			l := limiter(t, fmt.Sprintf(allDims, tt.algo), r)
+			if _, err := l.Evaluate(context.Background(), tt.user, tt.tenant, tt.tool, 1); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(r.keys) != fmt.Sprint(tt.want) {
+				t.Fatalf("keys %q, want %q", r.keys, tt.want)
+			}
+		})
+	}
+}
+
+func TestNoDimensionApplies(t *testing.T) {
+	r := &recorder{}
+	l := limiter(t, `{"by_tenant":{"limit":1,"window_s":1},"by_tool":{"x":{"limit":1,"window_s":1}}}`, r)
+	d, err := l.Evaluate(context.Background(), "u", "", "y", 0)
+	if err != nil || d != (core.Decision{Admitted: true, Dimension: core.DimNone}) || r.calls != 0 {
+		t.Fatalf("got %+v, %v after %d backend calls; want admitted, no dimension, no call", d, err, r.calls)
+	}
+}
+
+// TestReportedAndHeaders covers §4's choice of the reported dimension and §7's rounding.
+func TestReportedAndHeaders(t *testing.T) {
+	tests := []struct {
+		name     string
+		admitted bool
+		outs     []algorithms.Outcome
+		want     core.Decision
+	}{
+		{"admitted: least remaining", true, []algorithms.Outcome{
+			{OK: true, Remaining: 9, ResetAtUS: 60 * sec}, {OK: true, Remaining: 4, ResetAtUS: 2*sec + 1}, {OK: true, Remaining: 7}},
+			core.Decision{Admitted: true, Dimension: core.DimTenant, Limit: 5, Remaining: 4, ResetAtUnix: 3}},
+		{"admitted: tie goes to the earliest", true, []algorithms.Outcome{
+			{OK: true, Remaining: 2, ResetAtUS: 5 * sec}, {OK: true, Remaining: 3}, {OK: true, Remaining: 2, ResetAtUS: 9 * sec}},
+			core.Decision{Admitted: true, Dimension: core.DimUser, Limit: 10, Remaining: 2, ResetAtUnix: 5}},
+		{"blocked: largest retry among refusers", false, []algorithms.Outcome{
+			{OK: false, RetryAfterUS: 500_000, ResetAtUS: 10 * sec}, {OK: true, Remaining: 5, ResetAtUS: 99 * sec},
+			{OK: false, RetryAfterUS: 1_000_001, ResetAtUS: 11*sec + 1}},
+			core.Decision{Admitted: false, Dimension: core.DimTool, Limit: 3, ResetAtUnix: 12, RetryAfterS: 2}},
+		{"blocked: tie goes to the earliest, Retry-After at least 1", false, []algorithms.Outcome{
+			{OK: true, Remaining: 1}, {OK: false, RetryAfterUS: 1, ResetAtUS: 7 * sec}, {OK: false, RetryAfterUS: 1}},
+			core.Decision{Admitted: false, Dimension: core.DimTenant, Limit: 5, ResetAtUnix: 7, RetryAfterS: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &recorder{admitted: tt.admitted, outs: tt.outs}
+			l := limiter(t, fmt.Sprintf(allDims, "fixed_window"), r)
+			d, err := l.Evaluate(context.Background(), "u", "t", "search", 1)
+			if err != nil || d != tt.want {
+				t.Fatalf("got %+v, %v; want %+v", d, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestBadArguments(t *testing.T) {
+	r := &recorder{admitted: true, outs: make([]algorithms.Outcome, 3)}
+	l := limiter(t, fmt.Sprintf(allDims, "fixed_window"), r)
+	tests := []struct {
+		name               string
+		user, tenant, tool string
+		now                int64
+	}{
+		{"negative time", "u", "", "", -1},
+		{"time beyond 2^53", "u", "", "", core.MaxNowUS + 1},
+		{"empty user", "", "", "", 1},
+		{"marked user not escaped", "\x01a:b", "", "", 1},
+		{"marked empty tenant", "u", "\x01", "", 1},
+		{"marked tool not escaped", "u", "", "\x01a b", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := l.Evaluate(context.Background(), tt.user, tt.tenant, tt.tool, tt.now)
+			if !errors.Is(err, core.ErrBadArgument) {
+				t.Fatalf("error %v, want ErrBadArgument", err)
+			}
+			if r.calls != 0 {
+				t.Fatalf("backend called %d times", r.calls)
+			}
+		})
+	}
+}
+
+func TestBackendErrorWrapped(t *testing.T) {
+	cause := errors.New("connection refused")
+	l := limiter(t, fmt.Sprintf(allDims, "fixed_window"), &recorder{err: cause})
+	_, err := l.Evaluate(context.Background(), "u", "", "", 0)
+	if !errors.Is(err, core.ErrBackend) || !errors.Is(err, cause) {
+		t.Fatalf("error %v: want ErrBackend wrapping the cause", err)
+	}
+}
+
+// TestAllOrNothing drives the memory backend: a request refused by one
+// dimension consumes nothing in the others (§4).
+func TestAllOrNothing(t *testing.T) {
+	for _, algo := range []string{"fixed_window", "sliding_window", "token_bucket"} {
+		t.Run(algo, func(t *testing.T) {
+			l := limiter(t, fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":3,"window_s":60},
+				"by_tool":{"a":{"limit":1,"window_s":60},"b":{"limit":4,"window_s":60}}}`, algo), memory.New(100))
+			steps := []struct {
+				user, tool string
+				admitted   bool
+				dim        core.Dimension
+				remaining  int64
+			}{
+				{"u", "a", true, core.DimTool, 0},  // user 2 left, tool a 0 left
+				{"u", "a", false, core.DimTool, 0}, // refused by tool a: user keeps 2
+				{"u", "a", false, core.DimTool, 0},
+				{"u", "b", true, core.DimUser, 1},  // user 1 left, tool b 3 left
+				{"u", "b", true, core.DimUser, 0},  // user 0 left, tool b 2 left
+				{"u", "b", false, core.DimUser, 0}, // refused by user: tool b keeps 2
+				{"u", "", false, core.DimUser, 0},
+				{"v", "b", true, core.DimTool, 1}, // tool b 1 left: the refused requests spent nothing
+			}
+			now := 1_700_000_000 * sec
+			for i, st := range steps {
+				d, err := l.Evaluate(context.Background(), st.user, "", st.tool, now)
+				if err != nil || d.Admitted != st.admitted || d.Dimension != st.dim || d.Remaining != st.remaining {
+					t.Fatalf("step %d: got %+v, %v; want admitted=%v dim=%v remaining=%d",
+						i, d, err, st.admitted, st.dim, st.remaining)
+				}
+			}
+		})
+	}
+}
+
+// TestEvaluateAllocs checks the memory hot path allocates nothing per call
+// once the keys exist.
+func TestEvaluateAllocs(t *testing.T) {
+	l := limiter(t, fmt.Sprintf(allDims, "token_bucket"), memory.New(100))
+	ctx := context.Background()
+	now := int64(1_700_000_000) * sec
+	allocs := testing.AllocsPerRun(1000, func() {
+		now += 1000
+		if _, err := l.Evaluate(ctx, "alice@example.com", "team:1", "search", now); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per call, want 0", allocs)
+	}
+}
