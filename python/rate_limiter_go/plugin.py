@@ -29,6 +29,7 @@ from rate_limiter_go.config import LimiterConfig, parse_config
 from rate_limiter_go.engine import Decision
 from rate_limiter_go.engines import select_engine
 from rate_limiter_go.identity import ANONYMOUS, tenant_identity, tool_key, user_identity
+from rate_limiter_go.keys import escape_identity
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +37,7 @@ logger = logging.getLogger(__name__)
 ERROR_LOG_INTERVAL_S = 10.0
 
 _KIND_TEXT = {"user": "per-user", "tenant": "per-tenant", "tool": "per-tool"}
-# Bytes kept raw by the §6 key escaping; used only to redact identities from error texts.
-_KEY_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@+")
 _MAX_ERROR_TEXT = 160
-
-
-def _escaped(identity: str) -> str:
-    raw = identity.encode("utf-8", "surrogatepass")
-    return "".join(chr(b) if b in _KEY_SAFE else f"%{b:02X}" for b in raw)
 
 
 def sanitise_error(exc: BaseException, key_prefix: str, identities: tuple[str | None, ...] = ()) -> str:
@@ -67,7 +61,7 @@ def sanitise_error(exc: BaseException, key_prefix: str, identities: tuple[str | 
     for identity in identities:
         if identity:
             text = text.replace(identity, "<id>")
-            escaped = _escaped(identity)
+            escaped = escape_identity(identity)
             if escaped != identity:
                 text = text.replace(escaped, "<id>")
     text = " ".join(text.split())  # no embedded newlines in a log line

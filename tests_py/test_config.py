@@ -1,0 +1,290 @@
+"""parse_rate / parse_config: every validation rule, one error listing all problems (docs/semantics.md §1, §5, §6, §8, §10)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rate_limiter_go.config import ConfigError, LimiterConfig, Rate, parse_config, parse_rate
+
+# --- §1 rates ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "window_s"),
+    [
+        ("10/s", 10, 1),
+        ("10/sec", 10, 1),
+        ("10/second", 10, 1),
+        ("10/m", 10, 60),
+        ("10/min", 10, 60),
+        ("10/minute", 10, 60),
+        ("10/h", 10, 3600),
+        ("10/hr", 10, 3600),
+        ("10/hour", 10, 3600),
+        ("10/S", 10, 1),  # unit is case-insensitive
+        ("10/Minute", 10, 60),
+        (" 10 / M ", 10, 60),  # whitespace around the string and the slash
+        ("\t7/h\n", 7, 3600),
+        ("010/s", 10, 1),  # leading zeros accepted
+        ("1/s", 1, 1),
+        ("1000000/h", 1_000_000, 3600),
+    ],
+)
+def test_parse_rate_accepts_the_section_1_forms(text: str, limit: int, window_s: int) -> None:
+    rate = parse_rate(text)
+    assert rate == Rate(limit=limit, window_s=window_s)
+    assert rate.window_us == window_s * 1_000_000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "10",
+        "/s",
+        "10/",
+        "10/d",
+        "10/seconds",  # plural is not in §1
+        "0/s",
+        "000/s",
+        "1000001/s",
+        "99999999999999999999/s",
+        "1.5/s",
+        "-1/s",
+        "+5/s",
+        "1 0/s",
+        "10/s/s",
+        "10 per s",
+        "\u0661\u0660/s",  # Arabic-Indic digits: int() would take them, §1 does not
+        "10/\u0455",  # Cyrillic dze looks like "s"
+    ],
+)
+def test_parse_rate_rejects_malformed_strings(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rate(text)
+
+
+@pytest.mark.parametrize("value", [10, 1.5, None, True, ["10/s"], {"limit": 10}, b"10/s"])
+def test_parse_rate_rejects_non_strings(value: object) -> None:
+    # A number where a rate belongs is an error, never "no limit" (an earlier fault).
+    with pytest.raises(ValueError, match="must be a string"):
+        parse_rate(value)
+
+
+def test_parse_rate_error_is_short_for_huge_input() -> None:
+    with pytest.raises(ValueError) as info:
+        parse_rate("x" * 10_000)
+    assert len(str(info.value)) < 200
+
+
+# --- defaults --------------------------------------------------------------------
+
+
+def test_none_and_empty_mapping_give_the_defaults() -> None:
+    for raw in (None, {}):
+        config = parse_config(raw)
+        assert config == LimiterConfig()
+        assert config.by_user is None and config.by_tenant is None and dict(config.by_tool) == {}
+        assert config.algorithm == "fixed_window"
+        assert config.backend == "memory"
+        assert config.fail_mode == "open"
+        assert config.redis_url is None
+        assert config.redis_key_prefix == "rl"
+        assert config.redis_connect_timeout_ms == 50
+        assert config.redis_timeout_ms == 50
+        assert config.redis_breaker_failures == 5
+        assert config.redis_breaker_cooldown_ms == 1000
+        assert config.memory_max_keys == 100_000
+
+
+def test_full_valid_config() -> None:
+    config = parse_config(
+        {
+            "by_user": "30/m",
+            "by_tenant": "1000/h",
+            "by_tool": {" Search ": "3/s", "fetch": "10/min"},
+            "algorithm": "token_bucket",
+            "backend": "redis",
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "redis_key_prefix": "gw-1.rl_x",
+            "fail_mode": "closed",
+            "redis_connect_timeout_ms": 100,
+            "redis_timeout_ms": 60_000,
+            "redis_breaker_failures": 1000,
+            "redis_breaker_cooldown_ms": 600_000,
+            "memory_max_keys": 100_000_000,
+        }
+    )
+    assert config.by_user == Rate(30, 60)
+    assert config.by_tenant == Rate(1000, 3600)
+    # §5: by_tool keys are stripped and lower-cased at config time.
+    assert dict(config.by_tool) == {"search": Rate(3, 1), "fetch": Rate(10, 60)}
+    assert (config.algorithm, config.backend, config.fail_mode) == ("token_bucket", "redis", "closed")
+    assert config.redis_url == "redis://127.0.0.1:6379/0"
+    assert config.redis_key_prefix == "gw-1.rl_x"
+    assert config.redis_connect_timeout_ms == 100
+    assert config.redis_timeout_ms == 60_000
+    assert config.redis_breaker_failures == 1000
+    assert config.redis_breaker_cooldown_ms == 600_000
+    assert config.memory_max_keys == 100_000_000
+
+
+def test_by_tool_is_read_only_and_canonical_json_is_deterministic() -> None:
+    a = parse_config({"by_user": "5/s", "by_tool": {"b": "1/s", "A": "2/m"}})
+    b = parse_config({"by_tool": {"a": "2/minute", "B": "1/sec"}, "by_user": " 5 / S "})
+    with pytest.raises(TypeError):
+        a.by_tool["c"] = Rate(1, 1)  # type: ignore[index]
+    assert a == b
+    assert a.canonical_json() == b.canonical_json()
+    doc = json.loads(a.canonical_json())
+    assert doc["by_tool"] == {"a": {"limit": 2, "window_s": 60}, "b": {"limit": 1, "window_s": 1}}
+    assert doc["by_user"] == {"limit": 5, "window_s": 1}
+
+
+@pytest.mark.parametrize("url", ["redis://localhost", "rediss://h:6380/2", "unix:///run/redis.sock"])
+def test_redis_url_schemes(url: str) -> None:
+    assert parse_config({"backend": "redis", "redis_url": url}).redis_url == url
+
+
+# --- one problem at a time: each error names its key ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "fragment"),
+    [
+        ({"by_user": 30}, "by_user", "must be a string"),  # wrong type, not "no limit"
+        ({"by_user": None}, "by_user", "must be a string"),  # §1: None is an error
+        ({"by_user": "30"}, "by_user", "not a rate"),
+        ({"by_tenant": "5/d"}, "by_tenant", "unknown unit"),
+        ({"by_tenant": 2.5}, "by_tenant", "must be a string"),
+        ({"by_tool": ["search"]}, "by_tool", "must be a mapping"),
+        ({"by_tool": "search: 3/s"}, "by_tool", "must be a mapping"),
+        ({"by_tool": None}, "by_tool", "must be a mapping"),
+        ({"by_tool": {"search": 3}}, "by_tool['search']", "must be a string"),
+        ({"by_tool": {"search": "0/s"}}, "by_tool['search']", "between 1 and"),
+        ({"by_tool": {7: "1/s"}}, "by_tool", "must be strings"),
+        ({"by_tool": {"   ": "1/s"}}, "by_tool", "empty after stripping"),
+        ({"algorithm": "leaky_bucket"}, "algorithm", "must be one of"),
+        ({"algorithm": "Fixed_Window"}, "algorithm", "must be one of"),
+        ({"algorithm": 1}, "algorithm", "must be one of"),
+        ({"backend": "memcached"}, "backend", "must be one of"),
+        ({"fail_mode": "ignore"}, "fail_mode", "must be one of"),
+        ({"fail_mode": True}, "fail_mode", "must be one of"),
+        ({"backend": "redis"}, "redis_url", "required when backend is redis"),
+        ({"backend": "redis", "redis_url": None}, "redis_url", "required when backend is redis"),
+        ({"backend": "redis", "redis_url": "http://localhost:6379"}, "redis_url", "must start with"),
+        ({"backend": "redis", "redis_url": "localhost:6379"}, "redis_url", "must start with"),
+        ({"redis_url": 6379}, "redis_url", "must be a string"),
+        ({"redis_key_prefix": ""}, "redis_key_prefix", "must match"),
+        ({"redis_key_prefix": "a:b"}, "redis_key_prefix", "must match"),
+        ({"redis_key_prefix": "a b"}, "redis_key_prefix", "must match"),
+        ({"redis_key_prefix": "x" * 65}, "redis_key_prefix", "must match"),
+        ({"redis_key_prefix": "caf\u00e9"}, "redis_key_prefix", "must match"),
+        ({"redis_key_prefix": 5}, "redis_key_prefix", "must match"),
+        ({"redis_timeout_ms": 0}, "redis_timeout_ms", "between 1 and 60000"),
+        ({"redis_timeout_ms": 60_001}, "redis_timeout_ms", "between 1 and 60000"),
+        ({"redis_timeout_ms": "50"}, "redis_timeout_ms", "must be an integer"),
+        ({"redis_timeout_ms": 50.0}, "redis_timeout_ms", "must be an integer"),
+        ({"redis_timeout_ms": True}, "redis_timeout_ms", "must be an integer"),  # bools are not ints
+        ({"redis_connect_timeout_ms": 0}, "redis_connect_timeout_ms", "between 1 and 60000"),
+        ({"redis_connect_timeout_ms": False}, "redis_connect_timeout_ms", "must be an integer"),
+        ({"redis_breaker_failures": 0}, "redis_breaker_failures", "between 1 and 1000"),
+        ({"redis_breaker_failures": 1001}, "redis_breaker_failures", "between 1 and 1000"),
+        ({"redis_breaker_cooldown_ms": 600_001}, "redis_breaker_cooldown_ms", "between 1 and 600000"),
+        ({"redis_breaker_cooldown_ms": -1}, "redis_breaker_cooldown_ms", "between 1 and 600000"),
+        ({"memory_max_keys": 0}, "memory_max_keys", "between 1 and 100000000"),
+        ({"memory_max_keys": 100_000_001}, "memory_max_keys", "between 1 and 100000000"),
+        ({"memory_max_keys": None}, "memory_max_keys", "must be an integer"),
+    ],
+)
+def test_each_problem_names_its_key(raw: dict, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert len(err.problems) == 1, err.problems
+    assert err.problems[0].startswith(f"{key}: "), err.problems
+    assert fragment in err.problems[0]
+    assert err.problems[0] in str(err)
+
+
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        ({"Search": "1/s", "search": "2/s"}, ("'Search'", "'search'")),
+        ({"search": "1/s", " search ": "1/s"}, ("'search'", "' search '")),
+        ({"FETCH": "1/s", "\tfetch": "1/m"}, ("'FETCH'", "'\\tfetch'")),
+    ],
+)
+def test_by_tool_names_colliding_after_normalisation(raw: dict, names: tuple[str, str]) -> None:
+    # §5: two keys equal after strip().lower() are a configuration error, not "last one wins".
+    with pytest.raises(ConfigError) as info:
+        parse_config({"by_tool": raw})
+    (problem,) = info.value.problems
+    assert problem.startswith("by_tool: ") and "collide" in problem
+    for name in names:
+        assert name in problem
+
+
+def test_unknown_keys_with_did_you_mean() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"by_usr": "5/s", "redis_timeout": 50, "colour": "blue", 3: "x"})
+    problems = info.value.problems
+    assert len(problems) == 4
+    assert "by_usr: unknown setting (did you mean 'by_user'?)" in problems
+    assert "redis_timeout: unknown setting (did you mean 'redis_timeout_ms'?)" in problems
+    assert "colour: unknown setting" in problems
+    assert any(p.startswith("3: ") and "must be strings" in p for p in problems)
+
+
+def test_one_error_lists_every_problem() -> None:
+    raw = {
+        "by_user": 30,
+        "by_tenant": "ten/s",
+        "by_tool": {"A": "1/s", "a": "x"},
+        "algorithm": "gcra",
+        "backend": "redis",
+        "fail_mode": "maybe",
+        "redis_key_prefix": "bad prefix",
+        "redis_timeout_ms": True,
+        "memory_max_keys": 0,
+        "extra": 1,
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    err = info.value
+    keys = sorted(p.split(":", 1)[0] for p in err.problems)
+    assert keys == sorted(
+        [
+            "extra",
+            "by_user",
+            "by_tenant",
+            "by_tool",  # collision
+            "by_tool['a']",  # bad rate
+            "algorithm",
+            "fail_mode",
+            "redis_url",
+            "redis_key_prefix",
+            "redis_timeout_ms",
+            "memory_max_keys",
+        ]
+    )
+    text = str(err)
+    assert text.startswith(f"invalid rate limiter configuration ({len(err.problems)} problems)")
+    assert all(p in text for p in err.problems)
+
+
+def test_redis_url_is_never_echoed() -> None:
+    # The URL can hold a password; the error describes the problem without it.
+    secret = "http://:hunter2-pass@cache:6379"
+    with pytest.raises(ConfigError) as info:
+        parse_config({"backend": "redis", "redis_url": secret})
+    assert "hunter2" not in str(info.value)
+
+
+def test_config_that_is_not_a_mapping() -> None:
+    for raw in (["by_user", "5/s"], "by_user: 5/s", 5):
+        with pytest.raises(ConfigError, match="config: must be a mapping"):
+            parse_config(raw)  # type: ignore[arg-type]
