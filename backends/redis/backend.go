@@ -172,6 +172,12 @@ func validate(kind algorithms.Kind, keys []string, limits []algorithms.Limit, no
 	return nil
 }
 
+// BorrowsKeys reports true: Evaluate does not keep any key after it returns
+// (go-redis has written the command before Process returns, and the pooled
+// argument buffer is cleared), so callers may pass views of reused buffers.
+// It implements core.KeyBorrower.
+func (b *Backend) BorrowsKeys() bool { return true }
+
 // Close releases the connection pool. Later Evaluate calls return ErrClosed.
 // Closing twice is a no-op.
 func (b *Backend) Close() error {

@@ -1,0 +1,96 @@
+package tests_go
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
+	"github.com/rate-limiter-go/rate_limiter_go/backends/redis"
+)
+
+const secondUS = 1_000_000
+
+// testEpochUS is an explicit "now" for the worked examples: a whole hour one
+// day ahead of the wall clock, so every PEXPIREAT the scripts set lands in
+// the future and the keys stay readable during the test.
+func testEpochUS() int64 {
+	hours := time.Now().Unix()/3600 + 24
+	return hours * 3600 * secondUS
+}
+
+// uniquePrefix returns a key prefix no other test uses, so tests can share a
+// server without seeing each other's state.
+func uniquePrefix(t testing.TB) string {
+	t.Helper()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return "t" + hex.EncodeToString(b[:])
+}
+
+// newRedisBackend builds a Backend for url with test-friendly timeouts unless
+// opts sets them, closed at the end of the test.
+func newRedisBackend(t testing.TB, url string, opts redis.Options) *redis.Backend {
+	t.Helper()
+	opts.URL = url
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = 500 * time.Millisecond
+	}
+	if opts.CommandTimeout == 0 {
+		opts.CommandTimeout = 500 * time.Millisecond
+	}
+	b, err := redis.New(opts)
+	if err != nil {
+		t.Fatalf("redis.New: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// evalOne evaluates one request and fails the test on an error.
+func evalOne(t testing.TB, b *redis.Backend, kind algorithms.Kind, keys []string, limits []algorithms.Limit,
+	nowUS int64) (bool, []algorithms.Outcome) {
+	t.Helper()
+	out := make([]algorithms.Outcome, len(keys))
+	admitted, err := b.Evaluate(context.Background(), kind, keys, limits, nowUS, out)
+	if err != nil {
+		t.Fatalf("Evaluate at %d: %v", nowUS, err)
+	}
+	return admitted, out
+}
+
+// commandStats returns INFO commandstats as name -> calls (names as Redis
+// prints them, e.g. "evalsha", "script|load").
+func commandStats(t testing.TB, c *goredis.Client) map[string]int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatalf("INFO commandstats: %v", err)
+	}
+	stats := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		for _, field := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(field, "calls="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					t.Fatalf("INFO commandstats line %q: %v", line, err)
+				}
+				stats[strings.TrimPrefix(name, "cmdstat_")] = n
+			}
+		}
+	}
+	return stats
+}

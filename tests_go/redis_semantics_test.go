@@ -1,0 +1,192 @@
+package tests_go
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
+	"github.com/rate-limiter-go/rate_limiter_go/backends/redis"
+	"github.com/rate-limiter-go/rate_limiter_go/tests_go/redistest"
+)
+
+// exampleRow is one row of a worked example: a request at atUS after the
+// epoch and the outcome the single dimension must report.
+type exampleRow struct {
+	atUS          int64
+	admitted      bool
+	remaining     int64
+	resetAtUS     int64 // after the epoch
+	retryAfterUS  int64
+	retryAfterHdr int64 // Retry-After header of §7, whole seconds (blocked rows only)
+}
+
+// The worked examples of docs/semantics.md §3, against a real redis-server
+// with an explicit now (ARGV[1]).
+func TestRedisWorkedExamples(t *testing.T) {
+	tests := []struct {
+		name  string
+		kind  algorithms.Kind
+		limit algorithms.Limit
+		rows  []exampleRow
+		// dropAtUS is when §3 says the state may be dropped after the last
+		// admitted row (after the epoch); 0 for the sliding window, whose
+		// expiry is relative (PEXPIRE).
+		dropAtUS int64
+	}{
+		{
+			name: "§3.1 fixed window 3 per s", kind: algorithms.FixedWindow,
+			limit: algorithms.Limit{Limit: 3, WindowUS: secondUS},
+			rows: []exampleRow{
+				{atUS: 10_000_000, admitted: true, remaining: 2, resetAtUS: 11_000_000},
+				{atUS: 10_200_000, admitted: true, remaining: 1, resetAtUS: 11_000_000},
+				{atUS: 10_400_000, admitted: true, remaining: 0, resetAtUS: 11_000_000},
+				{atUS: 10_600_000, admitted: false, remaining: 0, resetAtUS: 11_000_000, retryAfterUS: 400_000,
+					retryAfterHdr: 1},
+				{atUS: 11_000_000, admitted: true, remaining: 2, resetAtUS: 12_000_000},
+			},
+			dropAtUS: 12_000_000, // window_end
+		},
+		{
+			name: "§3.2 sliding window 2 per s", kind: algorithms.SlidingWindow,
+			limit: algorithms.Limit{Limit: 2, WindowUS: secondUS},
+			rows: []exampleRow{
+				{atUS: 0, admitted: true, remaining: 1, resetAtUS: 1_000_000},
+				{atUS: 500_000, admitted: true, remaining: 0, resetAtUS: 1_000_000},
+				{atUS: 700_000, admitted: false, remaining: 0, resetAtUS: 1_000_000, retryAfterUS: 300_000,
+					retryAfterHdr: 1},
+				{atUS: 1_000_000, admitted: true, remaining: 0, resetAtUS: 1_500_000},
+				{atUS: 1_200_000, admitted: false, remaining: 0, resetAtUS: 1_500_000, retryAfterUS: 300_000,
+					retryAfterHdr: 1},
+			},
+		},
+		{
+			name: "§3.3 token bucket 2 per s", kind: algorithms.TokenBucket,
+			limit: algorithms.Limit{Limit: 2, WindowUS: secondUS},
+			rows: []exampleRow{
+				{atUS: 0, admitted: true, remaining: 1, resetAtUS: 500_000},
+				{atUS: 0, admitted: true, remaining: 0, resetAtUS: 1_000_000},
+				{atUS: 0, admitted: false, remaining: 0, resetAtUS: 1_000_000, retryAfterUS: 500_000,
+					retryAfterHdr: 1},
+				{atUS: 250_000, admitted: false, remaining: 0, resetAtUS: 1_000_000, retryAfterUS: 250_000,
+					retryAfterHdr: 1},
+				{atUS: 500_000, admitted: true, remaining: 0, resetAtUS: 1_500_000},
+			},
+			dropAtUS: 1_500_000, // reset_at_us: a full bucket equals missing state
+		},
+	}
+	srv := redistest.Start(t)
+	b := newRedisBackend(t, srv.URL(), redis.Options{})
+	inspect := srv.Client(t)
+	epoch := testEpochUS()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := uniquePrefix(t) + ":" + tt.kind.KeyTag() + ":user:x"
+			for i, r := range tt.rows {
+				now := epoch + r.atUS
+				admitted, out := evalOne(t, b, tt.kind, []string{key}, []algorithms.Limit{tt.limit}, now)
+				want := algorithms.Outcome{OK: r.admitted, Remaining: r.remaining, ResetAtUS: epoch + r.resetAtUS,
+					RetryAfterUS: r.retryAfterUS}
+				if admitted != r.admitted || out[0] != want {
+					t.Fatalf("row %d (t=+%dµs): admitted=%v %+v, want admitted=%v %+v", i, r.atUS, admitted, out[0],
+						r.admitted, want)
+				}
+				if !admitted {
+					// §7: Retry-After = max(1, ceil(retry_after_us / 1e6)).
+					hdr := max(1, algorithms.CeilDiv(out[0].RetryAfterUS, secondUS))
+					if hdr != r.retryAfterHdr {
+						t.Errorf("row %d: Retry-After %d, want %d", i, hdr, r.retryAfterHdr)
+					}
+				}
+			}
+			if tt.dropAtUS != 0 {
+				exp, err := inspect.PExpireTime(context.Background(), key).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := algorithms.CeilDiv(epoch+tt.dropAtUS, 1000); exp.Milliseconds() != want {
+					t.Errorf("key expires at %d ms, want %d ms", exp.Milliseconds(), want)
+				}
+			}
+		})
+	}
+}
+
+// §4: a request refused by one dimension consumes nothing in the others, for
+// every algorithm, with three keys in one script call.
+func TestRedisAllOrNothingThreeKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newRedisBackend(t, srv.URL(), redis.Options{})
+	now := testEpochUS() + 123_456
+	for _, kind := range []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket} {
+		t.Run(kind.String(), func(t *testing.T) {
+			p := uniquePrefix(t) + ":" + kind.KeyTag()
+			keys := []string{p + ":user:u", p + ":tenant:t", p + ":tool:x"}
+			limits := []algorithms.Limit{
+				{Limit: 5, WindowUS: 60 * secondUS},
+				{Limit: 2, WindowUS: 60 * secondUS}, // the tenant runs out first
+				{Limit: 10, WindowUS: 60 * secondUS},
+			}
+			for i := 0; i < 2; i++ {
+				if admitted, out := evalOne(t, b, kind, keys, limits, now); !admitted {
+					t.Fatalf("request %d blocked: %+v", i, out)
+				}
+			}
+			for i := 0; i < 3; i++ {
+				admitted, out := evalOne(t, b, kind, keys, limits, now)
+				if admitted {
+					t.Fatalf("request %d admitted past the tenant limit", i+2)
+				}
+				if !out[0].OK || out[1].OK || !out[2].OK {
+					t.Fatalf("ok flags %v %v %v, want only the tenant refusing", out[0].OK, out[1].OK, out[2].OK)
+				}
+				if out[0].Remaining != 3 || out[2].Remaining != 8 {
+					t.Fatalf("blocked request %d changed the others: user remaining %d (want 3), tool %d (want 8)",
+						i, out[0].Remaining, out[2].Remaining)
+				}
+				if out[0].RetryAfterUS != 0 || out[2].RetryAfterUS != 0 || out[1].RetryAfterUS <= 0 {
+					t.Fatalf("retry_after_us %d %d %d: want it only on the tenant", out[0].RetryAfterUS,
+						out[1].RetryAfterUS, out[2].RetryAfterUS)
+				}
+			}
+			// The user dimension alone still has exactly 3 left: the blocked
+			// requests spent nothing.
+			admitted, out := evalOne(t, b, kind, keys[:1], limits[:1], now)
+			if !admitted || out[0].Remaining != 2 {
+				t.Fatalf("user alone: admitted=%v remaining=%d, want admitted with 2 left", admitted, out[0].Remaining)
+			}
+		})
+	}
+}
+
+// §2: with nowUS 0 the script reads Redis TIME; state expiry follows §3.
+func TestRedisServerClockAndExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newRedisBackend(t, srv.URL(), redis.Options{})
+	inspect := srv.Client(t)
+	ctx := context.Background()
+	p := uniquePrefix(t)
+	for _, kind := range []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket} {
+		t.Run(kind.String(), func(t *testing.T) {
+			key := p + ":" + kind.KeyTag() + ":user:clock"
+			limit := algorithms.Limit{Limit: 2, WindowUS: 60 * secondUS}
+			before := time.Now().UnixMicro()
+			admitted, out := evalOne(t, b, kind, []string{key}, []algorithms.Limit{limit}, 0)
+			after := time.Now().UnixMicro()
+			if !admitted || out[0].Remaining != 1 {
+				t.Fatalf("first request: admitted=%v %+v", admitted, out[0])
+			}
+			// Redis runs on this machine, so its TIME is our clock.
+			if out[0].ResetAtUS <= before || out[0].ResetAtUS > after+limit.WindowUS {
+				t.Errorf("reset_at_us %d not within (now, now+window]: now in [%d, %d]", out[0].ResetAtUS, before, after)
+			}
+			ttl, err := inspect.PTTL(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ttl <= 0 || ttl > 60*time.Second {
+				t.Errorf("key TTL %v, want a positive expiry of at most the window", ttl)
+			}
+		})
+	}
+}
