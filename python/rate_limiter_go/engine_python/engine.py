@@ -1,0 +1,163 @@
+"""PythonEngine: the pure-Python engine, fallback for and parity reference of the Go engine.
+
+Memory backend: a synchronous evaluation under the shared store's lock (§4,
+§10). Redis backend: one EVALSHA per request through ``redis_backend`` (§9).
+Both report through ``selection`` (§4, §7).
+"""
+
+from __future__ import annotations
+
+import time
+
+from rate_limiter_go.config import LimiterConfig, Rate
+from rate_limiter_go.engine import NO_LIMIT, Decision
+from rate_limiter_go.engine_python.algorithms import ALGORITHMS
+from rate_limiter_go.engine_python.memory import shared_store
+from rate_limiter_go.engine_python.selection import decision_from_script_reply, reported_index, to_decision
+from rate_limiter_go.keys import escape_identity, key_prefix
+
+__all__ = ["PythonEngine"]
+
+
+class _Dimension:
+    """One configured dimension, with everything a request needs precomputed."""
+
+    __slots__ = ("name", "key", "limit", "window_us", "argv")
+
+    def __init__(self, name: str, key: str, rate: Rate) -> None:
+        self.name = name
+        self.key = key  # the key prefix ending in ':' (user, tenant), or the whole key (tool)
+        self.limit = rate.limit
+        self.window_us = rate.window_us
+        self.argv = (str(rate.limit), str(rate.window_us))  # §9 ARGV pair
+
+
+class PythonEngine:
+    """The §1-§10 semantics in Python, bound to one validated configuration.
+
+    ``store_name`` (the plugin's name) and the configuration select the shared
+    memory store (§10); the Redis backend ignores it.
+    """
+
+    name = "python"
+
+    def __init__(self, config: LimiterConfig, store_name: str) -> None:
+        if not isinstance(config, LimiterConfig):
+            raise TypeError(f"config must be a LimiterConfig, not {type(config).__name__}")
+        if config.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {config.algorithm!r}")
+        self.config = config
+        self.sync = config.backend == "memory"
+        self._algorithm = ALGORITHMS[config.algorithm]
+        prefix, algorithm = config.redis_key_prefix, config.algorithm
+        self._user = (
+            _Dimension("user", key_prefix(prefix, algorithm, "user", config.by_user), config.by_user)
+            if config.by_user is not None
+            else None
+        )
+        self._tenant = (
+            _Dimension("tenant", key_prefix(prefix, algorithm, "tenant", config.by_tenant), config.by_tenant)
+            if config.by_tenant is not None
+            else None
+        )
+        # Tool names come from the configuration, so their keys are complete already.
+        self._tools = {
+            tool: _Dimension("tool", key_prefix(prefix, algorithm, "tool", rate) + escape_identity(tool), rate)
+            for tool, rate in config.by_tool.items()
+        }
+        if self.sync:
+            self._store = shared_store(store_name, config)
+            self._redis = None
+        else:
+            from rate_limiter_go.engine_python.redis_backend import RedisBackend
+
+            self._store = None
+            self._redis = RedisBackend(config)
+
+    def _dimensions(self, user: str, tenant: str | None, tool: str | None) -> list[tuple[_Dimension, str]]:
+        """The request's (dimension, key) pairs in order user, tenant, tool (§5)."""
+        if not user or not isinstance(user, str):
+            raise ValueError("user must be a non-empty str (normalised by the caller, 'anonymous' if unknown)")
+        dims = []
+        if self._user is not None:
+            dims.append((self._user, self._user.key + escape_identity(user)))
+        if tenant is not None and self._tenant is not None:
+            if not tenant:
+                raise ValueError("tenant must be None or a non-empty str")
+            dims.append((self._tenant, self._tenant.key + escape_identity(tenant)))
+        if tool is not None:
+            spec = self._tools.get(tool)
+            if spec is not None:
+                dims.append((spec, spec.key))
+        return dims
+
+    def evaluate(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+        """Check and (if admitted) consume one request on the memory backend; see Engine.check."""
+        store = self._store
+        if store is None:
+            raise RuntimeError("evaluate() needs the memory backend; use 'await check()' with redis")
+        dims = self._dimensions(user, tenant, tool)
+        if not dims:
+            return NO_LIMIT
+        if now_us == 0:
+            now_us = time.time_ns() // 1000
+        elif now_us < 0:
+            raise ValueError(f"now_us must be positive (µs since the epoch) or 0, got {now_us}")
+        algorithm = self._algorithm
+        check = algorithm.check
+
+        if len(dims) == 1:  # the common case, without the per-dimension lists
+            spec, key = dims[0]
+            limit, window_us = spec.limit, spec.window_us
+            with store.lock:
+                state = store.states.get(key)
+                probe = check(state, now_us, limit, window_us)
+                if probe[0]:
+                    new_state, remaining, reset_at_us = algorithm.admit(state, probe, now_us, limit, window_us)
+                    store.put(key, new_state, now_us)
+                    retry_after_us = 0
+                else:
+                    remaining, reset_at_us, retry_after_us = algorithm.refuse(probe, now_us, limit, window_us, True)
+                store.sweep(now_us)
+            return to_decision(probe[0], spec.name, limit, remaining, reset_at_us, retry_after_us)
+
+        n = len(dims)
+        results: list[tuple[int, int, int]] = []
+        with store.lock:
+            states = store.states
+            olds = [states.get(key) for _, key in dims]
+            probes = [check(olds[i], now_us, dims[i][0].limit, dims[i][0].window_us) for i in range(n)]
+            admitted = all(p[0] for p in probes)
+            if admitted:
+                for i in range(n):
+                    spec, key = dims[i]
+                    new_state, remaining, reset_at_us = algorithm.admit(
+                        olds[i], probes[i], now_us, spec.limit, spec.window_us
+                    )
+                    store.put(key, new_state, now_us)
+                    results.append((remaining, reset_at_us, 0))
+            else:
+                for i in range(n):
+                    spec = dims[i][0]
+                    results.append(algorithm.refuse(probes[i], now_us, spec.limit, spec.window_us, not probes[i][0]))
+            store.sweep(now_us)
+        i = reported_index(admitted, [p[0] for p in probes], [r[0] for r in results], [r[2] for r in results])
+        remaining, reset_at_us, retry_after_us = results[i]
+        return to_decision(admitted, dims[i][0].name, dims[i][0].limit, remaining, reset_at_us, retry_after_us)
+
+    async def check(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+        """Evaluate and (if admitted) consume one request; raises EngineError on backend failure (§8)."""
+        if self._redis is None:
+            return self.evaluate(user, tenant, tool, now_us)
+        dims = self._dimensions(user, tenant, tool)
+        if not dims:
+            return NO_LIMIT
+        if now_us < 0:
+            raise ValueError(f"now_us must be positive (µs since the epoch) or 0, got {now_us}")
+        reply = await self._redis.run([key for _, key in dims], [spec.argv for spec, _ in dims], now_us)
+        return decision_from_script_reply(reply, [spec.name for spec, _ in dims], [spec.limit for spec, _ in dims])
+
+    async def close(self) -> None:
+        """Release Redis connections; memory state stays in the shared store (§10)."""
+        if self._redis is not None:
+            await self._redis.close()

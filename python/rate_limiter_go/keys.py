@@ -1,0 +1,82 @@
+"""State keys: ``<prefix>:<algo>:<dimension>:<limit>/<window_s>:<identity>`` (docs/semantics.md §6).
+
+Both backends use the same keys, so the escaping here is part of the contract
+with the Go engine: same identity in, same bytes out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from rate_limiter_go.config import Rate
+
+__all__ = [
+    "ALGORITHM_CODES",
+    "DIMENSION_NAMES",
+    "MAX_ESCAPED_IDENTITY",
+    "escape_identity",
+    "key_prefix",
+    "state_key",
+]
+
+#: Algorithm name (config) -> the short code used in keys (§6).
+ALGORITHM_CODES: dict[str, str] = {
+    "fixed_window": "fw",
+    "sliding_window": "sw",
+    "token_bucket": "tb",
+}
+#: Dimension names allowed in keys, in evaluation order (§4).
+DIMENSION_NAMES: tuple[str, ...] = ("user", "tenant", "tool")
+#: An escaped identity longer than this many bytes is replaced by its hash (§6).
+MAX_ESCAPED_IDENTITY = 128
+
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Identities made only of kept bytes and short enough need no work at all:
+# one C-level match instead of a per-byte loop. Explicit ranges, no flags, so
+# no non-ASCII character (e.g. the Kelvin sign) can match.
+_PLAIN_RE = re.compile(r"[A-Za-z0-9._@+\-]{0,%d}" % MAX_ESCAPED_IDENTITY)
+_KEPT = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@+")
+# Byte value -> its escaped form: itself if kept, else %XX (upper-case hex).
+_ESCAPED_BYTE: tuple[str, ...] = tuple(chr(b) if b in _KEPT else "%%%02X" % b for b in range(256))
+
+
+def escape_identity(identity: str) -> str:
+    """Escape a user, tenant id or tool name for use as the last key segment (§6).
+
+    UTF-8 bytes (lone surrogates encoded with ``surrogatepass``); bytes in
+    ``A-Z a-z 0-9 . _ - @ +`` kept, every other byte written ``%XX``. A
+    result longer than 128 bytes becomes ``~`` + SHA-256 hex of the UTF-8 bytes.
+    """
+    if _PLAIN_RE.fullmatch(identity) is not None:
+        return identity
+    data = identity.encode("utf-8", "surrogatepass")
+    escaped = "".join([_ESCAPED_BYTE[b] for b in data])
+    if len(escaped) > MAX_ESCAPED_IDENTITY:
+        return "~" + hashlib.sha256(data).hexdigest()
+    return escaped
+
+
+def key_prefix(prefix: str, algorithm: str, dimension: str, rate: Rate) -> str:
+    """Everything of a state key before the identity, ending with ``:``.
+
+    ``algorithm`` is a config name (``fixed_window``, ...) or its code
+    (``fw``, ``sw``, ``tb``). Engines compute this once per dimension at init
+    and append :func:`escape_identity` per request. Raises ValueError for a
+    prefix, algorithm or dimension outside §6.
+    """
+    if not isinstance(prefix, str) or _PREFIX_RE.fullmatch(prefix) is None:
+        raise ValueError(f"key prefix {prefix!r} must match [A-Za-z0-9_.-]{{1,64}}")
+    code = ALGORITHM_CODES.get(algorithm)
+    if code is None:
+        if algorithm not in ALGORITHM_CODES.values():
+            raise ValueError(f"unknown algorithm {algorithm!r}")
+        code = algorithm
+    if dimension not in DIMENSION_NAMES:
+        raise ValueError(f"unknown dimension {dimension!r}")
+    return f"{prefix}:{code}:{dimension}:{rate.limit}/{rate.window_s}:"
+
+
+def state_key(prefix: str, algorithm: str, dimension: str, rate: Rate, identity: str) -> str:
+    """The full state key of one dimension for one identity (§6)."""
+    return key_prefix(prefix, algorithm, dimension, rate) + escape_identity(identity)

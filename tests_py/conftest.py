@@ -1,0 +1,246 @@
+"""Fixtures shared by every Python test.
+
+* ``redis_server`` (session): a private ``redis-server`` on a free loopback
+  port, no persistence. Attributes ``url``, ``port``, ``pid``; helpers
+  ``stop()``, ``start()`` (same port), ``pause()``/``resume()`` (SIGSTOP /
+  SIGCONT), ``flush()``, ``client()`` (a sync redis-py client) and
+  ``ensure_running()``. Missing redis-server: a test FAILURE when CI=true,
+  otherwise a skip saying why.
+* ``redis_url`` (function): the server running and answering, database
+  flushed; the URL to put in a config.
+* ``clock``: a :class:`ManualClock` for explicit ``now_us`` values.
+* ``hung_redis``: a loopback TCP listener that accepts and never answers.
+* autouse: the process-wide memory store registry is emptied around every test.
+
+Tests cite docs/semantics.md by § number.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from rate_limiter_go.engine_python.memory import reset_registry
+
+#: 2027-01-15T08:00:00Z in µs: a realistic epoch, aligned to every window
+#: (1 s, 60 s, 3600 s), and in the future so Redis PEXPIREAT keeps test state.
+EPOCH_US = 1_800_000_000_000_000
+
+
+class ManualClock:
+    """An explicit clock for ``now_us`` arguments (§2). Starts at EPOCH_US."""
+
+    def __init__(self, start_us: int = EPOCH_US) -> None:
+        self.start_us = start_us
+        self.now_us = start_us
+
+    def advance(self, seconds: float = 0, *, us: int = 0) -> int:
+        """Move forward by ``seconds`` (rounded to the µs) plus ``us``; returns the new now_us."""
+        self.now_us += round(seconds * 1_000_000) + us
+        return self.now_us
+
+    def at(self, seconds: float = 0, *, us: int = 0) -> int:
+        """Set now to ``start + seconds + us`` (the worked examples' t); returns the new now_us."""
+        self.now_us = self.start_us + round(seconds * 1_000_000) + us
+        return self.now_us
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory_registry() -> Iterator[None]:
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A private redis-server process on 127.0.0.1:<port> (no RDB, no AOF)."""
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "redis-server is not running"
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start (or restart after stop()) on the same port and wait until it answers PING."""
+        if self.running:
+            return
+        log = open(self.workdir / "redis.log", "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+        finally:
+            log.close()
+        self.paused = False
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                tail = (self.workdir / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{tail}")
+            try:
+                with self.client() as c:
+                    if c.ping():
+                        return
+            except redis.exceptions.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server on port {self.port} did not answer PING within {timeout_s} s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL); state is lost (no persistence)."""
+        if self.proc is None:
+            return
+        if self.paused:
+            self.resume()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the port keeps accepting TCP (kernel backlog) but nothing answers."""
+        os.kill(self.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        os.kill(self.pid, signal.SIGCONT)
+        self.paused = False
+
+    def client(self) -> redis.Redis:
+        """A synchronous redis-py client with short timeouts, for test set-up and inspection."""
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, socket_connect_timeout=5)
+
+    def ensure_running(self) -> None:
+        """Undo a test's stop() or pause()."""
+        if self.paused and self.running:
+            self.resume()
+        if not self.running:
+            self.start()
+
+    def flush(self) -> None:
+        """FLUSHALL and SCRIPT FLUSH, and reset INFO commandstats (CONFIG RESETSTAT)."""
+        with self.client() as c:
+            c.flushall()
+            c.script_flush()
+            c.config_resetstat()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+    )
+    if binary is None:
+        reason = "redis-server is not installed (apt-get install redis-server, or `make deps-system`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of the running private Redis, its data, scripts and command stats reset."""
+    redis_server.ensure_running()
+    redis_server.flush()
+    return redis_server.url
+
+
+class HungRedis:
+    """A TCP listener that accepts connections and never sends a byte."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.1)
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, name="hung-redis", daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.accepted.append(conn)  # held open, never read, never answered
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for conn in self.accepted:
+            conn.close()
+        self._sock.close()
+
+
+@pytest.fixture
+def hung_redis() -> Iterator[HungRedis]:
+    server = HungRedis()
+    try:
+        yield server
+    finally:
+        server.close()
