@@ -33,9 +33,10 @@ func (d Dimension) String() string {
 	return "none"
 }
 
-// MaxNowUS is the largest explicit time accepted, in Unix µs (2^53: the Redis
-// scripts compute in doubles, exact up to there; it is the year 2255).
-const MaxNowUS = int64(1) << 53
+// MaxNowUS is the largest explicit time accepted, in Unix µs (2^52, the year
+// 2112): the Redis scripts compute in doubles, exact below 2^53, and now plus
+// a window must stay there. The Redis backend has the same bound.
+const MaxNowUS = int64(1) << 52
 
 // Decision is one request's answer from the reported dimension (§4, §7).
 // With Dimension DimNone no dimension applied: admitted, no headers.
@@ -129,7 +130,7 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 // ErrBadArgument (nothing was evaluated) or ErrBackend.
 func (l *Limiter) Evaluate(ctx context.Context, user, tenant, tool string, nowUS int64) (Decision, error) {
 	if nowUS < 0 || nowUS > MaxNowUS {
-		return Decision{}, fmt.Errorf("%w: now_us %d outside 0..2^53", ErrBadArgument, nowUS)
+		return Decision{}, fmt.Errorf("%w: now_us %d outside 0..2^52", ErrBadArgument, nowUS)
 	}
 	s := l.pool.Get().(*scratch)
 	defer l.pool.Put(s)

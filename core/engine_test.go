@@ -140,7 +140,7 @@ func TestBadArguments(t *testing.T) {
 		now                int64
 	}{
 		{"negative time", "u", "", "", -1},
-		{"time beyond 2^53", "u", "", "", core.MaxNowUS + 1},
+		{"time beyond 2^52", "u", "", "", core.MaxNowUS + 1},
 		{"empty user", "", "", "", 1},
 		{"marked user not escaped", "\x01a:b", "", "", 1},
 		{"marked empty tenant", "u", "\x01", "", 1},

@@ -21,13 +21,14 @@ const (
 
 // ParseRate parses a rate string "<count>/<unit>" (docs/semantics.md §1) into
 // a Limit: count requests per unit, the unit's length in µs. Whitespace around
-// the whole string and around "/" is ignored; the unit is case-insensitive.
+// the whole string and around "/" (ASCII white space) is ignored; the unit is
+// case-insensitive.
 func ParseRate(s string) (algorithms.Limit, error) {
 	count, unit, found := strings.Cut(s, "/")
 	if !found {
 		return algorithms.Limit{}, fmt.Errorf("%w: rate %q: want <count>/<unit>, e.g. 10/m", ErrConfig, s)
 	}
-	count, unit = trimSpace(count), trimSpace(unit)
+	count, unit = trimASCIISpace(count), trimASCIISpace(unit)
 	n, err := parseCount(count)
 	if err != nil {
 		return algorithms.Limit{}, fmt.Errorf("%w: rate %q: %w", ErrConfig, s, err)
@@ -37,6 +38,20 @@ func ParseRate(s string) (algorithms.Limit, error) {
 		return algorithms.Limit{}, fmt.Errorf("%w: rate %q: unknown unit %q (want s, m or h)", ErrConfig, s, unit)
 	}
 	return algorithms.Limit{Limit: n, WindowUS: w}, nil
+}
+
+// trimASCIISpace strips the white space the rate grammar allows: ASCII space,
+// tab, newline, carriage return, vertical tab and form feed (Python's \s with
+// re.ASCII, as the Python engine's parser uses).
+func trimASCIISpace(s string) string {
+	isSp := func(c byte) bool { return c == ' ' || c >= '\t' && c <= '\r' }
+	for len(s) > 0 && isSp(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isSp(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // parseCount accepts 1..MaxRateLimit in ASCII decimal digits, leading zeros allowed.
@@ -86,7 +101,8 @@ func unitUS(u string) (int64, bool) {
 }
 
 // isSpace matches what Python's str.strip() removes: Unicode white space plus
-// the ASCII separators U+001C..U+001F.
+// the ASCII separators U+001C..U+001F. Used to check that tool names arrive
+// normalised.
 func isSpace(r rune) bool {
 	return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f)
 }
