@@ -10,6 +10,11 @@
   flushed; the URL to put in a config.
 * ``clock``: a :class:`ManualClock` for explicit ``now_us`` values.
 * ``hung_redis``: a loopback TCP listener that accepts and never answers.
+* ``make_engine``: ``make_engine(raw_config_dict, store_name=...)`` builds the
+  engine RATE_LIMITER_ENGINE selects (rate_limiter_go.engines.select_engine)
+  from a raw config mapping via parse_config, and closes it after the test.
+  Tests written against it run on both engines (parity).
+* ``make_engine_sync``: the same for synchronous tests (memory backend only).
 * autouse: the process-wide memory store registry is emptied around every test.
 
 Tests cite docs/semantics.md by § number.
@@ -17,6 +22,7 @@ Tests cite docs/semantics.md by § number.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -24,11 +30,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from rate_limiter_go.config import parse_config
+from rate_limiter_go.engine import Engine
 from rate_limiter_go.engine_python.memory import reset_registry
 
 #: 2027-01-15T08:00:00Z in µs: a realistic epoch, aligned to every window
@@ -57,6 +66,40 @@ class ManualClock:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+@pytest.fixture
+async def make_engine() -> AsyncIterator[Callable[..., Engine]]:
+    engines: list[Engine] = []
+
+    def make(raw: dict[str, Any], store_name: str = "rate_limiter_test") -> Engine:
+        from rate_limiter_go.engines import select_engine
+
+        engine = select_engine(parse_config(raw), store_name)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        await engine.close()
+
+
+@pytest.fixture
+def make_engine_sync() -> Iterator[Callable[..., Engine]]:
+    engines: list[Engine] = []
+
+    def make(raw: dict[str, Any], store_name: str = "rate_limiter_test") -> Engine:
+        from rate_limiter_go.engines import select_engine
+
+        engine = select_engine(parse_config(raw), store_name)
+        if not engine.sync:
+            raise ValueError("make_engine_sync is for the memory backend; use make_engine in an async test")
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        asyncio.run(engine.close())
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,10 @@ from rate_limiter_go.config import LimiterConfig
 from rate_limiter_go.engine import EngineError
 from rate_limiter_go.scripts import script_text
 
-__all__ = ["CircuitBreaker", "RedisBackend"]
+__all__ = ["MAX_CONNECTIONS", "CircuitBreaker", "RedisBackend"]
+
+#: Connections per backend (per plugin instance); more concurrent requests queue for one.
+MAX_CONNECTIONS = 100
 
 
 class CircuitBreaker:
@@ -89,12 +92,17 @@ class RedisBackend:
         # Whole call, connect included: a Redis that accepts TCP but never answers cannot hang a request.
         self._budget_s = (config.redis_connect_timeout_ms + config.redis_timeout_ms) / 1000
         self.breaker = CircuitBreaker(config.redis_breaker_failures, config.redis_breaker_cooldown_ms, clock)
-        self._client = redis.asyncio.Redis.from_url(
+        # A blocking pool: a burst beyond MAX_CONNECTIONS waits for a free connection (within the
+        # budget) instead of failing at once with "Too many connections" as the default pool does.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
             config.redis_url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=self._budget_s,
             socket_connect_timeout=config.redis_connect_timeout_ms / 1000,
             socket_timeout=config.redis_timeout_ms / 1000,
             retry=Retry(NoBackoff(), 0),
         )
+        self._client = redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
     @property
     def script_sha(self) -> str:

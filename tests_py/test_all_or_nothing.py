@@ -1,0 +1,233 @@
+"""§4: several dimensions, all or nothing, and which dimension is reported; §5 which dimensions apply.
+
+Behavioural tests go through ``make_engine`` (the engine RATE_LIMITER_ENGINE
+selects) on memory and Redis; state is also inspected directly, in Redis (the
+key layout of §6 is shared by both engines) and in the Python memory store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+import redis
+from rate_limiter_go.config import parse_config
+from rate_limiter_go.engine import NO_LIMIT
+from rate_limiter_go.engine_python.engine import PythonEngine
+from rate_limiter_go.engine_python.selection import reported_index
+from rate_limiter_go.keys import state_key
+
+ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
+S = 1_000_000
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "memory":
+        return {"backend": "memory"}
+    return {"backend": "redis", "redis_url": request.getfixturevalue("redis_url"), "redis_timeout_ms": 2000}
+
+
+def three_dimensions(tight: str, algorithm: str) -> dict[str, Any]:
+    """user, tenant and tool limits of 3/s, except ``tight`` at 1/s."""
+    rate = {d: ("1/s" if d == tight else "3/s") for d in ("user", "tenant", "tool")}
+    return {
+        "by_user": rate["user"],
+        "by_tenant": rate["tenant"],
+        "by_tool": {"search": rate["tool"]},
+        "algorithm": algorithm,
+    }
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("tight", ["user", "tenant", "tool"])
+async def test_blocked_by_one_dimension_consumes_nothing_in_the_others(
+    make_engine, backend_settings, clock, tight: str, algorithm: str
+) -> None:
+    """§4.3: a request refused by one dimension never spends quota in another (facts.md fault #1)."""
+    engine = make_engine({**three_dimensions(tight, algorithm), **backend_settings})
+    now = clock.at(0.0)
+    first = await engine.check("alice", "t1", "search", now)
+    assert first.admitted and first.dimension == tight and first.remaining == 0
+    for _ in range(3):
+        blocked = await engine.check("alice", "t1", "search", now)
+        assert not blocked.admitted and blocked.dimension == tight
+
+    # Avoid the exhausted dimension; the other two have spent exactly one of their three.
+    def next_request(i: int) -> tuple[str, str | None, str | None]:
+        if tight == "user":
+            return f"user-{i}", "t1", "search"
+        if tight == "tenant":
+            return "alice", None, "search"
+        return "alice", "t1", None
+
+    results = [await engine.check(*next_request(i), now) for i in range(3)]
+    assert [r.admitted for r in results] == [True, True, False]
+    assert results[2].dimension != tight
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_blocked_request_leaves_redis_state_untouched(make_engine, redis_url, clock, algorithm: str) -> None:
+    """§4.3 on Redis, by reading the §6 keys: only the admitted request wrote anything."""
+    config = {**three_dimensions("tenant", algorithm), "backend": "redis", "redis_url": redis_url}
+    engine = make_engine(config)
+    now = clock.at(0.0)
+    assert (await engine.check("alice", "t1", "search", now)).admitted
+    rc = redis.Redis.from_url(redis_url)
+    cfg = parse_config(config)
+    keys = [
+        state_key("rl", algorithm, "user", cfg.by_user, "alice"),
+        state_key("rl", algorithm, "tenant", cfg.by_tenant, "t1"),
+        state_key("rl", algorithm, "tool", cfg.by_tool["search"], "search"),
+    ]
+
+    def snapshot() -> list[Any]:
+        if algorithm == "sliding_window":
+            return [rc.zrange(k, 0, -1, withscores=True) for k in keys]
+        return [rc.hgetall(k) for k in keys]
+
+    before = snapshot()
+    assert all(before), "every dimension consumed on admission"
+    for i in range(5):
+        assert not (await engine.check("alice", "t1", "search", now + i)).admitted
+    assert snapshot() == before
+    if algorithm == "fixed_window":
+        assert [int(h[b"c"]) for h in before] == [1, 1, 1]
+    rc.close()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_blocked_request_leaves_memory_state_untouched(clock, algorithm: str) -> None:
+    """§4.3 on the Python memory store, by reading its states."""
+    engine = PythonEngine(parse_config(three_dimensions("tool", algorithm)), "aon")
+    now = clock.at(0.0)
+    assert engine.evaluate("alice", "t1", "search", now).admitted
+    states = engine._store.states
+
+    def snapshot() -> dict[str, Any]:
+        # Sliding-window logs are deques mutated in place: compare their contents.
+        return {k: (v[0], list(v[1])) if algorithm == "sliding_window" else v for k, v in states.items()}
+
+    before = snapshot()
+    assert len(before) == 3
+    for i in range(5):
+        assert not engine.evaluate("alice", "t1", "search", now + i).admitted
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("algorithm", ["fixed_window", "token_bucket", "sliding_window"])
+async def test_blocked_reports_the_largest_retry_after(make_engine, backend_settings, clock, algorithm: str) -> None:
+    """§4: blocked by user (1/s) and tenant (1/m): the tenant is reported, so retrying after Retry-After works."""
+    engine = make_engine({"by_user": "1/s", "by_tenant": "1/m", "algorithm": algorithm, **backend_settings})
+    now = clock.at(0.0)
+    assert (await engine.check("alice", "t1", None, now)).admitted
+    decision = await engine.check("alice", "t1", None, now)
+    assert not decision.admitted
+    assert (decision.dimension, decision.limit, decision.retry_after_s) == ("tenant", 1, 60)
+    assert (await engine.check("alice", "t1", None, now + 60 * S)).admitted
+
+
+async def test_blocked_tie_goes_to_the_earliest_dimension(make_engine, backend_settings, clock) -> None:
+    """§4: equal retry_after: user before tool."""
+    engine = make_engine({"by_user": "1/s", "by_tool": {"search": "1/s"}, **backend_settings})
+    now = clock.at(0.0)
+    assert (await engine.check("alice", None, "search", now)).admitted
+    decision = await engine.check("alice", None, "search", now)
+    assert not decision.admitted and decision.dimension == "user"
+
+
+async def test_blocked_reports_only_refusing_dimensions(make_engine, backend_settings, clock) -> None:
+    """§4: a dimension that said ok is never reported for a blocked request, even with less remaining."""
+    engine = make_engine({"by_user": "1/s", "by_tenant": "5/s", **backend_settings})
+    now = clock.at(0.0)
+    assert (await engine.check("alice", "t1", None, now)).admitted
+    decision = await engine.check("alice", "t1", None, now)
+    assert not decision.admitted and decision.dimension == "user" and decision.remaining == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "request_args", "dimension", "remaining"),
+    [
+        ({"by_user": "5/s", "by_tenant": "3/s"}, ("alice", "t1", None), "tenant", 2),  # smallest remaining
+        ({"by_user": "3/s", "by_tool": {"search": "3/s"}}, ("alice", None, "search"), "user", 2),  # tie: earliest
+        ({"by_tenant": "3/s", "by_tool": {"search": "2/s"}}, ("alice", "t1", "search"), "tool", 1),
+        ({"by_user": "3/s", "by_tenant": "3/s", "by_tool": {"search": "3/s"}}, ("alice", "t1", "search"), "user", 2),
+    ],
+)
+async def test_admitted_reports_the_smallest_remaining(
+    make_engine, backend_settings, clock, config, request_args, dimension, remaining
+) -> None:
+    engine = make_engine({**config, **backend_settings})
+    decision = await engine.check(*request_args, clock.at(0.0))
+    assert decision.admitted and (decision.dimension, decision.remaining) == (dimension, remaining)
+
+
+async def test_dimensions_that_do_not_apply_are_skipped(make_engine, backend_settings, clock) -> None:
+    """§5: tenant None skips the tenant; a tool not in by_tool skips the tool; nothing left: admitted, no headers."""
+    engine = make_engine({"by_tenant": "1/s", "by_tool": {"search": "1/s"}, **backend_settings})
+    now = clock.at(0.0)
+    assert await engine.check("alice", None, None, now) == NO_LIMIT
+    assert await engine.check("alice", None, "other", now) == NO_LIMIT
+    for _ in range(3):
+        assert (await engine.check("alice", None, None, now)).admitted
+    first = await engine.check("alice", "t1", "other", now)
+    assert first.admitted and first.dimension == "tenant"
+    assert not (await engine.check("bob", "t1", "other", now)).admitted  # the tenant is shared by its users
+
+
+def test_reported_index_rules() -> None:
+    """§4 selection, directly."""
+    # blocked: largest retry among ok=False; ties -> earliest
+    assert reported_index(False, [False, False, True], [0, 0, 9], [5, 7, 0]) == 1
+    assert reported_index(False, [False, True, False], [0, 0, 0], [7, 0, 7]) == 0
+    assert reported_index(False, [True, True, False], [0, 0, 0], [0, 0, 1]) == 2
+    # admitted: smallest remaining; ties -> earliest
+    assert reported_index(True, [True, True, True], [4, 2, 2], [0, 0, 0]) == 1
+    assert reported_index(True, [True, True], [3, 3], [0, 0]) == 0
+    with pytest.raises(ValueError):
+        reported_index(False, [True, True], [1, 1], [0, 0])
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_memory_evaluation_is_atomic_across_threads(make_engine_sync, clock, algorithm: str) -> None:
+    """§4: check and consume are one step; 8 threads x 50 requests at one instant admit exactly the limit."""
+    engine = make_engine_sync(
+        {"by_user": "100/m", "by_tenant": "60/m", "by_tool": {"search": "80/m"}, "algorithm": algorithm}
+    )
+    now = clock.at(0.0)
+    admitted = [0] * 8
+    barrier = threading.Barrier(8)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        for _ in range(50):
+            if engine.evaluate("alice", "t1", "search", now).admitted:
+                admitted[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(admitted) == 60
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_redis_evaluation_is_atomic_under_concurrency(make_engine, redis_url, clock, algorithm: str) -> None:
+    """§4 on Redis: 200 concurrent requests at one instant admit exactly the tightest limit."""
+    engine = make_engine(
+        {
+            "by_user": "100/m",
+            "by_tenant": "60/m",
+            "algorithm": algorithm,
+            "backend": "redis",
+            "redis_url": redis_url,
+            "redis_timeout_ms": 5000,
+            "redis_connect_timeout_ms": 5000,
+        }
+    )
+    now = clock.at(0.0)
+    decisions = await asyncio.gather(*(engine.check("alice", "t1", None, now) for _ in range(200)))
+    assert sum(d.admitted for d in decisions) == 60
