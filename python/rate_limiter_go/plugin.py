@@ -70,8 +70,13 @@ def sanitise_error(exc: BaseException, key_prefix: str, identities: tuple[str | 
     return f"{' <- '.join(names)}: {text}" if text else " <- ".join(names)
 
 
-class _ErrorLog:
-    """At most one WARNING per ``interval_s``; errors in between are counted and reported with the next one."""
+class ErrorLog:
+    """Backend-error warnings of one plugin instance, rate limited (§8).
+
+    At most one WARNING per ``interval_s`` seconds; errors in between are
+    counted and the count goes out with the next warning. ``clock`` returns
+    monotonic seconds and may be replaced (tests).
+    """
 
     __slots__ = ("_plugin_name", "_interval_s", "clock", "_next_at", "_suppressed")
 
@@ -83,6 +88,7 @@ class _ErrorLog:
         self._suppressed = 0
 
     def report(self, describe: Callable[[], str], fail_mode: str) -> None:
+        """Count one error; write a WARNING (text from ``describe()``, called only then) if the interval allows."""
         now = self.clock()
         if now < self._next_at:
             self._suppressed += 1
@@ -115,7 +121,7 @@ class RateLimiterPlugin(Plugin):
         self._by_tenant = self.limits.by_tenant is not None
         self._tools = dict(self.limits.by_tool)  # a plain dict: the fastest membership test
         self._fail_closed = self.limits.fail_mode == "closed"
-        self._errors = _ErrorLog(config.name, ERROR_LOG_INTERVAL_S)
+        self.error_log = ErrorLog(config.name, ERROR_LOG_INTERVAL_S)
 
     async def initialize(self) -> None:
         """Log which engine serves this instance (no identities, no tool names)."""
@@ -241,7 +247,7 @@ class RateLimiterPlugin(Plugin):
                 identities = ()
             return sanitise_error(exc, self.limits.redis_key_prefix, identities)
 
-        self._errors.report(describe, self.limits.fail_mode)
+        self.error_log.report(describe, self.limits.fail_mode)
         if not self._fail_closed:
             return result_type()
         return result_type(
