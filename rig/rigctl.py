@@ -1,0 +1,639 @@
+"""Start, provision and stop the rig: Redis, the MCP test server, N ContextForge gateways, nginx.
+
+Usage (normally through rig/up.sh and rig/down.sh)::
+
+    python rig/rigctl.py up [options]     # prints the run directory; the rig keeps running
+    python rig/rigctl.py down [RUN_DIR]   # stops what `up` started (default: rig/run/current)
+    python rig/rigctl.py status [RUN_DIR]
+
+Everything listens on 127.0.0.1, on ports picked free at start. A run directory
+rig/run/<timestamp>/ holds generated configs, logs, pids, the shared SQLite database and
+rig.json (URLs, tool name, users and their API tokens) for the load tests. Only processes recorded
+in its pids.json are ever signalled, and only after checking their command line.
+
+Standard library only, so any python3 can run it; the gateway runs from rig/.venv-gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RIG_DIR = Path(__file__).resolve().parent
+REPO_DIR = RIG_DIR.parent
+RUN_ROOT = RIG_DIR / "run"
+GATEWAY_VENV = Path(os.environ.get("RIG_GATEWAY_VENV", RIG_DIR / ".venv-gateway"))
+GATEWAY_PY = GATEWAY_VENV / "bin" / "python"
+
+ADMIN_EMAIL = "admin@rig.example"
+TOOL_SERVER_NAME = "rig"  # gateway slug "rig" + separator "-" + tool slug -> "rig-rig-echo"
+TOOL_NAME = "rig-rig-echo"
+PROMPT_NAME = "rig-rig-greeting"
+PLUGIN_KIND = "rate_limiter_go.plugin.RateLimiterPlugin"
+PROBE_KIND = "rig_probe.ProbePlugin"
+
+
+class RigError(RuntimeError):
+    """The rig could not be brought up or provisioned; the message says which step failed."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class RigOptions:
+    """What to start. Rates use the plugin's own syntax ("20/s", "100/m")."""
+
+    engines: list[str] = field(default_factory=lambda: ["go", "python", "go"])
+    plugin: str = "rate_limiter"  # rate_limiter | probe | none
+    backend: str = "redis"
+    algorithm: str = "fixed_window"
+    by_user: str | None = "20/s"
+    by_tenant: str | None = None
+    by_tool: dict[str, str] = field(default_factory=dict)
+    fail_mode: str = "open"
+    mode: str = "enforce"
+    users: int = 4
+    teams: int = 2
+    gateway_cache: str = "memory"  # memory | redis (the gateway's own cache, Redis DB 1)
+    gateway_log_level: str = "WARNING"
+    probe_block_after: int | None = None
+    run_dir: Path | None = None
+
+    def plugin_config(self, redis_url: str) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"algorithm": self.algorithm, "backend": self.backend, "fail_mode": self.fail_mode}
+        if self.by_user:
+            cfg["by_user"] = self.by_user
+        if self.by_tenant:
+            cfg["by_tenant"] = self.by_tenant
+        if self.by_tool:
+            cfg["by_tool"] = dict(self.by_tool)
+        if self.backend == "redis":
+            cfg["redis_url"] = redis_url
+        return cfg
+
+
+def _parse_by_tool(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, rate = item.partition("=")
+        if not sep or not name.strip() or not rate.strip():
+            raise SystemExit(f"--by-tool expects NAME=RATE, got {item!r}")
+        out[name.strip()] = rate.strip()
+    return out
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (sockets held open until all are chosen)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def http_json(
+    method: str, url: str, body: Any = None, token: str | None = None, timeout_s: float = 30.0
+) -> tuple[int, Any, dict[str, str]]:
+    """One HTTP call; returns (status, parsed JSON or raw text, lower-cased headers)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Accept", "application/json")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            status, raw, headers = resp.status, resp.read(), resp.headers
+    except urllib.error.HTTPError as e:
+        status, raw, headers = e.code, e.read(), e.headers
+    text = raw.decode("utf-8", "replace")
+    try:
+        parsed: Any = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        parsed = text
+    return status, parsed, {k.lower(): v for k, v in headers.items()}
+
+
+def wait_http_ok(url: str, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
+    """Poll url until it answers 200, the process dies, or timeout_s passes."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RigError(f"{what} exited with code {proc.returncode} before becoming healthy (see its log)")
+        try:
+            status, _, _ = http_json("GET", url, timeout_s=2.0)
+            if status == 200:
+                return
+            last = f"HTTP {status}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.5)
+    raise RigError(f"{what} not healthy at {url} after {timeout_s:.0f} s ({last})")
+
+
+def wait_port(port: int, timeout_s: float, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RigError(f"{what} exited with code {proc.returncode} (see its log)")
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RigError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Run:
+    """One run directory and the processes started for it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = run_dir
+        self.pids_file = run_dir / "pids.json"
+        self.procs: list[dict[str, Any]] = json.loads(self.pids_file.read_text()) if self.pids_file.exists() else []
+
+    def _save(self) -> None:
+        self.pids_file.write_text(json.dumps(self.procs, indent=1))
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, match: str) -> subprocess.Popen:
+        """Start a process in its own session with output to <run>/<name>.log and record its pid.
+
+        ``match`` is a substring of its command line that `down` checks before signalling the pid.
+        """
+        log = open(self.dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        log.close()
+        self.procs.append({"name": name, "pid": proc.pid, "match": match})
+        self._save()
+        return proc
+
+    def stop_all(self, timeout_s: float = 15.0) -> list[str]:
+        """SIGTERM every recorded process still running (newest first), SIGKILL after timeout_s."""
+        report = []
+        alive = []
+        for p in reversed(self.procs):
+            pid = p["pid"]
+            if p["match"] not in _cmdline(pid):
+                report.append(f"{p['name']} (pid {pid}) already gone")
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM)
+                alive.append(p)
+            except ProcessLookupError:
+                report.append(f"{p['name']} (pid {pid}) already gone")
+        deadline = time.monotonic() + timeout_s
+        for p in alive:
+            pid = p["pid"]
+            while time.monotonic() < deadline and p["match"] in _cmdline(pid) and not _is_zombie(pid):
+                time.sleep(0.1)
+            if p["match"] in _cmdline(pid) and not _is_zombie(pid):
+                os.kill(pid, signal.SIGKILL)
+                report.append(f"{p['name']} (pid {pid}) killed after {timeout_s:.0f} s")
+            else:
+                report.append(f"{p['name']} (pid {pid}) stopped")
+        return report
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _new_run_dir(opts: RigOptions) -> Path:
+    if opts.run_dir is not None:
+        d = opts.run_dir
+        d.mkdir(parents=True, exist_ok=False)
+    else:
+        RUN_ROOT.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        d = RUN_ROOT / stamp
+        n = 1
+        while d.exists():
+            n += 1
+            d = RUN_ROOT / f"{stamp}-{n}"
+        d.mkdir()
+    os.chmod(d, 0o700)  # holds secrets and tokens of this run
+    current = RUN_ROOT / "current"
+    if d.parent == RUN_ROOT:
+        if current.is_symlink() or current.exists():
+            current.unlink()
+        current.symlink_to(d.name)
+    return d
+
+
+def _write_plugins_yaml(path: Path, opts: RigOptions, redis_url: str, run_dir: Path) -> None:
+    # JSON is valid YAML: no YAML library needed here, and quoting is exact.
+    if opts.plugin == "rate_limiter":
+        plugins = [
+            {
+                "name": "RateLimiter",
+                "kind": PLUGIN_KIND,
+                "hooks": ["tool_pre_invoke", "prompt_pre_fetch"],
+                "mode": opts.mode,
+                "priority": 10,
+                "config": opts.plugin_config(redis_url),
+            }
+        ]
+    elif opts.plugin == "probe":
+        cfg: dict[str, Any] = {"out": str(run_dir / "probe.jsonl")}
+        if opts.probe_block_after:
+            cfg["block_after"] = opts.probe_block_after
+        plugins = [
+            {
+                "name": "rig_probe",
+                "kind": PROBE_KIND,
+                "hooks": ["tool_pre_invoke", "prompt_pre_fetch"],
+                "mode": "enforce",
+                "priority": 10,
+                "config": cfg,
+            }
+        ]
+    else:
+        plugins = []
+    doc = {
+        "plugins": plugins,
+        "plugin_dirs": [],
+        "plugin_settings": {"plugin_timeout": 30, "fail_on_plugin_error": True, "enable_plugin_api": False},
+    }
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def _nginx_conf(run_dir: Path, listen_port: int, upstream_ports: list[int]) -> str:
+    servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in upstream_ports)
+    tmp = run_dir / "nginx-tmp"
+    return f"""# Generated by rig/rigctl.py. Round-robin over the gateways, loopback only.
+# Deliberately no limit_req / limit_conn: the only rate limiter under test is the plugin.
+worker_processes 1;
+pid {run_dir}/nginx.pid;
+error_log {run_dir}/nginx-error.log warn;
+events {{ worker_connections 2048; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    upstream gateways {{
+{servers}
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{listen_port};
+        location / {{
+            proxy_pass http://gateways;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            # A tools/call is not idempotent: never replay it on another gateway.
+            proxy_next_upstream off;
+            proxy_read_timeout 60s;
+            # Which gateway answered. Absent on responses nginx makes itself (e.g. 502, or a 429
+            # if someone added limit_req), which is how the load tests tell those apart.
+            add_header X-Rig-Upstream $upstream_addr always;
+        }}
+    }}
+}}
+"""
+
+
+def _gateway_env(opts: RigOptions, i: int, port: int, engine: str, secrets_: dict[str, str], paths: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")}
+    env.update(
+        {
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "MCG_HOST": "127.0.0.1",
+            "MCG_PORT": str(port),
+            "DATABASE_URL": f"sqlite:///{paths['db']}",
+            "JWT_SECRET_KEY": secrets_["jwt"],
+            "AUTH_ENCRYPTION_SECRET": secrets_["enc"],
+            "BASIC_AUTH_USER": "admin",
+            "BASIC_AUTH_PASSWORD": secrets_["admin_password"],
+            "PLATFORM_ADMIN_EMAIL": ADMIN_EMAIL,
+            "PLATFORM_ADMIN_PASSWORD": secrets_["admin_password"],
+            "PLUGINS_ENABLED": "true" if opts.plugin != "none" else "false",
+            "PLUGINS_CONFIG_FILE": paths["plugins_yaml"],
+            "PLUGINS_FAIL_ON_PLUGIN_ERROR": "true",
+            # The gateway's own per-IP/user limiter (500/min on /rpc) would throttle every rig
+            # request (all come from nginx's 127.0.0.1) and overwrite X-RateLimit-* headers.
+            "RATE_LIMITING_ENABLED": "false",
+            "SSRF_ALLOW_LOCALHOST": "true",  # the MCP test server is on 127.0.0.1
+            "MCPGATEWAY_UI_ENABLED": "false",
+            "MCPGATEWAY_ADMIN_API_ENABLED": "true",
+            "LOG_LEVEL": opts.gateway_log_level,
+            "RATE_LIMITER_ENGINE": engine,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if Path("/etc/ssl/certs").is_dir() and not os.environ.get("RIG_NO_SSL_CERT_DIR"):
+        # The gateway builds a new httpx client, hence a new SSL context, for every upstream MCP
+        # call, even to http:// URLs; with the default certifi bundle that load was about 40 % of
+        # its CPU per tool call here. A CA *directory* is read lazily: same verification, no bulk load.
+        env["SSL_CERT_DIR"] = "/etc/ssl/certs"
+    if opts.gateway_cache == "redis":
+        env.update({"CACHE_TYPE": "redis", "REDIS_URL": paths["gateway_redis_url"]})
+    else:
+        env["CACHE_TYPE"] = "memory"
+    if opts.plugin == "probe":
+        env["PYTHONPATH"] = str(RIG_DIR / "probe")
+    return env
+
+
+def _admin_token(sec: dict[str, str], cwd: Path) -> str:
+    # The tool loads the gateway's settings, which refuse placeholder secrets: give it the run's.
+    env = {"PATH": os.environ.get("PATH", ""), "JWT_SECRET_KEY": sec["jwt"], "AUTH_ENCRYPTION_SECRET": sec["enc"]}
+    out = subprocess.run(
+        [str(GATEWAY_PY), "-m", "mcpgateway.utils.create_jwt_token", "--username", ADMIN_EMAIL, "--exp", "600",
+         "--admin", "--secret", sec["jwt"]],
+        capture_output=True, text=True, check=False, cwd=str(cwd), env=env,
+    )  # fmt: skip
+    token = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    if out.returncode != 0 or token.count(".") != 2:
+        raise RigError(f"create_jwt_token failed (rc {out.returncode}): {out.stderr.strip()[-400:]}")
+    return token
+
+
+def _expect(status: int, body: Any, ok: tuple[int, ...], step: str) -> Any:
+    if status not in ok:
+        raise RigError(f"{step}: HTTP {status}: {str(body)[:400]}")
+    return body
+
+
+def provision(base: str, admin_token: str, opts: RigOptions, mcp_url: str, user_password: str) -> dict[str, Any]:
+    """Create teams, users and their API tokens the gateway's own way, and register the MCP server."""
+    teams = []
+    for t in range(opts.teams):
+        st, body, _ = http_json("POST", f"{base}/v1/teams/", {"name": f"Rig Team {t}", "visibility": "private"}, admin_token)
+        teams.append(_expect(st, body, (200, 201), f"create team {t}")["id"])
+    users = []
+    for u in range(opts.users):
+        email = f"user{u:03d}@rig.example"
+        st, body, _ = http_json(
+            "POST", f"{base}/auth/email/admin/users",
+            {"email": email, "password": user_password, "full_name": f"Rig User {u}", "is_admin": False}, admin_token,
+        )  # fmt: skip
+        _expect(st, body, (200, 201), f"create user {u}")
+        team = teams[u % len(teams)] if teams else None
+        if team:
+            st, body, _ = http_json("POST", f"{base}/v1/teams/{team}/members", {"email": email, "role": "member"}, admin_token)
+            _expect(st, body, (200, 201), f"add user {u} to a team")
+        req = {"name": f"rig-{u:03d}", "expires_in_days": 1, "user_email": email}
+        if team:
+            req["team_id"] = team
+        st, body, _ = http_json("POST", f"{base}/v1/tokens", req, admin_token)
+        token = _expect(st, body, (200, 201), f"create API token for user {u}")["access_token"]
+        users.append({"email": email, "team": team, "token": token})
+    st, body, _ = http_json(
+        "POST", f"{base}/gateways", {"name": TOOL_SERVER_NAME, "url": mcp_url, "transport": "STREAMABLEHTTP"}, admin_token,
+        timeout_s=60.0,
+    )  # fmt: skip
+    _expect(st, body, (200, 201), "register the MCP test server")
+    st, body, _ = http_json("GET", f"{base}/tools", None, admin_token)
+    names = [t.get("name") for t in _expect(st, body, (200,), "list tools")]
+    if TOOL_NAME not in names:
+        raise RigError(f"tool {TOOL_NAME} not registered; gateway lists {names}")
+    return {"teams": teams, "users": users}
+
+
+def up(opts: RigOptions) -> Path:
+    """Bring the rig up and return its run directory. On failure, stops what was started."""
+    if not GATEWAY_PY.exists():
+        raise RigError(f"{GATEWAY_PY} missing: run `make rig-deps` first")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    for b in (nginx, redis_server):
+        if not os.access(b, os.X_OK):
+            raise RigError(f"{b} not found: run `make rig-deps` (apt nginx) / install redis-server")
+    n = len(opts.engines)
+    run_dir = _new_run_dir(opts)
+    run = Run(run_dir)
+    try:
+        _up(opts, run, nginx, redis_server, n)
+    except BaseException:
+        for line in run.stop_all():
+            print(f"rig: {line}", file=sys.stderr)
+        raise
+    return run_dir
+
+
+def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> None:
+    d = run.dir
+    redis_port, mcp_port, nginx_port, *gw_ports = free_ports(3 + n)
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    sec = {
+        "jwt": secrets.token_urlsafe(48),
+        "enc": secrets.token_urlsafe(48),
+        "admin_password": "Rig-" + secrets.token_urlsafe(18),
+    }
+    user_password = "Rig-" + secrets.token_urlsafe(18)
+    base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
+
+    # Redis: no persistence, loopback only. DB 0 is the rate limiter's, DB 1 the gateway's own cache.
+    p = run.start(
+        "redis",
+        [redis_server, "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no",
+         "--dir", str(d), "--daemonize", "no", "--protected-mode", "yes"],
+        base_env, d, f"127.0.0.1:{redis_port}",
+    )  # fmt: skip
+    wait_port(redis_port, 10, p, "redis-server")
+
+    p = run.start(
+        "mcp-server", [str(GATEWAY_PY), str(RIG_DIR / "mcp_server.py"), "--port", str(mcp_port)], base_env, d, "mcp_server.py"
+    )
+    wait_port(mcp_port, 30, p, "MCP test server")
+
+    plugins_yaml = d / "plugins.yaml"
+    _write_plugins_yaml(plugins_yaml, opts, redis_url, d)
+    paths = {
+        "db": str(d / "gateway.db"),
+        "plugins_yaml": str(plugins_yaml),
+        "gateway_redis_url": f"redis://127.0.0.1:{redis_port}/1",
+    }
+    gateways = []
+    procs = []
+    for i, (port, engine) in enumerate(zip(gw_ports, opts.engines)):
+        gdir = d / f"gw{i + 1}"
+        gdir.mkdir()  # its cwd: the gateway reads ./.env from there (none), so nothing stray leaks in
+        env = _gateway_env(opts, i, port, engine, sec, paths)
+        argv = [str(GATEWAY_VENV / "bin" / "mcpgateway"), "--host", "127.0.0.1", "--port", str(port)]
+        proc = run.start(f"gw{i + 1}", argv, env, gdir, "mcpgateway")
+        procs.append(proc)
+        gateways.append({"name": f"gw{i + 1}", "url": f"http://127.0.0.1:{port}", "engine": engine, "pid": proc.pid})
+        if i == 0:
+            # The first gateway creates the shared database (migrations); the others start after it.
+            wait_http_ok(f"http://127.0.0.1:{port}/health", 120, proc, "gateway gw1")
+    for g, proc in zip(gateways[1:], procs[1:]):
+        wait_http_ok(f"{g['url']}/health", 120, proc, f"gateway {g['name']}")
+
+    (d / "nginx-tmp").mkdir()
+    conf = d / "nginx.conf"
+    conf.write_text(_nginx_conf(d, nginx_port, gw_ports))
+    p = run.start("nginx", [nginx, "-c", str(conf), "-p", str(d), "-g", "daemon off;"], base_env, d, str(conf))
+    wait_port(nginx_port, 10, p, "nginx")
+
+    admin_token = _admin_token(sec, d)
+    prov = provision(gateways[0]["url"], admin_token, opts, f"http://127.0.0.1:{mcp_port}/mcp", user_password)
+
+    rig = {
+        "run_dir": str(d),
+        "nginx_url": f"http://127.0.0.1:{nginx_port}",
+        "gateways": gateways,
+        "redis_url": redis_url,
+        "redis_port": redis_port,
+        "redis_pid": next(p["pid"] for p in run.procs if p["name"] == "redis"),
+        "mcp_url": f"http://127.0.0.1:{mcp_port}/mcp",
+        "tool": TOOL_NAME,
+        "prompt": PROMPT_NAME,
+        "plugin": opts.plugin,
+        "plugin_config": opts.plugin_config(redis_url) if opts.plugin == "rate_limiter" else None,
+        "engines": opts.engines,
+        "admin_token": admin_token,
+        **prov,
+    }
+    rig_json = d / "rig.json"
+    rig_json.write_text(json.dumps(rig, indent=1))
+    os.chmod(rig_json, 0o600)
+
+
+def load_rig(run_dir: Path | None = None) -> dict[str, Any]:
+    """rig.json of a run (default: rig/run/current)."""
+    d = run_dir or (RUN_ROOT / "current")
+    return json.loads((d / "rig.json").read_text())
+
+
+def down(run_dir: Path | None = None) -> list[str]:
+    d = (run_dir or (RUN_ROOT / "current")).resolve()
+    if not (d / "pids.json").exists():
+        return [f"no pids.json in {d}: nothing to stop"]
+    report = Run(d).stop_all()
+    current = RUN_ROOT / "current"
+    if current.is_symlink() and current.resolve() == d:
+        current.unlink()
+    return report
+
+
+def status(run_dir: Path | None = None) -> list[str]:
+    d = (run_dir or (RUN_ROOT / "current")).resolve()
+    out = [f"run dir: {d}"]
+    for p in Run(d).procs:
+        alive = p["match"] in _cmdline(p["pid"]) and not _is_zombie(p["pid"])
+        out.append(f"  {p['name']:<11} pid {p['pid']:<8} {'running' if alive else 'stopped'}")
+    return out
+
+
+def _options_from_args(a: argparse.Namespace) -> RigOptions:
+    engines = a.engines.split()
+    if not engines or any(e not in ("go", "python", "auto") for e in engines):
+        raise SystemExit(f"--engines: space-separated list of go|python|auto, got {a.engines!r}")
+    return RigOptions(
+        engines=engines,
+        plugin=a.plugin,
+        backend=a.backend,
+        algorithm=a.algorithm,
+        by_user=a.by_user or None,
+        by_tenant=a.by_tenant or None,
+        by_tool=_parse_by_tool(a.by_tool),
+        fail_mode=a.fail_mode,
+        mode=a.mode,
+        users=a.users,
+        teams=a.teams,
+        gateway_cache=a.gateway_cache,
+        gateway_log_level=a.gateway_log_level,
+        probe_block_after=a.probe_block_after,
+        run_dir=Path(a.run_dir).resolve() if a.run_dir else None,
+    )
+
+
+def add_rig_arguments(ap: argparse.ArgumentParser) -> None:
+    """The `up` options, shared with the load-test and demo drivers. Defaults come from the environment."""
+    env = os.environ.get
+    ap.add_argument("--engines", default=env("GW_ENGINES", "go python go"), help="one RATE_LIMITER_ENGINE per gateway")
+    ap.add_argument("--plugin", choices=("rate_limiter", "probe", "none"), default=env("RIG_PLUGIN", "rate_limiter"))
+    ap.add_argument("--backend", choices=("redis", "memory"), default=env("RL_BACKEND", "redis"))
+    ap.add_argument(
+        "--algorithm", choices=("fixed_window", "sliding_window", "token_bucket"), default=env("RL_ALGORITHM", "fixed_window")
+    )
+    ap.add_argument("--by-user", default=env("RL_BY_USER", "20/s"), help='e.g. "20/s"; empty: off')
+    ap.add_argument("--by-tenant", default=env("RL_BY_TENANT", ""), help="empty: off")
+    ap.add_argument("--by-tool", action="append", default=[], metavar="NAME=RATE")
+    ap.add_argument("--fail-mode", choices=("open", "closed"), default=env("RL_FAIL_MODE", "open"))
+    ap.add_argument("--mode", choices=("enforce", "permissive"), default="enforce")
+    ap.add_argument("--users", type=int, default=int(env("RIG_USERS", "4")))
+    ap.add_argument("--teams", type=int, default=int(env("RIG_TEAMS", "2")))
+    ap.add_argument("--gateway-cache", choices=("memory", "redis"), default=env("GW_CACHE", "memory"))
+    ap.add_argument("--gateway-log-level", default=env("GW_LOG_LEVEL", "WARNING"))
+    ap.add_argument("--probe-block-after", type=int, default=None)
+    ap.add_argument("--run-dir", default=None, help="default: rig/run/<timestamp>")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="ContextForge rate limiter rig")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    add_rig_arguments(sub.add_parser("up", help="start and provision the rig"))
+    for name in ("down", "status"):
+        sp = sub.add_parser(name)
+        sp.add_argument("run_dir", nargs="?", default=None)
+    a = ap.parse_args(argv)
+    if a.cmd == "up":
+        t0 = time.monotonic()
+        try:
+            d = up(_options_from_args(a))
+        except RigError as e:
+            print(f"rig up failed: {e}", file=sys.stderr)
+            return 1
+        rig = load_rig(d)
+        print(f"rig up in {time.monotonic() - t0:.1f} s: {d}")
+        print(f"  nginx  {rig['nginx_url']}   (POST /rpc, tool {rig['tool']})")
+        for g in rig["gateways"]:
+            print(f"  {g['name']}    {g['url']}   RATE_LIMITER_ENGINE={g['engine']}")
+        print(f"  redis  {rig['redis_url']}")
+        print(f"  users  {len(rig['users'])} (tokens in {d}/rig.json)")
+        return 0
+    run_dir = Path(a.run_dir) if a.run_dir else None
+    for line in (down if a.cmd == "down" else status)(run_dir):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
