@@ -1,14 +1,262 @@
 // Package pyext is the Python-facing surface of the Go engine. gopy wraps
-// every exported identifier of this package into the CPython extension
-// rate_limiter_go._goext.pyext.
+// every exported function into the CPython extension
+// rate_limiter_go._goext.pyext; the Python side uses it only through
+// rate_limiter_go.engine_go.
 //
-// Placeholder: another engineer replaces this with the real surface.
-// Keep to int64/bool/float64 parameters and results where possible:
-// gopy leaks the C string of every string or error return.
+// The request path takes and returns scalars only: gopy leaks the C string of
+// every string or error it returns, and structs cross through a slow handle
+// table. A request's answer is packed into one int64 (see Evaluate and
+// docs/engine.md). Every function recovers from panics: a Go panic must never
+// take the host process down.
 package pyext
 
-// ABIVersion identifies the shape of this package's API.
-func ABIVersion() int64 { return 1 }
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
 
-// Add returns a+b. Used to measure per-call overhead.
+	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
+	"github.com/rate-limiter-go/rate_limiter_go/backends/redis"
+	"github.com/rate-limiter-go/rate_limiter_go/core"
+)
+
+// Error codes returned instead of a packed result (docs/engine.md).
+const (
+	CodeUnavailable   = -1 // backend unavailable: Redis error, timeout or breaker open
+	CodeUnknownHandle = -2 // no limiter with this handle (closed or never created)
+	CodeBadArgument   = -3 // malformed identity, time or ticket; nothing was evaluated
+	CodeInternal      = -4 // a bug: a recovered panic or an unexpected error
+)
+
+// Result packing (docs/engine.md): bit 0 admitted, bits 1-2 dimension, bits
+// 3-23 remaining (admitted) or Retry-After seconds (blocked), bits 24-62
+// X-RateLimit-Reset in Unix seconds.
+const (
+	valueShift = 3
+	valueBits  = 21
+	resetShift = 24
+	resetBits  = 39
+)
+
+// ABIVersion identifies the shape of this package's API; engine_go checks it.
+func ABIVersion() int64 { return 2 }
+
+// Add returns a+b. The build's smoke test and the overhead benchmark call it.
 func Add(a, b int64) int64 { return a + b }
+
+// limiter is one NewLimiter handle: the engine and the shared backend it uses.
+type limiter struct {
+	lim     *core.Limiter
+	release func() // drops this limiter's reference to a shared Redis backend
+}
+
+// table maps handles to limiters. Reads are a lock-free load of an immutable
+// slice (index = handle); writers copy it under mu. Handles are never reused.
+type table struct {
+	mu    sync.Mutex
+	slots atomic.Pointer[[]*limiter]
+}
+
+var handles table
+
+func (t *table) get(h int64) *limiter {
+	s := t.slots.Load()
+	if s == nil || h < 1 || h >= int64(len(*s)) {
+		return nil
+	}
+	return (*s)[h]
+}
+
+func (t *table) add(l *limiter) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var next []*limiter
+	if s := t.slots.Load(); s != nil {
+		next = append(next, (*s)...)
+	} else {
+		next = []*limiter{nil} // handle 0 is never valid
+	}
+	next = append(next, l)
+	t.slots.Store(&next)
+	return int64(len(next) - 1)
+}
+
+func (t *table) remove(h int64) *limiter {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.slots.Load()
+	if s == nil || h < 1 || h >= int64(len(*s)) || (*s)[h] == nil {
+		return nil
+	}
+	next := append([]*limiter(nil), (*s)...)
+	l := next[h]
+	next[h] = nil
+	t.slots.Store(&next)
+	return l
+}
+
+// sharedRedis holds one Redis backend per (name, config), reference counted
+// by the limiters that use it, so every limiter of a plugin shares one pool.
+var sharedRedis = struct {
+	sync.Mutex
+	m map[[2]string]*redisRef
+}{m: map[[2]string]*redisRef{}}
+
+type redisRef struct {
+	b    *redis.Backend
+	refs int
+}
+
+func acquireRedis(name, config string, cfg core.Config) (*redis.Backend, func(), error) {
+	sharedRedis.Lock()
+	defer sharedRedis.Unlock()
+	k := [2]string{name, config}
+	ref := sharedRedis.m[k]
+	if ref == nil {
+		b, err := redis.New(redis.Options{
+			URL:             cfg.RedisURL,
+			ConnectTimeout:  cfg.ConnectTimeout,
+			CommandTimeout:  cfg.CommandTimeout,
+			BreakerFailures: cfg.BreakerFailures,
+			BreakerCooldown: cfg.BreakerCooldown,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		ref = &redisRef{b: b}
+		sharedRedis.m[k] = ref
+	}
+	ref.refs++
+	var once sync.Once
+	return ref.b, func() {
+		once.Do(func() {
+			sharedRedis.Lock()
+			defer sharedRedis.Unlock()
+			if ref.refs--; ref.refs == 0 {
+				delete(sharedRedis.m, k)
+				_ = ref.b.Close()
+			}
+		})
+	}, nil
+}
+
+// NewLimiter parses configJSON (LimiterConfig.canonical_json()) and returns a
+// handle >= 1 for Evaluate and Submit. Limiters with the same name and
+// configuration share their state: one memory store, or one Redis pool.
+// Called once per plugin instance: the error string it may return is leaked
+// by gopy, which is acceptable there and nowhere else.
+func NewLimiter(name string, configJSON string) (h int64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			h, err = 0, fmt.Errorf("rate limiter: internal error creating the limiter: %v", r)
+		}
+	}()
+	cfg, err := core.ParseConfig([]byte(configJSON))
+	if err != nil {
+		return 0, fmt.Errorf("rate limiter: %w", err)
+	}
+	l := &limiter{release: func() {}}
+	var backend core.Backend
+	switch cfg.Backend {
+	case "memory":
+		backend = memory.Shared(name, configJSON, cfg.MemoryMaxKeys)
+	case "redis":
+		b, release, err := acquireRedis(name, configJSON, cfg)
+		if err != nil {
+			return 0, fmt.Errorf("rate limiter: %w", err)
+		}
+		backend, l.release = b, release
+	default:
+		return 0, fmt.Errorf("rate limiter: backend %q not supported", cfg.Backend)
+	}
+	if l.lim, err = core.NewLimiter(cfg, backend); err != nil {
+		l.release()
+		return 0, fmt.Errorf("rate limiter: %w", err)
+	}
+	return handles.add(l), nil
+}
+
+// CloseLimiter forgets a handle and releases its share of a Redis pool.
+// Memory state survives (docs/semantics.md §10). Unknown handles are ignored.
+func CloseLimiter(handle int64) {
+	defer func() { _ = recover() }()
+	if l := handles.remove(handle); l != nil {
+		l.release()
+	}
+}
+
+// Evaluate checks and, if admitted, consumes one request synchronously (the
+// GIL is released meanwhile). user is the normalised user; tenant "" means no
+// tenant; tool "" means no tool. An identity starting with "\x01" is already
+// escaped (docs/engine.md). nowUS is Unix µs, 0 for the backend's clock.
+//
+// It returns a packed result >= 0 (docs/engine.md) or a negative Code*.
+func Evaluate(handle int64, user, tenant, tool string, nowUS int64) (packed int64) {
+	defer func() {
+		if r := recover(); r != nil {
+			reportPanic(r)
+			packed = CodeInternal
+		}
+	}()
+	l := handles.get(handle)
+	if l == nil {
+		return CodeUnknownHandle
+	}
+	return evaluate(l.lim, user, tenant, tool, nowUS)
+}
+
+// evaluate runs one request and packs the answer or the error code.
+func evaluate(lim *core.Limiter, user, tenant, tool string, nowUS int64) int64 {
+	d, err := lim.Evaluate(context.Background(), user, tenant, tool, nowUS)
+	if err != nil {
+		return code(err)
+	}
+	return pack(d)
+}
+
+// code maps an engine error to its Code*.
+func code(err error) int64 {
+	switch {
+	case errors.Is(err, core.ErrBadArgument),
+		errors.Is(err, memory.ErrBadRequest),
+		errors.Is(err, redis.ErrInvalidRequest):
+		return CodeBadArgument
+	case errors.Is(err, core.ErrBackend):
+		return CodeUnavailable
+	}
+	return CodeInternal
+}
+
+// pack encodes a Decision into a non-negative int64 (docs/engine.md).
+func pack(d core.Decision) int64 {
+	var p int64
+	v := d.Remaining
+	if d.Admitted {
+		p = 1
+	} else {
+		v = d.RetryAfterS
+	}
+	v = min(max(v, 0), 1<<valueBits-1)
+	reset := min(max(d.ResetAtUnix, 0), 1<<resetBits-1)
+	return p | int64(d.Dimension)<<1 | v<<valueShift | reset<<resetShift
+}
+
+// panics counts recovered panics, for tests and diagnostics.
+var panics atomic.Int64
+
+// reportPanic records a recovered panic and prints its stack to stderr: a
+// bug must stay visible even though the process survives. The panic value
+// is not printed, since it could quote request data; the stack shows
+// arguments only as raw words.
+func reportPanic(any) {
+	panics.Add(1)
+	fmt.Fprintln(os.Stderr, "rate_limiter_go: recovered a panic in the Go engine:")
+	os.Stderr.Write(debug.Stack())
+}
+
+// PanicCount returns how many panics were recovered since the process started.
+func PanicCount() int64 { return panics.Load() }

@@ -1,0 +1,146 @@
+package pyext
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// completions is the queue between Submit's goroutines and the Python event
+// loop: finished tickets in order, their packed results, and an eventfd that
+// counts completions so the loop can wait on it with add_reader.
+type completions struct {
+	next atomic.Int64 // last ticket handed out
+
+	mu      sync.Mutex
+	fd      int // eventfd, -1 until first needed
+	done    []int64
+	head    int
+	results map[int64]int64
+}
+
+var queue = completions{fd: -1, results: map[int64]int64{}}
+
+// eventFD returns the eventfd, creating it once (non-blocking, close-on-exec).
+func (c *completions) eventFD() (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd < 0 {
+		fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+		if err != nil {
+			return -1, fmt.Errorf("eventfd: %w", err)
+		}
+		c.fd = fd
+	}
+	return c.fd, nil
+}
+
+// complete records a ticket's result and signals the eventfd.
+func (c *completions) complete(ticket, packed int64) {
+	c.mu.Lock()
+	c.results[ticket] = packed
+	c.done = append(c.done, ticket)
+	fd := c.fd
+	c.mu.Unlock()
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	// Non-blocking: the write fails only if the counter would overflow,
+	// which needs 2^64 unread completions.
+	_, _ = unix.Write(fd, one[:])
+}
+
+// pop returns the oldest completed ticket, or 0.
+func (c *completions) pop() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.head == len(c.done) {
+		return 0
+	}
+	t := c.done[c.head]
+	c.head++
+	if c.head == len(c.done) { // empty: reuse the slice from the start
+		c.done, c.head = c.done[:0], 0
+	}
+	return t
+}
+
+// take removes and returns a ticket's result.
+func (c *completions) take(ticket int64) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.results[ticket]
+	if ok {
+		delete(c.results, ticket)
+	}
+	return r, ok
+}
+
+// CompletionFD returns the eventfd that counts finished Submit calls: the
+// Python side registers it with loop.add_reader. It is created on first use
+// and stays open for the life of the process. Negative: CodeInternal.
+func CompletionFD() (fd int64) {
+	defer func() {
+		if r := recover(); r != nil {
+			reportPanic(r)
+			fd = CodeInternal
+		}
+	}()
+	f, err := queue.eventFD()
+	if err != nil {
+		return CodeInternal
+	}
+	return int64(f)
+}
+
+// Submit starts evaluating one request (arguments as for Evaluate) in a
+// goroutine and returns at once with a ticket >= 1, or a negative Code*. When
+// the evaluation ends, its ticket is queued for NextCompletion and the eventfd
+// is incremented by one.
+func Submit(handle int64, user, tenant, tool string, nowUS int64) (ticket int64) {
+	defer func() {
+		if r := recover(); r != nil {
+			reportPanic(r)
+			ticket = CodeInternal
+		}
+	}()
+	l := handles.get(handle)
+	if l == nil {
+		return CodeUnknownHandle
+	}
+	if _, err := queue.eventFD(); err != nil {
+		return CodeInternal
+	}
+	t := queue.next.Add(1)
+	go func() {
+		packed := int64(CodeInternal)
+		defer func() {
+			if r := recover(); r != nil {
+				reportPanic(r)
+				packed = CodeInternal
+			}
+			queue.complete(t, packed)
+		}()
+		packed = evaluate(l.lim, user, tenant, tool, nowUS)
+	}()
+	return t
+}
+
+// NextCompletion returns the oldest finished ticket not yet returned, or 0
+// when there is none.
+func NextCompletion() int64 {
+	return queue.pop()
+}
+
+// TakeResult returns a finished ticket's packed result (or its negative
+// Code*) and forgets it; CodeBadArgument for a ticket that is not finished or
+// was already taken.
+func TakeResult(ticket int64) int64 {
+	r, ok := queue.take(ticket)
+	if !ok {
+		return CodeBadArgument
+	}
+	return r
+}
