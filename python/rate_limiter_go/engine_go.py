@@ -1,0 +1,329 @@
+"""The Go engine: a thin wrapper over the gopy extension ``rate_limiter_go._goext.pyext``.
+
+One request is one call into Go, which builds the keys, evaluates every
+dimension all-or-nothing and packs the reported dimension into one int64
+(docs/engine.md). The memory backend answers synchronously with the GIL
+released; the Redis backend runs in a goroutine and completes through an
+eventfd watched by the event loop, so a hook never blocks the loop for a
+Redis round trip.
+
+The extension is imported lazily, on the first evaluation, through
+``_native.load_native()``: importing it starts the Go runtime, which does not
+survive fork(), so a ``gunicorn --preload`` master that builds plugins must
+not start it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from typing import Any, Callable
+
+from rate_limiter_go import _native
+from rate_limiter_go.config import LimiterConfig
+from rate_limiter_go.engine import DIMENSIONS, NO_LIMIT, Decision, EngineError
+from rate_limiter_go.keys import escape_identity
+
+__all__ = ["ABI_VERSION", "GoEngine", "MARKER", "unpack", "wire_identity"]
+
+#: The pyext API version this wrapper speaks (pyext.ABIVersion()).
+ABI_VERSION = 2
+
+#: Leads an identity that is passed already escaped (docs/engine.md): C strings
+#: cannot carry NUL or lone surrogates, and a raw identity starting with the
+#: marker must not be mistaken for an escaped one.
+MARKER = "\x01"
+
+# Packed result layout (docs/engine.md).
+_VALUE_MASK = (1 << 21) - 1
+_NONE_DIMENSION = 3
+_PACKED_NO_LIMIT = 1 | _NONE_DIMENSION << 1
+
+_ERRORS = {
+    -1: "backend unavailable",
+    -2: "unknown limiter handle (closed?)",
+    -3: "bad argument",
+    -4: "internal error in the Go engine",
+}
+
+# Decisions are immutable, so equal packed results can share one instance;
+# the cache is cleared when it reaches this size.
+_CACHE_MAX = 4096
+
+
+def wire_identity(identity: str) -> str:
+    """The form in which an identity crosses the binding (docs/engine.md).
+
+    An identity containing NUL or a lone surrogate, or starting with MARKER,
+    becomes MARKER + its §6 escaped form; any other passes unchanged.
+    """
+    if identity[:1] == MARKER or "\x00" in identity:
+        return MARKER + escape_identity(identity)
+    try:
+        identity.encode("utf-8")
+    except UnicodeEncodeError:
+        return MARKER + escape_identity(identity)
+    return identity
+
+
+def unpack(packed: int) -> tuple[bool, int, int, int]:
+    """Split a packed result into (admitted, dimension index, value, reset_at_unix).
+
+    value is the remaining count when admitted, Retry-After seconds when
+    blocked; dimension index 3 means no dimension applied. Negative packed
+    values are error codes and raise EngineError.
+    """
+    if packed < 0:
+        raise EngineError(f"Go engine: {_ERRORS.get(packed, f'error code {packed}')}")
+    return bool(packed & 1), (packed >> 1) & 3, (packed >> 3) & _VALUE_MASK, packed >> 24
+
+
+class GoEngine:
+    """rate_limiter_go.engine.Engine on the Go extension.
+
+    ``store_name`` (the plugin name) and the configuration identify the
+    process-wide state shared by every engine with the same pair (§10).
+    """
+
+    name = "go"
+
+    def __init__(self, config: LimiterConfig, store_name: str) -> None:
+        if not _native.native_available():
+            raise ImportError(
+                "the Go engine needs the native extension: "
+                + (_native.native_unavailable_reason() or "rate_limiter_go._goext is not built")
+            )
+        for tool in config.by_tool:
+            try:
+                tool.encode("utf-8")
+            except UnicodeEncodeError:
+                # JSON would carry it, but Go decodes a lone surrogate as U+FFFD.
+                raise ValueError("the Go engine cannot use a by_tool name containing a lone surrogate") from None
+        self.config = config
+        self.sync = config.backend == "memory"
+        self._store_name = store_name
+        self._config_json = config.canonical_json()
+        self._limits: tuple[int, int] = (
+            config.by_user.limit if config.by_user else 0,
+            config.by_tenant.limit if config.by_tenant else 0,
+        )
+        self._tool_limits: dict[str, int] = {name: rate.limit for name, rate in config.by_tool.items()}
+        # When every tool has the same limit, a tool decision depends on the
+        # packed value alone and may be cached like the others.
+        self._tool_uniform = len({r.limit for r in config.by_tool.values()}) <= 1
+        self._cache: dict[int, Decision] = {_PACKED_NO_LIMIT: NO_LIMIT}
+        self._handle = 0
+        self._closed = False
+        self._lock = threading.Lock()
+        self._mod: Any = None
+        self._finalizer: weakref.finalize | None = None
+
+    # -- binding -------------------------------------------------------------
+
+    def _bind(self) -> Any:
+        """Load the extension and create the Go limiter, once; raise EngineError if impossible."""
+        with self._lock:
+            if self._mod is not None:
+                return self._mod
+            if self._closed:
+                raise EngineError("Go engine: used after close()")
+            try:
+                mod = _native.load_native()
+            except (ImportError, RuntimeError) as e:  # RuntimeError: NativeForkError
+                raise EngineError(f"Go engine unavailable: {e}") from e
+            abi = mod.ABIVersion()
+            if abi != ABI_VERSION:
+                raise EngineError(f"Go extension speaks ABI {abi}, this wrapper {ABI_VERSION}: rebuild (make build)")
+            try:
+                handle = mod.NewLimiter(wire_identity(self._store_name), self._config_json)
+            except RuntimeError as e:
+                raise EngineError(f"Go engine rejected the configuration: {e}") from e
+            if handle < 1:
+                raise EngineError(f"Go engine: NewLimiter returned {handle}")
+            self._handle = handle
+            self._finalizer = weakref.finalize(self, _close_handle, mod, handle)
+            self._install_fast_path(mod, handle)
+            self._mod = mod
+            return mod
+
+    def _install_fast_path(self, mod: Any, handle: int) -> None:
+        """Replace evaluate() on this instance by a closure over the C entry point.
+
+        Skips gopy's Python-level wrapper (one extra call per request) and
+        every attribute lookup on the hot path.
+        """
+        raw = getattr(getattr(mod, "_pyext", None), "pyext_Evaluate", None) or mod.Evaluate
+        cache = self._cache
+        cache_get = cache.get
+        decode = self._decode
+
+        def evaluate(user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+            tenant = tenant or ""
+            tool = tool or ""
+            if user[:1] == MARKER or tenant[:1] == MARKER or tool[:1] == MARKER:
+                packed = raw(handle, wire_identity(user), wire_identity(tenant), wire_identity(tool), now_us)
+            else:
+                try:
+                    packed = raw(handle, user, tenant, tool, now_us)
+                except (ValueError, UnicodeEncodeError):  # NUL or a lone surrogate: pass escaped
+                    packed = raw(handle, wire_identity(user), wire_identity(tenant), wire_identity(tool), now_us)
+            d = cache_get(packed)
+            return d if d is not None else decode(packed, tool)
+
+        self.evaluate = evaluate  # type: ignore[method-assign]
+
+    # -- results -------------------------------------------------------------
+
+    def _decode(self, packed: int, tool: str) -> Decision:
+        admitted, dim, value, reset = unpack(packed)
+        if dim == _NONE_DIMENSION:
+            return NO_LIMIT
+        if dim == 2:
+            if tool[:1] == MARKER:
+                raise EngineError("Go engine: a tool decision for a marked tool name")
+            limit = self._tool_limits[tool]
+        else:
+            limit = self._limits[dim]
+        if admitted:
+            d = Decision(True, DIMENSIONS[dim], limit, value, reset, 0)
+        else:
+            d = Decision(False, DIMENSIONS[dim], limit, 0, reset, value)
+        if dim != 2 or self._tool_uniform:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+                self._cache[_PACKED_NO_LIMIT] = NO_LIMIT
+            self._cache[packed] = d
+        return d
+
+    # -- Engine --------------------------------------------------------------
+
+    def evaluate(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+        """Evaluate and consume one request (§4) with one call into Go.
+
+        Meant for the memory backend (``sync``); with Redis it blocks the
+        calling thread (not the GIL) for the round trip. Raises EngineError
+        when the engine or backend fails.
+        """
+        self._bind()
+        return self.evaluate(user, tenant, tool, now_us)  # the fast path installed by _bind
+
+    async def check(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+        """Evaluate one request; with Redis the event loop keeps running meanwhile."""
+        if self.sync:
+            return self.evaluate(user, tenant, tool, now_us)
+        mod = self._mod or self._bind()
+        tenant = tenant or ""
+        tool = tool or ""
+        ticket = mod.Submit(self._handle, wire_identity(user), wire_identity(tenant), wire_identity(tool), now_us)
+        if ticket < 0:
+            unpack(ticket)  # raises EngineError
+        packed = await _completions(mod).wait(ticket)
+        d = self._cache.get(packed)
+        return d if d is not None else self._decode(packed, tool)
+
+    async def close(self) -> None:
+        """Release the Go limiter (and its share of the Redis pool); memory state survives (§10)."""
+        with self._lock:
+            self._closed = True
+            if self._finalizer is not None:
+                self._finalizer()  # runs _close_handle once
+
+
+def _close_handle(mod: Any, handle: int) -> None:
+    # A forked child must not call into the parent's Go runtime.
+    if _native.loaded_in_pid() == os.getpid():
+        mod.CloseLimiter(handle)
+
+
+# -- async completions --------------------------------------------------------
+
+
+class _Completions:
+    """Routes finished Submit tickets from the Go eventfd to asyncio futures.
+
+    Every event loop that awaits a ticket registers a reader on the one
+    eventfd; whichever loop drains a ticket resolves its future, directly when
+    the future is its own, else with call_soon_threadsafe on the future's loop.
+    So several loops (in several threads) work, and a loop that closes simply
+    stops draining while the others carry on.
+    """
+
+    def __init__(self, mod: Any) -> None:
+        fd = mod.CompletionFD()
+        if fd < 0:
+            raise EngineError("Go engine: cannot create the completion eventfd")
+        self._fd: int = fd
+        self._next: Callable[[], int] = mod.NextCompletion
+        self._take: Callable[[int], int] = mod.TakeResult
+        self._lock = threading.Lock()
+        self._waiting: dict[int, tuple[asyncio.Future[int], asyncio.AbstractEventLoop]] = {}
+        self._early: dict[int, int] = {}  # finished before anyone waited for them
+        self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+    def wait(self, ticket: int) -> asyncio.Future[int]:
+        loop = asyncio.get_running_loop()
+        if loop not in self._loops:
+            self._watch(loop)
+        fut: asyncio.Future[int] = loop.create_future()
+        with self._lock:
+            packed = self._early.pop(ticket, None)
+            if packed is None:
+                self._waiting[ticket] = (fut, loop)
+        if packed is not None:
+            fut.set_result(packed)
+        return fut
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            if loop in self._loops:
+                return
+            self._loops.add(loop)
+        loop.add_reader(self._fd, self._drain, loop)
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            os.read(self._fd, 8)  # reset the eventfd counter
+        except BlockingIOError:
+            pass  # another loop read it first; still drain below
+        next_completion, take = self._next, self._take
+        while True:
+            ticket = next_completion()
+            if not ticket:
+                return
+            packed = take(ticket)
+            with self._lock:
+                waiter = self._waiting.pop(ticket, None)
+                if waiter is None:
+                    self._early[ticket] = packed
+                    continue
+            fut, fut_loop = waiter
+            if fut_loop is loop:
+                if not fut.done():
+                    fut.set_result(packed)
+            else:
+                try:
+                    fut_loop.call_soon_threadsafe(_resolve, fut, packed)
+                except RuntimeError:
+                    pass  # that loop is closed: nobody awaits the future any more
+
+
+def _resolve(fut: asyncio.Future[int], packed: int) -> None:
+    if not fut.done():  # cancelled, e.g. by a hook timeout
+        fut.set_result(packed)
+
+
+_completions_lock = threading.Lock()
+_completions_singleton: _Completions | None = None
+
+
+def _completions(mod: Any) -> _Completions:
+    global _completions_singleton
+    c = _completions_singleton
+    if c is None:
+        with _completions_lock:
+            if _completions_singleton is None:
+                _completions_singleton = _Completions(mod)
+            c = _completions_singleton
+    return c
