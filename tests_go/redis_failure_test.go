@@ -17,9 +17,9 @@ const slack = 250 * time.Millisecond
 
 var oneLimit = []algorithms.Limit{{Limit: 1000, WindowUS: 60 * secondUS}}
 
-// evalErr runs one request expected to fail and returns the error and how
-// long the call took.
-func evalErr(t *testing.T, b *redis.Backend, key string) (error, time.Duration) {
+// evalErr runs one request expected to fail and returns how long the call
+// took and its error.
+func evalErr(t *testing.T, b *redis.Backend, key string) (time.Duration, error) {
 	t.Helper()
 	out := make([]algorithms.Outcome, 1)
 	start := time.Now()
@@ -31,7 +31,7 @@ func evalErr(t *testing.T, b *redis.Backend, key string) (error, time.Duration) 
 	if !errors.Is(err, redis.ErrUnavailable) {
 		t.Fatalf("error %v does not wrap ErrUnavailable", err)
 	}
-	return err, took
+	return took, err
 }
 
 // A stopped Redis fails fast: a refused dial costs no timeout, and the pooled
@@ -44,7 +44,7 @@ func TestRedisStoppedIsUnavailableQuickly(t *testing.T) {
 	evalOne(t, b, algorithms.FixedWindow, []string{key}, oneLimit, 0)
 	srv.Stop()
 	for i := 0; i < 3; i++ {
-		err, took := evalErr(t, b, key)
+		took, err := evalErr(t, b, key)
 		t.Logf("call %d: %v after %v", i, err, took)
 		if took > 100*time.Millisecond {
 			t.Errorf("call %d took %v against a stopped server, want no timeout wait", i, took)
@@ -64,7 +64,7 @@ func TestRedisHungServerTimesOut(t *testing.T) {
 	b := newRedisBackend(t, hung.URL(), redis.Options{ConnectTimeout: connect, CommandTimeout: command,
 		BreakerFailures: 100})
 	for i := 0; i < 3; i++ {
-		err, took := evalErr(t, b, "k")
+		took, err := evalErr(t, b, "k")
 		t.Logf("call %d: %v after %v", i, err, took)
 		if !strings.HasSuffix(err.Error(), ": timeout") {
 			t.Errorf("error %q, want a timeout", err)
@@ -89,7 +89,7 @@ func TestRedisBreakerFailsFastWithoutConnecting(t *testing.T) {
 	b := newRedisBackend(t, hung.URL(), redis.Options{ConnectTimeout: 50 * time.Millisecond,
 		CommandTimeout: 50 * time.Millisecond, BreakerFailures: failures, BreakerCooldown: cooldown})
 	for i := 0; i < failures; i++ {
-		if err, _ := evalErr(t, b, "k"); errors.Is(err, redis.ErrBreakerOpen) {
+		if _, err := evalErr(t, b, "k"); errors.Is(err, redis.ErrBreakerOpen) {
 			t.Fatalf("breaker open after %d failures, want %d", i, failures)
 		}
 	}
@@ -99,7 +99,7 @@ func TestRedisBreakerFailsFastWithoutConnecting(t *testing.T) {
 	const fastCalls = 200
 	start := time.Now()
 	for i := 0; i < fastCalls; i++ {
-		if err, _ := evalErr(t, b, "k"); !errors.Is(err, redis.ErrBreakerOpen) {
+		if _, err := evalErr(t, b, "k"); !errors.Is(err, redis.ErrBreakerOpen) {
 			t.Fatalf("call %d while open: %v, want ErrBreakerOpen", i, err)
 		}
 	}
@@ -116,13 +116,13 @@ func TestRedisBreakerFailsFastWithoutConnecting(t *testing.T) {
 
 	time.Sleep(cooldown - time.Since(opened) + 20*time.Millisecond)
 	// The probe goes to the server (one connection) and fails: re-opened.
-	if err, _ := evalErr(t, b, "k"); errors.Is(err, redis.ErrBreakerOpen) {
+	if _, err := evalErr(t, b, "k"); errors.Is(err, redis.ErrBreakerOpen) {
 		t.Fatalf("no probe after the cooldown: %v", err)
 	}
 	if got := hung.Accepted(); got != accepted+1 {
 		t.Errorf("the probe made %d connections, want 1", got-accepted)
 	}
-	if err, _ := evalErr(t, b, "k"); !errors.Is(err, redis.ErrBreakerOpen) {
+	if _, err := evalErr(t, b, "k"); !errors.Is(err, redis.ErrBreakerOpen) {
 		t.Errorf("after a failed probe: %v, want the breaker open again", err)
 	}
 }
@@ -148,7 +148,7 @@ func TestRedisRestartEnforcesAfterCooldown(t *testing.T) {
 	srv.Restart(t)
 	if time.Since(opened) < cooldown {
 		// Redis is back, but the breaker keeps failing fast until the cooldown ends.
-		if err, _ := evalErr(t, b, key); !errors.Is(err, redis.ErrBreakerOpen) {
+		if _, err := evalErr(t, b, key); !errors.Is(err, redis.ErrBreakerOpen) {
 			t.Fatalf("during the cooldown: %v, want ErrBreakerOpen", err)
 		}
 	}
