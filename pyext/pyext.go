@@ -189,6 +189,14 @@ func CloseLimiter(handle int64) {
 	}
 }
 
+// ResetMemoryStores forgets every shared memory store, so that tests start
+// from empty state; limiters already created keep the store they have. Not
+// for production use: it breaks the sharing of docs/semantics.md §10.
+func ResetMemoryStores() {
+	defer func() { _ = recover() }()
+	memory.ResetShared()
+}
+
 // Evaluate checks and, if admitted, consumes one request synchronously (the
 // GIL is released meanwhile). user is the normalised user; tenant "" means no
 // tenant; tool "" means no tool. An identity starting with "\x01" is already

@@ -29,6 +29,7 @@ const (
 	sweepKeys   = 8 // ... and then examines this many keys: about one per call
 	spaceScan   = 16
 	spaceSample = 5
+	presize     = 1024 // initial map capacity: small, since every plugin configuration has a store
 )
 
 // entry is one key's state. mu guards everything but pins and slot.
@@ -66,7 +67,7 @@ func New(maxKeys int) *Store {
 	}
 	return &Store{
 		maxKeys: maxKeys,
-		m:       xsync.NewMapOf[string, *entry](xsync.WithPresize(min(maxKeys, 1<<16))),
+		m:       xsync.NewMapOf[string, *entry](xsync.WithPresize(min(maxKeys, presize))),
 		now:     func() int64 { return time.Now().UnixMicro() },
 	}
 }

@@ -1,0 +1,282 @@
+package pyext
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
+	"github.com/rate-limiter-go/rate_limiter_go/core"
+)
+
+const sec = int64(1_000_000)
+
+// now is a realistic instant aligned to every window.
+const now = 1_800_000_000 * sec
+
+func cfgJSON(extra string) string {
+	return `{"algorithm":"fixed_window","backend":"memory","by_user":{"limit":2,"window_s":60},` +
+		`"by_tenant":{"limit":5,"window_s":1},"by_tool":{"search":{"limit":3,"window_s":3600}}` + extra + `}`
+}
+
+func newLimiter(t *testing.T, name, cfg string) int64 {
+	t.Helper()
+	h, err := NewLimiter(name, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h < 1 {
+		t.Fatalf("handle %d", h)
+	}
+	t.Cleanup(func() { CloseLimiter(h) })
+	return h
+}
+
+type unpacked struct {
+	admitted     bool
+	dim          int64
+	value, reset int64
+}
+
+func unpack(p int64) unpacked {
+	return unpacked{p&1 == 1, p >> 1 & 3, p >> 3 & (1<<21 - 1), p >> 24}
+}
+
+func TestPackLayout(t *testing.T) {
+	tests := []struct {
+		d    core.Decision
+		want unpacked
+	}{
+		{core.Decision{Admitted: true, Dimension: core.DimNone}, unpacked{true, 3, 0, 0}},
+		{core.Decision{Admitted: true, Dimension: core.DimUser, Limit: 9, Remaining: 1_000_000, ResetAtUnix: 1_800_000_060},
+			unpacked{true, 0, 1_000_000, 1_800_000_060}},
+		{core.Decision{Admitted: false, Dimension: core.DimTool, Limit: 3, ResetAtUnix: 1<<39 - 1, RetryAfterS: 3600},
+			unpacked{false, 2, 3600, 1<<39 - 1}},
+		{core.Decision{Admitted: false, Dimension: core.DimTenant, RetryAfterS: 1, ResetAtUnix: 7}, unpacked{false, 1, 1, 7}},
+		// Out-of-range values saturate instead of corrupting neighbouring fields.
+		{core.Decision{Admitted: true, Dimension: core.DimUser, Remaining: 1 << 22, ResetAtUnix: 1 << 40},
+			unpacked{true, 0, 1<<21 - 1, 1<<39 - 1}},
+	}
+	for _, tt := range tests {
+		p := pack(tt.d)
+		if p < 0 {
+			t.Errorf("pack(%+v) = %d is negative", tt.d, p)
+		}
+		if got := unpack(p); got != tt.want {
+			t.Errorf("pack(%+v) unpacks to %+v, want %+v", tt.d, got, tt.want)
+		}
+	}
+	if pack(core.Decision{Admitted: true, Dimension: core.DimNone}) != 7 {
+		t.Error("the no-dimension result must be 7, which engine_go.py relies on")
+	}
+}
+
+func TestEvaluatePacked(t *testing.T) {
+	h := newLimiter(t, t.Name(), cfgJSON(""))
+	steps := []struct {
+		user, tenant, tool string
+		want               unpacked
+	}{
+		{"alice", "", "", unpacked{true, 0, 1, 1_800_000_060}},
+		{"alice", "t1", "search", unpacked{true, 0, 0, 1_800_000_060}}, // user 0, tenant 4, tool 2
+		{"alice", "t1", "search", unpacked{false, 0, 60, 1_800_000_060}},
+		{"bob", "t1", "search", unpacked{true, 0, 1, 1_800_000_060}},   // user 1, tenant 3, tool 1: tie, user first
+		{"carol", "t1", "search", unpacked{true, 2, 0, 1_800_003_600}}, // user 1, tenant 2, tool 0
+		{"bob", "", "other", unpacked{true, 0, 0, 1_800_000_060}},
+	}
+	for i, st := range steps {
+		p := Evaluate(h, st.user, st.tenant, st.tool, now)
+		if p < 0 {
+			t.Fatalf("step %d: code %d", i, p)
+		}
+		if got := unpack(p); got != st.want {
+			t.Fatalf("step %d: %+v, want %+v", i, got, st.want)
+		}
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	h := newLimiter(t, t.Name(), cfgJSON(""))
+	tests := []struct {
+		name               string
+		handle             int64
+		user, tenant, tool string
+		nowUS              int64
+		want               int64
+	}{
+		{"handle 0", 0, "u", "", "", now, CodeUnknownHandle},
+		{"unknown handle", 1 << 40, "u", "", "", now, CodeUnknownHandle},
+		{"negative time", h, "u", "", "", -1, CodeBadArgument},
+		{"empty user", h, "", "", "", now, CodeBadArgument},
+		{"bad marked identity", h, "\x01a:b", "", "", now, CodeBadArgument},
+	}
+	for _, tt := range tests {
+		if got := Evaluate(tt.handle, tt.user, tt.tenant, tt.tool, tt.nowUS); got != tt.want {
+			t.Errorf("%s: Evaluate = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	CloseLimiter(h)
+	if got := Evaluate(h, "u", "", "", now); got != CodeUnknownHandle {
+		t.Errorf("after CloseLimiter: %d, want %d", got, CodeUnknownHandle)
+	}
+	CloseLimiter(h) // twice: ignored
+}
+
+func TestNewLimiterErrors(t *testing.T) {
+	for _, cfg := range []string{`{`, `{"algorithm":"x"}`, `{"backend":"redis"}`, `{"backend":"redis","redis_url":"ftp://x"}`} {
+		h, err := NewLimiter("n", cfg)
+		if err == nil || h != 0 {
+			t.Errorf("NewLimiter(%s) = %d, %v; want an error", cfg, h, err)
+		}
+	}
+}
+
+// TestSharedState: limiters with the same name and configuration share one
+// memory store (§10); another name or configuration does not.
+func TestSharedState(t *testing.T) {
+	t.Cleanup(ResetMemoryStores)
+	cfg := cfgJSON("")
+	a := newLimiter(t, "shared", cfg)
+	b := newLimiter(t, "shared", cfg)
+	other := newLimiter(t, "other", cfg)
+	Evaluate(a, "u", "", "", now)
+	if got := unpack(Evaluate(b, "u", "", "", now)); got.value != 0 {
+		t.Fatalf("second limiter of the pair sees remaining %d, want 0 (shared)", got.value)
+	}
+	if got := unpack(Evaluate(other, "u", "", "", now)); got.value != 1 {
+		t.Fatalf("another name sees remaining %d, want 1 (separate)", got.value)
+	}
+	ResetMemoryStores()
+	fresh := newLimiter(t, "shared", cfg)
+	if got := unpack(Evaluate(fresh, "u", "", "", now)); got.value != 1 {
+		t.Fatalf("after ResetMemoryStores remaining %d, want 1", got.value)
+	}
+}
+
+// readEventFD waits until the eventfd counts at least one completion.
+func readEventFD(t *testing.T, fd int) uint64 {
+	t.Helper()
+	var buf [8]byte
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := unix.Read(fd, buf[:])
+		if err == nil && n == 8 {
+			return binary.NativeEndian.Uint64(buf[:])
+		}
+		if !errors.Is(err, unix.EAGAIN) {
+			t.Fatalf("read eventfd: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no completion signalled within 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestSubmitCompletes(t *testing.T) {
+	h := newLimiter(t, t.Name(), cfgJSON(""))
+	fd := CompletionFD()
+	if fd < 0 || CompletionFD() != fd {
+		t.Fatalf("CompletionFD %d not stable", fd)
+	}
+	const n = 50
+	tickets := map[int64]bool{}
+	for i := 0; i < n; i++ {
+		tk := Submit(h, fmt.Sprintf("user%d", i%10), "", "", now)
+		if tk < 1 || tickets[tk] {
+			t.Fatalf("ticket %d", tk)
+		}
+		tickets[tk] = true
+	}
+	if bad := Submit(1<<40, "u", "", "", now); bad != CodeUnknownHandle {
+		t.Fatalf("Submit on unknown handle: %d", bad)
+	}
+	admitted := 0
+	for got := 0; got < n; {
+		readEventFD(t, int(fd))
+		for tk := NextCompletion(); tk != 0; tk = NextCompletion() {
+			if !tickets[tk] {
+				t.Fatalf("unknown or repeated ticket %d", tk)
+			}
+			delete(tickets, tk)
+			p := TakeResult(tk)
+			if p < 0 {
+				t.Fatalf("ticket %d: code %d", tk, p)
+			}
+			if p&1 == 1 {
+				admitted++
+			}
+			if again := TakeResult(tk); again != CodeBadArgument {
+				t.Fatalf("result taken twice: %d", again)
+			}
+			got++
+		}
+	}
+	if admitted != 20 { // 10 users x limit 2
+		t.Fatalf("admitted %d, want 20", admitted)
+	}
+}
+
+// panicky is a Backend that panics, standing in for an engine bug.
+type panicky struct{}
+
+func (panicky) Evaluate(context.Context, algorithms.Kind, []string, []algorithms.Limit, int64, []algorithms.Outcome) (bool, error) {
+	panic("bug")
+}
+func (panicky) Close() error { return nil }
+
+func TestPanicsAreRecovered(t *testing.T) {
+	cfg, err := core.ParseConfig([]byte(cfgJSON("")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim, err := core.NewLimiter(cfg, panicky{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := handles.add(&limiter{lim: lim, release: func() {}})
+	defer CloseLimiter(h)
+	before := PanicCount()
+	if got := Evaluate(h, "u", "", "", now); got != CodeInternal {
+		t.Fatalf("Evaluate = %d, want CodeInternal", got)
+	}
+	tk := Submit(h, "u", "", "", now)
+	readEventFD(t, int(CompletionFD()))
+	var got int64
+	for c := NextCompletion(); c != 0; c = NextCompletion() {
+		if r := TakeResult(c); c == tk {
+			got = r
+		}
+	}
+	if got != CodeInternal {
+		t.Fatalf("Submit result = %d, want CodeInternal", got)
+	}
+	if PanicCount()-before != 2 {
+		t.Fatalf("PanicCount grew by %d, want 2", PanicCount()-before)
+	}
+}
+
+func TestCodes(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int64
+	}{
+		{fmt.Errorf("x: %w", core.ErrBadArgument), CodeBadArgument},
+		{fmt.Errorf("%w: %w", core.ErrBackend, errors.New("timeout")), CodeUnavailable},
+		{errors.New("something else"), CodeInternal},
+	}
+	for _, tt := range tests {
+		if got := code(tt.err); got != tt.want {
+			t.Errorf("code(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+	if !strings.HasPrefix(fmt.Sprint(ABIVersion()), "2") {
+		t.Error("ABIVersion changed: update engine_go.ABI_VERSION too")
+	}
+}
