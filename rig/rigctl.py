@@ -196,7 +196,13 @@ class Run:
         """
         log = open(self.dir / f"{name}.log", "ab")
         proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         self.procs.append({"name": name, "pid": proc.pid, "match": match})
@@ -336,7 +342,9 @@ http {{
 """
 
 
-def _gateway_env(opts: RigOptions, i: int, port: int, engine: str, secrets_: dict[str, str], paths: dict[str, str]) -> dict[str, str]:
+def _gateway_env(
+    opts: RigOptions, i: int, port: int, engine: str, secrets_: dict[str, str], paths: dict[str, str]
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")}
     env.update(
         {
@@ -403,7 +411,9 @@ def provision(base: str, admin_token: str, opts: RigOptions, mcp_url: str, user_
     """Create teams, users and their API tokens the gateway's own way, and register the MCP server."""
     teams = []
     for t in range(opts.teams):
-        st, body, _ = http_json("POST", f"{base}/v1/teams/", {"name": f"Rig Team {t}", "visibility": "private"}, admin_token)
+        st, body, _ = http_json(
+            "POST", f"{base}/v1/teams/", {"name": f"Rig Team {t}", "visibility": "private"}, admin_token
+        )
         teams.append(_expect(st, body, (200, 201), f"create team {t}")["id"])
     users = []
     for u in range(opts.users):
@@ -415,7 +425,9 @@ def provision(base: str, admin_token: str, opts: RigOptions, mcp_url: str, user_
         _expect(st, body, (200, 201), f"create user {u}")
         team = teams[u % len(teams)] if teams else None
         if team:
-            st, body, _ = http_json("POST", f"{base}/v1/teams/{team}/members", {"email": email, "role": "member"}, admin_token)
+            st, body, _ = http_json(
+                "POST", f"{base}/v1/teams/{team}/members", {"email": email, "role": "member"}, admin_token
+            )
             _expect(st, body, (200, 201), f"add user {u} to a team")
         req = {"name": f"rig-{u:03d}", "expires_in_days": 1, "user_email": email}
         if team:
@@ -478,7 +490,11 @@ def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> No
     wait_port(redis_port, 10, p, "redis-server")
 
     p = run.start(
-        "mcp-server", [str(GATEWAY_PY), str(RIG_DIR / "mcp_server.py"), "--port", str(mcp_port)], base_env, d, "mcp_server.py"
+        "mcp-server",
+        [str(GATEWAY_PY), str(RIG_DIR / "mcp_server.py"), "--port", str(mcp_port)],
+        base_env,
+        d,
+        "mcp_server.py",
     )
     wait_port(mcp_port, 30, p, "MCP test server")
 
@@ -591,7 +607,9 @@ def add_rig_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--plugin", choices=("rate_limiter", "probe", "none"), default=env("RIG_PLUGIN", "rate_limiter"))
     ap.add_argument("--backend", choices=("redis", "memory"), default=env("RL_BACKEND", "redis"))
     ap.add_argument(
-        "--algorithm", choices=("fixed_window", "sliding_window", "token_bucket"), default=env("RL_ALGORITHM", "fixed_window")
+        "--algorithm",
+        choices=("fixed_window", "sliding_window", "token_bucket"),
+        default=env("RL_ALGORITHM", "fixed_window"),
     )
     ap.add_argument("--by-user", default=env("RL_BY_USER", "20/s"), help='e.g. "20/s"; empty: off')
     ap.add_argument("--by-tenant", default=env("RL_BY_TENANT", ""), help="empty: off")

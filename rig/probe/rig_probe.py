@@ -44,7 +44,11 @@ def _shape(value: Any) -> dict[str, Any]:
     if value is None:
         return {"type": "None"}
     if isinstance(value, dict):
-        return {"type": "dict", "keys": sorted(value), "hashed": {k: _digest(v) for k, v in value.items() if v is not None}}
+        return {
+            "type": "dict",
+            "keys": sorted(value),
+            "hashed": {k: _digest(v) for k, v in value.items() if v is not None},
+        }
     return {"type": type(value).__name__, "hash": _digest(value)}
 
 
