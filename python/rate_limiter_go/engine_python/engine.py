@@ -32,6 +32,17 @@ class _Dimension:
         self.argv = (str(rate.limit), str(rate.window_us))  # §9 ARGV pair
 
 
+#: Entries per identity -> key cache; a full cache is simply emptied (cheap, and no LRU bookkeeping per hit).
+KEY_CACHE_SIZE = 4096
+
+
+def _remember(cache: dict[str, str], identity: str, key: str) -> str:
+    if len(cache) >= KEY_CACHE_SIZE:
+        cache.clear()
+    cache[identity] = key
+    return key
+
+
 class PythonEngine:
     """The §1-§10 semantics in Python, bound to one validated configuration.
 
@@ -65,6 +76,9 @@ class PythonEngine:
             tool: _Dimension("tool", key_prefix(prefix, algorithm, "tool", rate) + escape_identity(tool), rate)
             for tool, rate in config.by_tool.items()
         }
+        # identity -> full key: escaping is the costliest step of building a key and callers repeat.
+        self._user_keys: dict[str, str] = {}
+        self._tenant_keys: dict[str, str] = {}
         if self.sync:
             self._store = shared_store(store_name, config)
             self._redis = None
@@ -80,11 +94,17 @@ class PythonEngine:
             raise ValueError("user must be a non-empty str (normalised by the caller, 'anonymous' if unknown)")
         dims = []
         if self._user is not None:
-            dims.append((self._user, self._user.key + escape_identity(user)))
+            key = self._user_keys.get(user)
+            if key is None:
+                key = _remember(self._user_keys, user, self._user.key + escape_identity(user))
+            dims.append((self._user, key))
         if tenant is not None and self._tenant is not None:
-            if not tenant:
-                raise ValueError("tenant must be None or a non-empty str")
-            dims.append((self._tenant, self._tenant.key + escape_identity(tenant)))
+            key = self._tenant_keys.get(tenant)
+            if key is None:
+                if not tenant or not isinstance(tenant, str):
+                    raise ValueError("tenant must be None or a non-empty str")
+                key = _remember(self._tenant_keys, tenant, self._tenant.key + escape_identity(tenant))
+            dims.append((self._tenant, key))
         if tool is not None:
             spec = self._tools.get(tool)
             if spec is not None:
@@ -121,29 +141,42 @@ class PythonEngine:
                 store.sweep(now_us)
             return to_decision(probe[0], spec.name, limit, remaining, reset_at_us, retry_after_us)
 
-        n = len(dims)
-        results: list[tuple[int, int, int]] = []
+        olds = []
+        probes = []
+        oks = []
+        remainings = []
+        resets = []
+        retries = []
         with store.lock:
             states = store.states
-            olds = [states.get(key) for _, key in dims]
-            probes = [check(olds[i], now_us, dims[i][0].limit, dims[i][0].window_us) for i in range(n)]
-            admitted = all(p[0] for p in probes)
+            for spec, key in dims:
+                state = states.get(key)
+                probe = check(state, now_us, spec.limit, spec.window_us)
+                olds.append(state)
+                probes.append(probe)
+                oks.append(probe[0])
+            admitted = all(oks)
             if admitted:
-                for i in range(n):
-                    spec, key = dims[i]
-                    new_state, remaining, reset_at_us = algorithm.admit(
-                        olds[i], probes[i], now_us, spec.limit, spec.window_us
-                    )
+                admit = algorithm.admit
+                for (spec, key), state, probe in zip(dims, olds, probes):
+                    new_state, remaining, reset_at_us = admit(state, probe, now_us, spec.limit, spec.window_us)
                     store.put(key, new_state, now_us)
-                    results.append((remaining, reset_at_us, 0))
+                    remainings.append(remaining)
+                    resets.append(reset_at_us)
+                    retries.append(0)
             else:
-                for i in range(n):
-                    spec = dims[i][0]
-                    results.append(algorithm.refuse(probes[i], now_us, spec.limit, spec.window_us, not probes[i][0]))
+                refuse = algorithm.refuse
+                for (spec, _), probe in zip(dims, probes):
+                    remaining, reset_at_us, retry_after_us = refuse(
+                        probe, now_us, spec.limit, spec.window_us, not probe[0]
+                    )
+                    remainings.append(remaining)
+                    resets.append(reset_at_us)
+                    retries.append(retry_after_us)
             store.sweep(now_us)
-        i = reported_index(admitted, [p[0] for p in probes], [r[0] for r in results], [r[2] for r in results])
-        remaining, reset_at_us, retry_after_us = results[i]
-        return to_decision(admitted, dims[i][0].name, dims[i][0].limit, remaining, reset_at_us, retry_after_us)
+        i = reported_index(admitted, oks, remainings, retries)
+        spec = dims[i][0]
+        return to_decision(admitted, spec.name, spec.limit, remainings[i], resets[i], retries[i])
 
     async def check(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
         """Evaluate and (if admitted) consume one request; raises EngineError on backend failure (§8)."""

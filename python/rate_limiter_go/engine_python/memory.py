@@ -59,15 +59,22 @@ class MemoryStore:
 
     def sweep(self, now_us: int) -> None:
         """Examine up to SWEEP_STEP keys at the front: drop the expired, move the others to the back."""
+        # Unrolled (SWEEP_STEP == 2): this runs on every request.
         states = self.states
-        for _ in range(SWEEP_STEP):
+        if not states:
+            return
+        key = next(iter(states))
+        if states[key][0] <= now_us:
+            del states[key]
             if not states:
                 return
-            key = next(iter(states))
-            if states[key][0] <= now_us:
-                del states[key]
-            else:
-                states.move_to_end(key)
+        else:
+            states.move_to_end(key)
+        key = next(iter(states))
+        if states[key][0] <= now_us:
+            del states[key]
+        else:
+            states.move_to_end(key)
 
     def make_room(self, now_us: int) -> None:
         """Evict for one new key: the expired keys among a front sample, else the soonest-expiring of it."""
