@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from rate_limiter_go.engine import EngineError
 from rate_limiter_go.engine_python.engine import PythonEngine
 from rate_limiter_go.engine_python.redis_backend import CircuitBreaker, RedisBackend
 from rate_limiter_go.engine_python.selection import decision_from_script_reply
+from rate_limiter_go.scripts import script_text
 
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 # Commands the scripts themselves run (counted in commandstats too) and redis-py's connection set-up.
@@ -266,3 +268,17 @@ def test_redis_backend_needs_a_url() -> None:
     config = parse_config({"by_user": "1/s"})  # memory backend: no URL
     with pytest.raises(ValueError, match="redis_url"):
         RedisBackend(config)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_script_text_is_the_repository_script(algorithm: str) -> None:
+    """§9: one source. The package copy (made by the build) must equal backends/redis/lua; rebuild if not."""
+    source = Path(__file__).resolve().parents[1] / "backends" / "redis" / "lua" / f"{algorithm}.lua"
+    if not source.is_file():
+        pytest.skip("not a repository checkout")
+    assert script_text(algorithm) == source.read_text(encoding="utf-8")
+
+
+def test_script_text_rejects_unknown_algorithms() -> None:
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        script_text("leaky_bucket")
