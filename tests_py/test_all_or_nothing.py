@@ -231,3 +231,22 @@ async def test_redis_evaluation_is_atomic_under_concurrency(make_engine, redis_u
     now = clock.at(0.0)
     decisions = await asyncio.gather(*(engine.check("alice", "t1", None, now) for _ in range(200)))
     assert sum(d.admitted for d in decisions) == 60
+
+
+@pytest.mark.parametrize(
+    ("user", "tenant", "now_us"),
+    [
+        ("", "t1", 0),  # the caller normalises a missing user to "anonymous" (§5)
+        (None, "t1", 0),
+        ("alice", "", 0),  # no tenant is None, not ""
+        ("alice", 42, 0),
+        ("alice", "t1", -5),
+        ("alice", "t1", 1.8e15),  # floats would break the integer µs arithmetic (§2)
+        ("alice", "t1", (1 << 52) + 1),
+    ],
+)
+def test_bad_arguments_fail_before_any_state_changes(user, tenant, now_us) -> None:
+    engine = PythonEngine(parse_config({"by_user": "5/s", "by_tenant": "5/s"}), "bad-input")
+    with pytest.raises(ValueError):
+        engine.evaluate(user, tenant, None, now_us)
+    assert len(engine._store) == 0

@@ -16,7 +16,7 @@ from rate_limiter_go.engine_python.memory import shared_store
 from rate_limiter_go.engine_python.selection import decision_from_script_reply, reported_index, to_decision
 from rate_limiter_go.keys import escape_identity, key_prefix
 
-__all__ = ["PythonEngine"]
+__all__ = ["KEY_CACHE_SIZE", "MAX_NOW_US", "PythonEngine"]
 
 
 class _Dimension:
@@ -31,6 +31,9 @@ class _Dimension:
         self.window_us = rate.window_us
         self.argv = (str(rate.limit), str(rate.window_us))  # §9 ARGV pair
 
+
+#: Largest explicit now_us accepted (the year 2112): keeps now + window below 2^53, exact in Lua (as the Go engine).
+MAX_NOW_US = 1 << 52
 
 #: Entries per identity -> key cache; a full cache is simply emptied (cheap, and no LRU bookkeeping per hit).
 KEY_CACHE_SIZE = 4096
@@ -121,8 +124,10 @@ class PythonEngine:
             return NO_LIMIT
         if now_us == 0:
             now_us = time.time_ns() // 1000
-        elif now_us < 0:
-            raise ValueError(f"now_us must be positive (µs since the epoch) or 0, got {now_us}")
+        elif type(now_us) is not int or not 0 < now_us <= MAX_NOW_US:
+            raise ValueError(
+                f"now_us must be an int in 1..2^52 (µs since the epoch) or 0 for the clock, got {now_us!r}"
+            )
         algorithm = self._algorithm
         check = algorithm.check
 
@@ -185,8 +190,10 @@ class PythonEngine:
         dims = self._dimensions(user, tenant, tool)
         if not dims:
             return NO_LIMIT
-        if now_us < 0:
-            raise ValueError(f"now_us must be positive (µs since the epoch) or 0, got {now_us}")
+        if now_us != 0 and (type(now_us) is not int or not 0 < now_us <= MAX_NOW_US):
+            raise ValueError(
+                f"now_us must be an int in 1..2^52 (µs since the epoch) or 0 for the clock, got {now_us!r}"
+            )
         reply = await self._redis.run([key for _, key in dims], [spec.argv for spec, _ in dims], now_us)
         return decision_from_script_reply(reply, [spec.name for spec, _ in dims], [spec.limit for spec, _ in dims])
 
