@@ -123,7 +123,7 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 }
 
 // Evaluate checks and, if admitted, consumes one request (§4). user is the
-// normalised user (required when the user dimension is configured); tenant ""
+// normalised user, never empty; tenant ""
 // means no tenant; tool "" means no tool, and a tool not in by_tool is not
 // limited. An identity starting with IdentityMarker is already escaped.
 // nowUS is the time in Unix µs, 0 for the backend's clock. Errors wrap
@@ -135,12 +135,14 @@ func (l *Limiter) Evaluate(ctx context.Context, user, tenant, tool string, nowUS
 	s := l.pool.Get().(*scratch)
 	defer l.pool.Put(s)
 
+	if user == "" {
+		// Required even when no user limit is configured: the caller
+		// normalises an unknown user to "anonymous" (§5).
+		return Decision{}, fmt.Errorf("%w: empty user", ErrBadArgument)
+	}
 	n := 0
 	var err error
 	if l.hasUser {
-		if user == "" {
-			return Decision{}, fmt.Errorf("%w: empty user", ErrBadArgument)
-		}
 		if s.bufs[n], err = appendIdentity(append(s.bufs[n][:0], l.userPrefix...), user); err != nil {
 			return Decision{}, fmt.Errorf("user: %w", err)
 		}

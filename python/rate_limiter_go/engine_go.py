@@ -26,7 +26,7 @@ from rate_limiter_go.config import LimiterConfig
 from rate_limiter_go.engine import DIMENSIONS, NO_LIMIT, Decision, EngineError
 from rate_limiter_go.keys import escape_identity
 
-__all__ = ["ABI_VERSION", "GoEngine", "MARKER", "unpack", "wire_identity"]
+__all__ = ["ABI_VERSION", "GoEngine", "MARKER", "reset_memory_stores", "unpack", "wire_identity"]
 
 #: The pyext API version this wrapper speaks (pyext.ABIVersion()).
 ABI_VERSION = 2
@@ -73,9 +73,12 @@ def unpack(packed: int) -> tuple[bool, int, int, int]:
 
     value is the remaining count when admitted, Retry-After seconds when
     blocked; dimension index 3 means no dimension applied. Negative packed
-    values are error codes and raise EngineError.
+    values are error codes: -3 (bad argument) raises ValueError, like the
+    Python engine for the same input; the others raise EngineError.
     """
     if packed < 0:
+        if packed == -3:
+            raise ValueError("Go engine: bad argument (empty user, malformed marked identity or now_us out of range)")
         raise EngineError(f"Go engine: {_ERRORS.get(packed, f'error code {packed}')}")
     return bool(packed & 1), (packed >> 1) & 3, (packed >> 3) & _VALUE_MASK, packed >> 24
 
@@ -229,6 +232,15 @@ class GoEngine:
             self._closed = True
             if self._finalizer is not None:
                 self._finalizer()  # runs _close_handle once
+
+
+def reset_memory_stores() -> None:
+    """Forget the Go engine's shared memory stores, for tests (the Python
+    engine's counterpart is engine_python.memory.reset_registry). Engines
+    already bound keep their store. Does nothing, and does not load the
+    extension, if this process has not loaded it."""
+    if _native.loaded_in_pid() == os.getpid():
+        _native.load_native().ResetMemoryStores()
 
 
 def _close_handle(mod: Any, handle: int) -> None:
