@@ -15,7 +15,8 @@
   from a raw config mapping via parse_config, and closes it after the test.
   Tests written against it run on both engines (parity).
 * ``make_engine_sync``: the same for synchronous tests (memory backend only).
-* autouse: the process-wide memory store registry is emptied around every test.
+* autouse: the process-wide memory stores (Python registry, and the Go engine's
+  when it exists) are emptied around every test.
 
 Tests cite docs/semantics.md by § number.
 """
@@ -102,11 +103,20 @@ def make_engine_sync() -> Iterator[Callable[..., Engine]]:
         asyncio.run(engine.close())
 
 
+def _reset_memory_stores() -> None:
+    reset_registry()
+    try:  # the Go engine's process-wide stores too, when that engine exists (it never loads the extension for this)
+        from rate_limiter_go.engine_go import reset_memory_stores
+    except ImportError:
+        return
+    reset_memory_stores()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_memory_registry() -> Iterator[None]:
-    reset_registry()
+    _reset_memory_stores()
     yield
-    reset_registry()
+    _reset_memory_stores()
 
 
 def free_port() -> int:
