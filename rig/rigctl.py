@@ -72,6 +72,7 @@ class RigOptions:
     gateway_log_level: str = "WARNING"
     probe_block_after: int | None = None
     run_dir: Path | None = None
+    plugin_options: dict[str, Any] = field(default_factory=dict)  # more plugin config keys, e.g. redis_timeout_ms
 
     def plugin_config(self, redis_url: str) -> dict[str, Any]:
         cfg: dict[str, Any] = {"algorithm": self.algorithm, "backend": self.backend, "fail_mode": self.fail_mode}
@@ -83,7 +84,22 @@ class RigOptions:
             cfg["by_tool"] = dict(self.by_tool)
         if self.backend == "redis":
             cfg["redis_url"] = redis_url
+        cfg.update(self.plugin_options)
         return cfg
+
+
+def parse_plugin_options(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; VALUE is read as JSON when it parses (50 -> int), else kept as a string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--plugin-option expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
 
 
 def _parse_by_tool(items: list[str]) -> dict[str, str]:
@@ -596,6 +612,7 @@ def _options_from_args(a: argparse.Namespace) -> RigOptions:
         gateway_cache=a.gateway_cache,
         gateway_log_level=a.gateway_log_level,
         probe_block_after=a.probe_block_after,
+        plugin_options=parse_plugin_options(a.plugin_option),
         run_dir=Path(a.run_dir).resolve() if a.run_dir else None,
     )
 
@@ -621,6 +638,9 @@ def add_rig_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--gateway-cache", choices=("memory", "redis"), default=env("GW_CACHE", "memory"))
     ap.add_argument("--gateway-log-level", default=env("GW_LOG_LEVEL", "WARNING"))
     ap.add_argument("--probe-block-after", type=int, default=None)
+    ap.add_argument(
+        "--plugin-option", action="append", default=[], metavar="KEY=VALUE", help="e.g. redis_timeout_ms=200"
+    )
     ap.add_argument("--run-dir", default=None, help="default: rig/run/<timestamp>")
 
 
