@@ -119,7 +119,7 @@ async def test_hung_redis_times_out_within_connect_plus_command_timeout(hung_red
             started = time.monotonic()
             with pytest.raises(EngineError):
                 await engine.check("alice", None, None)
-            assert time.monotonic() - started < 0.1 + 0.15  # budget 100 ms, plus scheduling slack
+            assert time.monotonic() - started < 0.1 + 0.2  # budget 100 ms, plus slack for a loaded 2-core CI box
         assert hung_redis.accepted, "the TCP connection was made: the timeout is the command's"
     finally:
         await engine.close()
@@ -133,7 +133,7 @@ async def test_paused_redis_times_out_on_an_established_connection(redis_url: st
         started = time.monotonic()
         with pytest.raises(EngineError):
             await engine.check("alice", None, None, clock.at(0.1))
-        assert time.monotonic() - started < 0.1 + 0.15
+        assert time.monotonic() - started < 0.1 + 0.2
     finally:
         redis_server.resume()
         await engine.close()
@@ -158,7 +158,7 @@ async def test_breaker_opens_after_consecutive_failures_and_fails_fast(redis_url
         for _ in range(50):
             with pytest.raises(EngineError, match="breaker is open"):
                 await backend.run(key, argv, clock.at(0.2))
-        assert time.monotonic() - started < 0.05, "fails fast"
+        assert time.monotonic() - started < 0.1, "fails fast (commandstats below proves Redis untouched)"
         assert command_calls(redis_url).get("evalsha", 0) == before, "Redis was not touched while open"
         fake.now += 1.0  # cooldown over: the next request is the probe
         assert (await backend.run(key, argv, clock.at(0.3)))[0] == 1
