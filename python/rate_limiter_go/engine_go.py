@@ -149,7 +149,14 @@ class GoEngine:
             self._finalizer = weakref.finalize(self, _close_handle, mod, handle)
             self._install_fast_path(mod, handle)
             self._mod = mod
+            _bound.add(self)
             return mod
+
+    def _unbind_after_fork(self) -> None:
+        """In a child forked after this engine started Go: drop the fast path so
+        the next call goes through _bind, which refuses (NativeForkError)."""
+        self.__dict__.pop("evaluate", None)
+        self._mod = None
 
     def _install_fast_path(self, mod: Any, handle: int) -> None:
         """Replace evaluate() on this instance by a closure over the C entry point.
@@ -184,9 +191,7 @@ class GoEngine:
         if dim == _NONE_DIMENSION:
             return NO_LIMIT
         if dim == 2:
-            if tool[:1] == MARKER:
-                raise EngineError("Go engine: a tool decision for a marked tool name")
-            limit = self._tool_limits[tool]
+            limit = self._tool_limits[tool]  # the name as configured, not its wire form
         else:
             limit = self._limits[dim]
         if admitted:
@@ -232,6 +237,24 @@ class GoEngine:
             self._closed = True
             if self._finalizer is not None:
                 self._finalizer()  # runs _close_handle once
+
+
+# Engines bound to the Go runtime of this process. A child forked after Go
+# started must not call into it (the runtime does not survive fork), and the
+# fast path calls the extension directly, so the fork hook unbinds them.
+_bound: weakref.WeakSet[GoEngine] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _completions_singleton
+    for engine in list(_bound):
+        engine._unbind_after_fork()
+    _bound.clear()
+    _completions_singleton = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def reset_memory_stores() -> None:

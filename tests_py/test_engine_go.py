@@ -1,0 +1,327 @@
+"""The Go engine's own contract (docs/engine.md): lazy loading and fork, the
+identity marker across the binding, error mapping, and the asynchronous
+Redis path (eventfd completions, several event loops, no blocking).
+Decision values themselves are checked against the Python engine in
+test_parity.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Any
+
+import pytest
+from conftest import EPOCH_US
+from rate_limiter_go import _native
+from rate_limiter_go.config import parse_config
+from rate_limiter_go.engine import EngineError
+
+PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+
+
+@pytest.fixture(scope="module")
+def GoEngine() -> type:  # noqa: N802 - the fixture stands for the class
+    if not _native.native_available():
+        reason = f"Go extension not available: {_native.native_unavailable_reason()} (run `make build`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    from rate_limiter_go.engine_go import GoEngine
+
+    return GoEngine
+
+
+@pytest.fixture(autouse=True)
+def _fresh_go_stores() -> Any:
+    from rate_limiter_go.engine_go import reset_memory_stores
+
+    reset_memory_stores()
+    yield
+    reset_memory_stores()
+
+
+def memory_engine(cls: type, rate: str = "2/s", name: str = "t", **extra: Any) -> Any:
+    return cls(parse_config({"by_user": rate, **extra}), name)
+
+
+def redis_engine(cls: type, url: str, rate: str = "3/m", **extra: Any) -> Any:
+    raw = {"by_user": rate, "backend": "redis", "redis_url": url, "redis_timeout_ms": 2000, **extra}
+    return cls(parse_config(raw), "t")
+
+
+def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run code in a fresh interpreter (the Go runtime starts once per process)."""
+    env = dict(os.environ, PYTHONPATH=PYTHON_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+# -- loading and fork --------------------------------------------------------
+
+
+def test_construction_does_not_start_go(GoEngine: type) -> None:
+    """The extension loads on the first evaluation, not at import or construction."""
+    r = run_python(
+        """
+        import sys
+        from rate_limiter_go import _native
+        from rate_limiter_go.config import parse_config
+        from rate_limiter_go.engine_go import GoEngine
+        e = GoEngine(parse_config({"by_user": "2/s"}), "lazy")
+        assert _native.loaded_in_pid() is None and "rate_limiter_go._goext.pyext" not in sys.modules
+        d = e.evaluate("alice", None, None)
+        assert d.admitted and d.dimension == "user", d
+        assert _native.loaded_in_pid() is not None
+        print("ok")
+        """
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_fork_before_first_use_works_and_after_is_refused(GoEngine: type) -> None:
+    """gunicorn --preload: engines built in the master work in workers forked
+    before Go started; a child forked after Go started gets EngineError, no hang."""
+    r = run_python(
+        """
+        import os
+        from rate_limiter_go.config import parse_config
+        from rate_limiter_go.engine import EngineError
+        from rate_limiter_go.engine_go import GoEngine
+        e = GoEngine(parse_config({"by_user": "2/s"}), "fork")
+        pid = os.fork()
+        if pid == 0:  # worker forked before Go started: loads its own runtime
+            d = e.evaluate("alice", None, None)
+            os._exit(0 if d.admitted and d.remaining == 1 else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        assert e.evaluate("alice", None, None).remaining == 1  # separate process, separate memory
+        pid = os.fork()
+        if pid == 0:  # forked after Go started in the parent
+            try:
+                e.evaluate("alice", None, None)
+            except EngineError as err:
+                os._exit(0 if "fork" in str(err) else 4)
+            os._exit(5)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        print("ok")
+        """
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_construction_refuses_without_extension(GoEngine: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_native, "native_available", lambda: False)
+    with pytest.raises(ImportError, match="native extension"):
+        memory_engine(GoEngine)
+
+
+# -- identities across the binding --------------------------------------------
+
+
+def test_wire_identity() -> None:
+    """docs/engine.md: only NUL, lone surrogates and a leading marker need the escaped form."""
+    from rate_limiter_go.engine_go import MARKER, wire_identity
+    from rate_limiter_go.keys import escape_identity
+
+    assert wire_identity("alice@example.com") == "alice@example.com"
+    assert wire_identity("é:x") == "é:x"
+    for raw in ("a\x00b", "\ud800", "\x01alice", "x\udfffy"):
+        assert wire_identity(raw) == MARKER + escape_identity(raw)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("\x01alice", "alice"),  # a leading marker byte is part of the identity
+        ("a\x00b", "a%00b"),  # the escaped spelling of one is a different identity
+        ("\ud800", "%ED%A0%80"),
+        ("a\x00b", "a"),  # C strings end at NUL: must not truncate
+    ],
+)
+def test_identities_that_look_alike_have_their_own_counters(GoEngine: type, a: str, b: str) -> None:
+    """§6: distinct identities never share a counter, whatever the binding does."""
+    e = memory_engine(GoEngine, "1/m")
+    assert e.evaluate(a, None, None, EPOCH_US).admitted
+    assert e.evaluate(b, None, None, EPOCH_US).admitted
+    assert not e.evaluate(a, None, None, EPOCH_US).admitted
+    assert not e.evaluate(b, None, None, EPOCH_US).admitted
+
+
+def test_tool_names_that_need_escaping(GoEngine: type) -> None:
+    e = GoEngine(parse_config({"by_tool": {"x\x00y": "1/m", "\x01t": "2/m"}}), "tools")
+    assert e.evaluate("u", None, "x\x00y", EPOCH_US).dimension == "tool"
+    assert not e.evaluate("u", None, "x\x00y", EPOCH_US).admitted
+    assert e.evaluate("u", None, "x", EPOCH_US).dimension is None
+    assert e.evaluate("u", None, "\x01t", EPOCH_US).limit == 2
+
+
+def test_tool_name_with_lone_surrogate_is_refused(GoEngine: type) -> None:
+    with pytest.raises(ValueError, match="lone surrogate"):
+        GoEngine(parse_config({"by_tool": {"\ud800": "1/m"}}), "t")
+
+
+# -- errors ----------------------------------------------------------------------
+
+
+def test_bad_arguments_raise_value_error(GoEngine: type) -> None:
+    e = memory_engine(GoEngine)
+    with pytest.raises(ValueError):
+        e.evaluate("", None, None, EPOCH_US)
+    with pytest.raises(ValueError):
+        e.evaluate("u", None, None, -1)
+    with pytest.raises(ValueError):
+        e.evaluate("u", None, None, 1 << 60)  # beyond the engine's time range
+    assert e.evaluate("u", None, None, EPOCH_US).admitted  # nothing was consumed by the refusals
+    assert e.evaluate("u", None, None, EPOCH_US).remaining == 0
+
+
+async def test_closed_engine_raises_engine_error(GoEngine: type) -> None:
+    e = memory_engine(GoEngine)
+    assert e.evaluate("u", None, None).admitted
+    await e.close()
+    with pytest.raises(EngineError):
+        e.evaluate("u", None, None)
+    fresh = memory_engine(GoEngine)
+    await fresh.close()
+    with pytest.raises(EngineError, match="after close"):
+        fresh.evaluate("u", None, None)
+
+
+async def test_check_on_memory_is_evaluate(GoEngine: type) -> None:
+    e = memory_engine(GoEngine, "1/m")
+    assert e.sync
+    assert (await e.check("u", None, None, EPOCH_US)).admitted
+    assert not e.evaluate("u", None, None, EPOCH_US).admitted
+
+
+def test_decisions_are_shared_immutable_values(GoEngine: type) -> None:
+    """The decision cache returns equal values; a Decision cannot be modified."""
+    e = memory_engine(GoEngine, "5/m", by_tool={"a": "2/m", "b": "3/m"})
+    first = e.evaluate("u1", None, None, EPOCH_US)
+    again = e.evaluate("u2", None, None, EPOCH_US)
+    assert first == again
+    with pytest.raises(AttributeError):
+        first.remaining = 0  # type: ignore[misc]
+    # Tools with different limits never reuse each other's decision.
+    on_a = e.evaluate("u3", None, "a", EPOCH_US)
+    on_b = e.evaluate("u4", None, "b", EPOCH_US)
+    assert (on_a.dimension, on_a.limit, on_a.remaining) == ("tool", 2, 1)
+    assert (on_b.dimension, on_b.limit, on_b.remaining) == ("tool", 3, 2)
+
+
+# -- Redis: the asynchronous path -------------------------------------------------
+
+
+async def test_redis_check_and_sync_evaluate(GoEngine: type, redis_url: str) -> None:
+    e = redis_engine(GoEngine, redis_url)
+    assert not e.sync
+    try:
+        got = [await e.check("alice", None, None, EPOCH_US) for _ in range(4)]
+        assert [d.admitted for d in got] == [True, True, True, False]
+        assert got[-1].retry_after_s == 60
+        # evaluate() works on Redis too (blocking this thread, not the GIL)
+        assert not e.evaluate("alice", None, None, EPOCH_US).admitted
+    finally:
+        await e.close()
+
+
+async def test_redis_concurrent_checks(GoEngine: type, redis_url: str) -> None:
+    """Many checks in flight on one loop resolve to the right tickets: exactly the limit admitted."""
+    e = redis_engine(GoEngine, redis_url, "50/m")
+    try:
+        got = await asyncio.gather(*(e.check(f"user{i % 4}", None, None, EPOCH_US) for i in range(400)))
+    finally:
+        await e.close()
+    assert sum(d.admitted for d in got) == 200  # 4 users x 50
+    for i in range(4):
+        mine = [d for j, d in enumerate(got) if j % 4 == i]
+        assert sorted(d.remaining for d in mine if d.admitted) == list(range(50))
+
+
+async def test_redis_wait_does_not_block_the_loop(GoEngine: type, redis_server: Any, redis_url: str) -> None:
+    """While Redis does not answer, the event loop keeps running other tasks (§8 timeouts apply in Go)."""
+    e = redis_engine(GoEngine, redis_url)
+    try:
+        await e.check("warm", None, None, EPOCH_US)  # connect first, so the pause hits a command
+        redis_server.pause()
+        try:
+            task = asyncio.ensure_future(e.check("alice", None, None, EPOCH_US))
+            ticks = 0
+            for _ in range(10):
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert ticks == 10 and not task.done()
+        finally:
+            redis_server.resume()
+        d = await task
+        assert d.admitted and d.remaining == 2
+    finally:
+        await e.close()
+
+
+async def test_redis_unreachable_raises_engine_error(GoEngine: type, hung_redis: Any) -> None:
+    e = GoEngine(
+        parse_config({"by_user": "1/s", "backend": "redis", "redis_url": hung_redis.url, "redis_timeout_ms": 30}),
+        "hung",
+    )
+    try:
+        with pytest.raises(EngineError, match="unavailable"):
+            await e.check("alice", None, None)
+    finally:
+        await e.close()
+
+
+async def test_redis_cancelled_check_leaves_the_path_working(GoEngine: type, redis_server: Any, redis_url: str) -> None:
+    e = redis_engine(GoEngine, redis_url)
+    try:
+        await e.check("warm", None, None, EPOCH_US)
+        redis_server.pause()
+        try:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(e.check("alice", None, None, EPOCH_US), 0.05)
+        finally:
+            redis_server.resume()
+        await asyncio.sleep(0.1)  # let the abandoned evaluation finish
+        d = await e.check("bob", None, None, EPOCH_US)
+        assert d.admitted and d.remaining == 2
+    finally:
+        await e.close()
+
+
+def test_redis_several_loops_in_threads(GoEngine: type, redis_url: str) -> None:
+    """One engine used from event loops in several threads (and loops that close):
+    every check completes, and the counter is exact."""
+    e = redis_engine(GoEngine, redis_url, "60/m")
+    results: list[bool] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        async def run() -> None:
+            got = await asyncio.gather(*(e.check("shared", None, None, EPOCH_US) for _ in range(40)))
+            with lock:
+                results.extend(d.admitted for d in got)
+
+        try:
+            for _ in range(2):  # a new loop each round; the old one closes
+                asyncio.run(asyncio.wait_for(run(), 20))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert len(results) == 240, (len(results), time.monotonic() - started)
+    assert sum(results) == 60
+    asyncio.run(e.close())
