@@ -1,0 +1,141 @@
+package core_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
+	"github.com/rate-limiter-go/rate_limiter_go/core"
+)
+
+// Benchmarks of one request through the engine and the memory backend: key
+// building, locking, the algorithm and the reported-dimension choice. Times
+// are per request. The time advances 1 µs per request so that the state
+// changes as in production.
+
+const benchStart = 1_800_000_000 * sec
+
+func benchLimiter(b *testing.B, algo, dims string) *core.Limiter {
+	b.Helper()
+	var cfg string
+	switch dims {
+	case "1dim":
+		cfg = fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":1000000,"window_s":1}}`, algo)
+	case "3dim":
+		cfg = fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":1000000,"window_s":1},`+
+			`"by_tenant":{"limit":1000000,"window_s":1},"by_tool":{"search":{"limit":1000000,"window_s":1}}}`, algo)
+	case "blocked":
+		cfg = fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":1,"window_s":3600}}`, algo)
+	}
+	parsed, err := core.ParseConfig([]byte(cfg))
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := core.NewLimiter(parsed, memory.New(200_000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+var algos = []string{"fixed_window", "sliding_window", "token_bucket"}
+
+// BenchmarkHotKey: one user, admitted on every request; 1 and 3 dimensions.
+func BenchmarkHotKey(b *testing.B) {
+	for _, algo := range algos {
+		for _, dims := range []string{"1dim", "3dim"} {
+			b.Run(algo+"/"+dims, func(b *testing.B) {
+				l := benchLimiter(b, algo, dims)
+				ctx, now := context.Background(), benchStart
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					now++
+					if _, err := l.Evaluate(ctx, "alice@example.com", "team-a", "search", now); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkBlocked: one user over its limit: every request is refused.
+func BenchmarkBlocked(b *testing.B) {
+	for _, algo := range algos {
+		b.Run(algo, func(b *testing.B) {
+			l := benchLimiter(b, algo, "blocked")
+			ctx, now := context.Background(), benchStart
+			l.Evaluate(ctx, "alice@example.com", "", "", now)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				now++
+				d, err := l.Evaluate(ctx, "alice@example.com", "", "", now)
+				if err != nil || d.Admitted {
+					b.Fatal("want blocked", d, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkManyKeys: requests spread over 100,000 users (all present in the
+// store after warm-up), so lookups miss the CPU caches as in a big deployment.
+func BenchmarkManyKeys(b *testing.B) {
+	const users = 100_000
+	ids := make([]string, users)
+	for i := range ids {
+		ids[i] = "user" + strconv.Itoa(i) + "@example.com"
+	}
+	for _, algo := range algos {
+		b.Run(algo, func(b *testing.B) {
+			l := benchLimiter(b, algo, "1dim")
+			ctx, now := context.Background(), benchStart
+			for _, id := range ids {
+				now++
+				l.Evaluate(ctx, id, "", "", now)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				now++
+				if _, err := l.Evaluate(ctx, ids[(i*7919)%users], "", "", now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkParallel: GOMAXPROCS goroutines, all on one user ("shared") or
+// each on its own users ("distinct").
+func BenchmarkParallel(b *testing.B) {
+	for _, algo := range algos {
+		for _, mode := range []string{"shared", "distinct"} {
+			b.Run(algo+"/"+mode, func(b *testing.B) {
+				l := benchLimiter(b, algo, "1dim")
+				var clock atomic.Int64
+				clock.Store(benchStart)
+				var worker atomic.Int64
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					ctx := context.Background()
+					id := "shared@example.com"
+					if mode == "distinct" {
+						id = "worker" + strconv.FormatInt(worker.Add(1), 10) + "@example.com"
+					}
+					for pb.Next() {
+						if _, err := l.Evaluate(ctx, id, "", "", clock.Add(1)); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			})
+		}
+	}
+}
