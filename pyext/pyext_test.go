@@ -280,3 +280,20 @@ func TestCodes(t *testing.T) {
 		t.Error("ABIVersion changed: update engine_go.ABI_VERSION too")
 	}
 }
+
+func TestParseRate(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{"10/m", 10<<32 | 60},
+		{" 1000000 / Hour ", 1_000_000<<32 | 3600},
+		{"0/s", CodeBadArgument},
+		{"10/d", CodeBadArgument},
+	}
+	for _, tt := range tests {
+		if got := ParseRate(tt.in); got != tt.want {
+			t.Errorf("ParseRate(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
