@@ -1,0 +1,122 @@
+package tests_go
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
+	"github.com/rate-limiter-go/rate_limiter_go/core"
+)
+
+// memLimiter builds a core.Limiter over the shared memory store of (name, cfg),
+// as pyext.NewLimiter does.
+func memLimiter(t *testing.T, name, cfg string) *core.Limiter {
+	t.Helper()
+	parsed, err := core.ParseConfig([]byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := core.NewLimiter(parsed, memory.Shared(name, cfg, parsed.MemoryMaxKeys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestMemoryEngineConcurrentDimensions: many goroutines, two limiters sharing
+// one store (§10), three dimensions per request (§4). Every tool request is
+// admitted or refused as a whole, so the totals are exact: the tool admits
+// exactly its limit, and the refused requests spent nothing in the user and
+// tenant dimensions, which a final probe reads back.
+func TestMemoryEngineConcurrentDimensions(t *testing.T) {
+	t.Cleanup(memory.ResetShared)
+	for _, algo := range []string{"fixed_window", "sliding_window", "token_bucket"} {
+		t.Run(algo, func(t *testing.T) {
+			cfg := fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":1000,"window_s":3600},`+
+				`"by_tenant":{"limit":1000,"window_s":3600},"by_tool":{"search":{"limit":150,"window_s":3600}}}`, algo)
+			a, b := memLimiter(t, t.Name(), cfg), memLimiter(t, t.Name(), cfg)
+			ctx := context.Background()
+			const workers, each = 8, 50
+			now := int64(1_800_000_000) * secondUS
+			var admitted atomic.Int64
+			perUser := make([]atomic.Int64, workers)
+			var wg sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					l := a
+					if w%2 == 1 {
+						l = b
+					}
+					user := fmt.Sprintf("user%d@example.com", w)
+					for i := 0; i < each; i++ {
+						d, err := l.Evaluate(ctx, user, "team:1", "search", now)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if d.Admitted {
+							admitted.Add(1)
+							perUser[w].Add(1)
+						} else if d.Dimension != core.DimTool || d.RetryAfterS < 1 {
+							t.Errorf("refused by %v with Retry-After %d, want the tool", d.Dimension, d.RetryAfterS)
+						}
+					}
+				}(w)
+			}
+			wg.Wait()
+			if admitted.Load() != 150 {
+				t.Fatalf("admitted %d of %d, want the tool limit 150", admitted.Load(), workers*each)
+			}
+			// Probe without the tool: remaining counts show exactly the admitted requests.
+			d, err := b.Evaluate(ctx, "user0@example.com", "team:1", "", now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantUser := 1000 - perUser[0].Load() - 1
+			wantTenant := 1000 - admitted.Load() - 1
+			if d.Dimension != core.DimUser && d.Dimension != core.DimTenant {
+				t.Fatalf("probe reported %v", d.Dimension)
+			}
+			if want := min(wantUser, wantTenant); d.Remaining != want {
+				t.Fatalf("probe remaining %d, want %d (user %d, tenant %d)", d.Remaining, want, wantUser, wantTenant)
+			}
+		})
+	}
+}
+
+// TestMemoryEngineBoundUnderLoad: many distinct users from many goroutines
+// never grow the store beyond memory_max_keys plus the keys in flight.
+func TestMemoryEngineBoundUnderLoad(t *testing.T) {
+	t.Cleanup(memory.ResetShared)
+	cfg := `{"algorithm":"sliding_window","by_user":{"limit":5,"window_s":60},"memory_max_keys":500}`
+	l := memLimiter(t, t.Name(), cfg)
+	store := memory.Shared(t.Name(), cfg, 500)
+	ctx := context.Background()
+	const workers = 4
+	var wg sync.WaitGroup
+	var maxSeen atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 5000; i++ {
+				now := int64(1_800_000_000)*secondUS + int64(i)
+				if _, err := l.Evaluate(ctx, fmt.Sprintf("w%d-u%d", w, i), "", "", now); err != nil {
+					t.Error(err)
+					return
+				}
+				for n, m := int64(store.Len()), maxSeen.Load(); n > m && !maxSeen.CompareAndSwap(m, n); m = maxSeen.Load() {
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if m := maxSeen.Load(); m > 500+workers {
+		t.Fatalf("store held %d keys, bound 500 (+%d in flight)", m, workers)
+	}
+}
