@@ -1,0 +1,166 @@
+"""Timing: per-call latency in batches, throughput at N calls in flight, and the statistics.
+
+Latency: a batch is ``n`` awaited hook calls in a row on the running event
+loop. ``time.perf_counter_ns()`` is read once before the batch and once
+after (the batch's total, from which the mean per call comes) and around each
+call (the per-call samples, from which p50 and p99 come). Every result is
+checked against the expected path (admitted: continue and headers; blocked:
+a RATE_LIMIT violation), outside the per-call stamps: a subject that failed
+open or was misconfigured makes the run fail instead of looking fast.
+
+Throughput: ``inflight`` coroutines started together with asyncio.gather,
+each awaiting its share of the calls in a row; requests per second is the
+number of calls over the wall time from start to the last completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from array import array
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+from typing import Any
+
+HookCall = Callable[[Any, Any], Awaitable[Any]]
+
+
+class WrongOutcomeError(RuntimeError):
+    """A subject answered something other than the path under test."""
+
+
+def outcome_ok(result: Any, admitted: bool) -> bool:
+    """True when ``result`` is the expected kind of answer for the path."""
+    if admitted:
+        return bool(result.continue_processing) and bool(result.http_headers)
+    v = result.violation
+    return (not result.continue_processing) and v is not None and v.code == "RATE_LIMIT"
+
+
+def describe_result(result: Any) -> str:
+    if not hasattr(result, "continue_processing"):
+        return repr(result)
+    v = getattr(result, "violation", None)
+    code = getattr(v, "code", None)
+    return f"continue_processing={result.continue_processing} headers={bool(result.http_headers)} violation={code}"
+
+
+@dataclass
+class Case:
+    """One measured configuration: a bound hook, its request pool and the samples collected so far."""
+
+    key: tuple[Any, ...]
+    call: HookCall
+    args: Sequence[tuple[Any, Any]]
+    admitted: bool
+    expect: Callable[[Any], bool] | None  # checks each result; None for the null hook
+    # Blocked path: a window that ends during the run (1/h fixed windows roll over on the hour,
+    # buckets refill) admits one request per key; up to ``max_readmitted`` such results are counted, not errors.
+    readmitted_ok: Callable[[Any], bool] | None = None
+    max_readmitted: int = 0
+    readmitted: int = 0
+    samples: array = field(default_factory=lambda: array("q"))
+    batch_ns: list[int] = field(default_factory=list)
+    batch_calls: list[int] = field(default_factory=list)
+    cursor: int = 0
+
+    def next_args(self, n: int) -> list[tuple[Any, Any]]:
+        """The next ``n`` requests of the pool, cycling."""
+        pool, start = self.args, self.cursor
+        self.cursor = (start + n) % len(pool)
+        return [pool[(start + i) % len(pool)] for i in range(n)]
+
+
+async def warm_up(case: Case, n: int, strict: bool) -> None:
+    """Run ``n`` calls untimed; with ``strict`` every result must match the path."""
+    expect = case.expect if strict else None
+    for a, b in case.next_args(n):
+        result = await case.call(a, b)
+        if expect is not None and not expect(result) and not tolerated(case, result):
+            raise WrongOutcomeError(f"{case.key}: warm-up got {describe_result(result)}")
+
+
+def tolerated(case: Case, result: Any) -> bool:
+    """Count ``result`` as a window roll-over on the blocked path if it is one and the allowance is not used up."""
+    if case.readmitted_ok is None or case.readmitted >= case.max_readmitted or not case.readmitted_ok(result):
+        return False
+    case.readmitted += 1
+    return True
+
+
+async def timed_batch(case: Case, n: int) -> None:
+    """Append one batch of ``n`` calls to the case's samples (see module docstring)."""
+    args = case.next_args(n)
+    call, expect = case.call, case.expect
+    samples = case.samples
+    wrong = None
+    pc = perf_counter_ns
+    gc.collect()  # start every batch with the same amount of garbage
+    start = pc()
+    for a, b in args:
+        t0 = pc()
+        result = await call(a, b)
+        samples.append(pc() - t0)
+        if expect is not None and wrong is None and not expect(result) and not tolerated(case, result):
+            wrong = result
+    total = pc() - start
+    if wrong is not None:
+        raise WrongOutcomeError(f"{case.key}: got {describe_result(wrong)}")
+    case.batch_ns.append(total)
+    case.batch_calls.append(n)
+
+
+async def throughput(call: HookCall, args: Sequence[tuple[Any, Any]], admitted: bool, inflight: int, calls: int) -> float:
+    """Requests per second with ``inflight`` calls outstanding on this loop (see module docstring)."""
+    per_worker = max(1, calls // inflight)
+    wrong: list[Any] = []
+
+    async def worker(offset: int) -> None:
+        n = len(args)
+        for i in range(per_worker):
+            a, b = args[(offset + i) % n]
+            result = await call(a, b)
+            if not wrong and not outcome_ok(result, admitted):
+                wrong.append(result)
+
+    gc.collect()
+    start = perf_counter_ns()
+    await asyncio.gather(*(worker(w * 7) for w in range(inflight)))
+    elapsed = perf_counter_ns() - start
+    if wrong:
+        raise WrongOutcomeError(f"throughput at {inflight} in flight: got {describe_result(wrong[0])}")
+    return per_worker * inflight * 1e9 / elapsed
+
+
+def percentile(sorted_values: Sequence[int], q: float) -> float:
+    """The nearest-rank percentile (``q`` in 0..100) of already sorted values."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    rank = max(1, -(-len(sorted_values) * q // 100))  # ceil(n*q/100), at least the first value
+    return float(sorted_values[int(rank) - 1])
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyStats:
+    """Per-call latency of one case in ns; ``round_means`` is the mean of each round's batch."""
+
+    calls: int
+    mean: float
+    p50: float
+    p99: float
+    round_means: tuple[float, ...]
+
+
+def latency_stats(case: Case) -> LatencyStats:
+    if not case.batch_ns:
+        raise ValueError(f"{case.key}: no batches measured")
+    ordered = sorted(case.samples)
+    calls = sum(case.batch_calls)
+    return LatencyStats(
+        calls=calls,
+        mean=sum(case.batch_ns) / calls,
+        p50=percentile(ordered, 50),
+        p99=percentile(ordered, 99),
+        round_means=tuple(t / n for t, n in zip(case.batch_ns, case.batch_calls)),
+    )

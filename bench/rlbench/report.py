@@ -1,0 +1,410 @@
+"""Turns a run's results into docs/benchmarks.md, its PNG chart, and the console summary.
+
+``python -m rlbench.report RESULTS_JSON --doc docs/benchmarks.md [--chart PATH]``
+regenerates the doc from a saved run without measuring again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlbench.targets import SCRIPT_ENTRY, hook_means
+from rlbench.workload import ADMITTED_RATE, ALGO_SHORT, BLOCKED_RATE, HOOK_SHORT, POOL_TENANTS, POOL_USERS
+
+COLUMNS = ("floor", "go", "python", "cpex-rate-limiter", "limits")
+COLOURS = {"floor": "#9e9e9e", "go": "#00add8", "python": "#3776ab", "cpex-rate-limiter": "#b7410e",
+           "limits": "#6a9f3a"}  # fmt: skip
+
+
+def _us(ns: float | None) -> str:
+    if ns is None:
+        return "–"
+    us = ns / 1000
+    return f"{us:.1f}" if us < 100 else f"{us:.0f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"{a / b:.2f}x"
+
+
+def _rows(results: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [r for r in results.get("latency", []) if r["kind"] == kind]
+
+
+def _floor(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Floor rows by (path, hook)."""
+    return {(r["path"], r["hook"]): r for r in _rows(results, "floor")}
+
+
+def _cells(results: dict[str, Any]) -> list[tuple[Any, ...]]:
+    seen = {(r["backend"], r["algorithm"], r["dims"], r["path"], r["hook"]) for r in _rows(results, "hook")}
+    order = {"memory": 0, "redis": 1, "fixed_window": 0, "sliding_window": 1, "token_bucket": 2, "admitted": 0,
+             "blocked": 1, "tool_pre_invoke": 0, "prompt_pre_fetch": 1}  # fmt: skip
+    return sorted(seen, key=lambda c: (order[c[0]], order[c[1]], c[2], order[c[3]], order[c[4]]))
+
+
+def _by_subject(results: dict[str, Any]) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
+    out: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    for r in _rows(results, "hook"):
+        out.setdefault(r["subject"], {})[(r["backend"], r["algorithm"], r["dims"], r["path"], r["hook"])] = r
+    return out
+
+
+def _fmt_lat(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "–"
+    return f"**{_us(r['mean'])}** ({_us(r['p50'])} / {_us(r['p99'])})"
+
+
+# --- console summary ------------------------------------------------------
+
+
+def summary_text(results: dict[str, Any]) -> str:
+    """The target lines and headline ratios, for the terminal."""
+    lines = ["", "== rlbench: targets (ratios from this run) =="]
+    for t in results.get("targets", []):
+        lines.append(f"{t['status']:8s} {t['name']}: {t['detail']}")
+    lines += ["", "== headline (tool hook, admitted, 3 dimensions; mean us per call) =="]
+    subj = _by_subject(results)
+    floor = _floor(results).get(("admitted", "tool_pre_invoke"))
+    for backend in ("memory", "redis"):
+        for algo in results.get("algorithms", []):
+            cell = (backend, algo, 3, "admitted", "tool_pre_invoke")
+            parts = [f"{s}={_us(subj.get(s, {}).get(cell, {}).get('mean'))}" for s in COLUMNS[1:]]
+            lines.append(f"{backend:6s} {ALGO_SHORT[algo]:7s} floor={_us(floor['mean'] if floor else None)} "
+                         + " ".join(parts))  # fmt: skip
+    for name, msg in results.get("unavailable", {}).items():
+        lines.append(f"NOT AVAILABLE {name}: {msg}")
+    if any(t["status"] == "MISS" for t in results.get("targets", [])) and results.get("profiles"):
+        lines += ["", "== where the time goes (cProfile of our hooks; see the doc for all) =="]
+        for p in results["profiles"]:
+            if p["backend"] == "memory" and p["path"] == "admitted":
+                lines += [f"-- {p['subject']} engine, {p['backend']}, {p['path']}, 3 dimensions, "
+                          f"{p['calls']} calls --", p["text"]]  # fmt: skip
+    meta = results.get("meta", {})
+    lines.append(f"\nrun took {meta.get('duration_s')} s; load average start {meta.get('load_start')} "
+                 f"end {meta.get('load_end')}")  # fmt: skip
+    return "\n".join(lines)
+
+
+# --- Markdown -------------------------------------------------------------
+
+
+def _targets_md(results: dict[str, Any]) -> list[str]:
+    out = ["| target | status | numbers (this run) |", "|---|---|---|"]
+    for t in results.get("targets", []):
+        out.append(f"| {t['name']} | **{t['status']}** | {t['detail']} |")
+    return out
+
+
+def _headline_md(results: dict[str, Any]) -> list[str]:
+    go = hook_means(results, "go")
+    out = []
+    for other in ("python", "cpex-rate-limiter", "limits", "floor"):
+        if other == "floor":
+            fl = _floor(results)
+            ratios = [go[c] / fl[(c[3], c[4])]["mean"] for c in go if (c[3], c[4]) in fl]
+            if ratios:
+                out.append(f"- Go hook / floor (what the Go limiter adds on top of building the result): "
+                           f"{min(ratios):.2f}x..{max(ratios):.2f}x")  # fmt: skip
+            continue
+        om = hook_means(results, other)
+        for backend in ("memory", "redis"):
+            cells = [c for c in go if c in om and c[0] == backend]
+            if not cells:
+                continue
+            ratios = sorted(om[c] / go[c] for c in cells)
+            med = ratios[len(ratios) // 2]
+            out.append(f"- {other} / Go, {backend}: median {med:.2f}x, range {ratios[0]:.2f}x..{ratios[-1]:.2f}x "
+                       f"over {len(cells)} cells (> 1: Go faster)")  # fmt: skip
+    return out
+
+
+def _latency_md(results: dict[str, Any], backend: str) -> list[str]:
+    subj = _by_subject(results)
+    floor = _floor(results)
+    cols = [c for c in COLUMNS if c == "floor" or c in subj]
+    head = ["algorithm", "dims", "path", "hook", *cols, "python/go", "cpex-rs/go", "limits/go"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell in _cells(results):
+        if cell[0] != backend:
+            continue
+        _, algo, dims, path, hook = cell
+        vals = []
+        for c in cols:
+            vals.append(_fmt_lat(floor.get((path, hook)) if c == "floor" else subj.get(c, {}).get(cell)))
+        g = subj.get("go", {}).get(cell, {}).get("mean")
+        ratios = [_ratio(subj.get(o, {}).get(cell, {}).get("mean"), g) for o in ("python", "cpex-rate-limiter",
+                                                                                 "limits")]  # fmt: skip
+        out.append("| " + " | ".join([ALGO_SHORT[algo], str(dims), path, HOOK_SHORT[hook], *vals, *ratios]) + " |")
+    return out
+
+
+def _split_md(results: dict[str, Any]) -> list[str]:
+    engine = {(r["subject"], r["backend"], r["algorithm"], r["dims"], r["path"]): r for r in _rows(results, "engine")}
+    subj = _by_subject(results)
+    floor = _floor(results)
+    out = [
+        "| backend | algorithm | dims | path | floor | go hook | go engine only | go plugin layer | "
+        "python hook | python engine only | python plugin layer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cell in _cells(results):
+        backend, algo, dims, path, hook = cell
+        if hook != "tool_pre_invoke":
+            continue
+        row = [backend, ALGO_SHORT[algo], str(dims), path, _us(floor.get((path, hook), {}).get("mean"))]
+        for s in ("go", "python"):
+            h = subj.get(s, {}).get(cell, {}).get("mean")
+            e = engine.get((s, backend, algo, dims, path), {}).get("mean")
+            row += [_us(h), _us(e), _us(h - e if h is not None and e is not None else None)]
+        out.append("| " + " | ".join(row) + " |")
+    return out
+
+
+def _concurrency_md(results: dict[str, Any]) -> list[str]:
+    rows = results.get("concurrency", [])
+    levels = sorted({r["inflight"] for r in rows})
+    table: dict[tuple[str, str], dict[int, float]] = {}
+    for r in rows:
+        table.setdefault((r["subject"], r["backend"] or "–"), {})[r["inflight"]] = r["rps_median"]
+    out = ["| subject | backend | " + " | ".join(f"{n} in flight" for n in levels) + " |",
+           "|---|---|" + "---|" * len(levels)]  # fmt: skip
+    order = {s: i for i, s in enumerate(COLUMNS)}
+    for (subject, backend), by_n in sorted(table.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))):
+        out.append(f"| {subject} | {backend} | " + " | ".join(f"{by_n[n]:,.0f}" if n in by_n else "–" for n in levels)
+                   + " |")  # fmt: skip
+    return out
+
+
+def _redis_md(results: dict[str, Any]) -> list[str]:
+    out = ["| subject | algorithm | dims | path | script calls per request | other commands per request (run by the "
+           "scripts, or sent directly) | round trips per request | Redis CPU ms per 10,000 checks |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    order = {s: i for i, s in enumerate(COLUMNS)}
+    rows = sorted(results.get("redis_cost", []), key=lambda r: (order.get(r["subject"], 9), r["algorithm"], r["dims"],
+                                                                 r["path"]))  # fmt: skip
+    for r in rows:
+        cmds = r["commands_per_request"]
+        entry = ", ".join(f"{k} {v:.2f}" for k, v in cmds.items() if k in SCRIPT_ENTRY) or "none"
+        other = ", ".join(f"{k} {v:.2f}" for k, v in cmds.items() if k not in SCRIPT_ENTRY) or "none"
+        out.append(f"| {r['subject']} | {ALGO_SHORT[r['algorithm']]} | {r['dims']} | {r['path']} | {entry} | {other} | "
+                   f"{r['round_trips_per_request']:.2f} | {r['cpu_ms_per_10k']:.0f} |")  # fmt: skip
+    return out
+
+
+def _profiles_md(results: dict[str, Any]) -> list[str]:
+    out = []
+    for p in results.get("profiles", []):
+        out += [f"**{p['subject']} engine, {p['backend']}, {p['path']}, fixed window, 3 dimensions** "
+                f"({p['calls']} calls of `tool_pre_invoke`, sorted by own time):", "", "```", p["text"], "```", ""]
+    return out
+
+
+def markdown(results: dict[str, Any], chart_name: str) -> str:
+    meta = results.get("meta", {})
+    st = results.get("settings", {})
+    vers = meta.get("versions", {})
+    null = next((r for r in _rows(results, "null")), None)
+    ls, le = meta.get("load_start") or [0, 0, 0], meta.get("load_end") or [0, 0, 0]
+    cores = meta.get("cores") or 0
+    loaded = max(ls[0], le[0]) > 0.5 * cores
+    lines = [
+        "# Benchmarks: the hook path of both engines, side by side with the peers",
+        "",
+        f"<!-- Written by bench/rlbench (`{results.get('command', '')}`); do not edit by hand, re-run instead. -->",
+        "",
+        f"Run of {meta.get('date_utc')}, {results.get('mode')} mode, {meta.get('duration_s')} s. "
+        f"Raw numbers: `bench/results/latest.json` (for a full run). Chart: [{chart_name}]({chart_name}).",
+        "",
+        "## Targets",
+        "",
+        *_targets_md(results),
+        "",
+        "Headline ratios (mean time per hook call, same run, same cells):",
+        "",
+        *_headline_md(results),
+        "",
+    ]
+    if results.get("unavailable"):
+        lines += ["Not measured:", ""]
+        lines += [f"- {k}: {v}" for k, v in results["unavailable"].items()]
+        lines.append("")
+    lines += [
+        "## Machine, versions, load",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| machine | {meta.get('cpu')}, {cores} cores, {meta.get('mem_gib')} GiB, {meta.get('os')} |",
+        f"| python | {meta.get('python')} |",
+        f"| go | {meta.get('go')} |",
+        f"| cpex | {vers.get('cpex')} |",
+        f"| peers | cpex-rate-limiter {vers.get('cpex-rate-limiter')}, limits {vers.get('limits')} |",
+        f"| redis | server {meta.get('redis')}; redis-py {vers.get('redis')} |",
+        f"| other | pydantic {vers.get('pydantic')}, matplotlib {vers.get('matplotlib')} |",
+        f"| load average (1/5/15 min) | start {ls[0]:.2f} / {ls[1]:.2f} / {ls[2]:.2f}; "
+        f"end {le[0]:.2f} / {le[1]:.2f} / {le[2]:.2f} |",
+        "",
+        (
+            f"**Noise:** the 1-minute load average reached {max(ls[0], le[0]):.1f} on {cores} cores: the machine was "
+            "shared with other builds during this run. Interleaving spreads that load over every case, so the "
+            "ratios are more trustworthy than the absolute times."
+            if loaded
+            else f"The 1-minute load average stayed at or below {max(ls[0], le[0]):.1f} on {cores} cores."
+        ),
+        "",
+        "## Method",
+        "",
+        f"- Command: `{results.get('command', '')}`. Everything runs in one process on one asyncio event loop, "
+        "against one private `redis-server` that the harness starts on a free loopback port (no persistence).",
+        "- Subjects, each a cpex `Plugin` instance called directly as `await plugin.tool_pre_invoke(payload, "
+        "context)` / `prompt_pre_fetch` with real cpex `ToolPreInvokePayload` / `PromptPrehookPayload` and a "
+        "`PluginContext` holding a `GlobalContext`: **go** and **python** = our `RateLimiterPlugin` with "
+        "`RATE_LIMITER_ENGINE` set to that engine; **cpex-rate-limiter** = "
+        "`cpex_rate_limiter.rate_limiter.RateLimiterPlugin` (Rust core) from PyPI with the same `config:` keys; "
+        "**limits** = `bench/rlbench/limits_hook.py`, a minimal plugin over the `limits` library (fixed window = "
+        "`FixedWindowRateLimiter`, sliding window = `MovingWindowRateLimiter`; no token bucket in limits; memory "
+        "= sync `MemoryStorage`, Redis = `limits.aio` over redis-py asyncio; one `hit()` per dimension then "
+        "`get_window_stats()` for the headers, so several Redis round trips and not all-or-nothing); **floor** = "
+        "`bench/rlbench/floor.py`, no limiting, returns the same result objects (headers dict, and on the blocked "
+        "path a `PluginViolation`), so hook minus floor is the limiter's own share.",
+        f"- Matrix: 3 algorithms x memory/redis x 1 dimension (`by_user`) / 3 dimensions (`by_user`, `by_tenant`, "
+        f"`by_tool`) x both hooks x admitted path (every limit `{ADMITTED_RATE}`, never reached) / blocked path "
+        f"(every limit `{BLOCKED_RATE}`; after the warm-up every request is refused). Requests cycle through "
+        f"{POOL_USERS} prebuilt requests ({POOL_USERS} users, {POOL_TENANTS} tenants, one limited tool).",
+        f"- Latency: every case is warmed up ({st.get('warmup')} calls after one pass over the pool), then measured "
+        f"in {st.get('rounds')} rounds of one batch of {st.get('batch')} calls per case; each round runs all cases "
+        "in a new random order (interleaving), so drift in machine load hits every case alike. "
+        "`time.perf_counter_ns()` is read around each batch (mean = batch time / calls, so it includes the loop "
+        "and clock reads) and around each call (p50 and p99 over all calls of the case). Every result is checked "
+        "against the path (a subject failing open would abort the run). `gc.collect()` runs before each batch, "
+        "outside the timing. Cells: **mean** (p50 / p99) in µs per call."
+        + (f" A hook that does nothing costs {_us(null['mean'])} µs per call in this harness (the floor of the "
+           "harness itself)." if null else ""),  # fmt: skip
+        "- Engine only: our engines' `evaluate()` (memory) / `await check()` (Redis) called directly with "
+        "normalised identities, in the same rounds; hook minus engine = our plugin layer (identity extraction, "
+        "cpex result and headers).",
+        f"- Concurrency: fixed window, 3 dimensions, admitted, `tool_pre_invoke`; N coroutines started with "
+        f"`asyncio.gather`, each awaiting its share of {st.get('conc_calls')} calls (at least 20 each) in a row; "
+        f"requests per second = calls / wall time; median of {st.get('conc_rounds')} interleaved rounds.",
+        f"- Redis cost: per Redis cell, {st.get('redis_checks')} sequential `tool_pre_invoke` calls between two "
+        "`INFO all` snapshots (the snapshots' own cost is measured and subtracted): calls per command from "
+        "commandstats, round trips = `total_reads_processed` (read events; one per request for a client that "
+        "waits for each reply), CPU = `used_cpu_sys + used_cpu_user`, scaled to 10,000 checks.",
+        "- Where the time goes: cProfile of our hooks (absolute times inflated by the profiler; the split is what "
+        "matters; time inside Go or pydantic-core is charged to the calling builtin).",
+        "",
+        "## Hook latency, memory backend (µs per call: **mean** (p50 / p99))",
+        "",
+        *_latency_md(results, "memory"),
+        "",
+        "## Hook latency, Redis backend (µs per call: **mean** (p50 / p99))",
+        "",
+        *_latency_md(results, "redis"),
+        "",
+        "## Where the time goes: floor, engine, plugin layer (tool hook, mean µs per call)",
+        "",
+        *_split_md(results),
+        "",
+        *_profiles_md(results),
+        "## Throughput at N calls in flight (requests per second, one event loop)",
+        "",
+        *_concurrency_md(results),
+        "",
+        "## Redis cost per request",
+        "",
+        *_redis_md(results),
+        "",
+        "## Chart",
+        "",
+        f"![mean latency and throughput]({chart_name})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- chart ----------------------------------------------------------------
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Left: mean µs per call (tool hook, admitted, 3 dimensions). Right: req/s by calls in flight."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    subj = _by_subject(results)
+    floor = _floor(results).get(("admitted", "tool_pre_invoke"))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.5))
+    groups = [(b, a) for b in ("memory", "redis") for a in results.get("algorithms", [])]
+    names = [c for c in COLUMNS if c == "floor" or c in subj]
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        vals = []
+        for backend, algo in groups:
+            if name == "floor":
+                vals.append(floor["mean"] / 1000 if floor else 0)
+            else:
+                r = subj[name].get((backend, algo, 3, "admitted", "tool_pre_invoke"))
+                vals.append(r["mean"] / 1000 if r else 0)
+        xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
+        ax1.bar(xs, vals, width, label=name, color=COLOURS.get(name))
+    ax1.set_xticks(range(len(groups)), [f"{b}\n{ALGO_SHORT[a]}" for b, a in groups])
+    ax1.set_ylabel("µs per call (mean)")
+    ax1.set_title("tool_pre_invoke, admitted, 3 dimensions")
+    ax1.legend()
+    ax1.grid(axis="y", alpha=0.3)
+
+    conc = results.get("concurrency", [])
+    for name in names:
+        for backend, style in (("redis", "-"), ("memory", "--"), (None, ":")):
+            pts = sorted((r["inflight"], r["rps_median"]) for r in conc if r["subject"] == name and r["backend"] == backend)
+            if pts:
+                label = f"{name} ({backend})" if backend else name
+                ax2.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=label,
+                         color=COLOURS.get(name))  # fmt: skip
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("calls in flight (one event loop)")
+    ax2.set_ylabel("requests per second")
+    ax2.set_title("throughput, fixed window, 3 dimensions, admitted")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=7, ncol=2)
+    meta = results.get("meta", {})
+    fig.suptitle(f"rate limiter hook path, {meta.get('date_utc')}, {meta.get('cores')} cores, "
+                 f"load {meta.get('load_start', [0])[0]:.1f}")  # fmt: skip
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], doc: Path, chart_path: Path) -> None:
+    """Write the Markdown report and its chart (the doc links the chart by relative path)."""
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    chart(results, chart_path)
+    rel = os.path.relpath(chart_path, doc.parent)
+    doc.write_text(markdown(results, rel), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rlbench.report", description=__doc__)
+    ap.add_argument("results", type=Path)
+    ap.add_argument("--doc", type=Path, required=True)
+    ap.add_argument("--chart", type=Path)
+    args = ap.parse_args(argv)
+    results = json.loads(args.results.read_text(encoding="utf-8"))
+    write(results, args.doc, args.chart or args.doc.with_suffix(".png"))
+    print(summary_text(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""One A/B run: every section on one event loop, against one private redis-server.
+
+Sections (each can be switched off with --sections):
+
+* ``latency``: every subject x scenario x hook, plus the floor, a null hook
+  (the harness's own cost per call) and our two engines called directly
+  (``engine.evaluate``/``engine.check``, without the plugin layer). All cases
+  are warmed up, then measured in ``rounds`` rounds; each round runs one batch
+  of every case in a freshly shuffled order, so drift in machine load hits
+  every case alike.
+* ``concurrency``: requests per second at 1, 16, 64, 256 calls in flight,
+  per subject and backend (fixed window, 3 dimensions, admitted, tool hook),
+  interleaved the same way.
+* ``redis``: per Redis scenario, ``redis_checks`` sequential calls between two
+  INFO snapshots: commands and read events (round trips) per request and
+  Redis CPU per 10,000 checks.
+* ``profile``: cProfile of our plugin's hook for each engine (see profiling.py).
+
+The results are a JSON-able dict (written by __main__), from which report.py
+writes the doc and the chart.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rlbench import env_info, profiling, targets
+from rlbench.measure import (
+    Case,
+    WrongOutcomeError,
+    describe_result,
+    latency_stats,
+    outcome_ok,
+    throughput,
+    timed_batch,
+    warm_up,
+)
+from rlbench.redis_server import PrivateRedis, command_delta, snapshot
+from rlbench.subjects import OURS, PEERS, SUBJECTS, SubjectUnavailableError, build, supports, versions
+from rlbench.workload import ALGORITHMS, BACKENDS, HOOKS, TOOL, Request, Scenario, request_pool, scenarios
+
+SECTIONS = ("latency", "concurrency", "redis", "profile")
+INFLIGHT = (1, 16, 64, 256)
+CONCURRENCY_SCENARIO = dict(algorithm="fixed_window", dims=3, path="admitted")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How much to measure. ``quick()`` is the smoke-run preset."""
+
+    rounds: int = 7
+    batch: int = 1000
+    warmup: int = 300
+    conc_rounds: int = 3
+    conc_calls: int = 6000
+    redis_checks: int = 10_000
+    profile_calls: int = 20_000
+    seed: int = 20260101
+
+    @staticmethod
+    def quick() -> Settings:
+        return Settings(rounds=3, batch=200, warmup=100, conc_rounds=2, conc_calls=1500, redis_checks=1000,
+                        profile_calls=3000)  # fmt: skip
+
+
+def log(msg: str) -> None:
+    print(f"[rlbench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Run:
+    """State of one run: the subjects that could be built, the request pool, the Redis server."""
+
+    def __init__(self, settings: Settings, subjects: tuple[str, ...], sections: tuple[str, ...], redis: PrivateRedis):
+        self.settings = settings
+        self.subjects = subjects
+        self.sections = sections
+        self.redis = redis
+        self.pool: list[Request] = request_pool()
+        self.plugins: dict[tuple[str, Scenario], Any] = {}
+        self.floors: dict[str, Any] = {}
+        self.unavailable: dict[str, str] = {}
+        self.rng = random.Random(settings.seed)
+
+    # --- building ---------------------------------------------------------
+
+    async def build_all(self) -> None:
+        for subject in self.subjects:
+            if subject == "floor":
+                for path in ("admitted", "blocked"):
+                    plugin = build("floor", Scenario("memory", "fixed_window", 1, path), None)
+                    await plugin.initialize()
+                    self.floors[path] = plugin
+                continue
+            for s in scenarios():
+                if not supports(subject, s):
+                    continue
+                try:
+                    plugin = build(subject, s, self.redis.url)
+                    await plugin.initialize()
+                except SubjectUnavailableError as e:
+                    self.unavailable[subject] = str(e)
+                    log(f"{subject}: NOT AVAILABLE: {e}")
+                    break
+                self.plugins[(subject, s)] = plugin
+        built = sorted({k[0] for k in self.plugins} | ({"floor"} if self.floors else set()))
+        log(f"built {len(self.plugins) + len(self.floors)} plugin instances for {', '.join(built)}")
+
+    async def close_all(self) -> None:
+        for plugin in [*self.plugins.values(), *self.floors.values()]:
+            try:
+                await plugin.shutdown()
+            except Exception as e:  # a failing shutdown must not lose the results
+                log(f"shutdown of {type(plugin).__name__} failed: {type(e).__name__}: {e}")
+
+    def _hook_args(self, hook: str) -> list[tuple[Any, Any]]:
+        if hook == "tool_pre_invoke":
+            return [(r.tool_payload, r.context) for r in self.pool]
+        return [(r.prompt_payload, r.context) for r in self.pool]
+
+    # --- latency ----------------------------------------------------------
+
+    def latency_cases(self) -> list[Case]:
+        cases: list[Case] = []
+        admitted_fn = {True: (lambda r: outcome_ok(r, True)), False: (lambda r: outcome_ok(r, False))}
+        readmit = len(self.pool) * 3  # one per key and window end
+        for (subject, s), plugin in self.plugins.items():
+            for hook in HOOKS:
+                admitted = s.path == "admitted"
+                cases.append(
+                    Case(key=("hook", subject, s, hook), call=getattr(plugin, hook), args=self._hook_args(hook),
+                         admitted=admitted, expect=admitted_fn[admitted],
+                         readmitted_ok=None if admitted else admitted_fn[True], max_readmitted=readmit)  # fmt: skip
+                )
+            if subject in OURS:
+                cases.append(self._engine_case(subject, s, plugin))
+        for path, plugin in self.floors.items():
+            for hook in HOOKS:
+                admitted = path == "admitted"
+                cases.append(
+                    Case(key=("floor", "floor", path, hook), call=getattr(plugin, hook), args=self._hook_args(hook),
+                         admitted=admitted, expect=admitted_fn[admitted])  # fmt: skip
+                )
+        cases.append(Case(key=("null", "null", "admitted", "tool_pre_invoke"), call=_null_hook,
+                          args=self._hook_args("tool_pre_invoke"), admitted=True, expect=None))  # fmt: skip
+        return cases
+
+    def _engine_case(self, subject: str, s: Scenario, plugin: Any) -> Case:
+        """Our engine without the plugin layer: the identities are already normalised, as the plugin passes them."""
+        engine = plugin.engine
+        three = s.dims == 3
+        args = [(r.user, r.tenant if three else None) for r in self.pool]
+        tool = TOOL if three else None
+        if engine.sync:
+            evaluate = engine.evaluate
+
+            async def call(user: str, tenant: str | None) -> Any:
+                return evaluate(user, tenant, tool)
+        else:
+            check = engine.check
+
+            async def call(user: str, tenant: str | None) -> Any:
+                return await check(user, tenant, tool)
+
+        admitted = s.path == "admitted"
+        return Case(key=("engine", subject, s, "direct"), call=call, args=args, admitted=admitted,
+                    expect=lambda d: d.admitted is admitted and d.dimension is not None,
+                    readmitted_ok=None if admitted else (lambda d: d.admitted and d.dimension is not None),
+                    max_readmitted=len(self.pool) * 3)  # fmt: skip
+
+    async def latency(self) -> list[dict[str, Any]]:
+        st = self.settings
+        cases = self.latency_cases()
+        log(f"latency: {len(cases)} cases, warm-up {st.warmup} calls each")
+        t0 = time.monotonic()
+        for case in cases:
+            # The blocked path admits each user's first request(s): check strictly only after that.
+            await warm_up(case, len(self.pool), strict=case.admitted)
+            await warm_up(case, st.warmup, strict=True)
+        log(f"latency: warm-up took {time.monotonic() - t0:.1f} s")
+        order = list(cases)
+        for r in range(st.rounds):
+            t0 = time.monotonic()
+            self.rng.shuffle(order)
+            for case in order:
+                await timed_batch(case, st.batch)
+            log(f"latency: round {r + 1}/{st.rounds} took {time.monotonic() - t0:.1f} s")
+        rows = []
+        for case in cases:
+            kind, subject, where, hook = case.key
+            stats = latency_stats(case)
+            row: dict[str, Any] = {"kind": kind, "subject": subject, "hook": hook, **asdict(stats),
+                                   "readmitted": case.readmitted}  # fmt: skip
+            if isinstance(where, Scenario):
+                row.update(asdict(where))
+            else:
+                row.update({"backend": None, "algorithm": None, "dims": None, "path": where})
+            rows.append(row)
+        return rows
+
+    # --- concurrency -------------------------------------------------------
+
+    async def concurrency(self) -> list[dict[str, Any]]:
+        st = self.settings
+        targets_: list[tuple[str, str | None, Any]] = []
+        for subject in self.subjects:
+            if subject == "floor":
+                if "admitted" in self.floors:
+                    targets_.append(("floor", None, self.floors["admitted"]))
+                continue
+            for backend in BACKENDS:
+                plugin = self.plugins.get((subject, Scenario(backend, **CONCURRENCY_SCENARIO)))
+                if plugin is not None:
+                    targets_.append((subject, backend, plugin))
+        args = self._hook_args("tool_pre_invoke")
+        results: dict[tuple[str, str | None, int], list[float]] = {}
+        jobs = [(t, n) for t in targets_ for n in INFLIGHT]
+        log(f"concurrency: {len(jobs)} cases x {st.conc_rounds} rounds, {st.conc_calls} calls each")
+        for subject, backend, plugin in targets_:  # warm-up at the highest level
+            await throughput(plugin.tool_pre_invoke, args, True, INFLIGHT[-1], INFLIGHT[-1] * 4)
+        for _ in range(st.conc_rounds):
+            self.rng.shuffle(jobs)
+            for (subject, backend, plugin), n in jobs:
+                calls = max(st.conc_calls, n * 20)
+                rps = await throughput(plugin.tool_pre_invoke, args, True, n, calls)
+                results.setdefault((subject, backend, n), []).append(rps)
+        rows = []
+        for (subject, backend, n), values in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2])):
+            ordered = sorted(values)
+            rows.append({"subject": subject, "backend": backend, "inflight": n,
+                         "rps_median": ordered[len(ordered) // 2], "rps_rounds": values})  # fmt: skip
+        return rows
+
+    # --- Redis cost ---------------------------------------------------------
+
+    async def redis_cost(self) -> list[dict[str, Any]]:
+        st = self.settings
+        rows = []
+        args = self._hook_args("tool_pre_invoke")
+        with self.redis.client() as admin:
+            a, b = snapshot(admin), snapshot(admin)
+            base_reads, base_cmds = b.reads - a.reads, command_delta(a, b)
+            for (subject, s), plugin in self.plugins.items():
+                if s.backend != "redis":
+                    continue
+                hook = plugin.tool_pre_invoke
+                admitted = s.path == "admitted"
+                readmitted = 0
+                before = snapshot(admin)
+                for i in range(st.redis_checks):
+                    p, c = args[i % len(args)]
+                    result = await hook(p, c)
+                    if not outcome_ok(result, admitted):
+                        # blocked path: a window ending now admits one request per key (see measure.Case)
+                        if admitted or not outcome_ok(result, True) or readmitted >= 3 * len(args):
+                            raise WrongOutcomeError(f"redis cost {subject} {s.label()}: {describe_result(result)}")
+                        readmitted += 1
+                after = snapshot(admin)
+                cmds = command_delta(before, after)
+                for name, calls in base_cmds.items():
+                    cmds[name] = cmds.get(name, 0) - calls
+                    if cmds[name] == 0:
+                        del cmds[name]
+                n = st.redis_checks
+                rows.append({
+                    "subject": subject, **asdict(s), "checks": n,
+                    "commands_per_request": {k: v / n for k, v in sorted(cmds.items())},
+                    "commands_total": sum(cmds.values()) / n,
+                    "round_trips_per_request": (after.reads - before.reads - base_reads) / n,
+                    "cpu_ms_per_10k": (after.cpu_s - before.cpu_s) * 1000 * 10_000 / n,
+                })  # fmt: skip
+        log(f"redis: {len(rows)} scenarios x {st.redis_checks} checks")
+        return rows
+
+    # --- profile --------------------------------------------------------------
+
+    async def profiles(self) -> list[dict[str, Any]]:
+        out = []
+        args = self._hook_args("tool_pre_invoke")
+        for subject in OURS:
+            for backend, path in (("memory", "admitted"), ("memory", "blocked"), ("redis", "admitted")):
+                plugin = self.plugins.get((subject, Scenario(backend, "fixed_window", 3, path)))
+                if plugin is None:
+                    continue
+                n = self.settings.profile_calls if backend == "memory" else self.settings.profile_calls // 4
+                text = await profiling.profile_hook(plugin.tool_pre_invoke, args, n)
+                out.append({"subject": subject, "backend": backend, "algorithm": "fixed_window", "dims": 3,
+                            "path": path, "calls": n, "text": text})  # fmt: skip
+        log(f"profile: {len(out)} profiles")
+        return out
+
+
+async def _null_hook(payload: Any, context: Any) -> Any:
+    """Does nothing: its time per call is the harness's own (coroutine, await, clock reads)."""
+    return None
+
+
+async def run(settings: Settings, subjects: tuple[str, ...] = SUBJECTS, sections: tuple[str, ...] = SECTIONS,
+              ) -> dict[str, Any]:  # fmt: skip
+    """Run the selected sections and return the results dict (see module docstring)."""
+    started = time.monotonic()
+    meta = env_info.machine()
+    meta["versions"] = versions()
+    with PrivateRedis() as redis:
+        meta["redis"] = _redis_version(redis)
+        r = Run(settings, subjects, sections, redis)
+        await r.build_all()
+        results: dict[str, Any] = {"meta": meta, "settings": asdict(settings), "subjects": list(subjects),
+                                   "unavailable": r.unavailable, "algorithms": list(ALGORITHMS),
+                                   "peers": list(PEERS)}  # fmt: skip
+        try:
+            if "latency" in sections:
+                results["latency"] = await r.latency()
+            if "concurrency" in sections:
+                results["concurrency"] = await r.concurrency()
+            if "redis" in sections:
+                results["redis_cost"] = await r.redis_cost()
+            if "profile" in sections:
+                results["profiles"] = await r.profiles()
+        finally:
+            await r.close_all()
+    meta["load_end"] = env_info.load_average()
+    meta["duration_s"] = round(time.monotonic() - started, 1)
+    results["targets"] = targets.evaluate(results)
+    return results
+
+
+def _redis_version(redis: PrivateRedis) -> str:
+    with redis.client() as c:
+        info = c.info("server")
+    return f"{info.get('redis_version')} ({info.get('redis_mode', 'standalone')}, {redis.binary})"
+

@@ -1,0 +1,112 @@
+"""The issue's targets, checked on the ratios of one run, as PASS / MISS / NOT RUN lines.
+
+1. Go hook path at least 5x faster than our Python engine on memory with 3
+   dimensions (every algorithm, path and hook).
+2. Go not slower than cpex-rate-limiter in any configuration (hook path,
+   every cell both ran).
+3. Exactly 1 Redis round trip per request (the Go engine, every Redis cell:
+   one EVALSHA and nothing else per request, and one read event per request).
+4. At 64 calls in flight on Redis, Go at least cpex-rate-limiter's throughput.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GO_VS_PYTHON_MIN = 5.0
+ROUND_TRIP_TOLERANCE = 0.02  # read events are counted by the server, +-2% for stray reads
+#: Commands a client sends to run a script; commandstats also counts every
+#: command a script runs inside, which are not round trips.
+SCRIPT_ENTRY = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script|load")
+
+
+def _cell(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["backend"], row["algorithm"], row["dims"], row["path"], row["hook"])
+
+
+def cell_label(cell: tuple[Any, ...]) -> str:
+    backend, algorithm, dims, path, hook = cell
+    return f"{backend}/{algorithm}/{dims}d/{path}/{hook}"
+
+
+def hook_means(results: dict[str, Any], subject: str) -> dict[tuple[Any, ...], float]:
+    """Mean ns per hook call of ``subject``, by cell."""
+    return {
+        _cell(r): r["mean"] for r in results.get("latency", []) if r["kind"] == "hook" and r["subject"] == subject
+    }
+
+
+def _line(name: str, status: str, detail: str) -> dict[str, str]:
+    return {"name": name, "status": status, "detail": detail}
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Every target's status with the numbers it was decided on."""
+    out = []
+    go_missing = results.get("unavailable", {}).get("go")
+    go = hook_means(results, "go")
+
+    # 1. go vs python, memory, 3 dimensions
+    name = f"Go hook path >= {GO_VS_PYTHON_MIN:g}x faster than the Python engine (memory, 3 dimensions)"
+    py = hook_means(results, "python")
+    cells = [c for c in go if c in py and c[0] == "memory" and c[2] == 3]
+    if not cells:
+        out.append(_line(name, "NOT RUN", go_missing or "no memory/3-dimension cells with both engines"))
+    else:
+        ratios = {c: py[c] / go[c] for c in cells}
+        worst = min(ratios, key=ratios.__getitem__)
+        misses = [c for c, v in ratios.items() if v < GO_VS_PYTHON_MIN]
+        detail = (
+            f"python/go mean ratio {min(ratios.values()):.2f}x..{max(ratios.values()):.2f}x over {len(cells)} cells; "
+            f"{len(misses)} below {GO_VS_PYTHON_MIN:g}x; worst {cell_label(worst)}"
+        )
+        out.append(_line(name, "PASS" if not misses else "MISS", detail))
+
+    # 2. go vs cpex-rate-limiter, every cell
+    name = "Go not slower than cpex-rate-limiter in any configuration (hook path)"
+    rs = hook_means(results, "cpex-rate-limiter")
+    cells = [c for c in go if c in rs]
+    if not cells:
+        reason = go_missing or results.get("unavailable", {}).get("cpex-rate-limiter") or "no common cells"
+        out.append(_line(name, "NOT RUN", reason))
+    else:
+        ratios = {c: rs[c] / go[c] for c in cells}
+        slower = sorted((c for c, v in ratios.items() if v < 1.0), key=ratios.__getitem__)
+        worst = min(ratios, key=ratios.__getitem__)
+        detail = (
+            f"cpex-rate-limiter/go mean ratio {min(ratios.values()):.2f}x..{max(ratios.values()):.2f}x over "
+            f"{len(cells)} cells; Go slower in {len(slower)}; worst {cell_label(worst)}"
+        )
+        out.append(_line(name, "PASS" if not slower else "MISS", detail))
+
+    # 3. one round trip per request
+    name = "Exactly 1 Redis round trip per request (Go engine)"
+    rows = [r for r in results.get("redis_cost", []) if r["subject"] == "go"]
+    if not rows:
+        out.append(_line(name, "NOT RUN", go_missing or "Redis-cost section not run"))
+    else:
+        bad = []
+        for r in rows:
+            entry = {k: v for k, v in r["commands_per_request"].items() if k in SCRIPT_ENTRY}
+            one_evalsha = set(entry) == {"evalsha"} and abs(entry["evalsha"] - 1.0) < 1e-9
+            one_read = abs(r["round_trips_per_request"] - 1.0) <= ROUND_TRIP_TOLERANCE
+            if not (one_evalsha and one_read):
+                bad.append(r)
+        rts = [r["round_trips_per_request"] for r in rows]
+        detail = (
+            f"{len(rows)} Redis cells; read events per request {min(rts):.3f}..{max(rts):.3f}; "
+            f"script calls: {sorted({k for r in rows for k in r['commands_per_request'] if k in SCRIPT_ENTRY})}; "
+            f"{len(bad)} cells off"
+        )
+        out.append(_line(name, "PASS" if not bad else "MISS", detail))
+
+    # 4. throughput at 64 in flight on Redis
+    name = "At 64 in flight on Redis, Go >= cpex-rate-limiter throughput"
+    conc = {(r["subject"], r["backend"], r["inflight"]): r["rps_median"] for r in results.get("concurrency", [])}
+    g, c = conc.get(("go", "redis", 64)), conc.get(("cpex-rate-limiter", "redis", 64))
+    if g is None or c is None:
+        out.append(_line(name, "NOT RUN", go_missing or "concurrency section not run for both"))
+    else:
+        out.append(_line(name, "PASS" if g >= c else "MISS", f"go {g:,.0f} req/s vs cpex-rate-limiter {c:,.0f} req/s "
+                         f"({g / c:.2f}x)"))  # fmt: skip
+    return out
