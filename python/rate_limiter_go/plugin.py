@@ -158,6 +158,8 @@ class RateLimiterPlugin(Plugin):
             gctx = context.global_context
             user = user_identity(gctx.user) if self._by_user else ANONYMOUS
             tenant = tenant_identity(gctx.tenant_id) if self._by_tenant else None
+            # self.engine.evaluate is looked up per call on purpose: the Go engine
+            # replaces it on the instance with a faster closure after its first call.
             if self._sync:
                 decision = self.engine.evaluate(user, tenant, tool)
             else:
