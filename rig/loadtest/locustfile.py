@@ -9,6 +9,8 @@ Run by rig/loadtest/run.py (headless, bounded by -t). Settings come from the env
 * ``RIG_TOOL_ERROR_EVERY``: every n-th call of a locust user asks the tool to fail (0: never),
   so that tool errors are exercised and shown to be classified apart from rate limiting.
 * ``RIG_USER_OFFSET``: locust user i calls as rig user (i + offset) mod len(users).
+* ``RIG_ROTATE_USERS=1``: instead, every call takes the next rig user in turn (many users, few
+  concurrent clients: steady per-user demand without overloading a small machine).
 
 Locust users wait for nothing between calls (closed loop): the load is set by their number.
 """
@@ -31,9 +33,20 @@ RIG = json.loads(Path(os.environ["RIG_JSON"]).read_text())
 EVENTS_PATH = Path(os.environ["RIG_EVENTS"])
 TOOL_ERROR_EVERY = int(os.environ.get("RIG_TOOL_ERROR_EVERY", "0"))
 USER_OFFSET = int(os.environ.get("RIG_USER_OFFSET", "0"))
+ROTATE_USERS = os.environ.get("RIG_ROTATE_USERS") == "1"
 
 _records: list[dict] = []
 _next_user = itertools.count()
+_rotation = itertools.count()
+
+
+def _caller(index: int) -> tuple[int, tuple[str, ...], dict[str, str]]:
+    user = RIG["users"][index]
+    identities = tuple(x for x in (user["email"], user.get("team")) if x)
+    return index, identities, {"Authorization": f"Bearer {user['token']}", "Content-Type": "application/json"}
+
+
+_CALLERS = [_caller(i) for i in range(len(RIG["users"]))]
 
 
 class RigCaller(FastHttpUser):
@@ -44,11 +57,7 @@ class RigCaller(FastHttpUser):
     connection_timeout = 10.0
 
     def on_start(self) -> None:
-        users = RIG["users"]
-        self.user_index = (next(_next_user) + USER_OFFSET) % len(users)
-        user = users[self.user_index]
-        self.identities = tuple(x for x in (user["email"], user.get("team")) if x)
-        self.headers = {"Authorization": f"Bearer {user['token']}", "Content-Type": "application/json"}
+        self.caller = _CALLERS[(next(_next_user) + USER_OFFSET) % len(_CALLERS)]
         self.calls = 0
 
     @task
@@ -61,15 +70,16 @@ class RigCaller(FastHttpUser):
             "method": "tools/call",
             "params": {"name": RIG["tool"], "arguments": {"text": "load", "fail": fail}},
         }
+        user_index, identities, headers_out = _CALLERS[next(_rotation) % len(_CALLERS)] if ROTATE_USERS else self.caller
         t0 = time.time()
         with self.client.post(
-            "/rpc", data=json.dumps(payload), headers=self.headers, catch_response=True, name="tools/call"
+            "/rpc", data=json.dumps(payload), headers=headers_out, catch_response=True, name="tools/call"
         ) as resp:
             t1 = time.time()
             status = resp.status_code or 0
             headers = {k.lower(): v for k, v in (resp.headers or {}).items()} if status else {}
             err = repr(resp.error) if getattr(resp, "error", None) else None
-            out = classify(status, headers, resp.content if status else None, err, self.identities)
+            out = classify(status, headers, resp.content if status else None, err, identities)
             if out.infra:
                 resp.failure(f"{out.category}: {out.detail}")
             else:
@@ -78,7 +88,7 @@ class RigCaller(FastHttpUser):
             {
                 "t0": t0,
                 "t1": t1,
-                "user": self.user_index,
+                "user": user_index,
                 "cat": out.category,
                 "dim": out.dimension,
                 "up": headers.get("x-rig-upstream"),

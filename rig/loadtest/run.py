@@ -54,7 +54,9 @@ def parse_rate(text: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------- running
 
 
-def run_locust(rig: dict[str, Any], out: Path, duration_s: int, clients: int, tool_error_every: int) -> list[dict]:
+def run_locust(
+    rig: dict[str, Any], out: Path, duration_s: int, clients: int, tool_error_every: int, rotate: bool = False
+) -> list[dict]:
     """Run locust headless against nginx for duration_s and return its per-request events."""
     if not LOCUST.exists():
         raise TestFailed(f"{LOCUST} missing: run `make rig-deps`")
@@ -64,6 +66,7 @@ def run_locust(rig: dict[str, Any], out: Path, duration_s: int, clients: int, to
             "RIG_JSON": str(Path(rig["run_dir"]) / "rig.json"),
             "RIG_EVENTS": str(out),
             "RIG_TOOL_ERROR_EVERY": str(tool_error_every),
+            "RIG_ROTATE_USERS": "1" if rotate else "0",
         }
     )
     argv = [
@@ -103,6 +106,25 @@ def plugin_engine_errors(run_dir: str) -> int:
                 m = re.search(r"\((\d+) more errors suppressed", line)
                 n += 1 + (int(m.group(1)) if m else 0)
     return n
+
+
+def infra_line(s: dict[str, Any], events: list[dict], rig: dict[str, Any]) -> str:
+    """Which infrastructure errors occurred (the most frequent kinds) and which gateways answered them."""
+    if not s["infra"]:
+        return "No infrastructure errors."
+    kinds = "; ".join(f"{n} x {what}" for what, n in s["infra_details"])
+    names = {g["url"].removeprefix("http://"): f"{g['name']} ({g['engine']})" for g in rig["gateways"]}
+    where = Counter(names.get(e.get("up") or "", "no gateway") for e in events if e["cat"] in INFRA)
+    by = ", ".join(f"{k}: {v}" for k, v in sorted(where.items()))
+    return f"Infrastructure errors (not counted as admitted or rate-limited): {kinds}. By gateway: {by}."
+
+
+def align_to_window(window_s: int, min_left_s: float = 15.0) -> None:
+    """Sleep to the next window boundary if less than min_left_s of the current window is left, so
+    that a short run still sees the limit reached in each window it covers (fixed window)."""
+    left = window_s - (time.time() % window_s)
+    if left < min_left_s:
+        time.sleep(left + 0.05)
 
 
 def config_line(rig: dict[str, Any], fail_mode: str) -> str:
@@ -229,6 +251,8 @@ def correctness(a: argparse.Namespace) -> int:
     env_line = environment_line()
 
     def body(rig: dict[str, Any]) -> tuple[list[str], list[str]]:
+        if a.algorithm == "fixed_window":
+            align_to_window(window_s)
         events = run_locust(rig, Path(rig["run_dir"]) / "events.jsonl", a.duration, a.clients, a.tool_error_every)
         problems = engine_check(rig)
         s = summarize(events)
@@ -248,6 +272,7 @@ def correctness(a: argparse.Namespace) -> int:
             f"{a.clients} locust clients (closed loop), {a.duration} s, every {a.tool_error_every}th call asks the tool "
             f"to fail. Run: {env_line}.",
             table(COUNTS_HEADER, [counts_row(s)]),
+            infra_line(s, events, rig),
             config_line(rig, a.fail_mode),
             "Per limiter key"
             + (
@@ -268,6 +293,15 @@ def correctness(a: argparse.Namespace) -> int:
                                  w["certain"], w["possible"], w["refused"]])  # fmt: skip
             lines.append("Fixed windows (UTC start): admissions certain / possible inside the window, refusals.")
             lines.append(table(["key", "window", "limit", "certain", "possible", "refused"], rows[:24]))
+        if a.algorithm == "token_bucket":
+            rows = [[r.key, time.strftime("%H:%M:%S", time.gmtime(w["from"])), f"{w['to'] - w['from']:.1f}",
+                     f"{w['refill_lo']:.1f}..{w['refill_hi']:.1f}", w["certain"], w["possible"]]
+                    for r in reports for w in r.windows]  # fmt: skip
+            lines.append(
+                "Token bucket, runs of refusals (bucket empty at each): admissions between the first and the last "
+                "refusal vs the refill over that time (limit/window per second)."
+            )
+            lines.append(table(["key", "from (UTC)", "seconds", "refill tokens", "certain", "possible"], rows[:24]))
         if per_gateway:
             totals = window_totals(events, window_s)
             exhausted = [v["admitted"] for v in totals.values() if v["refused"]]
@@ -401,8 +435,10 @@ def scale(a: argparse.Namespace) -> int:
     env_line = environment_line()
 
     def body(rig: dict[str, Any]) -> tuple[list[str], list[str]]:
-        clients = a.clients or a.users
-        events = run_locust(rig, Path(rig["run_dir"]) / "events.jsonl", a.duration, clients, 0)
+        clients = a.clients
+        if a.algorithm == "fixed_window":
+            align_to_window(window_s)
+        events = run_locust(rig, Path(rig["run_dir"]) / "events.jsonl", a.duration, clients, 0, rotate=True)
         problems = engine_check(rig)
         s = summarize(events)
         problems += infra_verdict(s, a.max_infra_pct)
@@ -421,8 +457,9 @@ def scale(a: argparse.Namespace) -> int:
         lines = [
             f"{len(rig['gateways'])} gateways (RATE_LIMITER_ENGINE: {' '.join(rig['engines'])}), Redis backend, "
             f"`{a.algorithm}`, `by_user: {a.limit_text}`; {a.users} users in {opts.teams} teams, {clients} locust "
-            f"clients, {a.duration} s. Run: {env_line}.",
+            f"clients taking the users in turn (each call as the next user), {a.duration} s. Run: {env_line}.",
             table(COUNTS_HEADER, [counts_row(s)]),
+            infra_line(s, events, rig),
             config_line(rig, a.fail_mode),
             table(
                 [
@@ -497,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algorithm", default=env("RL_ALGORITHM", "sliding_window"))
 
     p = sub.add_parser("scale", help="many users, accuracy per user per window")
-    common(p, 70, 0)
+    common(p, 70, 12)
     p.add_argument("--users", type=int, default=int(env("LT_USERS", "100")))
     p.add_argument("--limit", default=env("LT_LIMIT", "5/m"))
     p.add_argument("--algorithm", choices=("fixed_window", "sliding_window", "token_bucket"),
