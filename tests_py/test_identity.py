@@ -19,7 +19,7 @@ class _Weird:
         ("", ANONYMOUS),
         ("   \t", ANONYMOUS),
         (None, ANONYMOUS),
-        # dict: email, then id, then sub: the first present and not None
+        # dict: email, then id, then sub: the first not None and non-empty
         ({"email": "bob@example.com", "id": "u1", "sub": "s1"}, "bob@example.com"),
         ({"id": "u1", "sub": "s1"}, "u1"),
         ({"sub": "s1"}, "s1"),
@@ -29,8 +29,9 @@ class _Weird:
         ({"email": " carol@example.com "}, "carol@example.com"),
         ({"name": "no usable field"}, ANONYMOUS),
         ({}, ANONYMOUS),
-        # "present and not None" wins even when empty: the empty result is anonymous (§5 read literally)
-        ({"email": "  ", "id": "u1"}, ANONYMOUS),
+        # an empty field is skipped, so a usable id is not lumped into anonymous (§5)
+        ({"email": "  ", "id": "u1"}, "u1"),
+        ({"email": "", "id": "", "sub": None}, ANONYMOUS),
         (12345, "12345"),  # any other non-None value: str(value)
         (_Weird(), "weird-user"),
         ("ünïcødé", "ünïcødé"),

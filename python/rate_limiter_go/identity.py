@@ -13,16 +13,17 @@ from collections.abc import Mapping
 #: The shared identity of every caller without a usable user (§5).
 ANONYMOUS = "anonymous"
 
-# Looked up in this order in a user dict; the first present and not None wins.
+# Looked up in this order in a user dict; the first not None and non-empty wins.
 _USER_FIELDS = ("email", "id", "sub")
 
 
 def user_identity(user: object) -> str:
     """The user of a request: never empty, ``"anonymous"`` when unknown.
 
-    A string is used as is; a dict gives its first non-None of email, id, sub
-    (converted with ``str()``); any other value gives ``str(value)``. The
-    result is stripped, and an empty result becomes ``"anonymous"``.
+    A string is used as is; a dict gives the first of email, id, sub that is
+    not None and not empty once converted with ``str()`` and stripped; any
+    other value gives ``str(value)``. The result is stripped, and an empty
+    result becomes ``"anonymous"``.
     """
     if type(user) is str:  # the common case: the gateway passes an email
         text = user.strip()
@@ -30,15 +31,15 @@ def user_identity(user: object) -> str:
     if user is None:
         return ANONYMOUS
     if isinstance(user, Mapping):
+        # An empty email must not lump a user with a usable id into "anonymous".
         for field in _USER_FIELDS:
             value = user.get(field)
             if value is not None:
-                break
-        else:
-            return ANONYMOUS
-    else:
-        value = user
-    text = (value if isinstance(value, str) else str(value)).strip()
+                text = (value if isinstance(value, str) else str(value)).strip()
+                if text:
+                    return text
+        return ANONYMOUS
+    text = str(user).strip()
     return text if text else ANONYMOUS
 
 
