@@ -325,3 +325,15 @@ def test_redis_several_loops_in_threads(GoEngine: type, redis_url: str) -> None:
     assert len(results) == 240, (len(results), time.monotonic() - started)
     assert sum(results) == 60
     asyncio.run(e.close())
+
+
+def test_fast_decision_equals_the_dataclass() -> None:
+    """engine_go builds Decisions through the slot descriptors: same value, same type, still frozen."""
+    from rate_limiter_go.engine import Decision
+    from rate_limiter_go.engine_go import _decision
+
+    for args in [(True, "user", 10, 9, 1_800_000_060, 0), (False, "tool", 3, 0, 1_800_003_600, 3600)]:
+        fast, slow = _decision(*args), Decision(*args)
+        assert type(fast) is Decision and fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+        with pytest.raises(AttributeError):
+            fast.limit = 1  # type: ignore[misc]
