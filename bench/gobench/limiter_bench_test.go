@@ -1,0 +1,172 @@
+package gobench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
+	"github.com/rate-limiter-go/rate_limiter_go/core"
+)
+
+// poolSize is the number of distinct users (and, modulo 8, tenants) the
+// requests cycle through, as in the Python hook benchmark (bench/rlbench).
+const poolSize = 64
+
+// scenario is one benchmark cell.
+type scenario struct {
+	algorithm string // canonical_json spelling
+	dims      int    // 1: by_user; 3: by_user, by_tenant, by_tool
+	blocked   bool   // every limit 1/h, exhausted before timing
+}
+
+func (s scenario) name() string {
+	path := "admitted"
+	if s.blocked {
+		path = "blocked"
+	}
+	return fmt.Sprintf("%s/dims=%d/%s", s.algorithm, s.dims, path)
+}
+
+// config renders the scenario as LimiterConfig.canonical_json() would: the
+// admitted path uses 1,000,000 per second (never reached), the blocked path 1
+// per hour on every configured dimension.
+func (s scenario) config() []byte {
+	rate := `{"limit":1000000,"window_s":1}`
+	if s.blocked {
+		rate = `{"limit":1,"window_s":3600}`
+	}
+	tenant, tools := "null", "{}"
+	if s.dims == 3 {
+		tenant, tools = rate, `{"search":`+rate+`}`
+	}
+	return []byte(fmt.Sprintf(`{"algorithm":%q,"backend":"memory","by_user":%s,"by_tenant":%s,"by_tool":%s,`+
+		`"redis_key_prefix":"bench","memory_max_keys":100000}`, s.algorithm, rate, tenant, tools))
+}
+
+func scenarios() []scenario {
+	var out []scenario
+	for _, algorithm := range []string{"fixed_window", "sliding_window", "token_bucket"} {
+		for _, dims := range []int{1, 3} {
+			for _, blocked := range []bool{false, true} {
+				out = append(out, scenario{algorithm, dims, blocked})
+			}
+		}
+	}
+	return out
+}
+
+// request is one prebuilt (user, tenant, tool) triple as the plugin passes it.
+type request struct{ user, tenant, tool string }
+
+func requests(dims int) []request {
+	reqs := make([]request, poolSize)
+	for i := range reqs {
+		reqs[i].user = fmt.Sprintf("user-%03d@example.com", i)
+		if dims == 3 {
+			reqs[i].tenant = fmt.Sprintf("team-%d", i%8)
+			reqs[i].tool = "search"
+		}
+	}
+	return reqs
+}
+
+// newLimiter builds a limiter over a fresh memory store and, for the blocked
+// path, spends every key's quota so that timed calls are all refused.
+func newLimiter(tb testing.TB, s scenario) (*core.Limiter, []request) {
+	tb.Helper()
+	cfg, err := core.ParseConfig(s.config())
+	if err != nil {
+		tb.Fatalf("config of %s: %v", s.name(), err)
+	}
+	lim, err := core.NewLimiter(cfg, memory.New(cfg.MemoryMaxKeys))
+	if err != nil {
+		tb.Fatalf("limiter of %s: %v", s.name(), err)
+	}
+	reqs := requests(s.dims)
+	ctx := context.Background()
+	for _, r := range reqs {
+		if _, err := lim.Evaluate(ctx, r.user, r.tenant, r.tool, 0); err != nil {
+			tb.Fatalf("warm-up of %s: %v", s.name(), err)
+		}
+	}
+	return lim, reqs
+}
+
+// BenchmarkLimiterMemory is one Evaluate per op on the memory backend.
+//
+//	go test -run '^$' -bench LimiterMemory -benchmem ./bench/gobench/
+func BenchmarkLimiterMemory(b *testing.B) {
+	for _, s := range scenarios() {
+		b.Run(s.name(), func(b *testing.B) {
+			lim, reqs := newLimiter(b, s)
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := reqs[i%poolSize]
+				i++
+				d, err := lim.Evaluate(ctx, r.user, r.tenant, r.tool, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				// The blocked path may admit one request per key when a window
+				// ends during the run (fixed windows roll over on the hour), so
+				// only the admitted path is checked per op.
+				if !s.blocked && !d.Admitted {
+					b.Fatalf("%s: refused on the admitted path", s.name())
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkLimiterMemoryParallel is the same from GOMAXPROCS goroutines,
+// which contend on the shared keys (the tenant and tool keys with 3 dimensions).
+func BenchmarkLimiterMemoryParallel(b *testing.B) {
+	for _, s := range scenarios() {
+		if s.blocked {
+			continue
+		}
+		b.Run(s.name(), func(b *testing.B) {
+			lim, reqs := newLimiter(b, s)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					r := reqs[i%poolSize]
+					i++
+					if _, err := lim.Evaluate(ctx, r.user, r.tenant, r.tool, 0); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestScenarioPaths checks that every benchmark cell is on the path its name
+// says: the admitted path admits and the blocked path refuses, with a
+// reported dimension, so a misconfigured cell cannot be timed by mistake.
+func TestScenarioPaths(t *testing.T) {
+	ctx := context.Background()
+	for _, s := range scenarios() {
+		t.Run(s.name(), func(t *testing.T) {
+			lim, reqs := newLimiter(t, s)
+			for _, r := range reqs {
+				d, err := lim.Evaluate(ctx, r.user, r.tenant, r.tool, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.Admitted == s.blocked {
+					t.Fatalf("admitted=%v, want %v", d.Admitted, !s.blocked)
+				}
+				if d.Dimension == core.DimNone {
+					t.Fatalf("no reported dimension")
+				}
+			}
+		})
+	}
+}
