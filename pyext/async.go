@@ -61,8 +61,12 @@ func (c *completions) pop() int64 {
 	}
 	t := c.done[c.head]
 	c.head++
-	if c.head == len(c.done) { // empty: reuse the slice from the start
+	switch {
+	case c.head == len(c.done): // empty: reuse the slice from the start
 		c.done, c.head = c.done[:0], 0
+	case c.head >= 1024 && c.head > len(c.done)/2: // never empty under load: drop the consumed front
+		n := copy(c.done, c.done[c.head:])
+		c.done, c.head = c.done[:n], 0
 	}
 	return t
 }

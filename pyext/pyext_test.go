@@ -297,3 +297,28 @@ func TestParseRate(t *testing.T) {
 		}
 	}
 }
+
+// TestCompletionQueueStaysCompact: a queue that is never empty while it is
+// drained (sustained load) does not keep the consumed tickets.
+func TestCompletionQueueStaysCompact(t *testing.T) {
+	c := completions{fd: -1, results: map[int64]int64{}}
+	next := int64(0)
+	push := func() {
+		next++
+		c.mu.Lock()
+		c.done = append(c.done, next)
+		c.mu.Unlock()
+	}
+	push()
+	want := int64(1)
+	for i := 0; i < 100_000; i++ {
+		push()
+		if got := c.pop(); got != want {
+			t.Fatalf("popped %d, want %d (FIFO)", got, want)
+		}
+		want++
+	}
+	if len(c.done)-c.head != 1 || cap(c.done) > 4096 {
+		t.Fatalf("queue holds %d slots (cap %d) for 1 pending ticket", len(c.done), cap(c.done))
+	}
+}
