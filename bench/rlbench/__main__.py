@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     out_json = args.out / "results.json"
+    results["results_path"] = str(out_json)
     out_json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     runner.log(f"wrote {out_json}")
 

@@ -9,14 +9,18 @@ a RATE_LIMIT violation), outside the per-call stamps: a subject that failed
 open or was misconfigured makes the run fail instead of looking fast.
 
 Throughput: ``inflight`` coroutines started together with asyncio.gather,
-each awaiting its share of the calls in a row; requests per second is the
-number of calls over the wall time from start to the last completion.
+each awaiting calls in a row for a fixed time; requests per second is the
+number of completed calls over the wall time from start to the last
+completion.
+
+Garbage collection stays on, as in a gateway; the runner freezes the objects
+that exist after set-up (``gc.freeze()``) so a collection scans only what the
+calls themselves allocate.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,13 +76,16 @@ class Case:
         return [pool[(start + i) % len(pool)] for i in range(n)]
 
 
-async def warm_up(case: Case, n: int, strict: bool) -> None:
-    """Run ``n`` calls untimed; with ``strict`` every result must match the path."""
+async def warm_up(case: Case, n: int, strict: bool, max_ns: int | None = None) -> None:
+    """Run up to ``n`` calls untimed (fewer if ``max_ns`` passes first); with ``strict`` check every result."""
     expect = case.expect if strict else None
+    deadline = None if max_ns is None else perf_counter_ns() + max_ns
     for a, b in case.next_args(n):
         result = await case.call(a, b)
         if expect is not None and not expect(result) and not tolerated(case, result):
             raise WrongOutcomeError(f"{case.key}: warm-up got {describe_result(result)}")
+        if deadline is not None and perf_counter_ns() > deadline:
+            break
 
 
 def tolerated(case: Case, result: Any) -> bool:
@@ -89,48 +96,73 @@ def tolerated(case: Case, result: Any) -> bool:
     return True
 
 
-async def timed_batch(case: Case, n: int) -> None:
-    """Append one batch of ``n`` calls to the case's samples (see module docstring)."""
-    args = case.next_args(n)
+async def timed_batch(case: Case, n: int, max_ns: int) -> None:
+    """Append one batch to the case's samples: ``n`` calls, or fewer once ``max_ns`` have passed.
+
+    The time cap keeps slow subjects (several Redis round trips per call) from
+    dominating the run's length; they contribute fewer samples, never none.
+    """
+    pool, cursor = case.args, case.cursor
+    size = len(pool)
     call, expect = case.call, case.expect
     samples = case.samples
     wrong = None
     pc = perf_counter_ns
-    gc.collect()  # start every batch with the same amount of garbage
     start = pc()
-    for a, b in args:
+    deadline = start + max_ns
+    done = 0
+    while done < n:
+        a, b = pool[(cursor + done) % size]
         t0 = pc()
         result = await call(a, b)
-        samples.append(pc() - t0)
+        t1 = pc()
+        samples.append(t1 - t0)
+        done += 1
         if expect is not None and wrong is None and not expect(result) and not tolerated(case, result):
             wrong = result
+        if t1 > deadline:
+            break
     total = pc() - start
+    case.cursor = (cursor + done) % size
     if wrong is not None:
         raise WrongOutcomeError(f"{case.key}: got {describe_result(wrong)}")
     case.batch_ns.append(total)
-    case.batch_calls.append(n)
+    case.batch_calls.append(done)
 
 
-async def throughput(call: HookCall, args: Sequence[tuple[Any, Any]], admitted: bool, inflight: int, calls: int) -> float:
-    """Requests per second with ``inflight`` calls outstanding on this loop (see module docstring)."""
-    per_worker = max(1, calls // inflight)
+async def throughput(
+    call: HookCall, args: Sequence[tuple[Any, Any]], admitted: bool, inflight: int, duration_ns: int, min_calls: int = 0
+) -> tuple[float, int]:
+    """(requests per second, calls) with ``inflight`` calls outstanding on this loop (see module docstring).
+
+    Each worker keeps calling until ``duration_ns`` has passed and it has made
+    its share of ``min_calls``; the rate is all completed calls over the time
+    until the last worker finished.
+    """
     wrong: list[Any] = []
+    counts = [0] * inflight
+    share = -(-min_calls // inflight)
+    size = len(args)
+    start = perf_counter_ns()
+    deadline = start + duration_ns
 
-    async def worker(offset: int) -> None:
-        n = len(args)
-        for i in range(per_worker):
-            a, b = args[(offset + i) % n]
+    async def worker(w: int) -> None:
+        i = 0
+        offset = w * 7
+        while i < share or perf_counter_ns() < deadline:
+            a, b = args[(offset + i) % size]
             result = await call(a, b)
+            i += 1
             if not wrong and not outcome_ok(result, admitted):
                 wrong.append(result)
+        counts[w] = i
 
-    gc.collect()
-    start = perf_counter_ns()
-    await asyncio.gather(*(worker(w * 7) for w in range(inflight)))
+    await asyncio.gather(*(worker(w) for w in range(inflight)))
     elapsed = perf_counter_ns() - start
     if wrong:
         raise WrongOutcomeError(f"throughput at {inflight} in flight: got {describe_result(wrong[0])}")
-    return per_worker * inflight * 1e9 / elapsed
+    calls = sum(counts)
+    return calls * 1e9 / elapsed, calls
 
 
 def percentile(sorted_values: Sequence[int], q: float) -> float:

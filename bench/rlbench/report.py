@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlbench.targets import SCRIPT_ENTRY, hook_means
+from rlbench import targets
+from rlbench.targets import SCRIPT_ENTRY, hook_stat
 from rlbench.workload import ADMITTED_RATE, ALGO_SHORT, BLOCKED_RATE, HOOK_SHORT, POOL_TENANTS, POOL_USERS
 
 COLUMNS = ("floor", "go", "python", "cpex-rate-limiter", "limits")
@@ -71,15 +72,18 @@ def summary_text(results: dict[str, Any]) -> str:
     lines = ["", "== rlbench: targets (ratios from this run) =="]
     for t in results.get("targets", []):
         lines.append(f"{t['status']:8s} {t['name']}: {t['detail']}")
-    lines += ["", "== headline (tool hook, admitted, 3 dimensions; mean us per call) =="]
+    lines += ["", "== headline (tool hook, admitted, 3 dimensions; p50 / mean us per call) =="]
     subj = _by_subject(results)
     floor = _floor(results).get(("admitted", "tool_pre_invoke"))
     for backend in ("memory", "redis"):
         for algo in results.get("algorithms", []):
             cell = (backend, algo, 3, "admitted", "tool_pre_invoke")
-            parts = [f"{s}={_us(subj.get(s, {}).get(cell, {}).get('mean'))}" for s in COLUMNS[1:]]
-            lines.append(f"{backend:6s} {ALGO_SHORT[algo]:7s} floor={_us(floor['mean'] if floor else None)} "
-                         + " ".join(parts))  # fmt: skip
+            parts = []
+            for s in COLUMNS[1:]:
+                r = subj.get(s, {}).get(cell)
+                parts.append(f"{s}={_us(r['p50'])}/{_us(r['mean'])}" if r else f"{s}=–")
+            fl = f"{_us(floor['p50'])}/{_us(floor['mean'])}" if floor else "–"
+            lines.append(f"{backend:6s} {ALGO_SHORT[algo]:7s} floor={fl} " + " ".join(parts))
     for name, msg in results.get("unavailable", {}).items():
         lines.append(f"NOT AVAILABLE {name}: {msg}")
     if any(t["status"] == "MISS" for t in results.get("targets", [])) and results.get("profiles"):
@@ -105,25 +109,26 @@ def _targets_md(results: dict[str, Any]) -> list[str]:
 
 
 def _headline_md(results: dict[str, Any]) -> list[str]:
-    go = hook_means(results, "go")
+    go, go_mean = hook_stat(results, "go"), hook_stat(results, "go", "mean")
     out = []
-    for other in ("python", "cpex-rate-limiter", "limits", "floor"):
-        if other == "floor":
-            fl = _floor(results)
-            ratios = [go[c] / fl[(c[3], c[4])]["mean"] for c in go if (c[3], c[4]) in fl]
-            if ratios:
-                out.append(f"- Go hook / floor (what the Go limiter adds on top of building the result): "
-                           f"{min(ratios):.2f}x..{max(ratios):.2f}x")  # fmt: skip
-            continue
-        om = hook_means(results, other)
+    for other in ("python", "cpex-rate-limiter", "limits"):
+        om, om_mean = hook_stat(results, other), hook_stat(results, other, "mean")
         for backend in ("memory", "redis"):
             cells = [c for c in go if c in om and c[0] == backend]
             if not cells:
                 continue
             ratios = sorted(om[c] / go[c] for c in cells)
-            med = ratios[len(ratios) // 2]
-            out.append(f"- {other} / Go, {backend}: median {med:.2f}x, range {ratios[0]:.2f}x..{ratios[-1]:.2f}x "
-                       f"over {len(cells)} cells (> 1: Go faster)")  # fmt: skip
+            means = sorted(om_mean[c] / go_mean[c] for c in cells)
+            out.append(f"- {other} / Go, {backend}: p50 ratio median {ratios[len(ratios) // 2]:.2f}x, range "
+                       f"{ratios[0]:.2f}x..{ratios[-1]:.2f}x over {len(cells)} cells (ratio of means: median "
+                       f"{means[len(means) // 2]:.2f}x); > 1 means Go is faster")  # fmt: skip
+    fl = _floor(results)
+    for s in ("go", "python"):
+        st = hook_stat(results, s)
+        shares = sorted(fl[(c[3], c[4])]["p50"] / st[c] for c in st if c[0] == "memory" and (c[3], c[4]) in fl)
+        if shares:
+            out.append(f"- The floor (cpex result objects, no limiting) is {shares[0]:.0%}..{shares[-1]:.0%} of the "
+                       f"{s} hook's p50 on memory: that part no engine can speed up")  # fmt: skip
     return out
 
 
@@ -131,7 +136,7 @@ def _latency_md(results: dict[str, Any], backend: str) -> list[str]:
     subj = _by_subject(results)
     floor = _floor(results)
     cols = [c for c in COLUMNS if c == "floor" or c in subj]
-    head = ["algorithm", "dims", "path", "hook", *cols, "python/go", "cpex-rs/go", "limits/go"]
+    head = ["algorithm", "dims", "path", "hook", *cols, "python/go p50", "cpex-rs/go p50", "limits/go p50"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in _cells(results):
         if cell[0] != backend:
@@ -140,9 +145,9 @@ def _latency_md(results: dict[str, Any], backend: str) -> list[str]:
         vals = []
         for c in cols:
             vals.append(_fmt_lat(floor.get((path, hook)) if c == "floor" else subj.get(c, {}).get(cell)))
-        g = subj.get("go", {}).get(cell, {}).get("mean")
-        ratios = [_ratio(subj.get(o, {}).get(cell, {}).get("mean"), g) for o in ("python", "cpex-rate-limiter",
-                                                                                 "limits")]  # fmt: skip
+        g = subj.get("go", {}).get(cell, {}).get("p50")
+        ratios = [_ratio(subj.get(o, {}).get(cell, {}).get("p50"), g) for o in ("python", "cpex-rate-limiter",
+                                                                                "limits")]  # fmt: skip
         out.append("| " + " | ".join([ALGO_SHORT[algo], str(dims), path, HOOK_SHORT[hook], *vals, *ratios]) + " |")
     return out
 
@@ -160,10 +165,10 @@ def _split_md(results: dict[str, Any]) -> list[str]:
         backend, algo, dims, path, hook = cell
         if hook != "tool_pre_invoke":
             continue
-        row = [backend, ALGO_SHORT[algo], str(dims), path, _us(floor.get((path, hook), {}).get("mean"))]
+        row = [backend, ALGO_SHORT[algo], str(dims), path, _us(floor.get((path, hook), {}).get("p50"))]
         for s in ("go", "python"):
-            h = subj.get(s, {}).get(cell, {}).get("mean")
-            e = engine.get((s, backend, algo, dims, path), {}).get("mean")
+            h = subj.get(s, {}).get(cell, {}).get("p50")
+            e = engine.get((s, backend, algo, dims, path), {}).get("p50")
             row += [_us(h), _us(e), _us(h - e if h is not None and e is not None else None)]
         out.append("| " + " | ".join(row) + " |")
     return out
@@ -222,7 +227,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"<!-- Written by bench/rlbench (`{results.get('command', '')}`); do not edit by hand, re-run instead. -->",
         "",
         f"Run of {meta.get('date_utc')}, {results.get('mode')} mode, {meta.get('duration_s')} s. "
-        f"Raw numbers: `bench/results/latest.json` (for a full run). Chart: [{chart_name}]({chart_name}).",
+        f"Raw numbers: `{results.get('results_path', 'results.json')}`. Chart: [{chart_name}]({chart_name}).",
         "",
         "## Targets",
         "",
@@ -279,22 +284,28 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"`by_tool`) x both hooks x admitted path (every limit `{ADMITTED_RATE}`, never reached) / blocked path "
         f"(every limit `{BLOCKED_RATE}`; after the warm-up every request is refused). Requests cycle through "
         f"{POOL_USERS} prebuilt requests ({POOL_USERS} users, {POOL_TENANTS} tenants, one limited tool).",
-        f"- Latency: every case is warmed up ({st.get('warmup')} calls after one pass over the pool), then measured "
-        f"in {st.get('rounds')} rounds of one batch of {st.get('batch')} calls per case; each round runs all cases "
-        "in a new random order (interleaving), so drift in machine load hits every case alike. "
-        "`time.perf_counter_ns()` is read around each batch (mean = batch time / calls, so it includes the loop "
-        "and clock reads) and around each call (p50 and p99 over all calls of the case). Every result is checked "
-        "against the path (a subject failing open would abort the run). `gc.collect()` runs before each batch, "
-        "outside the timing. Cells: **mean** (p50 / p99) in µs per call."
-        + (f" A hook that does nothing costs {_us(null['mean'])} µs per call in this harness (the floor of the "
-           "harness itself)." if null else ""),  # fmt: skip
+        f"- Latency: every case is warmed up (one pass over the pool, then up to {st.get('warmup')} calls or "
+        f"{st.get('warmup_max_ms')} ms), then measured in {st.get('rounds')} rounds of one batch per case "
+        f"({st.get('batch')} calls, or fewer once {st.get('batch_max_ms')} ms have passed, so that subjects "
+        "with several Redis round trips per call do not dominate the run); each round runs all cases in a new "
+        "random order (interleaving), so drift in machine load hits every case alike. `time.perf_counter_ns()` "
+        "is read around each batch (mean = batch time / calls, so it includes the loop and clock reads) and "
+        "around each call (p50 and p99 over all calls of the case). Every result is checked against the path (a "
+        "subject failing open would abort the run; on the blocked path a window that ends during the run may "
+        "admit one request per key, which is counted and allowed). Garbage collection stays on; the set-up "
+        "objects are frozen (`gc.freeze()`) first. Cells: **mean** (p50 / p99) in µs per call. **Ratios and "
+        "targets use p50**: on a shared machine the mean also counts the time the process was descheduled."
+        + (f" A hook that does nothing costs {_us(null['p50'])} µs (p50) per call in this harness." if null
+           else ""),  # fmt: skip
         "- Engine only: our engines' `evaluate()` (memory) / `await check()` (Redis) called directly with "
         "normalised identities, in the same rounds; hook minus engine = our plugin layer (identity extraction, "
         "cpex result and headers).",
         f"- Concurrency: fixed window, 3 dimensions, admitted, `tool_pre_invoke`; N coroutines started with "
-        f"`asyncio.gather`, each awaiting its share of {st.get('conc_calls')} calls (at least 20 each) in a row; "
-        f"requests per second = calls / wall time; median of {st.get('conc_rounds')} interleaved rounds.",
-        f"- Redis cost: per Redis cell, {st.get('redis_checks')} sequential `tool_pre_invoke` calls between two "
+        f"`asyncio.gather`, each awaiting calls in a row for {st.get('conc_ms')} ms (and at least "
+        f"{st.get('conc_min_calls')} calls in all); requests per second = completed calls / wall time; median of "
+        f"{st.get('conc_rounds')} interleaved rounds.",
+        f"- Redis cost: per Redis cell, up to {st.get('redis_checks')} sequential `tool_pre_invoke` calls (at "
+        f"least 200; fewer once {st.get('redis_max_ms')} ms have passed) between two "
         "`INFO all` snapshots (the snapshots' own cost is measured and subtracted): calls per command from "
         "commandstats, round trips = `total_reads_processed` (read events; one per request for a client that "
         "waits for each reply), CPU = `used_cpu_sys + used_cpu_user`, scaled to 10,000 checks.",
@@ -309,7 +320,11 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         *_latency_md(results, "redis"),
         "",
-        "## Where the time goes: floor, engine, plugin layer (tool hook, mean µs per call)",
+        "## Where the time goes: floor, engine, plugin layer (tool hook, p50 µs per call)",
+        "",
+        "Engine only = our engine's `evaluate()` / `await check()` called directly; plugin layer = hook minus "
+        "engine (identity extraction, the cpex result and its headers). The floor builds the same result objects "
+        "without limiting.",
         "",
         *_split_md(results),
         "",
@@ -334,7 +349,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    """Left: mean µs per call (tool hook, admitted, 3 dimensions). Right: req/s by calls in flight."""
+    """Left: p50 µs per call (tool hook, admitted, 3 dimensions). Right: req/s by calls in flight."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib
 
@@ -351,14 +366,15 @@ def chart(results: dict[str, Any], path: Path) -> None:
         vals = []
         for backend, algo in groups:
             if name == "floor":
-                vals.append(floor["mean"] / 1000 if floor else 0)
+                vals.append(floor["p50"] / 1000 if floor else 0)
             else:
                 r = subj[name].get((backend, algo, 3, "admitted", "tool_pre_invoke"))
-                vals.append(r["mean"] / 1000 if r else 0)
+                vals.append(r["p50"] / 1000 if r else 0)
         xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
         ax1.bar(xs, vals, width, label=name, color=COLOURS.get(name))
     ax1.set_xticks(range(len(groups)), [f"{b}\n{ALGO_SHORT[a]}" for b, a in groups])
-    ax1.set_ylabel("µs per call (mean)")
+    ax1.set_ylabel("µs per call (p50)")
+    ax1.set_yscale("log")
     ax1.set_title("tool_pre_invoke, admitted, 3 dimensions")
     ax1.legend()
     ax1.grid(axis="y", alpha=0.3)
@@ -401,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chart", type=Path)
     args = ap.parse_args(argv)
     results = json.loads(args.results.read_text(encoding="utf-8"))
+    results["targets"] = targets.evaluate(results)  # the current rules, on the saved numbers
     write(results, args.doc, args.chart or args.doc.with_suffix(".png"))
     print(summary_text(results))
     return 0

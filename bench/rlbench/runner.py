@@ -22,6 +22,7 @@ writes the doc and the chart.
 
 from __future__ import annotations
 
+import gc
 import random
 import sys
 import time
@@ -45,25 +46,31 @@ from rlbench.workload import ALGORITHMS, BACKENDS, HOOKS, TOOL, Request, Scenari
 
 SECTIONS = ("latency", "concurrency", "redis", "profile")
 INFLIGHT = (1, 16, 64, 256)
+MIN_REDIS_CHECKS = 200
 CONCURRENCY_SCENARIO = dict(algorithm="fixed_window", dims=3, path="admitted")
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """How much to measure. ``quick()`` is the smoke-run preset."""
+    """How much to measure. Times are caps per batch / case; ``quick()`` is the smoke-run preset."""
 
-    rounds: int = 7
+    rounds: int = 5
     batch: int = 1000
+    batch_max_ms: int = 250
     warmup: int = 300
+    warmup_max_ms: int = 300
     conc_rounds: int = 3
-    conc_calls: int = 6000
-    redis_checks: int = 10_000
+    conc_ms: int = 500
+    conc_min_calls: int = 256
+    redis_checks: int = 5000
+    redis_max_ms: int = 2500
     profile_calls: int = 20_000
     seed: int = 20260101
 
     @staticmethod
     def quick() -> Settings:
-        return Settings(rounds=3, batch=200, warmup=100, conc_rounds=2, conc_calls=1500, redis_checks=1000,
+        return Settings(rounds=3, batch=200, batch_max_ms=60, warmup=100, warmup_max_ms=100, conc_rounds=2,
+                        conc_ms=150, conc_min_calls=256, redis_checks=1000, redis_max_ms=400,
                         profile_calls=3000)  # fmt: skip
 
 
@@ -179,14 +186,16 @@ class Run:
         for case in cases:
             # The blocked path admits each user's first request(s): check strictly only after that.
             await warm_up(case, len(self.pool), strict=case.admitted)
-            await warm_up(case, st.warmup, strict=True)
+            await warm_up(case, st.warmup, strict=True, max_ns=st.warmup_max_ms * 1_000_000)
         log(f"latency: warm-up took {time.monotonic() - t0:.1f} s")
+        gc.collect()
+        gc.freeze()  # set-up objects out of the collector's way: collections then scan only new garbage
         order = list(cases)
         for r in range(st.rounds):
             t0 = time.monotonic()
             self.rng.shuffle(order)
             for case in order:
-                await timed_batch(case, st.batch)
+                await timed_batch(case, st.batch, st.batch_max_ms * 1_000_000)
             log(f"latency: round {r + 1}/{st.rounds} took {time.monotonic() - t0:.1f} s")
         rows = []
         for case in cases:
@@ -216,22 +225,22 @@ class Run:
                 if plugin is not None:
                     targets_.append((subject, backend, plugin))
         args = self._hook_args("tool_pre_invoke")
-        results: dict[tuple[str, str | None, int], list[float]] = {}
+        results: dict[tuple[str, str | None, int], list[tuple[float, int]]] = {}
         jobs = [(t, n) for t in targets_ for n in INFLIGHT]
-        log(f"concurrency: {len(jobs)} cases x {st.conc_rounds} rounds, {st.conc_calls} calls each")
-        for subject, backend, plugin in targets_:  # warm-up at the highest level
-            await throughput(plugin.tool_pre_invoke, args, True, INFLIGHT[-1], INFLIGHT[-1] * 4)
+        log(f"concurrency: {len(jobs)} cases x {st.conc_rounds} rounds, {st.conc_ms} ms each")
+        for subject, backend, plugin in targets_:  # warm-up: open the connections the highest level needs
+            await throughput(plugin.tool_pre_invoke, args, True, INFLIGHT[-1], 0, INFLIGHT[-1] * 2)
         for _ in range(st.conc_rounds):
             self.rng.shuffle(jobs)
             for (subject, backend, plugin), n in jobs:
-                calls = max(st.conc_calls, n * 20)
-                rps = await throughput(plugin.tool_pre_invoke, args, True, n, calls)
-                results.setdefault((subject, backend, n), []).append(rps)
+                got = await throughput(plugin.tool_pre_invoke, args, True, n, st.conc_ms * 1_000_000,
+                                       max(st.conc_min_calls, n * 4))  # fmt: skip
+                results.setdefault((subject, backend, n), []).append(got)
         rows = []
         for (subject, backend, n), values in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2])):
-            ordered = sorted(values)
-            rows.append({"subject": subject, "backend": backend, "inflight": n,
-                         "rps_median": ordered[len(ordered) // 2], "rps_rounds": values})  # fmt: skip
+            rates = sorted(v[0] for v in values)
+            rows.append({"subject": subject, "backend": backend, "inflight": n, "rps_median": rates[len(rates) // 2],
+                         "rps_rounds": [v[0] for v in values], "calls": sum(v[1] for v in values)})  # fmt: skip
         return rows
 
     # --- Redis cost ---------------------------------------------------------
@@ -249,9 +258,12 @@ class Run:
                 hook = plugin.tool_pre_invoke
                 admitted = s.path == "admitted"
                 readmitted = 0
+                n = 0
+                deadline = time.monotonic() + st.redis_max_ms / 1000
                 before = snapshot(admin)
-                for i in range(st.redis_checks):
-                    p, c = args[i % len(args)]
+                while n < st.redis_checks and (n < MIN_REDIS_CHECKS or time.monotonic() < deadline):
+                    p, c = args[n % len(args)]
+                    n += 1
                     result = await hook(p, c)
                     if not outcome_ok(result, admitted):
                         # blocked path: a window ending now admits one request per key (see measure.Case)
@@ -264,7 +276,6 @@ class Run:
                     cmds[name] = cmds.get(name, 0) - calls
                     if cmds[name] == 0:
                         del cmds[name]
-                n = st.redis_checks
                 rows.append({
                     "subject": subject, **asdict(s), "checks": n,
                     "commands_per_request": {k: v / n for k, v in sorted(cmds.items())},
@@ -272,7 +283,7 @@ class Run:
                     "round_trips_per_request": (after.reads - before.reads - base_reads) / n,
                     "cpu_ms_per_10k": (after.cpu_s - before.cpu_s) * 1000 * 10_000 / n,
                 })  # fmt: skip
-        log(f"redis: {len(rows)} scenarios x {st.redis_checks} checks")
+        log(f"redis: {len(rows)} scenarios, up to {st.redis_checks} checks or {st.redis_max_ms} ms each")
         return rows
 
     # --- profile --------------------------------------------------------------
