@@ -26,7 +26,9 @@ def _us(ns: float | None) -> str:
     if ns is None:
         return "–"
     us = ns / 1000
-    return f"{us:.1f}" if us < 100 else f"{us:.0f}"
+    if abs(us) < 10:
+        return f"{us:.2f}"
+    return f"{us:.1f}" if abs(us) < 100 else f"{us:.0f}"
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -122,6 +124,14 @@ def _headline_md(results: dict[str, Any]) -> list[str]:
             out.append(f"- {other} / Go, {backend}: p50 ratio median {ratios[len(ratios) // 2]:.2f}x, range "
                        f"{ratios[0]:.2f}x..{ratios[-1]:.2f}x over {len(cells)} cells (ratio of means: median "
                        f"{means[len(means) // 2]:.2f}x); > 1 means Go is faster")  # fmt: skip
+    eng = {(r["subject"], r["backend"], r["algorithm"], r["dims"], r["path"]): r["p50"] for r in _rows(results, "engine")}
+    for backend in ("memory", "redis"):
+        pairs = [(k, v) for k, v in eng.items() if k[0] == "python" and k[1] == backend and ("go", *k[1:]) in eng]
+        ratios = sorted(v / eng[("go", *k[1:])] for k, v in pairs)
+        if ratios:
+            out.append(f"- Engine only (our engines called directly, no plugin layer), {backend}: python/go p50 ratio "
+                       f"median {ratios[len(ratios) // 2]:.2f}x, range {ratios[0]:.2f}x..{ratios[-1]:.2f}x over "
+                       f"{len(ratios)} cells")  # fmt: skip
     fl = _floor(results)
     for s in ("go", "python"):
         st = hook_stat(results, s)
@@ -172,6 +182,21 @@ def _split_md(results: dict[str, Any]) -> list[str]:
             row += [_us(h), _us(e), _us(h - e if h is not None and e is not None else None)]
         out.append("| " + " | ".join(row) + " |")
     return out
+
+
+def _overheads_md(results: dict[str, Any]) -> list[str]:
+    null = next((r for r in _rows(results, "null")), None)
+    boundary = next((r for r in _rows(results, "boundary")), None)
+    out = []
+    if null is not None:
+        out.append(f"- Harness: an `async def` hook that does nothing costs {_us(null['p50'])} µs p50 per awaited call.")
+    if null is not None and boundary is not None:
+        out.append(f"- gopy boundary: the same coroutine making one no-op call into the Go extension (`ABIVersion`) "
+                   f"costs {_us(boundary['p50'])} µs p50, i.e. {_us(boundary['p50'] - null['p50'])} µs per crossing "
+                   "(argument conversion, GIL release and re-acquisition, cgo).")  # fmt: skip
+    out.append("- The Go code alone (no Python): `make bench` runs `bench/gobench` (core.Limiter on the memory "
+               "backend), a few hundred ns to a few µs per Evaluate on this machine.")
+    return out + [""] if out else out
 
 
 def _concurrency_md(results: dict[str, Any]) -> list[str]:
@@ -233,7 +258,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         *_targets_md(results),
         "",
-        "Headline ratios (mean time per hook call, same run, same cells):",
+        "Headline ratios (p50 time per hook call unless said otherwise; same run, same cells):",
         "",
         *_headline_md(results),
         "",
@@ -279,7 +304,8 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "= sync `MemoryStorage`, Redis = `limits.aio` over redis-py asyncio; one `hit()` per dimension then "
         "`get_window_stats()` for the headers, so several Redis round trips and not all-or-nothing); **floor** = "
         "`bench/rlbench/floor.py`, no limiting, returns the same result objects (headers dict, and on the blocked "
-        "path a `PluginViolation`), so hook minus floor is the limiter's own share.",
+        "path a `PluginViolation`), so hook minus floor is the limiter's own share. limits' `MemoryStorage` runs an "
+        "expiry thread in this process (the only other Python thread); no subject is isolated from it.",
         f"- Matrix: 3 algorithms x memory/redis x 1 dimension (`by_user`) / 3 dimensions (`by_user`, `by_tenant`, "
         f"`by_tool`) x both hooks x admitted path (every limit `{ADMITTED_RATE}`, never reached) / blocked path "
         f"(every limit `{BLOCKED_RATE}`; after the warm-up every request is refused). Requests cycle through "
@@ -322,6 +348,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         "## Where the time goes: floor, engine, plugin layer (tool hook, p50 µs per call)",
         "",
+        *_overheads_md(results),
         "Engine only = our engine's `evaluate()` / `await check()` called directly; plugin layer = hook minus "
         "engine (identity extraction, the cpex result and its headers). The floor builds the same result objects "
         "without limiting.",
@@ -392,7 +419,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax2.set_ylabel("requests per second")
     ax2.set_title("throughput, fixed window, 3 dimensions, admitted")
     ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=7, ncol=2)
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=7, ncol=2)
     meta = results.get("meta", {})
     fig.suptitle(f"rate limiter hook path, {meta.get('date_utc')}, {meta.get('cores')} cores, "
                  f"load {meta.get('load_start', [0])[0]:.1f}")  # fmt: skip

@@ -153,7 +153,29 @@ class Run:
                 )
         cases.append(Case(key=("null", "null", "admitted", "tool_pre_invoke"), call=_null_hook,
                           args=self._hook_args("tool_pre_invoke"), admitted=True, expect=None))  # fmt: skip
+        boundary = self._gopy_noop()
+        if boundary is not None:
+            cases.append(Case(key=("boundary", "go", "admitted", "gopy no-op"), call=boundary,
+                              args=self._hook_args("tool_pre_invoke"), admitted=True, expect=None))  # fmt: skip
         return cases
+
+    def _gopy_noop(self) -> Any:
+        """A coroutine making one call into the Go extension that does no work (ABIVersion), or None.
+
+        Its time minus the null hook's is the cost of crossing the gopy boundary
+        (argument conversion, GIL release and re-acquisition, cgo call).
+        """
+        if not any(k[0] == "go" for k in self.plugins):
+            return None
+        from rate_limiter_go import _native
+
+        mod = _native.load_native()
+        noop = getattr(getattr(mod, "_pyext", None), "pyext_ABIVersion", None) or mod.ABIVersion
+
+        async def call(payload: Any, context: Any) -> Any:
+            return noop()
+
+        return call
 
     def _engine_case(self, subject: str, s: Scenario, plugin: Any) -> Case:
         """Our engine without the plugin layer: the identities are already normalised, as the plugin passes them."""
