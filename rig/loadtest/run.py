@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -338,7 +339,8 @@ def capacity_ab(a: argparse.Namespace) -> int:
     problems: list[str] = []
     env_line = environment_line()
     for rnd in range(a.repeat):
-        for arm in arms:
+        # ABBA...: alternate the order so a slow drift of the machine does not favour one arm
+        for arm in arms if rnd % 2 == 0 else list(reversed(arms)):
             opts = rigctl.RigOptions(
                 engines=[arm] * a.gateways, backend="redis", algorithm=a.algorithm, by_user=rate, by_tenant=rate,
                 by_tool={rigctl.TOOL_NAME: rate}, users=a.users, teams=2, gateway_log_level=a.gateway_log_level,
@@ -351,8 +353,11 @@ def capacity_ab(a: argparse.Namespace) -> int:
                 run = json.loads((Path(rig["run_dir"]) / "pids.json").read_text())
                 pids["mcp-server"] = next(p["pid"] for p in run if p["name"] == "mcp-server")
                 t_start = time.time()
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 with CpuSampler(pids) as sampler:
                     events = run_locust(rig, Path(rig["run_dir"]) / "events.jsonl", a.warmup + a.duration, a.clients, 0)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)  # locust has been reaped: its CPU
+                locust_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 t0 = min(e["t0"] for e in events) if events else t_start
                 m0, m1 = t0 + a.warmup, t0 + a.warmup + a.duration
                 s = summarize(events, m0, m1)
@@ -366,6 +371,7 @@ def capacity_ab(a: argparse.Namespace) -> int:
                     "gw_cores": gw_cpu / max(cpu["_wall_s"], 1e-9), "admitted": ok,
                     "engine_problems": engine_check(rig), "infra_problems": infra_verdict(s, a.max_infra_pct),
                     "config_line": config_line(rig, a.fail_mode),
+                    "locust_cpu_s": locust_cpu, "locust_wall_s": a.warmup + a.duration,
                 }  # fmt: skip
 
             r = _with_rig(opts, a.keep, body)
@@ -381,7 +387,7 @@ def capacity_ab(a: argparse.Namespace) -> int:
         rows.append([
             r["arm"], r["round"], s["n"], f"{s['rps']:.1f}", f"{s['p50_ms']:.0f}", f"{s['p90_ms']:.0f}", f"{s['p99_ms']:.0f}",
             f"{r['gw_cores']:.2f}", f"{r['gw_cpu_ms_per_req']:.1f}", f"{r['redis_cpu_ms_per_req']:.3f}",
-            f"{s['infra']}",
+            f"{r['locust_cpu_s'] / r['locust_wall_s']:.2f}", f"{s['infra']}",
         ])  # fmt: skip
     by_arm: dict[str, list[dict]] = {}
     for r in results:
@@ -398,8 +404,9 @@ def capacity_ab(a: argparse.Namespace) -> int:
         f"{a.gateways} gateways behind nginx, all with the same RATE_LIMITER_ENGINE per arm; Redis backend, "
         f"`{a.algorithm}`, limits by user, tenant and tool of {rate} (never reached, so every request runs all three "
         f"dimensions and is admitted). {a.clients} locust clients (closed loop), {a.users} users; {a.warmup} s warm-up "
-        f"then {a.duration} s measured, {a.repeat} round(s), arms in the order {' '.join(arms)}, each on a fresh rig. "
-        f"CPU from /proc/<pid>/stat over the measured interval. Run: {env_line}.",
+        f"then {a.duration} s measured, {a.repeat} round(s), arms in the order {' '.join(arms)} then reversed "
+        f"(ABBA), each on a fresh rig. CPU from /proc/<pid>/stat over the measured interval; the load generator runs "
+        f"on the same 2 cores (its CPU is shown). Run: {env_line}.",
         table(
             [
                 "engine",
@@ -412,6 +419,7 @@ def capacity_ab(a: argparse.Namespace) -> int:
                 "gateway CPU cores",
                 "gateway CPU ms/req",
                 "Redis CPU ms/req",
+                "locust CPU cores",
                 "infra errors",
             ],
             rows,

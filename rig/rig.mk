@@ -1,0 +1,58 @@
+# The real-gateway rig: ContextForge 1.0.7 + this plugin, nginx, Redis, locust (rig/README in
+# docs/gateway.md and docs/loadtest.md). Included from the top Makefile; every name is rig- or
+# loadtest-prefixed. Everything runs on 127.0.0.1 with bounded durations and stops by itself,
+# except rig-up (stop it with rig-down).
+#
+# Knobs (environment or make variables), defaults in brackets:
+#   GW_ENGINES ["go python go"]  RATE_LIMITER_ENGINE per gateway
+#   LT_ALGORITHMS ["fixed_window sliding_window token_bucket"]  for loadtest-correctness
+#   LT_DURATION  seconds of load per test [70 correctness/scale, 30 capacity]
+#   LT_CLIENTS   concurrent locust clients   LT_LIMIT  by_user rate [100/m correctness, 5/m scale]
+#   LT_USERS     users [2 correctness, 100 scale, 8 capacity]   LT_REPEAT  capacity rounds [2]
+#   LT_MAX_INFRA_PCT  allowed infrastructure errors in % [1.0]   RL_FAIL_MODE [closed]
+#   LT_NO_DOC=1  do not rewrite the result sections of docs/loadtest.md
+
+RIG_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+RIG_PY ?= python3
+RIG_VPY := $(RIG_DIR)/.venv-rig/bin/python
+LT_ALGORITHMS ?= fixed_window sliding_window token_bucket
+LT_REPEAT ?= 2
+LT_DOC_FLAG = $(if $(LT_NO_DOC),--no-doc,)
+
+.PHONY: rig-deps rig-test rig-up rig-down rig-status demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale
+
+rig-deps:
+	RIG_PYTHON=$(RIG_PY) $(RIG_DIR)/install.sh
+
+# the rig's own unit tests (response classifier, verdict arithmetic) and lint
+rig-test: rig-deps
+	$(RIG_VPY) -m pytest -q -c $(RIG_DIR)/pytest.ini $(RIG_DIR)/tests
+	$(RIG_DIR)/.venv-rig/bin/ruff check $(RIG_DIR)
+
+rig-up: rig-deps
+	$(RIG_DIR)/up.sh
+
+rig-down:
+	$(RIG_DIR)/down.sh
+
+rig-status:
+	$(RIG_PY) $(RIG_DIR)/rigctl.py status
+
+demo-gateway: rig-deps
+	$(RIG_VPY) $(RIG_DIR)/demo_gateway.py
+
+# Redis backend, each algorithm: 3 gateways together admit exactly the limit per window; then the
+# memory backend, which admits up to N times the limit (one store per gateway process).
+loadtest-correctness: rig-deps
+	@status=0; \
+	for algo in $(LT_ALGORITHMS); do \
+	  $(RIG_VPY) $(RIG_DIR)/loadtest/run.py correctness --backend redis --algorithm $$algo $(LT_DOC_FLAG) || status=1; \
+	done; \
+	$(RIG_VPY) $(RIG_DIR)/loadtest/run.py correctness --backend memory --algorithm fixed_window $(LT_DOC_FLAG) || status=1; \
+	exit $$status
+
+loadtest-capacity-ab: rig-deps
+	LT_REPEAT=$(LT_REPEAT) $(RIG_VPY) $(RIG_DIR)/loadtest/run.py capacity-ab $(LT_DOC_FLAG)
+
+loadtest-scale: rig-deps
+	$(RIG_VPY) $(RIG_DIR)/loadtest/run.py scale $(LT_DOC_FLAG)
