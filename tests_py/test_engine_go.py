@@ -13,10 +13,12 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import EPOCH_US
+from go_helpers import require_go_engine, reset_go_memory_stores
 from rate_limiter_go import _native
 from rate_limiter_go.config import parse_config
 from rate_limiter_go.engine import EngineError
@@ -26,23 +28,14 @@ PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 @pytest.fixture(scope="module")
 def GoEngine() -> type:  # noqa: N802 - the fixture stands for the class
-    if not _native.native_available():
-        reason = f"Go extension not available: {_native.native_unavailable_reason()} (run `make build`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
-    from rate_limiter_go.engine_go import GoEngine
-
-    return GoEngine
+    return require_go_engine()
 
 
 @pytest.fixture(autouse=True)
-def _fresh_go_stores() -> Any:
-    from rate_limiter_go.engine_go import reset_memory_stores
-
-    reset_memory_stores()
+def _fresh_go_stores() -> Iterator[None]:
+    reset_go_memory_stores()
     yield
-    reset_memory_stores()
+    reset_go_memory_stores()
 
 
 def memory_engine(cls: type, rate: str = "2/s", name: str = "t", **extra: Any) -> Any:

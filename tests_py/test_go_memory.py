@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import EPOCH_US
-from rate_limiter_go import _native
+from go_helpers import require_go_engine
 from rate_limiter_go.config import parse_config
 
 LIMIT_BYTES = 5 * 1024 * 1024
@@ -31,14 +31,7 @@ def rss_bytes() -> int:
 
 @pytest.fixture(scope="module")
 def GoEngine() -> type:  # noqa: N802 - the fixture stands for the class
-    if not _native.native_available():
-        reason = f"Go extension not available: {_native.native_unavailable_reason()} (run `make build`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
-    from rate_limiter_go.engine_go import GoEngine
-
-    return GoEngine
+    return require_go_engine()
 
 
 def test_rss_flat_over_5m_memory_evaluations(GoEngine: type) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import EPOCH_US
+from go_helpers import require_go_engine, reset_go_memory_stores
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rate_limiter_go import _native
@@ -54,24 +55,14 @@ def _unique(tag: str) -> str:
 
 @pytest.fixture(scope="module")
 def go_engine_class() -> type:
-    """GoEngine, or a skip (a failure with CI=true) when the extension is not built."""
-    if not _native.native_available():
-        reason = f"Go extension not available: {_native.native_unavailable_reason()} (run `make build`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
-    from rate_limiter_go.engine_go import GoEngine
-
-    return GoEngine
+    return require_go_engine()
 
 
 @pytest.fixture(autouse=True)
 def _fresh_go_stores() -> Iterator[None]:
-    from rate_limiter_go.engine_go import reset_memory_stores
-
-    reset_memory_stores()
+    reset_go_memory_stores()
     yield
-    reset_memory_stores()
+    reset_go_memory_stores()
 
 
 # Generous Redis timeouts: a loaded CI machine must not turn a slow answer into a
