@@ -86,12 +86,7 @@ func (c *completions) take(ticket int64) (int64, bool) {
 // Python side registers it with loop.add_reader. It is created on first use
 // and stays open for the life of the process. Negative: CodeInternal.
 func CompletionFD() (fd int64) {
-	defer func() {
-		if r := recover(); r != nil {
-			reportPanic(r)
-			fd = CodeInternal
-		}
-	}()
+	defer recoverTo(&fd)
 	f, err := queue.eventFD()
 	if err != nil {
 		return CodeInternal
@@ -104,12 +99,7 @@ func CompletionFD() (fd int64) {
 // the evaluation ends, its ticket is queued for NextCompletion and the eventfd
 // is incremented by one.
 func Submit(handle int64, user, tenant, tool string, nowUS int64) (ticket int64) {
-	defer func() {
-		if r := recover(); r != nil {
-			reportPanic(r)
-			ticket = CodeInternal
-		}
-	}()
+	defer recoverTo(&ticket)
 	l := handles.get(handle)
 	if l == nil {
 		return CodeUnknownHandle

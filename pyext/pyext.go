@@ -183,7 +183,7 @@ func NewLimiter(name string, configJSON string) (h int64, err error) {
 // CloseLimiter forgets a handle and releases its share of a Redis pool.
 // Memory state survives (docs/semantics.md §10). Unknown handles are ignored.
 func CloseLimiter(handle int64) {
-	defer func() { _ = recover() }()
+	defer recoverTo(new(int64))
 	if l := handles.remove(handle); l != nil {
 		l.release()
 	}
@@ -193,12 +193,7 @@ func CloseLimiter(handle int64) {
 // limit<<32 | window_s, or CodeBadArgument if it is not a valid rate. It
 // exists so that tests can compare the Go and Python parsers.
 func ParseRate(rate string) (packed int64) {
-	defer func() {
-		if r := recover(); r != nil {
-			reportPanic(r)
-			packed = CodeInternal
-		}
-	}()
+	defer recoverTo(&packed)
 	l, err := core.ParseRate(rate)
 	if err != nil {
 		return CodeBadArgument
@@ -210,7 +205,7 @@ func ParseRate(rate string) (packed int64) {
 // from empty state; limiters already created keep the store they have. Not
 // for production use: it breaks the sharing of docs/semantics.md §10.
 func ResetMemoryStores() {
-	defer func() { _ = recover() }()
+	defer recoverTo(new(int64))
 	memory.ResetShared()
 }
 
@@ -221,12 +216,7 @@ func ResetMemoryStores() {
 //
 // It returns a packed result >= 0 (docs/engine.md) or a negative Code*.
 func Evaluate(handle int64, user, tenant, tool string, nowUS int64) (packed int64) {
-	defer func() {
-		if r := recover(); r != nil {
-			reportPanic(r)
-			packed = CodeInternal
-		}
-	}()
+	defer recoverTo(&packed)
 	l := handles.get(handle)
 	if l == nil {
 		return CodeUnknownHandle
@@ -281,6 +271,15 @@ func reportPanic(any) {
 	panics.Add(1)
 	fmt.Fprintln(os.Stderr, "rate_limiter_go: recovered a panic in the Go engine:")
 	os.Stderr.Write(debug.Stack())
+}
+
+// recoverTo, deferred by an exported function, turns a panic into
+// CodeInternal in *result.
+func recoverTo(result *int64) {
+	if r := recover(); r != nil {
+		reportPanic(r)
+		*result = CodeInternal
+	}
 }
 
 // PanicCount returns how many panics were recovered since the process started.

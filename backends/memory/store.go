@@ -224,15 +224,22 @@ func (s *Store) sweep(nowUS int64) {
 	if !s.slotsMu.TryLock() {
 		return
 	}
-	for i := 0; i < sweepKeys && len(s.slots) > 0; i++ {
+	s.evictExpired(sweepKeys, nowUS, 0)
+	s.slotsMu.Unlock()
+}
+
+// evictExpired examines up to n keys from the rotating cursor, dropping the
+// expired ones, and stops early once at most keep keys remain (keep 0: never).
+// slotsMu must be held.
+func (s *Store) evictExpired(n int, nowUS int64, keep int) {
+	for i := 0; i < n && len(s.slots) > keep; i++ {
 		if s.cursor >= len(s.slots) {
 			s.cursor = 0
 		}
 		if !s.tryEvict(s.slots[s.cursor], nowUS, true) {
-			s.cursor++ // an eviction moved the last entry into this slot: look at it next
+			s.cursor++ // an eviction moves the last entry into this slot: look at it next
 		}
 	}
-	s.slotsMu.Unlock()
 }
 
 // makeRoom evicts until the store is within its bound: expired keys near the
@@ -240,14 +247,7 @@ func (s *Store) sweep(nowUS int64) {
 // are skipped, so the bound may be exceeded by the keys of requests in
 // flight. slotsMu must be held.
 func (s *Store) makeRoom(nowUS int64) {
-	for i := 0; i < spaceScan && len(s.slots) > s.maxKeys; i++ {
-		if s.cursor >= len(s.slots) {
-			s.cursor = 0
-		}
-		if !s.tryEvict(s.slots[s.cursor], nowUS, true) {
-			s.cursor++
-		}
-	}
+	s.evictExpired(spaceScan, nowUS, s.maxKeys)
 	for attempt := 0; attempt < 4 && len(s.slots) > s.maxKeys; attempt++ {
 		var victim *entry
 		var victimExp int64
