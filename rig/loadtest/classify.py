@@ -6,6 +6,10 @@ that is not a clean answer is an infrastructure error, each kind counted separat
 
 * ``admitted``: HTTP 200, JSON-RPC ``result`` with ``isError`` false.
 * ``tool_error``: HTTP 200, ``result.isError`` true: the limiter admitted it, the tool failed.
+  Exception: on a virtual server's MCP endpoint (``/servers/<id>/mcp``) the gateway 1.0.7 turns
+  a plugin violation into exactly such a result, with the text ``tool_pre_invoke blocked by plugin
+  <name>: RATE_LIMIT - ...`` and no 429 or headers; that text is classified ``rate_limited``
+  (without header values).
 * ``rate_limited``: HTTP 429 produced behind nginx (``X-Rig-Upstream`` present), body in the
   gateway's plugin-violation shape with ``plugin_error_code`` ``RATE_LIMIT``, and well-formed
   ``Retry-After`` and ``X-RateLimit-*`` headers.
@@ -21,6 +25,7 @@ that is not a clean answer is an infrastructure error, each kind counted separat
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -112,7 +117,21 @@ def classify(
     result = doc.get("result")
     if not isinstance(result, dict) or not isinstance(result.get("content"), list):
         return Outcome("malformed", detail="no JSON-RPC result with content")
-    return Outcome(TOOL_ERROR if result.get("isError") is True else ADMITTED)
+    if result.get("isError") is not True:
+        return Outcome(ADMITTED)
+    text = " ".join(c.get("text", "") for c in result["content"] if isinstance(c, dict))
+    m = _MCP_REFUSAL.match(text)
+    if m and m.group(1) == "RATE_LIMIT":
+        kind = _MCP_KIND.search(text)
+        dimension = _MCP_KINDS[kind.group(1)] if kind else None
+        return Outcome(RATE_LIMITED, dimension, detail="MCP tool result: no HTTP 429, no headers")
+    return Outcome(TOOL_ERROR)
+
+
+# How the gateway reports a pre-invoke violation on the MCP transport (tool_service.py, 1.0.7).
+_MCP_REFUSAL = re.compile(r"tool_pre_invoke blocked by plugin .*?: (\w+) - ")
+_MCP_KIND = re.compile(r"\b(per-user|per-tenant|per-tool)\b")
+_MCP_KINDS = {"per-user": "user", "per-tenant": "tenant", "per-tool": "tool"}
 
 
 def _plugin_code(doc: Any) -> str | None:

@@ -6,8 +6,8 @@ rebuilt. Identities are never written raw: each is recorded as the first 16 hex 
 SHA-256, which the discovery script compares with the hashes of the identities it used.
 
 Config: ``out`` (path of a JSON-lines file to append to), ``block_after`` (optional int: from
-the n-th tool call of this process on, block with a 429 violation carrying X-Probe headers, so the
-HTTP shape of a violation can be observed).
+the n-th tool call or prompt fetch of this process on, block with a 429 violation carrying X-Probe
+headers, so the HTTP shape of a violation can be observed).
 """
 
 from __future__ import annotations
@@ -86,24 +86,33 @@ class ProbePlugin(Plugin):
             "has_user_context": getattr(gc, "user_context", None) is not None,
         }
 
+    def _violation(self, n: int) -> PluginViolation | None:
+        if self._block_after is None or n < self._block_after:
+            return None
+        return PluginViolation(
+            reason="Probe block",
+            description="rig probe blocks this call",
+            code="RIG_PROBE",
+            details={"call": n},
+            http_status_code=429,
+            http_headers={"X-Probe-Call": str(n), "Retry-After": "1"},
+        )
+
     async def tool_pre_invoke(self, payload: ToolPreInvokePayload, context: PluginContext) -> ToolPreInvokeResult:
         n = next(_calls)
         self._record(self._context_doc("tool_pre_invoke", payload.name, context) | {"call": n})
-        if self._block_after is not None and n >= self._block_after:
-            violation = PluginViolation(
-                reason="Probe block",
-                description="rig probe blocks this call",
-                code="RIG_PROBE",
-                details={"call": n},
-                http_status_code=429,
-                http_headers={"X-Probe-Call": str(n), "Retry-After": "1"},
-            )
+        violation = self._violation(n)
+        if violation is not None:
             return ToolPreInvokeResult(continue_processing=False, violation=violation)
         return ToolPreInvokeResult(http_headers={"X-Probe-Admitted": str(n)})
 
     async def prompt_pre_fetch(self, payload: PromptPrehookPayload, context: PluginContext) -> PromptPrehookResult:
-        self._record(self._context_doc("prompt_pre_fetch", payload.prompt_id, context))
-        return PromptPrehookResult()
+        n = next(_calls)
+        self._record(self._context_doc("prompt_pre_fetch", payload.prompt_id, context) | {"call": n})
+        violation = self._violation(n)
+        if violation is not None:
+            return PromptPrehookResult(continue_processing=False, violation=violation)
+        return PromptPrehookResult(http_headers={"X-Probe-Admitted": str(n)})
 
     async def shutdown(self) -> None:
         self._record({"event": "shutdown"})

@@ -96,3 +96,24 @@ def test_no_response_is_a_connection_error():
     out = classify(0, {}, None, error="ConnectionRefusedError")
     assert out.category == "connection_error" and out.infra
     assert set(INFRA) >= {"connection_error", "proxy_response", "gateway_limiter_429"}
+
+
+def test_refusal_on_the_mcp_endpoint_is_rate_limited_not_a_tool_error():
+    # /servers/<id>/mcp: the gateway returns the violation as a tool result with isError true
+    text = (
+        "tool_pre_invoke blocked by plugin RateLimiter: RATE_LIMIT - Rate limit exceeded "
+        "(The per-tenant limit of 5 requests per 60 s is used up; retry after 3 s.)"
+    )
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}], "isError": True}}
+    )
+    out = classify(200, UP, body)
+    assert out.category == "rate_limited" and out.dimension == "tenant" and out.retry_after_s is None
+
+
+def test_other_plugin_block_on_the_mcp_endpoint_stays_a_tool_error():
+    text = "tool_pre_invoke blocked by plugin rig_probe: RIG_PROBE - Probe block (rig probe blocks this call)"
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}], "isError": True}}
+    )
+    assert classify(200, UP, body).category == "tool_error"
