@@ -54,7 +54,7 @@ _ERRORS = {
 # immutable value at half the cost (checked by test_engine_go).
 _DECISION_FIELDS = ("admitted", "dimension", "limit", "remaining", "reset_at_unix", "retry_after_s")
 _slot_setters = tuple(getattr(Decision, name).__set__ for name in _DECISION_FIELDS)
-if tuple(f for f in Decision.__slots__) != _DECISION_FIELDS or hasattr(Decision, "__post_init__"):
+if tuple(Decision.__slots__) != _DECISION_FIELDS or hasattr(Decision, "__post_init__"):
     raise ImportError("rate_limiter_go.engine.Decision changed shape: update engine_go._decision")
 
 
@@ -146,6 +146,7 @@ class GoEngine:
         self._closed = False
         self._lock = threading.Lock()
         self._mod: Any = None
+        self._decode: Callable[[int, str | None], Decision] = _unbound
         self._finalizer: weakref.finalize | None = None
 
     # -- binding -------------------------------------------------------------
@@ -188,17 +189,32 @@ class GoEngine:
 
         Skips gopy's Python-level wrapper (one extra call per request) and
         every attribute lookup on the hot path: everything it needs is in
-        closure cells.
+        closure cells. Also installs the decoder shared with check().
         """
         raw = getattr(getattr(mod, "_pyext", None), "pyext_Evaluate", None) or mod.Evaluate
         cache = self._cache
         cache_get = cache.get
-        user_limit, tenant_limit = self._limits
+        limits = (*self._limits, 0)
         tool_limits = self._tool_limits
         tool_uniform = self._tool_uniform
-        new, setters = object.__new__, _slot_setters
-        set_admitted, set_dimension, set_limit, set_remaining, set_reset, set_retry = setters
-        names = DIMENSIONS
+
+        def decode(packed: int, tool: str | None) -> Decision:
+            """The Decision of a packed result that is not in the cache (docs/engine.md, "Packed result")."""
+            if packed < 0:
+                unpack(packed)  # raises
+            dim = (packed >> 1) & 3  # 3 (none) is always in the cache
+            value = (packed >> 3) & _VALUE_MASK
+            limit = limits[dim] if dim != 2 else tool_limits[tool]  # type: ignore[index]  # the configured name
+            if packed & 1:
+                d = _decision(True, DIMENSIONS[dim], limit, value, packed >> 24, 0)
+            else:
+                d = _decision(False, DIMENSIONS[dim], limit, 0, packed >> 24, value)
+            if dim != 2 or tool_uniform:  # else the packed value does not say which tool: not cacheable
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                    cache[_PACKED_NO_LIMIT] = NO_LIMIT
+                cache[packed] = d
+            return d
 
         def evaluate(user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
             # s >= "\x02" is one string comparison that is False exactly for ""
@@ -214,53 +230,10 @@ class GoEngine:
                     handle, wire_identity(user), wire_identity(tenant or ""), wire_identity(tool or ""), now_us
                 )
             d = cache_get(packed)
-            if d is not None:
-                return d
-            if packed < 0:
-                unpack(packed)  # raises
-            # Inline unpack and _decision (docs/engine.md, "Packed result").
-            dim = (packed >> 1) & 3
-            d = new(Decision)
-            if packed & 1:
-                set_admitted(d, True)
-                set_remaining(d, (packed >> 3) & _VALUE_MASK)
-                set_retry(d, 0)
-            else:
-                set_admitted(d, False)
-                set_remaining(d, 0)
-                set_retry(d, (packed >> 3) & _VALUE_MASK)
-            set_reset(d, packed >> 24)
-            set_dimension(d, names[dim])
-            if dim == 0:
-                set_limit(d, user_limit)
-            elif dim == 1:
-                set_limit(d, tenant_limit)
-            else:  # 2: dimension 3 (none) is always in the cache
-                set_limit(d, tool_limits[tool])  # type: ignore[index]  # the name as configured, not its wire form
-                if not tool_uniform:
-                    return d  # the packed value does not say which tool: not cacheable
-            if len(cache) >= _CACHE_MAX:
-                cache.clear()
-                cache[_PACKED_NO_LIMIT] = NO_LIMIT
-            cache[packed] = d
-            return d
+            return d if d is not None else decode(packed, tool)
 
+        self._decode = decode
         self.evaluate = evaluate  # type: ignore[method-assign]
-
-    # -- results -------------------------------------------------------------
-
-    def _decode(self, packed: int, tool: str) -> Decision:
-        """The Decision of a packed result (the async path; the sync path inlines this)."""
-        admitted, dim, value, reset = unpack(packed)
-        if dim == _NONE_DIMENSION:
-            return NO_LIMIT
-        if dim == 2:
-            limit = self._tool_limits[tool]  # the name as configured, not its wire form
-        else:
-            limit = self._limits[dim]
-        if admitted:
-            return _decision(True, DIMENSIONS[dim], limit, value, reset, 0)
-        return _decision(False, DIMENSIONS[dim], limit, 0, reset, value)
 
     # -- Engine --------------------------------------------------------------
 
@@ -279,11 +252,11 @@ class GoEngine:
         if self.sync:
             return self.evaluate(user, tenant, tool, now_us)
         mod = self._mod or self._bind()
-        tenant = tenant or ""
-        tool = tool or ""
-        ticket = mod.Submit(self._handle, wire_identity(user), wire_identity(tenant), wire_identity(tool), now_us)
+        ticket = mod.Submit(
+            self._handle, wire_identity(user), wire_identity(tenant or ""), wire_identity(tool or ""), now_us
+        )
         if ticket < 0:
-            unpack(ticket)  # raises EngineError
+            unpack(ticket)  # raises
         packed = await _completions(mod).wait(ticket)
         d = self._cache.get(packed)
         return d if d is not None else self._decode(packed, tool)
@@ -312,6 +285,10 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _unbound(packed: int, tool: str | None) -> Decision:
+    raise EngineError("Go engine: not bound")  # replaced by _bind before any result exists
 
 
 def reset_memory_stores() -> None:
