@@ -73,6 +73,7 @@ class RigOptions:
     probe_block_after: int | None = None
     run_dir: Path | None = None
     plugin_options: dict[str, Any] = field(default_factory=dict)  # more plugin config keys, e.g. redis_timeout_ms
+    gateway_rate_limiting: bool = False  # the gateway's own RateLimitMiddleware (see _gateway_env)
 
     def plugin_config(self, redis_url: str) -> dict[str, Any]:
         cfg: dict[str, Any] = {"algorithm": self.algorithm, "backend": self.backend, "fail_mode": self.fail_mode}
@@ -380,7 +381,7 @@ def _gateway_env(
             "PLUGINS_FAIL_ON_PLUGIN_ERROR": "true",
             # The gateway's own per-IP/user limiter (500/min on /rpc) would throttle every rig
             # request (all come from nginx's 127.0.0.1) and overwrite X-RateLimit-* headers.
-            "RATE_LIMITING_ENABLED": "false",
+            "RATE_LIMITING_ENABLED": "true" if opts.gateway_rate_limiting else "false",
             "SSRF_ALLOW_LOCALHOST": "true",  # the MCP test server is on 127.0.0.1
             "MCPGATEWAY_UI_ENABLED": "false",
             "MCPGATEWAY_ADMIN_API_ENABLED": "true",
@@ -613,6 +614,7 @@ def _options_from_args(a: argparse.Namespace) -> RigOptions:
         gateway_log_level=a.gateway_log_level,
         probe_block_after=a.probe_block_after,
         plugin_options=parse_plugin_options(a.plugin_option),
+        gateway_rate_limiting=a.gateway_rate_limiting,
         run_dir=Path(a.run_dir).resolve() if a.run_dir else None,
     )
 
@@ -638,6 +640,9 @@ def add_rig_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--gateway-cache", choices=("memory", "redis"), default=env("GW_CACHE", "memory"))
     ap.add_argument("--gateway-log-level", default=env("GW_LOG_LEVEL", "WARNING"))
     ap.add_argument("--probe-block-after", type=int, default=None)
+    ap.add_argument(
+        "--gateway-rate-limiting", action="store_true", help="leave the gateway's own RateLimitMiddleware on (default off)"
+    )
     ap.add_argument(
         "--plugin-option", action="append", default=[], metavar="KEY=VALUE", help="e.g. redis_timeout_ms=200"
     )
