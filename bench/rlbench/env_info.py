@@ -49,6 +49,18 @@ def _go_version() -> str:
     return out.strip()
 
 
+def git_revision() -> str:
+    """The work tree's commit, with "+changes" when tracked files differ from it."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30,
+                             check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=30, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git work tree?)"
+    return rev + (" +changes (uncommitted edits to tracked files)" if dirty else "")
+
+
 def machine() -> dict[str, Any]:
     """CPU, cores, memory, OS, interpreter, Go, and the load average at the time of the call."""
     try:
@@ -63,5 +75,6 @@ def machine() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}" + (f" (Debian {debian})" if debian else ""),
         "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
         "go": _go_version(),
+        "git": git_revision(),
         "load_start": load_average(),
     }

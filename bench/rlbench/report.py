@@ -300,6 +300,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "| | |",
         "|---|---|",
         f"| machine | {meta.get('cpu')}, {cores} cores, {meta.get('mem_gib')} GiB, {meta.get('os')} |",
+        f"| code | commit {meta.get('git')} |",
         f"| python | {meta.get('python')} |",
         f"| go | {meta.get('go')} |",
         f"| cpex | {vers.get('cpex')} |",
