@@ -1,0 +1,44 @@
+# `make chaos`: the long hardening runs (issue "Hardening: faults, floods and
+# hostile input, shown with figures").  Included from the top Makefile with
+#   include tools/chaos.mk
+# Runs in under 10 minutes on 2 cores; prints every figure and regenerates
+# the tables of docs/reliability.md from the JSON in .build/chaos/.
+# CHAOS_IDENTITIES and CHAOS_FUZZTIME shorten a run for a quick look.
+
+CHAOS_DIR ?= .build/chaos
+CHAOS_IDENTITIES ?= 1000000
+CHAOS_MAX_KEYS ?= 100000
+CHAOS_FUZZTIME ?= 20s
+
+.PHONY: chaos chaos-faults chaos-flood chaos-fuzz chaos-report
+
+chaos: build
+	@echo "chaos: Redis faults, key flood, Go fuzzing, then docs/reliability.md"
+	@rc=0; \
+	$(MAKE) --no-print-directory chaos-faults || rc=1; \
+	$(MAKE) --no-print-directory chaos-flood || rc=1; \
+	$(MAKE) --no-print-directory chaos-fuzz || rc=1; \
+	$(MAKE) --no-print-directory chaos-report; \
+	if [ $$rc != 0 ]; then echo "chaos: FAILED (a goal was missed or a run failed; see above)"; exit 1; fi; \
+	echo "chaos: all goals met"
+
+chaos-faults:
+	@echo "chaos-faults: kill / SIGSTOP / slowed Redis under 32 concurrent hook calls, engines python and go"
+	$(VPY) tools/chaos.py faults --out $(CHAOS_DIR)/faults.json
+
+chaos-flood:
+	@echo "chaos-flood: $(CHAOS_IDENTITIES) identities through the memory backend, memory_max_keys=$(CHAOS_MAX_KEYS)"
+	@rc=0; for e in python go; do \
+		$(VPY) tools/chaos.py flood --engine $$e --identities $(CHAOS_IDENTITIES) --max-keys $(CHAOS_MAX_KEYS) \
+			--out $(CHAOS_DIR)/flood-$$e.json || rc=1; \
+	done; \
+	go run ./tools/chaosflood -identities $(CHAOS_IDENTITIES) -max-keys $(CHAOS_MAX_KEYS) > $(CHAOS_DIR)/flood-go-store.json || rc=1; \
+	echo "chaos-flood: Go store: $$(cat $(CHAOS_DIR)/flood-go-store.json)"; \
+	exit $$rc
+
+chaos-fuzz:
+	@echo "chaos-fuzz: go test -fuzz, $(CHAOS_FUZZTIME) per target"
+	$(VPY) tools/chaos.py fuzz --fuzztime $(CHAOS_FUZZTIME) --out $(CHAOS_DIR)/fuzz.json
+
+chaos-report:
+	$(VPY) tools/chaos_report.py --dir $(CHAOS_DIR)

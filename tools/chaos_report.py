@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Write the results tables of docs/reliability.md from the JSON files of ``make chaos``.
+
+Each table goes between ``<!-- chaos:NAME:begin -->`` and
+``<!-- chaos:NAME:end -->``; nothing outside the markers is touched, and
+nothing inside them is typed by hand. A table whose input file is missing is
+replaced by a line saying so, never left stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ms(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**NO**"
+
+
+def faults_table(data: dict[str, Any]) -> str:
+    memory = {m["engine"]: m for m in data["memory"]}
+    rows = [
+        "| engine | fault | calls (during fault) | blocked by the fault | escaped | p50 / p99 / max during fault (ms) "
+        "| budget (ms) | memory path p99 (ms) | enforcing again after (s) | goals met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["runs"]:
+        enforce = r["enforce_after_s"]
+        ok = (
+            r["blocked_by_fault"] == 0
+            and r["escaped"] == 0
+            and r["p99_fault_ms"] <= r["budget_ms"]
+            and enforce is not None
+            and enforce <= 2.0
+        )
+        mem = memory.get(r["engine"], {})
+        rows.append(
+            f"| {r['engine']} | {r['fault']} | {r['calls']} ({r['calls_during_fault']}) | {r['blocked_by_fault']} "
+            f"| {r['escaped']} | {_ms(r['p50_fault_ms'])} / {_ms(r['p99_fault_ms'])} / {_ms(r['max_fault_ms'])} "
+            f"| {r['budget_ms']} | {_ms(mem.get('p99_ms'))} | {'never' if enforce is None else f'{enforce:.2f}'} "
+            f"| {_yes(ok)} |"
+        )
+    cfg = data.get("config", {})
+    rows.append("")
+    rows.append(
+        f"Load: {cfg.get('concurrency')} tasks in flight, baseline {cfg.get('baseline_s')} s, fault "
+        f"{cfg.get('fault_s')} s, recovery {cfg.get('recovery_s')} s; redis_timeout_ms = redis_connect_timeout_ms = "
+        f"{cfg.get('timeout_ms')}; slowed replies delayed {cfg.get('slow_ms')} ms. Budget = connect + command "
+        "timeout, the longest one call may wait for Redis (§8)."
+    )
+    return "\n".join(rows)
+
+
+def flood_table(files: list[dict[str, Any]], go_store: dict[str, Any] | None) -> str:
+    rows = [
+        "| engine | identities | memory_max_keys | keys (max seen / end) | RSS start / full / end (MiB) "
+        "| growth after full (MiB) | victim p50 / p99 before (µs) | victim p50 / p99 / max during (µs) | calls/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in files:
+        if f["keys_max_sampled"] is not None:
+            keys = f"{f['keys_max_sampled']} / {f['keys_end']}"
+        elif go_store is not None:
+            keys = f"{go_store['keys_max']} / {go_store['keys_end']} (tools/chaosflood, every request)"
+        else:
+            keys = "not measured"
+        rows.append(
+            f"| {f['engine']} | {f['identities']} | {f['memory_max_keys']} | {keys} "
+            f"| {f['rss_start_mib']} / {f['rss_at_fill_mib']} / {f['rss_end_mib']} "
+            f"| {f['rss_end_mib'] - f['rss_at_fill_mib']:.1f} "
+            f"| {_ms(f['victim_p50_before_us'])} / {_ms(f['victim_p99_before_us'])} "
+            f"| {_ms(f['victim_p50_during_us'])} / {_ms(f['victim_p99_during_us'])} / {_ms(f['victim_max_during_us'])} "
+            f"| {f['calls_per_s']} |"
+        )
+    return "\n".join(rows)
+
+
+def fuzz_table(data: dict[str, Any]) -> str:
+    rows = ["| fuzz target | package | time | result |", "|---|---|---|---|"]
+    for r in data["targets"]:
+        rows.append(f"| {r['target']} | {r['package']} | {r['fuzztime']} | {r['result']} |")
+    return "\n".join(rows)
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- chaos:{name}:begin -->\n).*?(<!-- chaos:{name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"chaos_report: docs/reliability.md has no chaos:{name} markers")
+    return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text)
+
+
+def load(path: Path) -> Any | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dir", type=Path, default=ROOT / ".build" / "chaos")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "reliability.md")
+    args = parser.parse_args()
+    text = args.doc.read_text()
+    missing = "_(not generated: run `make chaos`)_"
+
+    def section(name: str, build: Callable[[], str | None]) -> None:
+        nonlocal text
+        body = build()
+        text = replace_block(text, name, body if body else missing)
+
+    faults = load(args.dir / "faults.json")
+    section("faults", lambda: faults_table(faults) if faults else None)
+    floods = [x for x in (load(args.dir / f"flood-{e}.json") for e in ("python", "go")) if x]
+    go_store = load(args.dir / "flood-go-store.json")
+    section("flood", lambda: flood_table(floods, go_store) if floods else None)
+    fuzz = load(args.dir / "fuzz.json")
+    section("fuzz", lambda: fuzz_table(fuzz) if fuzz else None)
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    except OSError:
+        rev = ""
+    section(
+        "meta",
+        lambda: f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} at commit {rev.strip() or '?'} "
+        f"on {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+        f"{len(__import__('os').sched_getaffinity(0))} CPUs.",
+    )
+    args.doc.write_text(text)
+    print(f"chaos_report: wrote {args.doc.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
