@@ -26,12 +26,12 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import timeit
+from pathlib import Path
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,62 +96,23 @@ def per_call(quick: bool) -> list[tuple[str, float]]:
     return results
 
 
-class PrivateRedis:
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def redis_async(quick: bool) -> list[tuple[str, float]]:
+    # The private redis-server helper of tools/chaos.py (this directory).
+    from chaos import RedisProc
     from rate_limiter_go.config import parse_config
     from rate_limiter_go.engine_go import GoEngine
     from rate_limiter_go.engine_python.engine import PythonEngine
 
-    server = PrivateRedis()
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    server = RedisProc(Path(workdir))
+    server.start()
+    url = f"redis://127.0.0.1:{server.port}/0"
     try:
         cfg = parse_config(
             {
                 "by_user": "1000000/s",
                 "backend": "redis",
-                "redis_url": server.url,
+                "redis_url": url,
                 "redis_timeout_ms": 5000,
                 "redis_connect_timeout_ms": 5000,
             }
@@ -186,7 +147,8 @@ def redis_async(quick: bool) -> list[tuple[str, float]]:
             out.append((f"{label}.check on Redis, 100 in flight (µs per check)", par))
         return out
     finally:
-        server.close()
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def rss_growth(quick: bool) -> tuple[int, float]:
