@@ -52,6 +52,10 @@ class LimiterConfig:
     redis_breaker_failures: int = 5
     redis_breaker_cooldown_ms: int = 1000
     memory_max_keys: int = 100_000
+    # TLS material for rediss:// (PEM file paths). None: the system trust store, no client certificate.
+    redis_tls_ca_file: str | None = None
+    redis_tls_cert_file: str | None = None
+    redis_tls_key_file: str | None = None
 
     def canonical_json(self) -> str:
         """A deterministic JSON rendering: identifies the shared memory store
@@ -76,6 +80,11 @@ class LimiterConfig:
             "redis_timeout_ms": self.redis_timeout_ms,
             "redis_url": self.redis_url,
         }
+        # Written only when set, so the JSON of a configuration without TLS files is unchanged.
+        for key in _TLS_FILE_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                doc[key] = value
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
@@ -98,6 +107,7 @@ MAX_RATE_COUNT = 1_000_000
 _RATE_RE = re.compile(r"\s*([0-9]+)\s*/\s*([A-Za-z]+)\s*", re.ASCII)
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+_TLS_FILE_KEYS = ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
 
 # name -> (lowest, highest) accepted value, inclusive.
 _INT_SETTINGS: dict[str, tuple[int, int]] = {
@@ -268,6 +278,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> LimiterConfig:
         prefix = defaults.redis_key_prefix
 
     ints = {key: _int_setting(raw, key, getattr(defaults, key), problems) for key in _INT_SETTINGS}
+    tls = _tls_files(raw, redis_url, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -281,4 +292,38 @@ def parse_config(raw: Mapping[str, Any] | None) -> LimiterConfig:
         redis_key_prefix=prefix,
         fail_mode=fail_mode,
         **ints,
+        **tls,
     )
+
+
+def _readable_file(key: str, value: object, problems: list[str]) -> str | None:
+    if not isinstance(value, str) or not value:
+        problems.append(f"{key}: must be the path of a PEM file, got {type(value).__name__} {_show(value)}")
+        return None
+    try:
+        with open(value, "rb"):  # readable by this process now, not merely present
+            pass
+    except OSError as e:
+        problems.append(f"{key}: cannot read {_show(value)}: {e.strerror or type(e).__name__}")
+        return None
+    return value
+
+
+def _tls_files(raw: Mapping[Any, Any], redis_url: object, problems: list[str]) -> dict[str, str | None]:
+    """redis_tls_*: readable files, only with a rediss:// URL, client certificate and key together."""
+    files: dict[str, str | None] = {key: None for key in _TLS_FILE_KEYS}
+    given = [key for key in _TLS_FILE_KEYS if raw.get(key) is not None]
+    if not given:
+        return files
+    if not (isinstance(redis_url, str) and redis_url.startswith("rediss://")):
+        for key in given:
+            problems.append(f"{key}: only allowed with a rediss:// redis_url (TLS)")
+        return files
+    for key in given:
+        files[key] = _readable_file(key, raw[key], problems)
+    has_cert, has_key = "redis_tls_cert_file" in given, "redis_tls_key_file" in given
+    if has_cert != has_key:
+        missing = "redis_tls_key_file" if has_cert else "redis_tls_cert_file"
+        present = "redis_tls_cert_file" if has_cert else "redis_tls_key_file"
+        problems.append(f"{present}: needs {missing} too (a client certificate and its key go together)")
+    return files

@@ -94,8 +94,19 @@ class RedisBackend:
         self.breaker = CircuitBreaker(config.redis_breaker_failures, config.redis_breaker_cooldown_ms, clock)
         # A blocking pool: a burst beyond MAX_CONNECTIONS waits for a free connection (within the
         # budget) instead of failing at once with "Too many connections" as the default pool does.
+        # rediss:// TLS material: a CA file instead of the system trust store, a client certificate (mTLS).
+        tls = {
+            name: value
+            for name, value in (
+                ("ssl_ca_certs", config.redis_tls_ca_file),
+                ("ssl_certfile", config.redis_tls_cert_file),
+                ("ssl_keyfile", config.redis_tls_key_file),
+            )
+            if value is not None
+        }
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             config.redis_url,
+            **tls,
             max_connections=MAX_CONNECTIONS,
             timeout=self._budget_s,
             socket_connect_timeout=config.redis_connect_timeout_ms / 1000,
