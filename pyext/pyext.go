@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/puzpuzpuz/xsync/v3"
+
 	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
 	"github.com/rate-limiter-go/rate_limiter_go/backends/redis"
 	"github.com/rate-limiter-go/rate_limiter_go/core"
@@ -54,48 +56,29 @@ type limiter struct {
 	release func() // drops this limiter's reference to a shared Redis backend
 }
 
-// table maps handles to limiters. Reads are a lock-free load of an immutable
-// slice (index = handle); writers copy it under mu. Handles are never reused.
+// table maps handles to limiters: a concurrent map with lock-free reads.
+// Handles count up from 1 and are never reused, so a stale handle cannot
+// reach another engine's limiter.
 type table struct {
-	mu    sync.Mutex
-	slots atomic.Pointer[[]*limiter]
+	last atomic.Int64
+	m    *xsync.MapOf[int64, *limiter]
 }
 
-var handles table
+var handles = table{m: xsync.NewMapOf[int64, *limiter]()}
 
 func (t *table) get(h int64) *limiter {
-	s := t.slots.Load()
-	if s == nil || h < 1 || h >= int64(len(*s)) {
-		return nil
-	}
-	return (*s)[h]
+	l, _ := t.m.Load(h)
+	return l
 }
 
 func (t *table) add(l *limiter) int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var next []*limiter
-	if s := t.slots.Load(); s != nil {
-		next = append(next, (*s)...)
-	} else {
-		next = []*limiter{nil} // handle 0 is never valid
-	}
-	next = append(next, l)
-	t.slots.Store(&next)
-	return int64(len(next) - 1)
+	h := t.last.Add(1)
+	t.m.Store(h, l)
+	return h
 }
 
 func (t *table) remove(h int64) *limiter {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s := t.slots.Load()
-	if s == nil || h < 1 || h >= int64(len(*s)) || (*s)[h] == nil {
-		return nil
-	}
-	next := append([]*limiter(nil), (*s)...)
-	l := next[h]
-	next[h] = nil
-	t.slots.Store(&next)
+	l, _ := t.m.LoadAndDelete(h)
 	return l
 }
 
