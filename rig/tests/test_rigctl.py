@@ -1,0 +1,61 @@
+"""Generated rig configuration: loopback only, nginx never limits or retries, plugin YAML as asked."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import rigctl  # noqa: E402
+
+
+def test_nginx_is_loopback_only_never_limits_and_never_replays(tmp_path):
+    conf = rigctl._nginx_conf(tmp_path, 8080, [9001, 9002, 9003])
+    assert "listen 127.0.0.1:8080;" in conf
+    assert all(f"server 127.0.0.1:{p}" in conf for p in (9001, 9002, 9003))
+    directives = [line.split("#")[0] for line in conf.splitlines()]
+    assert not any("limit_req" in d or "limit_conn" in d for d in directives)
+    assert any("proxy_next_upstream off;" in d for d in directives)
+    assert any("add_header X-Rig-Upstream $upstream_addr always;" in d for d in directives)
+
+
+def test_plugin_yaml_carries_the_rate_limiter_config(tmp_path):
+    opts = rigctl.RigOptions(
+        backend="redis", algorithm="token_bucket", by_user="7/s", by_tenant="9/m", by_tool={"rig-rig-echo": "3/s"},
+        fail_mode="closed", plugin_options=rigctl.parse_plugin_options(["redis_timeout_ms=200"]),
+    )  # fmt: skip
+    path = tmp_path / "plugins.yaml"
+    rigctl._write_plugins_yaml(path, opts, "redis://127.0.0.1:1/0", tmp_path)
+    doc = json.loads(path.read_text())  # JSON is YAML
+    [plugin] = doc["plugins"]
+    assert plugin["kind"] == "rate_limiter_go.plugin.RateLimiterPlugin"
+    assert plugin["hooks"] == ["tool_pre_invoke", "prompt_pre_fetch"]
+    assert plugin["config"] == {
+        "algorithm": "token_bucket", "backend": "redis", "fail_mode": "closed", "by_user": "7/s",
+        "by_tenant": "9/m", "by_tool": {"rig-rig-echo": "3/s"}, "redis_url": "redis://127.0.0.1:1/0",
+        "redis_timeout_ms": 200,
+    }  # fmt: skip
+    assert doc["plugin_settings"]["fail_on_plugin_error"] is True
+
+
+def test_memory_backend_gets_no_redis_url():
+    cfg = rigctl.RigOptions(backend="memory", by_user="5/m").plugin_config("redis://127.0.0.1:1/0")
+    assert "redis_url" not in cfg and cfg["backend"] == "memory"
+
+
+def test_gateway_env_disables_the_gateways_own_limiter_and_sets_the_engine():
+    opts = rigctl.RigOptions()
+    sec = {"jwt": "j" * 48, "enc": "e" * 48, "admin_password": "p"}
+    paths = {"db": "/x/gateway.db", "plugins_yaml": "/x/plugins.yaml", "gateway_redis_url": "redis://127.0.0.1:1/1"}
+    env = rigctl._gateway_env(opts, 0, 4444, "python", sec, paths)
+    assert env["RATE_LIMITING_ENABLED"] == "false"
+    assert env["RATE_LIMITER_ENGINE"] == "python"
+    assert env["HOST"] == "127.0.0.1" and env["PLUGINS_ENABLED"] == "true"
+    assert env["CACHE_TYPE"] == "memory" and "REDIS_URL" not in env
+
+
+def test_free_ports_are_distinct():
+    ports = rigctl.free_ports(6)
+    assert len(set(ports)) == 6
