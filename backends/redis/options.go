@@ -1,9 +1,12 @@
 package redis
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -39,6 +42,13 @@ type Options struct {
 	// PoolSize is the number of pooled connections kept to Redis; 0 leaves
 	// go-redis's default (10 per GOMAXPROCS).
 	PoolSize int
+	// TLSCAFile is a PEM file of CA certificates that verify the server of a
+	// rediss:// URL instead of the system roots; "" keeps the system roots.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are a PEM client certificate and its key,
+	// presented to a server that asks for one (mTLS); both or neither.
+	TLSCertFile string
+	TLSKeyFile  string
 }
 
 // reservedQuery are URL query parameters that go-redis would accept but that
@@ -114,5 +124,45 @@ func (o Options) clientOptions() (*goredis.Options, error) {
 	co.DisableIdentity = true
 	co.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	co.PipelinePoolSize = -1
+	if err := o.applyTLS(co); err != nil {
+		return nil, err
+	}
 	return co, nil
+}
+
+// applyTLS loads the CA and client certificate files into co.TLSConfig, which
+// go-redis set up for a rediss:// URL (server name from the host, TLS 1.2+).
+// The files are read once, here: a certificate rotated on disk is picked up
+// by a new Backend. Errors name the option and the file, never the URL.
+func (o Options) applyTLS(co *goredis.Options) error {
+	if o.TLSCAFile == "" && o.TLSCertFile == "" && o.TLSKeyFile == "" {
+		return nil
+	}
+	if co.TLSConfig == nil {
+		return errors.New("redis backend: TLS files need a rediss:// URL")
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		return errors.New("redis backend: TLSCertFile and TLSKeyFile go together")
+	}
+	cfg := co.TLSConfig.Clone()
+	if o.TLSCAFile != "" {
+		pem, err := os.ReadFile(o.TLSCAFile)
+		if err != nil {
+			return fmt.Errorf("redis backend: TLS CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("redis backend: TLS CA file %s holds no PEM certificate", o.TLSCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if o.TLSCertFile != "" {
+		pair, err := tls.LoadX509KeyPair(o.TLSCertFile, o.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("redis backend: TLS client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	co.TLSConfig = cfg
+	return nil
 }
