@@ -28,6 +28,13 @@ type Config struct {
 	BreakerFailures int           // consecutive failures that open the breaker
 	BreakerCooldown time.Duration // how long an open breaker fails fast
 	MemoryMaxKeys   int           // bound on keys in the memory store (§10)
+
+	// PEM files for a rediss:// URL ("" when not set): a CA that replaces the
+	// system roots, and a client certificate with its key (mTLS). Pass them to
+	// the Redis backend's Options (TLSCAFile, TLSCertFile, TLSKeyFile).
+	RedisTLSCAFile   string
+	RedisTLSCertFile string
+	RedisTLSKeyFile  string
 }
 
 // rawRate is a rate as canonical_json writes it.
@@ -51,6 +58,9 @@ type rawConfig struct {
 	RedisKeyPrefix         *string             `json:"redis_key_prefix"`
 	RedisTimeoutMS         *int64              `json:"redis_timeout_ms"`
 	RedisURL               *string             `json:"redis_url"`
+	RedisTLSCAFile         *string             `json:"redis_tls_ca_file"`
+	RedisTLSCertFile       *string             `json:"redis_tls_cert_file"`
+	RedisTLSKeyFile        *string             `json:"redis_tls_key_file"`
 }
 
 // ParseConfig parses and validates the JSON of LimiterConfig.canonical_json().
@@ -136,6 +146,26 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	if raw.RedisURL != nil {
 		cfg.RedisURL = *raw.RedisURL
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+		dst  *string
+	}{
+		{"redis_tls_ca_file", raw.RedisTLSCAFile, &cfg.RedisTLSCAFile},
+		{"redis_tls_cert_file", raw.RedisTLSCertFile, &cfg.RedisTLSCertFile},
+		{"redis_tls_key_file", raw.RedisTLSKeyFile, &cfg.RedisTLSKeyFile},
+	} {
+		if f.v == nil {
+			continue
+		}
+		*f.dst = *f.v
+		if *f.v == "" || !strings.HasPrefix(cfg.RedisURL, "rediss://") {
+			fail("%s: a file path, only with a rediss:// redis_url", f.name)
+		}
+	}
+	if (cfg.RedisTLSCertFile == "") != (cfg.RedisTLSKeyFile == "") {
+		fail("redis_tls_cert_file and redis_tls_key_file go together")
 	}
 	if cfg.Backend == "redis" && cfg.RedisURL == "" {
 		fail("redis_url is required with backend redis")
