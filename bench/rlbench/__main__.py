@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(v < 1 for v in overrides.values()):
         ap.error("--rounds and --batch must be at least 1")
     if overrides:
-        settings = runner.Settings(**{**runner.asdict(settings), **overrides})
+        settings = dataclasses.replace(settings, **overrides)
 
     results = asyncio.run(runner.run(settings, args.subjects, args.sections))
     results["mode"] = "quick" if args.quick else "full"
