@@ -1,0 +1,313 @@
+"""Redis over TLS (rediss://) and with ACL users, on the engine RATE_LIMITER_ENGINE selects (§8, §9).
+
+Certificates are made at test time by tools/tls_certs.py (openssl CLI): a CA,
+a server certificate for 127.0.0.1, a client certificate, and an unrelated CA.
+Each case starts its own redis-server with ``--tls-port`` on loopback.
+
+* ``redis_tls_ca_file``: the server is verified against that CA.
+* ``redis_tls_cert_file`` + ``redis_tls_key_file``: mTLS, ``--tls-auth-clients yes``.
+* The system trust store: ``SSL_CERT_FILE`` points at a bundle holding the
+  test CA, in a subprocess (OpenSSL for Python, crypto/x509 for Go both read
+  it on Linux), so nothing is installed on the machine.
+* ACL: ``redis://user:password@host`` against a server whose default user is off.
+
+A request "decided" by Redis carries X-RateLimit headers; a fail-open one has none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import free_port
+from plugin_helpers import call_tool, make_plugin, unique_name
+from rate_limiter_go.config import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from tls_certs import TlsFiles, make_certs  # noqa: E402
+
+ENGINE = os.environ.get("RATE_LIMITER_ENGINE", "").strip().lower() or "auto"
+
+# Known gap, reported to the Go core owner: pyext.acquireRedis builds redis.Options without
+# cfg.RedisTLSCAFile / RedisTLSCertFile / RedisTLSKeyFile, so the Go engine ignores the files.
+# strict: this starts failing (XPASS) once pyext passes them, and the marker must then go.
+go_tls_files_gap = pytest.mark.xfail(
+    ENGINE == "go",
+    reason="pyext.acquireRedis does not pass Config.RedisTLS*File to redis.Options yet",
+    strict=True,
+)
+
+
+def _binary() -> str:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        reason = "redis-server is not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true: the openssl command is not installed", pytrace=False)
+        pytest.skip("the openssl command is not installed")
+    return binary
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def _start(workdir: Path, extra: list[str], ping: Any) -> Server:
+    """Start redis-server with ``extra`` arguments and wait until ``ping(port)`` succeeds."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [_binary(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir),
+            "--logfile", str(workdir / "redis.log")]
+    proc = subprocess.Popen(args + [a.replace("{port}", str(port)) for a in extra])
+    server = Server(proc, port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if ping(port):
+                return server
+        except (redis.exceptions.RedisError, OSError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            log = (workdir / "redis.log").read_text(errors="replace")[-1500:] if (workdir / "redis.log").exists() else ""
+            raise RuntimeError(f"redis-server did not come up: {log}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    _binary()
+    return make_certs(tmp_path_factory.mktemp("pki"))
+
+
+def _tls_server(tmp: Path, pki: TlsFiles, auth_clients: str) -> Iterator[Server]:
+    def ping(port: int) -> bool:
+        with redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(pki.ca_cert),
+                         ssl_certfile=str(pki.client_cert), ssl_keyfile=str(pki.client_key), socket_timeout=1) as c:
+            return bool(c.ping())
+
+    server = _start(tmp, ["--port", "0", "--tls-port", "{port}", "--tls-cert-file", str(pki.server_cert),
+                          "--tls-key-file", str(pki.server_key), "--tls-ca-cert-file", str(pki.ca_cert),
+                          "--tls-auth-clients", auth_clients], ping)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory, pki: TlsFiles) -> Iterator[Server]:
+    """TLS only (no plain port), client certificates not required."""
+    yield from _tls_server(tmp_path_factory.mktemp("tls"), pki, "no")
+
+
+@pytest.fixture(scope="module")
+def mtls_server(tmp_path_factory: pytest.TempPathFactory, pki: TlsFiles) -> Iterator[Server]:
+    """TLS only, a client certificate signed by the test CA required."""
+    yield from _tls_server(tmp_path_factory.mktemp("mtls"), pki, "yes")
+
+
+def _config(url: str, **extra: Any) -> dict[str, Any]:
+    return {"by_user": "2/h", "backend": "redis", "redis_url": url, "redis_key_prefix": unique_name("tls"),
+            "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000, **extra}
+
+
+async def _decided(config: dict[str, Any]) -> list[bool | None]:
+    """Three calls: True/False = admitted/refused by Redis (headers present), None = not decided (fail-open)."""
+    plugin = make_plugin(config)
+    outcomes: list[bool | None] = []
+    try:
+        for _ in range(3):
+            result = await call_tool(plugin, user="tls-user@example.com")
+            if result.continue_processing:
+                outcomes.append(True if result.http_headers else None)
+            else:
+                assert result.violation.code in ("RATE_LIMIT", "BACKEND_UNAVAILABLE")
+                outcomes.append(False if result.violation.code == "RATE_LIMIT" else None)
+    finally:
+        await plugin.shutdown()
+    return outcomes
+
+
+@go_tls_files_gap
+async def test_ca_file_verifies_the_server(tls_server: Server, pki: TlsFiles) -> None:
+    """redis_tls_ca_file: the 2/h limit is enforced over TLS (admitted, admitted, refused)."""
+    url = f"rediss://127.0.0.1:{tls_server.port}/0"
+    assert await _decided(_config(url, redis_tls_ca_file=str(pki.ca_cert))) == [True, True, False]
+
+
+async def test_untrusted_server_is_not_used(tls_server: Server, pki: TlsFiles) -> None:
+    """Another CA, or the machine's trust store (which lacks the test CA): TLS fails, fail_mode open applies."""
+    url = f"rediss://127.0.0.1:{tls_server.port}/0"
+    assert await _decided(_config(url, redis_tls_ca_file=str(pki.other_ca_cert))) == [None, None, None]
+    assert await _decided(_config(url)) == [None, None, None]
+
+
+@go_tls_files_gap
+async def test_client_certificate_for_mtls(mtls_server: Server, pki: TlsFiles) -> None:
+    """--tls-auth-clients yes: with the client certificate the limit is enforced."""
+    url = f"rediss://127.0.0.1:{mtls_server.port}/0"
+    config = _config(url, redis_tls_ca_file=str(pki.ca_cert), redis_tls_cert_file=str(pki.client_cert),
+                     redis_tls_key_file=str(pki.client_key))
+    assert await _decided(config) == [True, True, False]
+
+
+async def test_mtls_without_client_certificate_fails_per_fail_mode(mtls_server: Server, pki: TlsFiles) -> None:
+    """--tls-auth-clients yes and no client certificate: refused by the server; open admits, closed refuses (503)."""
+    url = f"rediss://127.0.0.1:{mtls_server.port}/0"
+    assert await _decided(_config(url, redis_tls_ca_file=str(pki.ca_cert))) == [None, None, None]
+    plugin = make_plugin(_config(url, redis_tls_ca_file=str(pki.ca_cert), fail_mode="closed"))
+    result = await call_tool(plugin)
+    await plugin.shutdown()
+    assert not result.continue_processing and result.violation.code == "BACKEND_UNAVAILABLE"
+    assert result.violation.http_status_code == 503
+
+
+_SUBPROCESS = """
+import asyncio, json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from plugin_helpers import call_tool, make_plugin
+async def main():
+    plugin = make_plugin(json.loads(sys.argv[3]))
+    out = []
+    for _ in range(3):
+        r = await call_tool(plugin, user="tls-user@example.com")
+        out.append(r.violation.code if not r.continue_processing else ("admitted" if r.http_headers else "fail_open"))
+    await plugin.shutdown()
+    print(json.dumps({"engine": plugin.engine.name, "outcomes": out}))
+asyncio.run(main())
+"""
+
+
+def _run_with_trust_store(config: dict[str, Any], bundle: Path | None) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    if bundle is not None:
+        env["SSL_CERT_FILE"] = str(bundle)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SUBPROCESS, str(ROOT / "python"), str(ROOT / "tests_py"), json.dumps(config)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_system_trust_store_via_ssl_cert_file(tls_server: Server, pki: TlsFiles, tmp_path: Path) -> None:
+    """rediss:// with no CA file uses the system trust store; SSL_CERT_FILE names it for both engines."""
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki.other_ca_cert.read_bytes() + pki.ca_cert.read_bytes())  # the test CA among others
+    config = _config(f"rediss://127.0.0.1:{tls_server.port}/0")
+    trusted = _run_with_trust_store(config, bundle)
+    assert trusted["outcomes"] == ["admitted", "admitted", "RATE_LIMIT"], trusted
+    untrusted = _run_with_trust_store(_config(config["redis_url"]), None)
+    assert untrusted["outcomes"] == ["fail_open"] * 3, untrusted
+    if ENGINE in ("python", "go"):
+        assert trusted["engine"] == ENGINE
+
+
+# -- ACL users in the URL --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def acl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A plain redis-server whose default user is off; user "limiter" may run scripts on rl-ish keys only."""
+    def ping(port: int) -> bool:
+        with redis.Redis(host="127.0.0.1", port=port, username="limiter", password="s3cr:et@x",
+                         socket_timeout=1) as c:
+            return bool(c.ping())
+
+    _binary()
+    server = _start(tmp_path_factory.mktemp("acl"), [
+        "--port", "{port}",
+        "--user", "default", "off",
+        "--user", "limiter", "on", ">s3cr:et@x", "~acl*", "+@scripting", "+ping", "+hello", "+auth", "+time",
+        "+zadd", "+zrange", "+zremrangebyscore", "+zcard", "+pexpireat", "+hget", "+hset", "+hmget", "+get",
+        "+set", "+incr", "+del",
+    ], ping)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_acl_user_and_password_in_url(acl_server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    """redis://user:password@host: the limit is enforced; a wrong password fails open and is never logged."""
+    caplog.set_level(logging.DEBUG)
+    good = f"redis://limiter:s3cr%3Aet%40x@127.0.0.1:{acl_server.port}/0"
+    assert await _decided(_config(good, redis_key_prefix=unique_name("acl"))) == [True, True, False]
+    bad = f"redis://limiter:wrong-pass-913@127.0.0.1:{acl_server.port}/0"
+    assert await _decided(_config(bad, redis_key_prefix=unique_name("acl"))) == [None, None, None]
+    nobody = f"redis://127.0.0.1:{acl_server.port}/0"  # default user is off
+    assert await _decided(_config(nobody, redis_key_prefix=unique_name("acl"))) == [None, None, None]
+    assert "wrong-pass-913" not in caplog.text and "s3cr" not in caplog.text
+
+
+# -- validation at init ------------------------------------------------------------------
+
+
+def _problems(config: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        make_plugin(config)
+    return err.value.problems
+
+
+def test_tls_file_settings_are_validated_at_init(pki: TlsFiles, tmp_path: Path) -> None:
+    tls_url = "rediss://127.0.0.1:1/0"
+    missing = str(tmp_path / "missing.pem")
+    unreadable = tmp_path / "unreadable.pem"
+    unreadable.write_text("x")
+    unreadable.chmod(0)
+    cases: list[tuple[dict[str, Any], str]] = [
+        (_config("redis://127.0.0.1:1/0", redis_tls_ca_file=str(pki.ca_cert)), "redis_tls_ca_file: only allowed"),
+        (_config(tls_url, redis_tls_ca_file=missing), "redis_tls_ca_file: cannot read"),
+        (_config(tls_url, redis_tls_ca_file=7), "redis_tls_ca_file: must be the path"),
+        (_config(tls_url, redis_tls_ca_file=""), "redis_tls_ca_file: must be the path"),
+        (_config(tls_url, redis_tls_cert_file=str(pki.client_cert)), "redis_tls_cert_file: needs redis_tls_key_file"),
+        (_config(tls_url, redis_tls_key_file=str(pki.client_key)), "redis_tls_key_file: needs redis_tls_cert_file"),
+        (_config(tls_url, redis_tls_cert_file=missing, redis_tls_key_file=str(pki.client_key)),
+         "redis_tls_cert_file: cannot read"),
+        ({"redis_tls_ca_file": str(pki.ca_cert)}, "redis_tls_ca_file: only allowed"),
+    ]
+    if os.geteuid() != 0:  # root reads any file
+        cases.append((_config(tls_url, redis_tls_ca_file=str(unreadable)), "redis_tls_ca_file: cannot read"))
+    for config, expected in cases:
+        problems = _problems(config)
+        assert any(p.startswith(expected) for p in problems), (expected, problems)
+
+
+def test_tls_files_are_part_of_the_canonical_json(pki: TlsFiles) -> None:
+    """Set files are handed to the Go engine; unset ones leave the JSON as it was before the keys existed."""
+    from rate_limiter_go.config import parse_config
+
+    plain = json.loads(parse_config(_config("rediss://127.0.0.1:1/0")).canonical_json())
+    assert not any(k.startswith("redis_tls_") for k in plain)
+    full = parse_config(_config("rediss://127.0.0.1:1/0", redis_tls_ca_file=str(pki.ca_cert),
+                                redis_tls_cert_file=str(pki.client_cert), redis_tls_key_file=str(pki.client_key)))
+    doc = json.loads(full.canonical_json())
+    assert (doc["redis_tls_ca_file"], doc["redis_tls_cert_file"], doc["redis_tls_key_file"]) == (
+        str(pki.ca_cert), str(pki.client_cert), str(pki.client_key))
