@@ -106,6 +106,9 @@ func acquireRedis(name, config string, cfg core.Config) (*redis.Backend, func(),
 			CommandTimeout:  cfg.CommandTimeout,
 			BreakerFailures: cfg.BreakerFailures,
 			BreakerCooldown: cfg.BreakerCooldown,
+			TLSCAFile:       cfg.RedisTLSCAFile,
+			TLSCertFile:     cfg.RedisTLSCertFile,
+			TLSKeyFile:      cfg.RedisTLSKeyFile,
 		})
 		if err != nil {
 			return nil, nil, err

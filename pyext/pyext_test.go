@@ -129,7 +129,11 @@ func TestErrorCodes(t *testing.T) {
 }
 
 func TestNewLimiterErrors(t *testing.T) {
-	for _, cfg := range []string{`{`, `{"algorithm":"x"}`, `{"backend":"redis"}`, `{"backend":"redis","redis_url":"ftp://x"}`} {
+	for _, cfg := range []string{
+		`{`, `{"algorithm":"x"}`, `{"backend":"redis"}`, `{"backend":"redis","redis_url":"ftp://x"}`,
+		// The TLS files reach the Redis backend, which loads them at creation.
+		`{"backend":"redis","redis_url":"rediss://127.0.0.1:1/0","redis_tls_ca_file":"/nonexistent/ca.pem"}`,
+	} {
 		h, err := NewLimiter("n", cfg)
 		if err == nil || h != 0 {
 			t.Errorf("NewLimiter(%s) = %d, %v; want an error", cfg, h, err)
