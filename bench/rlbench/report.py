@@ -142,6 +142,15 @@ def _headline_md(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _readmitted_md(results: dict[str, Any]) -> list[str]:
+    rows = [r for r in results.get("latency", []) if r.get("readmitted")]
+    if not rows:
+        return []
+    total = sum(r["readmitted"] for r in rows)
+    return [f"- Blocked path: {total} calls in {len(rows)} cases were admitted because a window ended during the run "
+            "(allowed, see below); they are part of those cases' samples.", ""]  # fmt: skip
+
+
 def _ceiling_md(results: dict[str, Any]) -> list[str]:
     """How fast the Go hook could be if its engine took no time: the bound the plugin layer sets on target 1."""
     go, py = hook_stat(results, "go"), hook_stat(results, "python")
@@ -320,6 +329,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         "## Method",
         "",
+        *_readmitted_md(results),
         f"- Command: `{results.get('command', '')}`. Everything runs in one process on one asyncio event loop, "
         "against one private `redis-server` that the harness starts on a free loopback port (no persistence).",
         "- Subjects, each a cpex `Plugin` instance called directly as `await plugin.tool_pre_invoke(payload, "
