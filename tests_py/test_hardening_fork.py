@@ -175,6 +175,8 @@ def _gunicorn() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true: gunicorn is not installed (requirements-dev.txt)", pytrace=False)
         pytest.skip("gunicorn is not installed (make venv)")
+    if ENGINE == "go":
+        require_go_engine()
 
 
 def test_gunicorn_preload_redis_workers_share_the_limit(redis_url: str) -> None:
