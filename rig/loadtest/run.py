@@ -371,6 +371,7 @@ def capacity_ab(a: argparse.Namespace) -> int:
                     "gw_cores": gw_cpu / max(cpu["_wall_s"], 1e-9), "admitted": ok,
                     "engine_problems": engine_check(rig), "infra_problems": infra_verdict(s, a.max_infra_pct),
                     "config_line": config_line(rig, a.fail_mode),
+                    "infra_line": infra_line(s, [e for e in events if m0 <= e["t0"] < m1], rig),
                     "locust_cpu_s": locust_cpu, "locust_wall_s": a.warmup + a.duration,
                 }  # fmt: skip
 
@@ -426,11 +427,44 @@ def capacity_ab(a: argparse.Namespace) -> int:
         ),  # fmt: skip
         table(["engine", "mean req/s", "mean p50 ms", "mean p99 ms", "mean gateway CPU ms/req"], agg),
         *[f"{r['arm']} round {r['round']}: {r['config_line']}" for r in results],
-        "The whole request costs the gateway tens of milliseconds of CPU (authentication, database, the upstream "
-        "MCP call), so the engine's share is small and differences between arms of a few percent are within the "
-        "run-to-run noise of this shared 2-core machine. The engine's own cost is measured by the benchmarks, not here.",
+        *[f"{r['arm']} round {r['round']}: {r['infra_line']}" for r in results if r["summary"]["infra"]],
+        spread_verdict(by_arm),
     ]
     return _finish("capacity-ab", "Capacity A/B: RATE_LIMITER_ENGINE go vs python", lines, problems, not a.no_doc)
+
+
+def spread_verdict(by_arm: dict[str, list[dict[str, Any]]]) -> str:
+    """Say, from the numbers, whether the arms differ by more than the spread between rounds of one arm."""
+    if len(by_arm) != 2:
+        return "Only one arm: no comparison."
+    (a_name, a_runs), (b_name, b_runs) = by_arm.items()
+
+    def stats(runs: list[dict[str, Any]]) -> tuple[float, float]:
+        vals = [r["summary"]["rps"] for r in runs]
+        mean = sum(vals) / len(vals)
+        return mean, (max(vals) - min(vals)) / mean if mean else 0.0
+
+    (ma, sa), (mb, sb) = stats(a_runs), stats(b_runs)
+    if not mb:
+        return "No throughput measured."
+    diff = (ma - mb) / mb
+    rounds = min(len(a_runs), len(b_runs))
+    if rounds < 2:
+        judged = "with one round per arm the run-to-run spread is unknown, so this difference proves nothing"
+    elif abs(diff) > max(sa, sb):
+        judged = (
+            f"larger than the spread between rounds of one arm ({sa:.0%} for {a_name}, {sb:.0%} for {b_name}) "
+            "in this run"
+        )
+    else:
+        judged = f"within the spread between rounds of one arm ({sa:.0%} for {a_name}, {sb:.0%} for {b_name})"
+    return (
+        f"Throughput {a_name} vs {b_name}: {diff:+.0%}, {judged}. A request costs a gateway tens of milliseconds of "
+        "CPU (authentication, database, the upstream MCP call), the engine's own work microseconds. A difference "
+        "here can come from how each engine waits for Redis (the Python engine on the gateway's event loop, the Go "
+        "engine on its own threads) and from the load other work puts on this shared 2-core machine (see the load "
+        "average above); this rig cannot separate the two. The engine's per-call cost is the benchmarks' job."
+    )
 
 
 def scale(a: argparse.Namespace) -> int:
