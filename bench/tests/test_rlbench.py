@@ -236,6 +236,7 @@ def test_report_writes_the_doc_and_a_png(tmp_path: Path) -> None:
     report.write(res, doc, png)
     text = doc.read_text(encoding="utf-8")
     assert "| Go hook path >= 5x faster than the Python engine (memory, 3 dimensions) | **PASS** |" in text
+    assert "Go lower at 0 of 1 (backend, in-flight) levels" in text
     assert "**2.00** (2.00 / 4.00)" in text  # go: mean (p50 / p99) in µs
     assert "load average reached 3.0 on 2 cores" in text
     assert "](benchmarks.png)" in text
