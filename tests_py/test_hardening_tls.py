@@ -40,14 +40,6 @@ from tls_certs import TlsFiles, make_certs  # noqa: E402
 
 ENGINE = os.environ.get("RATE_LIMITER_ENGINE", "").strip().lower() or "auto"
 
-# Known gap, reported to the Go core owner: pyext.acquireRedis builds redis.Options without
-# cfg.RedisTLSCAFile / RedisTLSCertFile / RedisTLSKeyFile, so the Go engine ignores the files.
-# strict: this starts failing (XPASS) once pyext passes them, and the marker must then go.
-go_tls_files_gap = pytest.mark.xfail(
-    ENGINE == "go",
-    reason="pyext.acquireRedis does not pass Config.RedisTLS*File to redis.Options yet",
-    strict=True,
-)
 
 
 def _binary() -> str:
@@ -155,7 +147,6 @@ async def _decided(config: dict[str, Any]) -> list[bool | None]:
     return outcomes
 
 
-@go_tls_files_gap
 async def test_ca_file_verifies_the_server(tls_server: Server, pki: TlsFiles) -> None:
     """redis_tls_ca_file: the 2/h limit is enforced over TLS (admitted, admitted, refused)."""
     url = f"rediss://127.0.0.1:{tls_server.port}/0"
@@ -169,7 +160,6 @@ async def test_untrusted_server_is_not_used(tls_server: Server, pki: TlsFiles) -
     assert await _decided(_config(url)) == [None, None, None]
 
 
-@go_tls_files_gap
 async def test_client_certificate_for_mtls(mtls_server: Server, pki: TlsFiles) -> None:
     """--tls-auth-clients yes: with the client certificate the limit is enforced."""
     url = f"rediss://127.0.0.1:{mtls_server.port}/0"
