@@ -132,6 +132,19 @@ def _headline_md(results: dict[str, Any]) -> list[str]:
             out.append(f"- Engine only (our engines called directly, no plugin layer), {backend}: python/go p50 ratio "
                        f"median {ratios[len(ratios) // 2]:.2f}x, range {ratios[0]:.2f}x..{ratios[-1]:.2f}x over "
                        f"{len(ratios)} cells")  # fmt: skip
+    cost = {(r["subject"], r["algorithm"]): r for r in results.get("redis_cost", [])
+            if r["dims"] == 3 and r["path"] == "admitted"}  # fmt: skip
+    redis_floor = next((r for r in results.get("redis_cost", []) if r["subject"] == "floor"), None)
+    if redis_floor is not None:
+        out.append(f"- Redis CPU floor: a script that does nothing, one round trip per request, costs "
+                   f"{redis_floor['cpu_ms_per_10k']:.0f} ms of Redis CPU per 10,000 requests here")  # fmt: skip
+    for algo in results.get("algorithms", []):
+        parts = [f"{s} {cost[(s, algo)]['cpu_ms_per_10k']:.0f} ms / {cost[(s, algo)]['round_trips_per_request']:.0f} "
+                 f"round trip{'s' if cost[(s, algo)]['round_trips_per_request'] >= 1.5 else ''}"
+                 for s in COLUMNS if (s, algo) in cost]  # fmt: skip
+        if parts:
+            out.append(f"- Redis CPU per 10,000 checks and round trips per request ({ALGO_SHORT[algo]}, 3 dimensions, "
+                       f"admitted): " + ", ".join(parts))  # fmt: skip
     fl = _floor(results)
     for s in ("go", "python"):
         st = hook_stat(results, s)
@@ -254,9 +267,13 @@ def _redis_md(results: dict[str, Any]) -> list[str]:
            "scripts, or sent directly) | round trips per request | Redis CPU ms per 10,000 checks |",
            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     order = {s: i for i, s in enumerate(COLUMNS)}
-    rows = sorted(results.get("redis_cost", []), key=lambda r: (order.get(r["subject"], 9), r["algorithm"], r["dims"],
-                                                                 r["path"]))  # fmt: skip
+    rows = sorted(results.get("redis_cost", []), key=lambda r: (order.get(r["subject"], 9), r["algorithm"] or "",
+                                                                 r["dims"], r["path"]))  # fmt: skip
     for r in rows:
+        if r["subject"] == "floor":
+            out.append(f"| floor (EVALSHA of `return 1`, sync client) | – | – | – | evalsha 1.00 | none | "
+                       f"{r['round_trips_per_request']:.2f} | {r['cpu_ms_per_10k']:.0f} |")  # fmt: skip
+            continue
         cmds = r["commands_per_request"]
         entry = ", ".join(f"{k} {v:.2f}" for k, v in cmds.items() if k in SCRIPT_ENTRY) or "none"
         other = ", ".join(f"{k} {v:.2f}" for k, v in cmds.items() if k not in SCRIPT_ENTRY) or "none"
@@ -439,7 +456,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax1.bar(xs, vals, width, label=name, color=COLOURS.get(name))
     ax1.set_xticks(range(len(groups)), [f"{b}\n{ALGO_SHORT[a]}" for b, a in groups])
     ax1.set_ylabel("µs per call (p50)")
-    ax1.set_yscale("log")
+    if any(p.get_height() > 0 for p in ax1.patches):
+        ax1.set_yscale("log")
     ax1.set_title("tool_pre_invoke, admitted, 3 dimensions")
     ax1.legend()
     ax1.grid(axis="y", alpha=0.3)

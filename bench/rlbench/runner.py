@@ -274,11 +274,14 @@ class Run:
         with self.redis.client() as admin:
             a, b = snapshot(admin), snapshot(admin)
             base_reads, base_cmds = b.reads - a.reads, command_delta(a, b)
+            rows.append(self._redis_floor(admin, base_reads))
             for (subject, s), plugin in self.plugins.items():
                 if s.backend != "redis":
                     continue
                 hook = plugin.tool_pre_invoke
                 admitted = s.path == "admitted"
+                for p, c in args:  # warm: scripts loaded, connections open, the blocked path's keys spent
+                    await hook(p, c)
                 readmitted = 0
                 n = 0
                 deadline = time.monotonic() + st.redis_max_ms / 1000
@@ -307,6 +310,20 @@ class Run:
                 })  # fmt: skip
         log(f"redis: {len(rows)} scenarios, up to {st.redis_checks} checks or {st.redis_max_ms} ms each")
         return rows
+
+    def _redis_floor(self, admin: Any, base_reads: int) -> dict[str, Any]:
+        """Redis CPU of a script that does nothing (``return 1``), one EVALSHA per round trip: the
+        per-request floor of any one-round-trip limiter on this machine (socket I/O, script call)."""
+        n = max(MIN_REDIS_CHECKS, self.settings.redis_checks // 2)
+        sha = admin.script_load("return 1")
+        before = snapshot(admin)
+        for _ in range(n):
+            admin.evalsha(sha, 0)
+        after = snapshot(admin)
+        return {"subject": "floor", "backend": "redis", "algorithm": None, "dims": 0, "path": "admitted", "checks": n,
+                "commands_per_request": {k: v / n for k, v in command_delta(before, after).items() if k != "info"},
+                "commands_total": 1.0, "round_trips_per_request": (after.reads - before.reads - base_reads) / n,
+                "cpu_ms_per_10k": (after.cpu_s - before.cpu_s) * 1000 * 10_000 / n}  # fmt: skip
 
     # --- profile --------------------------------------------------------------
 
