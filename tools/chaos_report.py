@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Flood goals: RSS allowance per key of memory_max_keys (state, map slot, allocator slack, GC headroom),
+#: and the victim's p99 while the store evicts on every new key.
+RSS_PER_KEY_BOUND_KIB = 1
+RSS_FIXED_SLACK_MIB = 16  # allocator arenas and Go heap growth that do not scale with the key count
+VICTIM_P99_BOUND_US = 1000
 
 
 def _ms(x: float | None) -> str:
@@ -28,6 +33,31 @@ def _ms(x: float | None) -> str:
 
 def _yes(ok: bool) -> str:
     return "yes" if ok else "**NO**"
+
+
+def fault_goals_met(r: dict[str, Any]) -> bool:
+    """Nothing blocked or escaped, p99 within connect + command timeout, enforcing again within 2 s."""
+    enforce = r["enforce_after_s"]
+    return (
+        r["blocked_by_fault"] == 0
+        and r["escaped"] == 0
+        and r["p99_fault_ms"] <= r["budget_ms"]
+        and enforce is not None
+        and enforce <= 2.0
+    )
+
+
+def flood_goals_met(f: dict[str, Any], go_store: dict[str, Any] | None) -> bool:
+    """Key bound held, RSS within the per-key allowance, the victim not stalled, nothing escaped."""
+    keys_max = f["keys_max_sampled"] if f["keys_max_sampled"] is not None else (go_store or {}).get("keys_max")
+    return (
+        keys_max is not None
+        and keys_max <= f["memory_max_keys"]
+        and f["rss_end_mib"] - f["rss_start_mib"]
+        <= f["memory_max_keys"] * RSS_PER_KEY_BOUND_KIB / 1024 + RSS_FIXED_SLACK_MIB
+        and f["victim_p99_during_us"] <= VICTIM_P99_BOUND_US
+        and f["escaped"] == 0
+    )
 
 
 def faults_table(data: dict[str, Any]) -> str:
@@ -39,13 +69,7 @@ def faults_table(data: dict[str, Any]) -> str:
     ]
     for r in data["runs"]:
         enforce = r["enforce_after_s"]
-        ok = (
-            r["blocked_by_fault"] == 0
-            and r["escaped"] == 0
-            and r["p99_fault_ms"] <= r["budget_ms"]
-            and enforce is not None
-            and enforce <= 2.0
-        )
+        ok = fault_goals_met(r)
         mem = memory.get(r["engine"], {})
         rows.append(
             f"| {r['engine']} | {r['fault']} | {r['calls']} ({r['calls_during_fault']}) | {r['blocked_by_fault']} "
@@ -67,10 +91,12 @@ def faults_table(data: dict[str, Any]) -> str:
 def flood_table(files: list[dict[str, Any]], go_store: dict[str, Any] | None) -> str:
     rows = [
         "| engine | identities | memory_max_keys | keys (max seen / end) | RSS start / full / end (MiB) "
-        "| growth after full (MiB) | victim p50 / p99 before (µs) | victim p50 / p99 / max during (µs) | calls/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| growth after full (MiB) | victim p50 / p99 before (µs) | victim p50 / p99 / max during (µs) | calls/s "
+        "| goals met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in files:
+        ok = flood_goals_met(f, go_store)
         if f["keys_max_sampled"] is not None:
             keys = f"{f['keys_max_sampled']} / {f['keys_end']}"
         elif go_store is not None:
@@ -83,8 +109,13 @@ def flood_table(files: list[dict[str, Any]], go_store: dict[str, Any] | None) ->
             f"| {f['rss_end_mib'] - f['rss_at_fill_mib']:.1f} "
             f"| {_ms(f['victim_p50_before_us'])} / {_ms(f['victim_p99_before_us'])} "
             f"| {_ms(f['victim_p50_during_us'])} / {_ms(f['victim_p99_during_us'])} / {_ms(f['victim_max_during_us'])} "
-            f"| {f['calls_per_s']} |"
+            f"| {f['calls_per_s']} | {_yes(ok)} |"
         )
+    rows.append("")
+    rows.append(
+        f"Goals: keys never above memory_max_keys; RSS growth over the run at most memory_max_keys x "
+        f"{RSS_PER_KEY_BOUND_KIB} KiB + {RSS_FIXED_SLACK_MIB} MiB; victim p99 while evicting at most {VICTIM_P99_BOUND_US} µs; no exception."
+    )
     return "\n".join(rows)
 
 
