@@ -19,6 +19,12 @@ GW_VENV="$RIG_DIR/.venv-gateway"
 RIG_VENV="$RIG_DIR/.venv-rig"
 
 say() { printf 'rig-deps: %s\n' "$*"; }
+# install timings for docs/gateway.md (rig/discover.py reads them): rig/run/install-<what>.json
+record() {
+  mkdir -p "$RIG_DIR/run"
+  printf '{"what": "%s", "seconds": %s, "when": "%s", "detail": "%s"}\n' "$1" "$2" "$(date -u +%FT%TZ)" "$3" \
+    > "$RIG_DIR/run/install-$1.json"
+}
 
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
   || { say "$PY is $("$PY" --version 2>&1); the gateway needs Python >= 3.11"; exit 1; }
@@ -43,7 +49,9 @@ if [ ! -x "$GW_VENV/bin/mcpgateway" ]; then
   "$GW_VENV/bin/pip" install -q --upgrade pip
   t0=$(date +%s)
   "$GW_VENV/bin/pip" install -q -r "$RIG_DIR/requirements-gateway.txt"
-  say "gateway install took $(( $(date +%s) - t0 )) s"
+  dt=$(( $(date +%s) - t0 ))
+  say "gateway install took $dt s"
+  record gateway "$dt" "pip install -r rig/requirements-gateway.txt into a new venv"
 fi
 
 if [ "${RIG_REINSTALL:-0}" = 1 ] || ! "$GW_VENV/bin/python" -c 'import rate_limiter_go.plugin' 2>/dev/null; then
@@ -62,7 +70,9 @@ if [ "${RIG_REINSTALL:-0}" = 1 ] || ! "$GW_VENV/bin/python" -c 'import rate_limi
   # require: if Go cannot be built the install fails here instead of silently shipping Python only
   RATE_LIMITER_GO_NATIVE="${RATE_LIMITER_GO_NATIVE:-require}" \
     "$GW_VENV/bin/pip" install -q --force-reinstall --no-deps "$src"
-  say "package install (including the Go build) took $(( $(date +%s) - t0 )) s"
+  dt=$(( $(date +%s) - t0 ))
+  say "package install (including the Go build) took $dt s"
+  record package "$dt" "pip install of rate_limiter_go (${RIG_INSTALL_FROM:-head}) including the Go build"
 fi
 "$GW_VENV/bin/python" - <<'EOF'
 from rate_limiter_go import _native

@@ -74,6 +74,8 @@ class RigOptions:
     run_dir: Path | None = None
     plugin_options: dict[str, Any] = field(default_factory=dict)  # more plugin config keys, e.g. redis_timeout_ms
     gateway_rate_limiting: bool = False  # the gateway's own RateLimitMiddleware (see _gateway_env)
+    # keep the gateway's default CA loading (see _gateway_env)
+    no_ssl_cert_dir: bool = field(default_factory=lambda: bool(os.environ.get("RIG_NO_SSL_CERT_DIR")))
 
     def plugin_config(self, redis_url: str) -> dict[str, Any]:
         cfg: dict[str, Any] = {"algorithm": self.algorithm, "backend": self.backend, "fail_mode": self.fail_mode}
@@ -390,7 +392,7 @@ def _gateway_env(
             "PYTHONUNBUFFERED": "1",
         }
     )
-    if Path("/etc/ssl/certs").is_dir() and not os.environ.get("RIG_NO_SSL_CERT_DIR"):
+    if Path("/etc/ssl/certs").is_dir() and not opts.no_ssl_cert_dir:
         # The gateway builds a new httpx client, hence a new SSL context, for every upstream MCP
         # call, even to http:// URLs; with the default certifi bundle that load was about 40 % of
         # its CPU per tool call here. A CA *directory* is read lazily: same verification, no bulk load.
@@ -524,19 +526,23 @@ def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> No
     }
     gateways = []
     procs = []
+    started = []
     for i, (port, engine) in enumerate(zip(gw_ports, opts.engines)):
         gdir = d / f"gw{i + 1}"
         gdir.mkdir()  # its cwd: the gateway reads ./.env from there (none), so nothing stray leaks in
         env = _gateway_env(opts, i, port, engine, sec, paths)
         argv = [str(GATEWAY_VENV / "bin" / "mcpgateway"), "--host", "127.0.0.1", "--port", str(port)]
+        started.append(time.monotonic())
         proc = run.start(f"gw{i + 1}", argv, env, gdir, "mcpgateway")
         procs.append(proc)
         gateways.append({"name": f"gw{i + 1}", "url": f"http://127.0.0.1:{port}", "engine": engine, "pid": proc.pid})
         if i == 0:
             # The first gateway creates the shared database (migrations); the others start after it.
             wait_http_ok(f"http://127.0.0.1:{port}/health", 120, proc, "gateway gw1")
-    for g, proc in zip(gateways[1:], procs[1:]):
+            gateways[0]["ready_s"] = round(time.monotonic() - started[0], 1)
+    for g, proc, t in zip(gateways[1:], procs[1:], started[1:]):
         wait_http_ok(f"{g['url']}/health", 120, proc, f"gateway {g['name']}")
+        g["ready_s"] = round(time.monotonic() - t, 1)
 
     (d / "nginx-tmp").mkdir()
     conf = d / "nginx.conf"
