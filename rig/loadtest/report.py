@@ -53,17 +53,17 @@ def environment_line() -> str:
     return f"{when}, commit {tree}, {os.cpu_count()} CPUs, load average {load1:.2f} at start"
 
 
-def update_section(name: str, markdown: str, doc: Path = DOC) -> None:
-    """Replace (or append) the generated section ``name`` of docs/loadtest.md."""
+def update_section(name: str, markdown: str, doc: Path = DOC, heading: str = RESULTS_HEADING) -> None:
+    """Replace the generated section ``name`` of ``doc``, or append it under ``heading``."""
     begin, end = f"<!-- result:{name}:begin -->", f"<!-- result:{name}:end -->"
     block = f"{begin}\n{markdown.rstrip()}\n{end}"
-    text = doc.read_text(encoding="utf-8") if doc.exists() else f"# Load tests\n\n{RESULTS_HEADING}\n"
+    text = doc.read_text(encoding="utf-8") if doc.exists() else f"# Load tests\n\n{heading}\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
-        if RESULTS_HEADING not in text:
-            text = text.rstrip() + f"\n\n{RESULTS_HEADING}\n"
+        if heading not in text:
+            text = text.rstrip() + f"\n\n{heading}\n"
         text = text.rstrip() + "\n\n" + block + "\n"
     doc.write_text(text, encoding="utf-8")

@@ -326,8 +326,8 @@ def correctness(a: argparse.Namespace) -> int:
             )
         return lines, problems
 
-    name = f"correctness-{a.backend}-{a.algorithm}"
-    title = f"Correctness: {a.algorithm}, {a.backend} backend"
+    name = f"correctness-{a.backend}-{a.algorithm}" + ("-fail-open" if a.fail_mode == "open" else "")
+    title = f"Correctness: {a.algorithm}, {a.backend} backend" + (", fail_mode open" if a.fail_mode == "open" else "")
     lines, problems = _with_rig(opts, a.keep, body)
     return _finish(name, title, lines, problems, not a.no_doc)
 

@@ -59,3 +59,12 @@ def test_gateway_env_disables_the_gateways_own_limiter_and_sets_the_engine():
 def test_free_ports_are_distinct():
     ports = rigctl.free_ports(6)
     assert len(set(ports)) == 6
+
+
+def test_passwords_avoid_the_gateways_sequence_rule():
+    assert rigctl._has_run_of_three("xxABCxx") and rigctl._has_run_of_three("q321q") and rigctl._has_run_of_three("zyx")
+    assert not rigctl._has_run_of_three("a1b2c3") and not rigctl._has_run_of_three("ace-135")
+    for _ in range(200):
+        pw = rigctl.rig_password()
+        assert not rigctl._has_run_of_three(pw)
+        assert any(c.isupper() for c in pw) and any(c.islower() for c in pw) and any(c.isdigit() for c in pw)
