@@ -7,7 +7,8 @@ it, so nothing hangs; what the child gets instead is documented here:
 * an engine inherited from the parent: every call is an EngineError, so
   fail_mode applies (open: admitted without headers; closed: 503);
 * a new plugin with RATE_LIMITER_ENGINE=python: works normally;
-* a new plugin with auto or go: see the two strict xfail tests below (a gap).
+* a new plugin: auto falls back to the Python engine, go fails at init
+  (``native_available()`` is False in such a child).
 
 With ``gunicorn --preload`` the plugin is built in the master but the Go
 runtime starts lazily, at the first request, so each worker starts its own:
@@ -107,14 +108,10 @@ def test_forked_child_does_not_hang_and_applies_fail_mode(fork_probe: dict[str, 
     assert fork_probe["parent_after"] == "admitted"  # the parent's counter: 2/h, this is its second call
 
 
-@pytest.mark.xfail(strict=True, reason="gap: _native.native_available() is True in a child forked after Go "
-                   "started, so auto builds a Go engine that fails every call instead of using Python")
 def test_auto_in_forked_child_uses_the_python_engine(fork_probe: dict[str, Any]) -> None:
     assert fork_probe["child"]["new_auto"] == ["python", "admitted", "admitted", "RATE_LIMIT"]
 
 
-@pytest.mark.xfail(strict=True, reason="gap: RATE_LIMITER_ENGINE=go in a child forked after Go started "
-                   "builds the plugin and fails every call, instead of failing at init as engines.py promises")
 def test_go_in_forked_child_fails_at_init(fork_probe: dict[str, Any]) -> None:
     assert fork_probe["child"]["new_go"] == ["EngineUnavailableError"]
 

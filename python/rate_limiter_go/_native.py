@@ -96,8 +96,12 @@ def native_available() -> bool:
     """True if the Go extension is present for this interpreter.
 
     Does not import it (so it does not start the Go runtime) and is safe to
-    call before or after ``fork()``.  Returns False after a failed load.
+    call before or after ``fork()``.  Returns False after a failed load, and
+    in a child forked after the parent started Go: that runtime cannot be
+    used here, so engine selection falls back (auto) or refuses (go).
     """
+    if _inherited_runtime:
+        return False
     if _module is not None:
         return True
     if _load_error is not None:
