@@ -29,7 +29,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "targets: deps-system venv build lint test-go test-py test demo wheel-check clean distclean"
-	@echo "  bench bench-ab bench-ab-quick | rig-up rig-down demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale"
+	@echo "  bench bench-ab bench-ab-quick | chaos | rig-up rig-down demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale"
 	@echo "  ENGINES='$(ENGINES)'  PYTHON311=$(PYTHON311)  VENV=$(VENV)"
 
 # System packages.  redis-server is installed but NOT started: the tests run
@@ -122,7 +122,9 @@ clean:
 distclean: clean
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
 
-# Benchmarks (issue "Performance") and the real-gateway rig (issue "The real
-# gateway"): their targets live beside their code.
+# Benchmarks (issue "Performance"), the real-gateway rig (issue "The real
+# gateway") and the long hardening runs (make chaos): their targets live
+# beside their code.
 include bench/bench.mk
 include rig/rig.mk
+include tools/chaos.mk
