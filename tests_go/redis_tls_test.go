@@ -60,8 +60,8 @@ func writeSelfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
 
 // rediss:// negotiates TLS and verifies the server against the system roots:
 // a self-signed server is refused (a sanitised "tls error") unless the URL
-// says skip_verify=true. Custom CAs and client certificates are not supported
-// yet (docs/redis-backend.md).
+// says skip_verify=true. Custom CA files and client certificates are tested
+// in hardening_tls_test.go.
 func TestRedisTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := writeSelfSignedCert(t, dir)
