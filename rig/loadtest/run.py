@@ -41,7 +41,7 @@ UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3
 
 
 class TestFailed(Exception):
-    """A load test ran but its verdict is FAIL."""
+    """A load test could not be carried out (the rig did not come up, locust wrote nothing)."""
 
 
 def parse_rate(text: str) -> tuple[int, int]:
@@ -143,7 +143,8 @@ def summarize(events: list[dict], start: float | None = None, end: float | None 
     ev = [e for e in events if (start is None or e["t0"] >= start) and (end is None or e["t0"] < end)]
     cats = Counter(e["cat"] for e in ev)
     if not ev:
-        return {"n": 0, "cats": {}, "infra": 0, "infra_pct": 0.0, "rps": 0.0, "wall_s": 0.0}
+        return {"n": 0, "cats": {}, "infra": 0, "infra_pct": 0.0, "rps": 0.0, "wall_s": 0.0, "p50_ms": 0.0,
+                "p90_ms": 0.0, "p99_ms": 0.0, "infra_details": []}  # fmt: skip
     t_first = start if start is not None else min(e["t0"] for e in ev)
     t_last = end if end is not None else max(e["t1"] for e in ev)
     wall = max(t_last - t_first, 1e-9)
@@ -586,7 +587,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if hasattr(a, "limit"):
         a.limit_text = a.limit
-        a.limit = parse_rate(a.limit)
+        try:
+            a.limit = parse_rate(a.limit)
+        except argparse.ArgumentTypeError as e:
+            ap.error(str(e))
     if a.duration <= 0 or a.duration > 3600:
         ap.error("--duration must be 1..3600 s")
     try:
