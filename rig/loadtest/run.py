@@ -97,16 +97,19 @@ def engine_check(rig: dict[str, Any]) -> list[str]:
     return problems
 
 
-def plugin_engine_errors(run_dir: str) -> int:
-    """Engine/backend errors the plugin reported in the gateway logs (each WARNING carries the count
-    of errors it suppressed since the previous one; errors after the last WARNING are not counted)."""
-    n = 0
-    for log in Path(run_dir).glob("gw*.log"):
+def plugin_engine_errors(run_dir: str) -> dict[str, int]:
+    """Engine/backend errors the plugin reported in each gateway's log (``gw1`` ...). Each WARNING
+    carries the count of errors it suppressed since the previous one; errors after the last WARNING
+    of a run are not counted, so these are lower bounds."""
+    out: dict[str, int] = {}
+    for log in sorted(Path(run_dir).glob("gw*.log")):
+        n = 0
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
             if "rate_limiter_go" in line and "engine error" in line:
                 m = re.search(r"\((\d+) more errors suppressed", line)
                 n += 1 + (int(m.group(1)) if m else 0)
-    return n
+        out[log.stem] = n
+    return out
 
 
 def infra_line(s: dict[str, Any], events: list[dict], rig: dict[str, Any]) -> str:
@@ -131,10 +134,13 @@ def align_to_window(window_s: int, min_left_s: float = 15.0) -> None:
 def config_line(rig: dict[str, Any], fail_mode: str) -> str:
     """The plugin configuration of the run (Redis URL left out) and the engine errors it logged."""
     cfg = {k: v for k, v in (rig.get("plugin_config") or {}).items() if k != "redis_url"}
-    errs = plugin_engine_errors(rig["run_dir"])
+    per_gw = plugin_engine_errors(rig["run_dir"])
+    errs = sum(per_gw.values())
+    engines = {g["name"]: g["engine"] for g in rig["gateways"]}
+    where = ", ".join(f"{k} ({engines.get(k, '?')}): {v}" for k, v in per_gw.items() if v)
     effect = "each refused with a 503" if fail_mode == "closed" else "each admitted without a check"
     return f"Plugin config: `{json.dumps(cfg, sort_keys=True)}`. Engine/backend errors the plugin logged: {errs}" + (
-        f" ({effect}, fail_mode {fail_mode})." if errs else "."
+        f" ({where}; {effect}, fail_mode {fail_mode})." if errs else "."
     )
 
 
