@@ -60,7 +60,7 @@ async def _timed_call(plugin: Any, hook: str = "tool") -> tuple[Any, float]:
 
 @pytest.mark.parametrize("fail_mode", ["open", "closed"])
 async def test_redis_stopped(redis_server: Any, redis_url: str, fail_mode: str) -> None:
-    plugin = make_plugin(_config(redis_url, fail_mode, redis_timeout_ms=2000))
+    plugin = make_plugin(_config(redis_url, fail_mode, redis_timeout_ms=2000, redis_connect_timeout_ms=2000))
     assert set((await call_tool(plugin)).http_headers) == set(RATE_HEADERS)  # working first
     redis_server.stop()
     try:

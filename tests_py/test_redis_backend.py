@@ -22,7 +22,9 @@ from rate_limiter_go.scripts import script_text
 
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 # Commands the scripts themselves run (counted in commandstats too) and redis-py's connection set-up.
-SCRIPT_INTERNAL = {"hmget", "hset", "pexpireat", "pexpire", "zremrangebyscore", "zcard", "zrange", "zadd", "time"}
+SCRIPT_INTERNAL = {
+    "hmget", "hset", "pexpireat", "pexpire", "zremrangebyscore", "zcard", "zrange", "zscore", "zadd", "time",
+}
 HOUSEKEEPING = {"info", "config|resetstat", "client|setinfo", "hello", "ping", "flushall", "script|flush"}
 SECRET_USER = "secret.person@example.com"
 
