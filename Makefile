@@ -25,10 +25,10 @@ PYTEST_ARGS ?= -q
 RUFF_PATHS := $(wildcard python tests_py tools examples setup.py)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps-system venv build lint test-go test-py test demo wheel-check clean distclean
+.PHONY: help deps-system venv build lint test-go test-py test-rig test demo demo-framework wheel-check clean distclean
 
 help:
-	@echo "targets: deps-system venv build lint test-go test-py test demo wheel-check clean distclean"
+	@echo "targets: deps-system venv build lint test-go test-py test-rig test demo demo-framework wheel-check clean distclean"
 	@echo "  bench bench-ab bench-ab-quick | chaos | rig-up rig-down demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale"
 	@echo "  ENGINES='$(ENGINES)'  PYTHON311=$(PYTHON311)  VENV=$(VENV)"
 
@@ -96,10 +96,20 @@ test-py: $(if $(filter go,$(ENGINES)),build,venv)
 		if [ $$rc != 0 ]; then echo "test-py: FAILED (exit $$rc) with RATE_LIMITER_ENGINE=$$e"; exit $$rc; fi; \
 	done
 
-test: deps-system venv build lint test-go test-py
+# The rig's own unit tests (response classifier, verdict arithmetic): pytest only.
+test-rig: venv
+	@echo "test-rig: $(VPY) -m pytest -c rig/pytest.ini rig/tests"
+	$(VPY) -m pytest -q -c rig/pytest.ini rig/tests
+
+test: deps-system venv build lint test-go test-py test-rig
 	@echo "test: all passed"
 
-demo: build
+# The main job: the real ContextForge gateway (pip-installed with this
+# package) on the memory backend, called over HTTP until it limits; see
+# rig/rig.mk.  demo-framework is the same burst through cpex alone.
+demo: demo-gateway
+
+demo-framework: build
 	$(VPY) examples/demo.py
 
 # Non-editable install from this tree into a throwaway venv (setup.py builds
