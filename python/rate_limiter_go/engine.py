@@ -8,19 +8,22 @@ field: docs/semantics.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # Dimension names in evaluation order (docs/semantics.md §4).
 DIMENSIONS: tuple[str, str, str] = ("user", "tenant", "tool")
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """One request's answer, taken from the reported dimension (§4, §7).
 
     ``dimension`` is None when no dimension applied: the request is admitted
     and no headers are sent.
+
+    An immutable NamedTuple rather than a frozen dataclass: building one is
+    a single tuple allocation, which matters on the hot path (docs/engine.md).
+    Being a tuple, a Decision is always truthy and compares equal to a plain
+    tuple of the same fields: test ``decision.admitted``, never ``decision``.
     """
 
     admitted: bool
