@@ -153,8 +153,18 @@ class RateLimiterPlugin(Plugin):
         self, payload: ToolPreInvokePayload, context: PluginContext, extensions: Any = None
     ) -> ToolPreInvokeResult:
         """Count one call of ``payload.name`` against every dimension that applies."""
+        return await self._limit(payload.name, context, ToolPreInvokeResult)
+
+    async def prompt_pre_fetch(
+        self, payload: PromptPrehookPayload, context: PluginContext, extensions: Any = None
+    ) -> PromptPrehookResult:
+        """Count one fetch of prompt ``payload.prompt_id``; ``by_tool`` limits apply to prompt ids (§5)."""
+        return await self._limit(payload.prompt_id, context, PromptPrehookResult)
+
+    async def _limit(self, name: object, context: PluginContext, result_type: Any) -> Any:
+        """The one request path of both hooks: identities, one engine call, the result."""
         try:
-            tool = self._tool_of(payload.name)
+            tool = self._tool_of(name)
             gctx = context.global_context
             user = user_identity(gctx.user) if self._by_user else ANONYMOUS
             tenant = tenant_identity(gctx.tenant_id) if self._by_tenant else None
@@ -165,25 +175,8 @@ class RateLimiterPlugin(Plugin):
             else:
                 decision = await self.engine.check(user, tenant, tool)
         except Exception as exc:  # §8: no engine or backend error escapes a hook
-            return self._on_error(exc, context, payload.name, ToolPreInvokeResult)
-        return self._result(decision, tool, ToolPreInvokeResult)
-
-    async def prompt_pre_fetch(
-        self, payload: PromptPrehookPayload, context: PluginContext, extensions: Any = None
-    ) -> PromptPrehookResult:
-        """Count one fetch of prompt ``payload.prompt_id``; ``by_tool`` limits apply to prompt ids (§5)."""
-        try:
-            tool = self._tool_of(payload.prompt_id)
-            gctx = context.global_context
-            user = user_identity(gctx.user) if self._by_user else ANONYMOUS
-            tenant = tenant_identity(gctx.tenant_id) if self._by_tenant else None
-            if self._sync:
-                decision = self.engine.evaluate(user, tenant, tool)
-            else:
-                decision = await self.engine.check(user, tenant, tool)
-        except Exception as exc:
-            return self._on_error(exc, context, payload.prompt_id, PromptPrehookResult)
-        return self._result(decision, tool, PromptPrehookResult)
+            return self._on_error(exc, context, name, result_type)
+        return self._result(decision, tool, result_type)
 
     def _tool_of(self, name: object) -> str | None:
         if not self._tools:
