@@ -38,18 +38,18 @@ bench-go:
 	go tool benchstat $(BENCH_OUT)/go-bench.txt
 
 # Our hook path only: latency section, floor + both engines, quick sizes.
-bench-hook: build bench-venv
+bench-hook: deps-system build bench-venv
 	$(BENCH_ENV) $(BENCH_PY) -m rlbench --quick --subjects floor,go,python --sections latency,profile \
 		--out $(BENCH_OUT)/hook --command 'make bench-hook'
 
 bench: bench-go bench-hook
 
-bench-ab: build bench-venv
+bench-ab: deps-system build bench-venv
 	@echo "bench-ab: load average before the run: $$(cut -d' ' -f1-3 /proc/loadavg)"
 	$(BENCH_ENV) $(BENCH_PY) -m rlbench --out bench/results --doc docs/benchmarks.md --chart docs/benchmarks.png \
 		--command 'make bench-ab'
 
-bench-ab-quick: build bench-venv
+bench-ab-quick: deps-system build bench-venv
 	$(BENCH_ENV) $(BENCH_PY) -m rlbench --quick --out $(BENCH_OUT)/quick --doc $(BENCH_OUT)/quick/benchmarks.md \
 		--command 'make bench-ab-quick'
 

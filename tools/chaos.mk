@@ -14,7 +14,7 @@ CHAOS_FUZZTIME ?= 20s
 
 # Every step runs even if an earlier one missed a goal, so the report always
 # has all the figures; the target fails at the end if any step failed.
-chaos: build
+chaos: deps-system build
 	@echo "chaos: Redis faults, key flood, Go fuzzing, then docs/reliability.md"; mkdir -p $(CHAOS_DIR)
 	@rc=0; \
 	$(CHAOS_FAULTS) || rc=1; \
