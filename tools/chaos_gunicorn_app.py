@@ -8,7 +8,10 @@ a gateway that loads plugins before forking. Each HTTP request is one
 
 Environment: ``RL_CONFIG`` (the plugin's config, JSON); ``RL_WARMUP=1`` makes
 one hook call in the master before the fork (which starts the Go runtime
-there when the Go engine serves, so workers inherit a started runtime).
+there when the Go engine serves, so workers inherit a started runtime);
+``RL_SERVE_DELAY_MS`` holds each request that long after the hook, so that a
+sync worker stays busy and concurrent requests spread over the workers (a
+fast reply lets one worker win every accept()).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any, Callable, Iterable
 
 from cpex.framework import GlobalContext, PluginConfig, PluginContext, ToolPreInvokePayload
@@ -29,6 +33,7 @@ PLUGIN = RateLimiterPlugin(
         config=json.loads(os.environ["RL_CONFIG"]),
     )
 )
+SERVE_DELAY_S = int(os.environ.get("RL_SERVE_DELAY_MS", "0")) / 1000
 _loops: dict[int, asyncio.AbstractEventLoop] = {}
 
 
@@ -60,6 +65,8 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         status, code = "429 Too Many Requests", "RATE_LIMIT"
     else:
         status, code = "503 Service Unavailable", result.violation.code
+    if SERVE_DELAY_S:
+        time.sleep(SERVE_DELAY_S)
     body = json.dumps({"pid": os.getpid(), "engine": PLUGIN.engine.name, "outcome": code}).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
