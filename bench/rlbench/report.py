@@ -307,6 +307,11 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"Run of {meta.get('date_utc')}, {results.get('mode')} mode, {meta.get('duration_s')} s. "
         f"Raw numbers: `{results.get('results_path', 'results.json')}`. Chart: [{chart_name}]({chart_name}).",
         "",
+        "The Go engine's own micro-benchmarks (`testing.B` with allocs/op: hot key, blocked path, 100k keys, "
+        "parallel on one shared and on distinct keys, 1 and 3 dimensions) are generated into "
+        "[engine.md, Measurements](engine.md#measurements) by `tools/bench_engine.py`; "
+        "`make bench-go` runs every package's benchmarks for benchstat.",
+        "",
         "## Targets",
         "",
         *_targets_md(results),
