@@ -104,7 +104,9 @@ func TestRedisBreakerFailsFastWithoutConnecting(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
-	if took > 50*time.Millisecond {
+	// Connections are what prove no I/O (checked below); the time bound only
+	// says "at once", with room for -race on a loaded 2-core box.
+	if took > 200*time.Millisecond {
 		t.Errorf("%d calls with the breaker open took %v, want them to fail at once", fastCalls, took)
 	}
 	if got := hung.Accepted(); got != accepted {

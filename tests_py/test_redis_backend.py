@@ -160,7 +160,8 @@ async def test_breaker_opens_after_consecutive_failures_and_fails_fast(redis_url
         for _ in range(50):
             with pytest.raises(EngineError, match="breaker is open"):
                 await backend.run(key, argv, clock.at(0.2))
-        assert time.monotonic() - started < 0.1, "fails fast (commandstats below proves Redis untouched)"
+        # Fails fast, without I/O (commandstats below proves Redis untouched); 0.5 s leaves room for a loaded CI box.
+        assert time.monotonic() - started < 0.5
         assert command_calls(redis_url).get("evalsha", 0) == before, "Redis was not touched while open"
         fake.now += 1.0  # cooldown over: the next request is the probe
         assert (await backend.run(key, argv, clock.at(0.3)))[0] == 1
