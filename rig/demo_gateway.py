@@ -1,8 +1,15 @@
 """Demo: the plugin inside one real ContextForge gateway, memory backend, over plain HTTP.
 
-Starts a one-gateway rig (by_user 5/m, fixed window), calls the test tool as one user until the
-plugin refuses, shows one more call as another user (its own counter), prints the status and the
-rate-limit headers of every response, then stops everything. Bounded: at most 12 calls.
+Starts a one-gateway rig (by_user 5/m, fixed window; gateway GATEWAY_VERSION, default 1.1.0), calls
+the test tool as one user until the plugin refuses, shows one more call as another user (its own
+counter), prints the status and the rate-limit headers of every response, then stops everything.
+Bounded: at most 12 calls.
+
+It passes only if user A is refused right after its 5 calls (HTTP 429 from the plugin), user B is
+still admitted, and the engine that served the calls is the one expected: Go, unless
+RATE_LIMITER_ENGINE=python. The evidence for the engine: the plugin's start-up line in the gateway's
+log ("rate limiter <name>: engine=go ..."), one per plugin instance the gateway built, and the Go
+extension mapped into the gateway process (/proc/<pid>/maps).
 
     python rig/demo_gateway.py            # RATE_LIMITER_ENGINE from the environment (default auto)
 """
@@ -19,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rigctl  # noqa: E402
 
 LIMIT = "5/m"
+LIMIT_COUNT, WINDOW_S = 5, 60
 MAX_CALLS = 12
 HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")
 
@@ -47,13 +55,31 @@ def show(n: int, who: str, status: int, headers: dict, body: object) -> None:
         print(f"          X-RateLimit-Reset is {int(reset) - time.time():.0f} s from now")
 
 
+def engine_evidence(rig: dict, run_dir: Path) -> tuple[list[str], bool]:
+    """The engines the gateway's plugin instances logged, and whether the Go extension is mapped."""
+    gw = rig["gateways"][0]
+    log = (run_dir / f"{gw['name']}.log").read_text(encoding="utf-8", errors="replace")
+    engines = [d["engine"] for d in rigctl.plugin_engine_lines(log)]
+    try:
+        with open(f"/proc/{gw['pid']}/maps", encoding="utf-8", errors="replace") as f:
+            mapped = any("_pyext" in line for line in f)
+    except OSError:
+        mapped = False
+    return engines, mapped
+
+
 def main() -> int:
+    rigctl.stop_on_sigterm()
     engine = os.environ.get("RATE_LIMITER_ENGINE", "auto") or "auto"
+    expected = "python" if engine == "python" else "go"
     opts = rigctl.RigOptions(
         engines=[engine], backend="memory", algorithm="fixed_window", by_user=LIMIT, users=2, teams=1,
-        fail_mode="open",
+        fail_mode="open", gateway_log_level="INFO",  # INFO: the plugin's start-up line names its engine
     )  # fmt: skip
-    print(f"demo: starting one gateway (RATE_LIMITER_ENGINE={engine}) with the plugin, memory backend, by_user {LIMIT}")
+    print(
+        f"demo: starting one gateway ({rigctl.versions_text(rigctl.installed_versions())}, "
+        f"RATE_LIMITER_ENGINE={engine}) with the plugin, memory backend, by_user {LIMIT}"
+    )
     t0 = time.monotonic()
     try:
         run_dir = rigctl.up(opts)
@@ -65,29 +91,51 @@ def main() -> int:
         print(f"demo: gateway up in {time.monotonic() - t0:.0f} s at {rig['gateways'][0]['url']}; plugin config:")
         print("      " + json.dumps(rig["plugin_config"]))
         alice, bob = rig["users"][0], rig["users"][1]
+        # A fixed window: start with enough of the minute left that user A's calls share one window.
+        left = WINDOW_S - time.time() % WINDOW_S
+        if left < 15:
+            print(f"demo: waiting {left:.0f} s for the next {WINDOW_S} s window")
+            time.sleep(left + 0.1)
         refused = False
+        admitted = 0
         n = 0
         while n < MAX_CALLS - 1 and not refused:
             n += 1
             status, body, headers = call(rig, alice, n)
             show(n, "user A", status, headers, body)
             refused = status == 429
+            admitted += status == 200
         n += 1
         status, body, headers = call(rig, bob, n)
         show(n, "user B", status, headers, body)
-        ok = refused and status == 200
-        pid = rig["gateways"][0]["pid"]
-        try:
-            go = any("_pyext" in line for line in open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace"))
-        except OSError:
-            go = False
-        print(f"demo: engine in the gateway process: {'go (the Go extension is loaded)' if go else 'python'}")
+        engines, mapped = engine_evidence(rig, run_dir)
         print(
-            "demo: "
-            + ("user A was limited after its quota, user B still admitted: per-user limits work in the real gateway"
-               if ok else "unexpected: user A was never limited or user B was refused")
-        )  # fmt: skip
-        return 0 if ok else 1
+            f"demo: plugin instances the gateway built: {len(engines)}, their engines (start-up log lines): "
+            f"{', '.join(engines) or 'none logged'}; Go extension mapped in pid {rig['gateways'][0]['pid']}: "
+            f"{'yes' if mapped else 'no'}"
+        )
+        problems = []
+        if not refused:
+            problems.append(f"user A was never refused in {n - 1} calls")
+        elif admitted != LIMIT_COUNT:
+            problems.append(f"user A was admitted {admitted} times before the 429, the limit is {LIMIT_COUNT}")
+        if status != 200:
+            problems.append(f"user B got HTTP {status}, not 200")
+        if not engines:
+            problems.append("the gateway log has no start-up line of the plugin: which engine ran is unknown")
+        elif any(e != expected for e in engines):
+            problems.append(f"expected every plugin instance on the {expected} engine, the log says {engines}")
+        if mapped != (expected == "go"):
+            problems.append(f"Go extension {'not ' if not mapped else ''}mapped in the gateway, expected {expected}")
+        if problems:
+            print("demo: FAILED: " + "; ".join(problems))
+            return 1
+        print(
+            f"demo: user A was refused after its {LIMIT_COUNT} calls, user B still admitted, and the {expected} engine "
+            f"served every call: per-user limits work in the real gateway "
+            f"{rig.get('versions', {}).get('gateway', '?')}"
+        )
+        return 0
     finally:
         for line in rigctl.down(run_dir):
             print(f"demo: stopped {line}")

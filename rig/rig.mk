@@ -1,9 +1,11 @@
-# The real-gateway rig: ContextForge 1.0.7 + this plugin, nginx, Redis, locust (rig/README in
-# docs/gateway.md and docs/loadtest.md). Included from the top Makefile; every name is rig- or
-# loadtest-prefixed. Everything runs on 127.0.0.1 with bounded durations and stops by itself,
-# except rig-up (stop it with rig-down).
+# The real-gateway rig: ContextForge (1.1.0 on CPython 3.12 by default) + this plugin, nginx,
+# Redis, locust (rig/README in docs/gateway.md and docs/loadtest.md). Included from the top
+# Makefile; every name is rig- or loadtest-prefixed. Everything runs on 127.0.0.1 with bounded
+# durations and stops by itself, except rig-up (stop it with rig-down).
 #
 # Knobs (environment or make variables), defaults in brackets:
+#   GATEWAY_VERSION [1.1.0]  1.1.0 (CPython 3.12) or 1.0.7 (CPython 3.11); venv rig/.venv-gateway-<version>
+#   RIG_PACKAGE_FROM [wheel]  wheel: `make wheels PYTHONS=<minor>` then pip install of that wheel; source
 #   GW_ENGINES ["go python go"]  RATE_LIMITER_ENGINE per gateway
 #   LT_ALGORITHMS ["fixed_window sliding_window token_bucket"]  for loadtest-correctness
 #   LT_DURATION  seconds of load per test [70 correctness/scale, 30 capacity]
@@ -14,6 +16,8 @@
 
 RIG_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 RIG_PY ?= python3
+GATEWAY_VERSION ?= 1.1.0
+export GATEWAY_VERSION
 RIG_VPY := $(RIG_DIR)/.venv-rig/bin/python
 LT_ALGORITHMS ?= fixed_window sliding_window token_bucket
 LT_REPEAT ?= 2

@@ -11,7 +11,9 @@ rig/run/<timestamp>/ holds generated configs, logs, pids, the shared SQLite data
 rig.json (URLs, tool name, users and their API tokens) for the load tests. Only processes recorded
 in its pids.json are ever signalled, and only after checking their command line.
 
-Standard library only, so any python3 can run it; the gateway runs from rig/.venv-gateway.
+Standard library only, so any python3 can run it; the gateway runs from
+rig/.venv-gateway-<GATEWAY_VERSION> (default 1.1.0; `GATEWAY_VERSION=1.0.7` for the older one), or
+from the venv named by RIG_GATEWAY_VENV.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -35,7 +38,9 @@ from typing import Any
 RIG_DIR = Path(__file__).resolve().parent
 REPO_DIR = RIG_DIR.parent
 RUN_ROOT = RIG_DIR / "run"
-GATEWAY_VENV = Path(os.environ.get("RIG_GATEWAY_VENV", RIG_DIR / ".venv-gateway"))
+DEFAULT_GATEWAY_VERSION = "1.1.0"
+GATEWAY_VERSION = os.environ.get("GATEWAY_VERSION") or DEFAULT_GATEWAY_VERSION
+GATEWAY_VENV = Path(os.environ.get("RIG_GATEWAY_VENV") or RIG_DIR / f".venv-gateway-{GATEWAY_VERSION}")
 GATEWAY_PY = GATEWAY_VENV / "bin" / "python"
 
 ADMIN_EMAIL = "admin@rig.example"
@@ -204,6 +209,36 @@ def rig_password() -> str:
         pw = "Rig-" + secrets.token_urlsafe(18) + "-9x"
         if not _has_run_of_three(pw) and any(ch.islower() for ch in pw) and any(ch.isupper() for ch in pw):
             return pw
+
+
+def installed_versions(venv: Path | None = None) -> dict[str, str]:
+    """What the gateway venv really has: CPython and the versions of the gateway, mcp, cpex and this
+    package, read from its dist-info directories (so a result names what ran, not what was meant)."""
+    venv = venv or GATEWAY_VENV
+    out: dict[str, str] = {}
+    wanted = {"mcp_contextforge_gateway": "gateway", "mcp": "mcp", "cpex": "cpex", "rate_limiter_go": "rate_limiter_go"}
+    for site in sorted(venv.glob("lib/python3.*/site-packages")):
+        out["python"] = site.parent.name.removeprefix("python")
+        for d in site.glob("*.dist-info"):
+            name, _, version = d.name.removesuffix(".dist-info").rpartition("-")
+            key = wanted.get(name.lower().replace("-", "_"))
+            if key:
+                out[key] = version
+    cfg = venv / "pyvenv.cfg"
+    if cfg.exists():
+        for line in cfg.read_text().splitlines():
+            k, _, v = line.partition("=")
+            if k.strip() in ("version", "version_info"):
+                out["python"] = v.strip()
+    return out
+
+
+def versions_text(v: dict[str, str]) -> str:
+    """'gateway 1.1.0 on CPython 3.12.1 (mcp 2.3.0, cpex 0.1.4)'."""
+    return (
+        f"gateway {v.get('gateway', '?')} on CPython {v.get('python', '?')} "
+        f"(mcp {v.get('mcp', '?')}, cpex {v.get('cpex', '?')}, rate_limiter_go {v.get('rate_limiter_go', '?')})"
+    )
 
 
 def _cmdline(pid: int) -> str:
@@ -380,6 +415,22 @@ http {{
 """
 
 
+def _secret_env(sec: dict[str, str]) -> dict[str, str]:
+    """The secrets and passwords of a run, for the gateways and for create_jwt_token (which loads the
+    same settings). Gateway 1.1.0 refuses, at start and in every tool that loads its settings, any
+    password shorter than 12 characters or known-weak (its default DEFAULT_USER_PASSWORD included),
+    and secrets that are short or low in entropy; 1.0.7 refuses weak secrets. All are random here."""
+    return {
+        "JWT_SECRET_KEY": sec["jwt"],
+        "AUTH_ENCRYPTION_SECRET": sec["enc"],
+        "BASIC_AUTH_USER": "admin",
+        "BASIC_AUTH_PASSWORD": sec["admin_password"],
+        "PLATFORM_ADMIN_EMAIL": ADMIN_EMAIL,
+        "PLATFORM_ADMIN_PASSWORD": sec["admin_password"],
+        "DEFAULT_USER_PASSWORD": sec["default_user_password"],
+    }
+
+
 def _gateway_env(
     opts: RigOptions, i: int, port: int, engine: str, secrets_: dict[str, str], paths: dict[str, str]
 ) -> dict[str, str]:
@@ -391,12 +442,7 @@ def _gateway_env(
             "MCG_HOST": "127.0.0.1",
             "MCG_PORT": str(port),
             "DATABASE_URL": f"sqlite:///{paths['db']}",
-            "JWT_SECRET_KEY": secrets_["jwt"],
-            "AUTH_ENCRYPTION_SECRET": secrets_["enc"],
-            "BASIC_AUTH_USER": "admin",
-            "BASIC_AUTH_PASSWORD": secrets_["admin_password"],
-            "PLATFORM_ADMIN_EMAIL": ADMIN_EMAIL,
-            "PLATFORM_ADMIN_PASSWORD": secrets_["admin_password"],
+            **_secret_env(secrets_),
             "PLUGINS_ENABLED": "true" if opts.plugin != "none" else "false",
             "PLUGINS_CONFIG_FILE": paths["plugins_yaml"],
             "PLUGINS_FAIL_ON_PLUGIN_ERROR": "true",
@@ -427,7 +473,7 @@ def _gateway_env(
 
 def _admin_token(sec: dict[str, str], cwd: Path) -> str:
     # The tool loads the gateway's settings, which refuse placeholder secrets: give it the run's.
-    env = {"PATH": os.environ.get("PATH", ""), "JWT_SECRET_KEY": sec["jwt"], "AUTH_ENCRYPTION_SECRET": sec["enc"]}
+    env = {"PATH": os.environ.get("PATH", ""), **_secret_env(sec)}
     out = subprocess.run(
         [str(GATEWAY_PY), "-m", "mcpgateway.utils.create_jwt_token", "--username", ADMIN_EMAIL, "--exp", "600",
          "--admin", "--secret", sec["jwt"]],
@@ -514,6 +560,7 @@ def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> No
         "jwt": secrets.token_urlsafe(48),
         "enc": secrets.token_urlsafe(48),
         "admin_password": rig_password(),
+        "default_user_password": rig_password(),
     }
     user_password = rig_password()
     base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
@@ -586,11 +633,31 @@ def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> No
         "plugin_config": opts.plugin_config(redis_url) if opts.plugin == "rate_limiter" else None,
         "engines": opts.engines,
         "admin_token": admin_token,
+        "versions": installed_versions(),
         **prov,
     }
     rig_json = d / "rig.json"
     rig_json.write_text(json.dumps(rig, indent=1))
     os.chmod(rig_json, 0o600)
+
+
+ENGINE_LINE = re.compile(r"rate limiter (?P<plugin>\S+): engine=(?P<engine>\w+) backend=(?P<backend>\w+)")
+
+
+def plugin_engine_lines(log_text: str) -> list[dict[str, str]]:
+    """The plugin's start-up INFO lines in a gateway log ("rate limiter <name>: engine=go backend=...",
+    python/rate_limiter_go/plugin.py, initialize): one per plugin instance the gateway initialised."""
+    return [m.groupdict() for m in ENGINE_LINE.finditer(log_text)]
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so `finally: down(...)` runs when make or a CI timeout stops a driver
+    (the rig's processes run in their own sessions and would outlive it otherwise)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def load_rig(run_dir: Path | None = None) -> dict[str, Any]:

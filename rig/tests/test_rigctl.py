@@ -47,7 +47,7 @@ def test_memory_backend_gets_no_redis_url():
 
 def test_gateway_env_disables_the_gateways_own_limiter_and_sets_the_engine():
     opts = rigctl.RigOptions()
-    sec = {"jwt": "j" * 48, "enc": "e" * 48, "admin_password": "p"}
+    sec = {"jwt": "j" * 48, "enc": "e" * 48, "admin_password": "p", "default_user_password": "d"}
     paths = {"db": "/x/gateway.db", "plugins_yaml": "/x/plugins.yaml", "gateway_redis_url": "redis://127.0.0.1:1/1"}
     env = rigctl._gateway_env(opts, 0, 4444, "python", sec, paths)
     assert env["RATE_LIMITING_ENABLED"] == "false"
@@ -68,3 +68,37 @@ def test_passwords_avoid_the_gateways_sequence_rule():
         pw = rigctl.rig_password()
         assert not rigctl._has_run_of_three(pw)
         assert any(c.isupper() for c in pw) and any(c.islower() for c in pw) and any(c.isdigit() for c in pw)
+
+
+def test_every_password_and_secret_passes_gateway_1_1_0_rules():
+    # 1.1.0: passwords >= 12 characters (password_min_length_user), DEFAULT_USER_PASSWORD included
+    sec = {"jwt": "j" * 64, "enc": "e" * 64, "admin_password": rigctl.rig_password(),
+           "default_user_password": rigctl.rig_password()}  # fmt: skip
+    env = rigctl._secret_env(sec)
+    for key in ("BASIC_AUTH_PASSWORD", "PLATFORM_ADMIN_PASSWORD", "DEFAULT_USER_PASSWORD"):
+        assert len(env[key]) >= 12, key
+    for _ in range(50):
+        pw = rigctl.rig_password()
+        assert len(pw) >= 12 and not rigctl._has_run_of_three(pw)
+
+
+def test_plugin_engine_lines_are_read_from_a_json_gateway_log():
+    log = (
+        '{"name": "rate_limiter_go.plugin", "levelname": "INFO", "message": "rate limiter RateLimiter: engine=go '
+        'backend=memory algorithm=fixed_window dimensions=user fail_mode=open"}\n'
+        '{"message": "something else"}\n'
+        "INFO rate limiter RL2: engine=python backend=redis algorithm=token_bucket dimensions=user fail_mode=closed\n"
+    )
+    assert rigctl.plugin_engine_lines(log) == [
+        {"plugin": "RateLimiter", "engine": "go", "backend": "memory"},
+        {"plugin": "RL2", "engine": "python", "backend": "redis"},
+    ]
+
+
+def test_installed_versions_reads_dist_info(tmp_path):
+    site = tmp_path / "lib" / "python3.12" / "site-packages"
+    for d in ("mcp_contextforge_gateway-1.1.0", "mcp-2.3.0", "cpex-0.1.4", "rate_limiter_go-0.1.0", "other-1"):
+        (site / f"{d}.dist-info").mkdir(parents=True)
+    (tmp_path / "pyvenv.cfg").write_text("home = /x\nversion = 3.12.1\n")
+    v = rigctl.installed_versions(tmp_path)
+    assert v == {"python": "3.12.1", "gateway": "1.1.0", "mcp": "2.3.0", "cpex": "0.1.4", "rate_limiter_go": "0.1.0"}
