@@ -1,12 +1,16 @@
 # rate_limiter_go: build, lint and test.  `make test` is what CI runs
 # (.ci/run).  Every target prints what it does and can be re-run.
 #
-# Dev loop: the venv has the package installed EDITABLE (pip install -e .,
-# with RATE_LIMITER_GO_NATIVE=skip so pip does not build Go), so Python
-# edits are live, and `make build` regenerates the Go extension in place in
-# python/rate_limiter_go/_goext, where the editable install finds it.
-# `make wheel-check` exercises the real, non-editable `pip install .` path
-# (setup.py runs the same tools/build_native.py) into a throwaway venv.
+# What `make test` tests is what users install: `make wheels` builds the
+# sdist and, from it, a manylinux wheel per CPython in PYTHONS; the Python
+# suite runs on each wheel (test-py), and each wheel is installed without any
+# toolchain (test-wheels).
+#
+# Dev loop: .venv (CPython 3.11) has the package installed EDITABLE (pip
+# install -e ., RATE_LIMITER_GO_NATIVE=skip so pip does not build Go), so
+# Python edits are live, and `make build` regenerates the Go extension in
+# place in python/rate_limiter_go/_goext; `make test-py-dev` runs the suite
+# there.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -15,22 +19,32 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 export GOFLAGS ?= -buildvcs=false
 
-# CPython 3.11 from pyenv (shared libpython); override with PYTHON311=...
-PYTHON311 ?= $(shell p=$$(pyenv prefix 3.11 2>/dev/null | head -n1); \
-	if [ -n "$$p" ] && [ -x "$$p/bin/python3.11" ]; then echo "$$p/bin/python3.11"; else command -v python3.11; fi)
+# The CPython versions we ship a wheel for and test (requires-python in
+# pyproject.toml says the same).  python_for,X.Y is the interpreter used for
+# X.Y: $(PYTHON3YY) if set (e.g. PYTHON312=/opt/py/bin/python3.12), else
+# pyenv's, else pythonX.Y on PATH.  The dev venv uses 3.11.
+PYTHONS_RELEASE := 3.11 3.12 3.13
+PYTHONS ?= $(PYTHONS_RELEASE)
+# where `make wheels` writes the sdist and the wheels, and test-py reads them
+DIST ?= dist
+python_for = $(or $(PYTHON$(subst .,,$(1))),$(shell p=$$(pyenv prefix $(1) 2>/dev/null | head -n1); \
+	if [ -n "$$p" ] && [ -x "$$p/bin/python$(1)" ]; then echo "$$p/bin/python$(1)"; else command -v python$(1); fi))
+PYTHON311 := $(call python_for,3.11)
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 ENGINES ?= python go
 PYTEST_ARGS ?= -q
+# tests_py/wheels tests the built wheels (make test-wheels), once, not per engine
+PYTEST_SUITE := tests_py --ignore=tests_py/wheels
 RUFF_PATHS := $(wildcard python tests_py tools examples setup.py)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps-system venv build lint test-go test-py test-rig test demo demo-framework wheel-check clean distclean
+.PHONY: help deps-system venv build wheels lint test-go test-py test-py-dev test-wheels test-rig test demo demo-framework clean distclean
 
 help:
-	@echo "targets: deps-system venv build lint test-go test-py test-rig test demo demo-framework wheel-check clean distclean"
+	@echo "targets: deps-system venv build wheels lint test-go test-py test-py-X.Y test-py-dev test-wheels test-rig test demo demo-framework clean distclean"
 	@echo "  bench bench-ab bench-ab-quick | chaos | rig-up rig-down demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale"
-	@echo "  ENGINES='$(ENGINES)'  PYTHON311=$(PYTHON311)  VENV=$(VENV)"
+	@echo "  PYTHONS='$(PYTHONS)'  ENGINES='$(ENGINES)'  DIST=$(DIST)  SKIP_WHEELS=$(SKIP_WHEELS)  VENV=$(VENV)"
 
 # System packages.  redis-server is installed but NOT started: the tests run
 # their own private redis-server on free ports.  A temporary policy-rc.d
@@ -86,22 +100,64 @@ test-go:
 	@echo "test-go: go test -race ./..."
 	go test -race ./...
 
-# Each engine in ENGINES runs the whole Python suite.  pytest exit code 5
-# (no tests collected) is a failure, reported explicitly.
-test-py: $(if $(filter go,$(ENGINES)),build,venv)
-	@for e in $(ENGINES); do \
-		echo "test-py: RATE_LIMITER_ENGINE=$$e $(VPY) -m pytest tests_py $(PYTEST_ARGS)"; \
-		rc=0; RATE_LIMITER_ENGINE=$$e $(VPY) -m pytest tests_py $(PYTEST_ARGS) || rc=$$?; \
-		if [ $$rc = 5 ]; then echo "test-py: FAILED: pytest collected no tests (exit 5) with RATE_LIMITER_ENGINE=$$e"; fi; \
-		if [ $$rc != 0 ]; then echo "test-py: FAILED (exit $$rc) with RATE_LIMITER_ENGINE=$$e"; exit $$rc; fi; \
+# dist/: the sdist and one auditwheel-repaired manylinux wheel per version in
+# PYTHONS, each built from the sdist (tools/build_wheels.py).  With every
+# released version it also regenerates the wheels table of docs/build.md.
+wheels: venv
+	@echo "wheels: sdist + wheels for CPython $(PYTHONS) -> $(DIST)/"
+	PATH="$(abspath $(VENV)/bin):$$PATH" $(VPY) tools/build_wheels.py --dist $(DIST) \
+		$(foreach v,$(PYTHONS),--interpreter $(v)=$(call python_for,$(v))) \
+		$(if $(filter $(PYTHONS_RELEASE),$(PYTHONS)),$(if $(filter-out $(PYTHONS),$(PYTHONS_RELEASE)),,--doc),)
+
+# The Python suite, once per version in PYTHONS and engine in ENGINES, against
+# that version's wheel from dist/ installed (not editable) into
+# .build/test-venv-X.Y with the pins of requirements-dev.txt.  conftest.py
+# fails the run when RATE_LIMITER_ENGINE=go cannot load the Go engine.
+# SKIP_WHEELS=1 tests the wheels already in dist/ (dev loop; CI builds them).
+# pytest exit code 5 (no tests collected) is a failure, reported explicitly.
+test-py: $(addprefix test-py-,$(PYTHONS))
+
+test-py-%: $(if $(SKIP_WHEELS),,wheels)
+	@v=$*; tag=cp$(subst .,,$*); venv=.build/test-venv-$$v; \
+	whl=$$(ls $(DIST)/rate_limiter_go-*-$$tag-$$tag-*manylinux*.whl); \
+	if [ ! -f $$venv/.deps ] || [ requirements-dev.txt -nt $$venv/.deps ]; then \
+		echo "test-py-$$v: $$venv from $(call python_for,$*) with requirements-dev.txt"; \
+		rm -rf $$venv; $(call python_for,$*) -m venv $$venv; \
+		$$venv/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt; touch $$venv/.deps; \
+	fi; \
+	echo "test-py-$$v: pip install $$whl"; \
+	$$venv/bin/pip install --disable-pip-version-check -q --force-reinstall --no-deps $$whl; \
+	$$venv/bin/pip check --disable-pip-version-check; \
+	for e in $(ENGINES); do \
+		echo "test-py-$$v: RATE_LIMITER_ENGINE=$$e $$venv/bin/python -m pytest $(PYTEST_SUITE) $(PYTEST_ARGS)"; \
+		rc=0; RATE_LIMITER_ENGINE=$$e $$venv/bin/python -m pytest $(PYTEST_SUITE) $(PYTEST_ARGS) || rc=$$?; \
+		if [ $$rc = 5 ]; then echo "test-py-$$v: FAILED: pytest collected no tests (exit 5) with RATE_LIMITER_ENGINE=$$e"; fi; \
+		if [ $$rc != 0 ]; then echo "test-py-$$v: FAILED (exit $$rc) with RATE_LIMITER_ENGINE=$$e"; exit $$rc; fi; \
 	done
+
+# The dev loop: the suite on the editable .venv (CPython 3.11) with the
+# extension `make build` puts into python/rate_limiter_go/_goext.
+test-py-dev: $(if $(filter go,$(ENGINES)),build,venv)
+	@for e in $(ENGINES); do \
+		echo "test-py-dev: RATE_LIMITER_ENGINE=$$e $(VPY) -m pytest $(PYTEST_SUITE) $(PYTEST_ARGS)"; \
+		RATE_LIMITER_ENGINE=$$e $(VPY) -m pytest $(PYTEST_SUITE) $(PYTEST_ARGS); \
+	done
+
+# Each wheel in dist/ into a fresh venv whose PATH has no Go, gcc or
+# pybindgen; RATE_LIMITER_ENGINE=go must load the Go engine and limit
+# (tests_py/wheels/test_wheel_install.py).
+test-wheels: $(if $(SKIP_WHEELS),,wheels)
+	@echo "test-wheels: pip install of each wheel in $(DIST)/ without a toolchain"
+	env -u RATE_LIMITER_ENGINE WHEEL_DIST=$(abspath $(DIST)) \
+		WHEEL_PYTHONS="$(foreach v,$(PYTHONS),$(v)=$(call python_for,$(v)))" \
+		$(VPY) -m pytest tests_py/wheels $(PYTEST_ARGS)
 
 # The rig's own unit tests (response classifier, verdict arithmetic): pytest only.
 test-rig: venv
 	@echo "test-rig: $(VPY) -m pytest -c rig/pytest.ini rig/tests"
 	$(VPY) -m pytest -q -c rig/pytest.ini rig/tests
 
-test: deps-system venv build lint test-go test-py test-rig
+test: deps-system venv lint test-go test-py test-wheels test-rig
 	@echo "test: all passed"
 
 # The main job: the real ContextForge gateway (pip-installed with this
@@ -111,18 +167,6 @@ demo: demo-gateway
 
 demo-framework: build
 	$(VPY) examples/demo.py
-
-# Non-editable install from this tree into a throwaway venv (setup.py builds
-# the Go engine); checks the wheel ships the .so, the wrappers and the Lua.
-wheel-check: venv
-	@echo "wheel-check: pip install . into .build/wheel-venv"
-	rm -rf .build/wheel-venv
-	$(PYTHON311) -m venv .build/wheel-venv
-	RATE_LIMITER_GO_NATIVE=require .build/wheel-venv/bin/pip install --disable-pip-version-check -q .
-	cd /tmp && $(abspath .build/wheel-venv/bin/python) -c 'import importlib.resources as r, rate_limiter_go._native as n; \
-		assert n.native_available(), n.native_unavailable_reason(); m = n.load_native(); assert m.ABIVersion() >= 1; \
-		lua = sorted(p.name for p in r.files("rate_limiter_go").joinpath("lua").iterdir()); assert lua, lua; \
-		print("wheel-check: ok, ABIVersion", m.ABIVersion(), "lua", lua)'
 
 clean:
 	@echo "clean: build outputs (keeps $(VENV))"

@@ -17,6 +17,12 @@
 * ``make_engine_sync``: the same for synchronous tests (memory backend only).
 * autouse: the process-wide memory stores (Python registry, and the Go engine's
   when it exists) are emptied around every test.
+* ``PACKAGE_PARENT``: the directory this process imports ``rate_limiter_go``
+  from (an installed wheel under ``make test-py``, ``python/`` in the dev
+  venv); subprocess scripts put it first on their path.
+* Session checks: with ``RATE_LIMITER_ENGINE=go`` the run fails at once when
+  the Go engine cannot load, and at the end unless the Go runtime ran in this
+  process and a freshly built plugin answered from the Go engine.
 
 Tests cite docs/semantics.md by § number.
 """
@@ -36,10 +42,56 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rate_limiter_go
 import redis
+from rate_limiter_go import _native
 from rate_limiter_go.config import parse_config
 from rate_limiter_go.engine import Engine
 from rate_limiter_go.engine_python.memory import reset_registry
+
+#: Where ``import rate_limiter_go`` comes from in this run (see the module docstring).
+PACKAGE_PARENT = Path(rate_limiter_go.__file__).resolve().parent.parent
+
+
+def _engine_requested() -> str:
+    return os.environ.get("RATE_LIMITER_ENGINE", "").strip().lower() or "auto"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return (
+        f"rate_limiter_go {rate_limiter_go.__version__} from {PACKAGE_PARENT}; "
+        f"RATE_LIMITER_ENGINE={_engine_requested()}; Go extension: "
+        f"{_native.native_unavailable_reason() or 'present'}"
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _engine_requested() == "go" and not _native.native_available():
+        pytest.exit(f"RATE_LIMITER_ENGINE=go but the Go engine is unavailable: "
+                    f"{_native.native_unavailable_reason()}", returncode=1)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A `go` run that never reached the Go engine is a failed run, whatever the tests said."""
+    if _engine_requested() != "go" or session.testscollected == 0:
+        return
+    problem = None
+    if _native.loaded_in_pid() != os.getpid():
+        problem = "the Go runtime never started in this test process"
+    else:
+        from plugin_helpers import call_tool, make_plugin
+
+        plugin = make_plugin({"by_user": "1/h"})
+        if plugin.engine.name != "go":
+            problem = f"a plugin built now runs the {plugin.engine.name!r} engine"
+        else:
+            outcomes = [asyncio.run(call_tool(plugin)).continue_processing for _ in range(2)]
+            if outcomes != [True, False]:
+                problem = f"the Go engine answered {outcomes} to two calls under a 1/h limit"
+    if problem:
+        session.config.get_terminal_writer().line(f"RATE_LIMITER_ENGINE=go: FAILED: {problem}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 #: 2027-01-15T08:00:00Z in µs: a realistic epoch, aligned to every window
 #: (1 s, 60 s, 3600 s), and in the future so Redis PEXPIREAT keeps test state.

@@ -17,13 +17,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import EPOCH_US
+from conftest import EPOCH_US, PACKAGE_PARENT
 from go_helpers import require_go_engine, reset_go_memory_stores
 from rate_limiter_go import _native
 from rate_limiter_go.config import parse_config
 from rate_limiter_go.engine import EngineError
-
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +47,7 @@ def redis_engine(cls: type, url: str, rate: str = "3/m", **extra: Any) -> Any:
 
 def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run code in a fresh interpreter (the Go runtime starts once per process)."""
-    env = dict(os.environ, PYTHONPATH=PYTHON_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_PARENT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, env=env
     )

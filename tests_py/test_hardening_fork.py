@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import PACKAGE_PARENT, free_port
 from go_helpers import require_go_engine
 from plugin_helpers import unique_name
 
@@ -90,7 +90,7 @@ def fork_probe() -> dict[str, Any]:
     if ENGINE == "python":
         pytest.skip("the probe sets its engines itself; it runs in the RATE_LIMITER_ENGINE=go (or auto) pass")
     proc = subprocess.run(
-        [sys.executable, "-c", _FORK_PROBE, str(ROOT / "python"), str(ROOT / "tests_py"), str(CHILD_TIMEOUT_S)],
+        [sys.executable, "-c", _FORK_PROBE, str(PACKAGE_PARENT), str(ROOT / "tests_py"), str(CHILD_TIMEOUT_S)],
         capture_output=True, text=True, timeout=CHILD_TIMEOUT_S + 60,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -124,7 +124,7 @@ class Gunicorn:
         self.port = free_port()
         env = dict(os.environ, RL_CONFIG=json.dumps(config), RL_WARMUP="1" if warmup else "0",
                    RL_SERVE_DELAY_MS="40",  # keeps a sync worker busy so the others get requests too
-                   PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT / "tools")]))
+                   PYTHONPATH=os.pathsep.join([str(PACKAGE_PARENT), str(ROOT / "tools")]))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--preload", "--workers", "4", "--bind", f"127.0.0.1:{self.port}",
              "--timeout", "20", "--graceful-timeout", "3", "--log-level", "warning", "chaos_gunicorn_app:app"],

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PACKAGE_PARENT
 from go_helpers import require_go_engine
 from rate_limiter_go.keys import escape_identity
 
@@ -95,7 +96,7 @@ def scenario_output(redis_url: str) -> tuple[str, dict[str, int]]:
     from conftest import free_port
 
     proc = subprocess.run(
-        [sys.executable, "-c", _SCENARIO, str(ROOT / "python"), str(ROOT / "tests_py"),
+        [sys.executable, "-c", _SCENARIO, str(PACKAGE_PARENT), str(ROOT / "tests_py"),
          json.dumps([USERS, TENANTS, TOOLS]), redis_url, str(free_port())],
         capture_output=True, text=True, timeout=180, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -154,7 +155,7 @@ def test_backend_errors_are_rate_limited_in_all_output(engine: str) -> None:
     from conftest import free_port
 
     proc = subprocess.run(
-        [sys.executable, "-c", _OUTAGE, str(ROOT / "python"), str(ROOT / "tests_py"), engine, str(free_port())],
+        [sys.executable, "-c", _OUTAGE, str(PACKAGE_PARENT), str(ROOT / "tests_py"), engine, str(free_port())],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import free_port
+from conftest import PACKAGE_PARENT, free_port
 from plugin_helpers import call_tool, make_plugin, unique_name
 from rate_limiter_go.config import ConfigError
 
@@ -200,7 +200,7 @@ def _run_with_trust_store(config: dict[str, Any], bundle: Path | None) -> dict[s
     if bundle is not None:
         env["SSL_CERT_FILE"] = str(bundle)
     proc = subprocess.run(
-        [sys.executable, "-c", _SUBPROCESS, str(ROOT / "python"), str(ROOT / "tests_py"), json.dumps(config)],
+        [sys.executable, "-c", _SUBPROCESS, str(PACKAGE_PARENT), str(ROOT / "tests_py"), json.dumps(config)],
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

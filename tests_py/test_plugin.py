@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import rate_limiter_go
+from conftest import PACKAGE_PARENT
 from plugin_helpers import (
     ALGORITHMS,
     BLOCKED_HEADERS,
@@ -39,7 +39,6 @@ from rate_limiter_go.engines import ENGINE_ENV, EngineUnavailableError, requeste
 HOUR_US = 3_600_000_000
 LIMIT = 3
 
-REPO_PYTHON = Path(rate_limiter_go.__file__).resolve().parent.parent
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -310,7 +309,7 @@ def _package_without_go(tmp_path: Path) -> Path:
     """A copy of the rate_limiter_go package without the built Go extension (_goext)."""
     dest = tmp_path / "site"
     shutil.copytree(
-        REPO_PYTHON / "rate_limiter_go",
+        PACKAGE_PARENT / "rate_limiter_go",
         dest / "rate_limiter_go",
         ignore=shutil.ignore_patterns("_goext", "__pycache__"),
     )

@@ -12,7 +12,8 @@ both run it.  Steps:
    (`tool` lines) into .build/bin  (gopy calls `goimports` from PATH).
 3. `gopy build -vm=<python> -name=pyext ./pyext` into .build/gopy
    (must be inside the Go module: gopy runs `go build -mod=mod` there;
-   a leading '.' keeps it out of `./...` patterns).
+   a leading '.' keeps it out of `./...` patterns), with -dynamic-link so
+   the extension does not link libpython (checked after the build).
 4. copy only the files needed at run time into
    python/rate_limiter_go/_goext/ : __init__.py, pyext.py, go.py and the
    single c-shared library _pyext.<EXT_SUFFIX>.  pyext.py/go.py are
@@ -133,6 +134,11 @@ def gopy_build(go: str, python: str, env: dict[str, str]) -> str:
             os.path.join(BIN, "gopy"),
             "build",
             f"-vm={python}",
+            # Link the extension WITHOUT libpython: the interpreter that loads it
+            # provides the Python symbols, as for any CPython extension.  Needed
+            # for manylinux wheels (auditwheel refuses libpython) and for
+            # statically linked interpreters.
+            "-dynamic-link=true",
             f"-output={os.path.relpath(GOPY_OUT, ROOT)}",
             f"-name={MODULE_NAME}",
             GO_PACKAGE,
@@ -147,6 +153,19 @@ def gopy_build(go: str, python: str, env: dict[str, str]) -> str:
     if not os.path.exists(so):
         raise RuntimeError(f"gopy did not produce {sofile}; files: {sorted(os.listdir(GOPY_OUT))}")
     return sofile
+
+
+def check_no_libpython(so: str) -> None:
+    """Fail if the extension links libpython (see gopy_build's -dynamic-link)."""
+    readelf = shutil.which("readelf")
+    if readelf is None:  # binutils come with gcc, which cgo needed; be lenient anyway
+        log("readelf not found: skipped the libpython link check")
+        return
+    out = subprocess.run([readelf, "-d", so], check=True, capture_output=True, text=True).stdout
+    needed = [line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+    if any(n.startswith("libpython") for n in needed):
+        raise RuntimeError(f"{os.path.basename(so)} links libpython ({needed}); gopy -dynamic-link did not apply")
+    log(f"{os.path.basename(so)} needs only {needed}")
 
 
 def install_runtime_files(sofile: str) -> None:
@@ -202,6 +221,7 @@ def main() -> int:
     check_pybindgen(python)
     build_tools(go, env)
     sofile = gopy_build(go, python, env)
+    check_no_libpython(os.path.join(GOPY_OUT, sofile))
     install_runtime_files(sofile)
     if not args.no_smoke:
         smoke(python)
