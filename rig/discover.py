@@ -36,15 +36,22 @@ from report import REPO, environment_line, table, update_section  # noqa: E402
 
 DOC = REPO / "docs" / "gateway.md"
 HEADING = "## Measured by rig/discover.py"
+RAW_DIR = REPO / "docs" / "gateway-results"  # raw results beside docs/gateway.md: discover-<version>.json
+RAW: dict[str, Any] = {}  # what each phase measured, written to RAW_DIR with the doc section
 
 
 def h(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
-def rpc(base: str, token: str, method: str, params: dict, path: str = "/rpc"):
+MCP_ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+def rpc(base: str, token: str, method: str, params: dict, path: str = "/rpc", headers: dict | None = None):
     payload = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-    return rigctl.http_json("POST", base + path, payload, token)
+    if path != "/rpc":
+        headers = {**MCP_ACCEPT, **(headers or {})}
+    return rigctl.http_json("POST", base + path, payload, token, headers=headers)
 
 
 def with_rig(opts: rigctl.RigOptions, fn):
@@ -60,41 +67,128 @@ def probe_records(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
 
 
+def virtual_server(base: str, admin: str, tool_name: str) -> str | None:
+    """Create a public virtual server exposing the tool; its id, or None if the gateway refused."""
+    st, tools, _ = rigctl.http_json("GET", base + "/tools", None, admin)
+    tool_id = next(t["id"] for t in tools if t["name"] == tool_name)
+    doc = {"server": {"name": "rigvs", "associated_tools": [tool_id]}, "visibility": "public"}
+    st, server, _ = rigctl.http_json("POST", base + "/servers", doc, admin)
+    return server["id"] if st in (200, 201) and isinstance(server, dict) else None
+
+
+def mcp_session(base: str, token: str, server_id: str) -> dict[str, str]:
+    """initialize on /servers/<id>/mcp; the headers later calls need (session id if the gateway gave one)."""
+    init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "rig", "version": "0"}}
+    _, _, hdr = rpc(base, token, "initialize", init, path=f"/servers/{server_id}/mcp")
+    return {"Mcp-Session-Id": hdr["mcp-session-id"]} if "mcp-session-id" in hdr else {}
+
+
 def contexts(rebuild_wait_s: int) -> list[str]:
     def body(rig: dict[str, Any], run_dir: Path) -> list[str]:
         base, admin, user = rig["gateways"][0]["url"], rig["admin_token"], rig["users"][0]
-        for _ in range(3):
-            rpc(base, user["token"], "tools/call", {"name": rig["tool"], "arguments": {}})
-        rpc(base, user["token"], "prompts/get", {"name": rig["prompt"], "arguments": {"name": "x"}})
-        rpc(base, admin, "tools/call", {"name": rig["tool"], "arguments": {}})
+        t_up = time.time()
+        at_start = [r for r in probe_records(run_dir) if r["event"] == "init"]
+        vs = virtual_server(base, admin, rig["tool"])
+        st, gws, _ = rigctl.http_json("GET", base + "/gateways", None, admin)
+        upstream_id = next((g["id"] for g in gws if g.get("name") == rigctl.TOOL_SERVER_NAME), "") if st == 200 else ""
+        st, tools, _ = rigctl.http_json("GET", base + "/tools", None, admin)
+        tool = next(t for t in tools if t["name"] == rig["tool"])
+        tool_team = tool.get("teamId") or tool.get("team_id")  # the REST API answers in camelCase
+        sent: dict[str, str] = {}  # hash of each X-Request-ID sent -> what the call was
+
+        labels: dict[str, str] = {}  # probe-call-<n> -> what the call was
+        response_ids: dict[str, str] = {}  # hash of a request/correlation id header of a response -> call
+
+        def call(what: str, token: str, method: str, path: str = "/rpc", extra: dict | None = None) -> None:
+            label = f"probe-call-{len(labels) + 1}"
+            labels[label] = what
+            rid = f"rig-{label}-{int(time.time() * 1000)}"
+            sent[h(rid)] = what
+            params = (
+                {"name": rig["tool"], "arguments": {"text": label}}
+                if method == "tools/call"
+                else {"name": rig["prompt"], "arguments": {"name": label}}
+            )
+            _, _, hdr = rpc(base, token, method, params, path=path, headers={"X-Request-ID": rid, **(extra or {})})
+            for k in ("x-request-id", "x-correlation-id"):
+                if k in hdr:
+                    response_ids[h(hdr[k])] = f"the response's {k} header"
+
+        call("/rpc tools/call, user token", user["token"], "tools/call")
+        call("/rpc tools/call, user token", user["token"], "tools/call")
+        call("/rpc prompts/get, user token", user["token"], "prompts/get")
+        call("/rpc tools/call, admin JWT", admin, "tools/call")
+        if vs:
+            path = f"/servers/{vs}/mcp"
+            sess = mcp_session(base, user["token"], vs)
+            call("/servers/<id>/mcp tools/call, user token", user["token"], "tools/call", path, sess)
+        n_before_wait = len(probe_records(run_dir))
         time.sleep(rebuild_wait_s)
-        rpc(base, user["token"], "tools/call", {"name": rig["tool"], "arguments": {}})
+        call(f"/rpc tools/call, user token, {rebuild_wait_s} s later", user["token"], "tools/call")
+        # a per-tool binding stored in the gateway's database, for the tool's team
+        binding = "tool has no team: no binding possible"
+        if tool_team:
+            req = {"teams": {tool_team: {"policies": [{
+                "tool_names": [rig["tool"]], "plugin_id": "rig_probe", "mode": "enforce", "priority": 10,
+                "config": {"out": str(run_dir / "probe.jsonl"), "tag": "db-binding"}}]}}}  # fmt: skip
+            st, doc, _ = rigctl.http_json("POST", base + "/v1/tools/plugin_bindings/", req, admin)
+            binding = f"POST /v1/tools/plugin_bindings/: HTTP {st}"
+            if st != 200:
+                binding += f" {str(doc)[:160]}"
+            call("/rpc tools/call, user token, after the binding", user["token"], "tools/call")
         recs = probe_records(run_dir)
-        known = {h(user["email"]): "caller's email", h(user["team"]): "caller's team id",
-                 h(rigctl.ADMIN_EMAIL): "admin's email"}  # fmt: skip
+        team_label = "team id (the caller's and the tool's)" if tool_team == user["team"] else "caller's team id"
+        known = {h(user["email"]): "caller's email", h(user["team"]): team_label,
+                 h(rigctl.ADMIN_EMAIL): "admin's email", h(upstream_id): "upstream gateway id",
+                 h(tool["id"]): "tool id"}  # fmt: skip
+        if vs:
+            known[h(vs)] = "virtual server id"
+        if tool_team:
+            known.setdefault(h(tool_team), "tool's team id")
+
+        def shape(v: dict) -> str:
+            if v["type"] == "None":
+                return "None"
+            if v["type"] == "dict":
+                return "dict: " + ", ".join(f"{k}={known.get(x, '(other)')}" for k, x in v["hashed"].items())
+            return f"{v['type']}: {known.get(v.get('hash', ''), '(other)')}"
+
+        hooks = [r for r in recs if r["event"] in ("tool_pre_invoke", "prompt_pre_fetch")]
         rows = []
-        for r in recs:
-            if r["event"] not in ("tool_pre_invoke", "prompt_pre_fetch"):
-                continue
-            u, t = r["user"], r["tenant_id"]
-            if u["type"] == "dict":
-                ushape = "dict: " + ", ".join(f"{k}={known.get(v, '(other)')}" for k, v in u["hashed"].items())
+        rids = Counter(r["request_id"].get("hash") for r in hooks)
+        for r in hooks:
+            rid = r["request_id"]
+            if rid.get("hash") in sent:
+                rid_text = "the X-Request-ID the client sent"
+            elif rid.get("hash") in response_ids:
+                rid_text = f"{rid['type']}: {response_ids[rid['hash']]}, not the X-Request-ID sent"
             else:
-                ushape = f"{u['type']}: {known.get(u.get('hash', ''), '(other)')}"
-            tshape = "None" if t["type"] == "None" else f"{t['type']}: {known.get(t['hash'], '(other)')}"
-            caller = "admin JWT, no team" if "admin's email" in ushape else "user API token, team-scoped"
-            rows.append([r["event"], r["name"], caller, r["instance"], ushape, tshape])
-        inits = sum(1 for r in recs if r["event"] == "init")
-        shutdowns = sum(1 for r in recs if r["event"] == "shutdown")
-        per_instance = Counter(r["instance"] for r in recs if r["event"] in ("tool_pre_invoke", "prompt_pre_fetch"))
+                rid_text = f"{rid['type']}, not the X-Request-ID sent"
+            rid_text += ", unique" if rids[rid.get("hash")] == 1 else ", shared with another call"
+            rows.append([labels.get(r.get("label") or "", "?"), r["event"], f"{r['instance']} ({r['tag']})",
+                         shape(r["user"]), shape(r["tenant_id"]), shape(r["server_id"]), rid_text])  # fmt: skip
+        RAW["contexts"] = {"calls": labels, "probe_records": recs, "binding": binding, "table": rows,
+                           "known_hashes": known}  # fmt: skip
+        inits = [r for r in recs if r["event"] == "init"]
+        shutdowns = [r for r in recs if r["event"] == "shutdown"]
+        per_instance = Counter(f"{r['instance']} ({r['tag']})" for r in hooks)
+        t0 = min((r["t"] for r in recs), default=t_up)
+        life = ", ".join(
+            f"{r['instance']} ({r['tag']}) at +{r['t'] - t0:.0f} s" for r in inits
+        )
+        ended = ", ".join(f"{r['instance']} at +{r['t'] - t0:.0f} s" for r in shutdowns) or "none"
         return [
-            "**What a plugin receives** (probe plugin; identities compared by SHA-256, never stored):",
-            table(["hook", "name", "caller", "plugin instance", "user", "tenant_id"], rows),
-            f"Plugin instances created: {inits}, shut down: {shutdowns}; hook calls per instance: "
-            f"{dict(per_instance)}. The last call came {rebuild_wait_s} s after the others.",
+            "**What a plugin receives** (probe plugin; each row one hook call, in order; identities compared by "
+            "SHA-256, never stored; every call sent its own `X-Request-ID`; the MCP test server is registered in "
+            "the user's team, so its tool is team-owned):",
+            table(["call", "hook", "plugin instance (tag)", "user", "tenant_id", "server_id", "request_id"], rows),
+            f"Plugin instances built: {len(inits)} ({len(at_start)} already at start-up, before any call): {life}. "
+            f"Shut down: {ended}. Hook calls per instance: {dict(per_instance)}. Probe lines before the "
+            f"{rebuild_wait_s} s wait: {n_before_wait}. Per-tool binding: {binding}; instances tagged `db-binding` "
+            "were built from it (config from the database, not from the YAML).",
         ]
 
-    return with_rig(rigctl.RigOptions(engines=["python"], plugin="probe", users=1, teams=1), body)
+    return with_rig(rigctl.RigOptions(engines=["python"], plugin="probe", users=1, teams=1, tool_team=True), body)
 
 
 def refusals() -> list[str]:
@@ -104,34 +198,45 @@ def refusals() -> list[str]:
 
         def add(where: str, st: int, hdr: dict, doc: Any) -> None:
             shown = ", ".join(
-                f"{k}: {v}" for k, v in sorted(hdr.items()) if k.startswith("x-probe") or k == "retry-after"
+                f"{k}: {v}" for k, v in sorted(hdr.items()) if k.startswith("x-probe") or k in ("retry-after",)
+                or k.startswith("x-ratelimit")
             )
             rows.append([where, st, shown or "-", f"`{json.dumps(doc)[:220]}`"])
 
-        for method, params in (
-            ("tools/call", {"name": rig["tool"], "arguments": {}}),
-            ("prompts/get", {"name": rig["prompt"], "arguments": {"name": "x"}}),
-        ):
-            st, doc, hdr = rpc(base, user["token"], method, params)
-            add(f"/rpc {method}", st, hdr, doc)
-        st, tools, _ = rigctl.http_json("GET", base + "/tools", None, admin)
-        tool_id = next(t["id"] for t in tools if t["name"] == rig["tool"])
-        doc = {"server": {"name": "rigvs", "associated_tools": [tool_id]}, "visibility": "public"}
-        st, server, _ = rigctl.http_json("POST", base + "/servers", doc, admin)
-        if st in (200, 201):
-            mcp = f"/servers/{server['id']}/mcp"
-            init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "rig", "version": "0"}}
-            rpc(base, user["token"], "initialize", init, path=mcp)
-            st, doc, hdr = rpc(base, user["token"], "tools/call", {"name": rig["tool"], "arguments": {}}, path=mcp)
-            add("/servers/<id>/mcp tools/call", st, hdr, doc)
+        vs = virtual_server(base, admin, rig["tool"])
+        tool_args = {"name": rig["tool"], "arguments": {}}
+        prompt_args = {"name": rig["prompt"], "arguments": {"name": "x"}}
+        mcp = f"/servers/{vs}/mcp" if vs else None
+        sess = mcp_session(base, user["token"], vs) if vs else {}
+        # the probe admits the first two tool calls / prompt fetches of the process, then refuses
+        st, doc, hdr = rpc(base, user["token"], "tools/call", tool_args)
+        add("/rpc tools/call (admitted)", st, hdr, doc)
+        if mcp:
+            st, doc, hdr = rpc(base, user["token"], "tools/call", tool_args, path=mcp, headers=sess)
+            add("/servers/<id>/mcp tools/call (admitted)", st, hdr, doc)
         else:
-            rows.append(["/servers (create)", st, "-", str(server)[:200]])
+            st, doc, hdr = rpc(base, user["token"], "prompts/get", prompt_args)
+            add("/rpc prompts/get (admitted)", st, hdr, doc)
+        st, doc, hdr = rpc(base, user["token"], "tools/call", tool_args)
+        add("/rpc tools/call (refused)", st, hdr, doc)
+        st, doc, hdr = rpc(base, user["token"], "prompts/get", prompt_args)
+        add("/rpc prompts/get (refused)", st, hdr, doc)
+        if mcp:
+            st, doc, hdr = rpc(base, user["token"], "tools/call", tool_args, path=mcp, headers=sess)
+            add("/servers/<id>/mcp tools/call (refused)", st, hdr, doc)
+        else:
+            rows.append(["/servers (create)", "refused", "-", "-"])
+        RAW["refusals"] = {"table": rows}
         return [
-            "**A refusal over HTTP** (probe refusing every call with HTTP 429, `Retry-After: 1`, `X-Probe-Call`):",
-            table(["request", "status", "headers", "body"], rows),
+            "**Headers and status over HTTP** (probe admitting with `X-Probe-Admitted: <n>` on its result, then "
+            "refusing every call with HTTP 429, `Retry-After: 1`, `X-Probe-Call`):",
+            table(["request", "status", "plugin headers in the response", "body"], rows),
         ]
 
-    return with_rig(rigctl.RigOptions(engines=["python"], plugin="probe", users=1, teams=1, probe_block_after=1), body)
+    return with_rig(rigctl.RigOptions(engines=["python"], plugin="probe", users=1, teams=1, probe_block_after=3), body)
+
+
+LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")
 
 
 def gateway_limiter_clash() -> list[str]:
@@ -141,16 +246,17 @@ def gateway_limiter_clash() -> list[str]:
         for n in range(1, 5):
             st, doc, hdr = rpc(base, user["token"], "tools/call", {"name": rig["tool"], "arguments": {}})
             msg = doc.get("error", {}).get("message", "") if isinstance(doc, dict) else ""
-            rows.append([n, st] + [hdr.get(k, "-") for k in ("x-ratelimit-limit", "x-ratelimit-remaining", "retry-after")]
-                        + [msg[:90] or "-"])  # fmt: skip
+            rows.append([n, st] + [hdr.get(k, "-") for k in LIMIT_HEADERS] + [msg[:90] or "-"])
+        RAW["limiter"] = {"table": rows}
         return [
-            "**The gateway's own limiter left on** (`RATE_LIMITING_ENABLED=true`), plugin `by_user: 3/m`, memory "
-            "backend, four calls by one user:",
-            table(["call", "status", "X-RateLimit-Limit", "X-RateLimit-Remaining", "Retry-After", "message"], rows),
+            "**The gateway's own limiter left on** (`RATE_LIMITING_ENABLED=true`), this plugin (Go engine) at "
+            "`by_user: 3/m`, memory backend, four calls by one user on `/rpc`:",
+            table(["call", "status", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After",
+                   "message"], rows),  # fmt: skip
         ]
 
     opts = rigctl.RigOptions(
-        engines=["python"], backend="memory", by_user="3/m", users=1, teams=1, gateway_rate_limiting=True
+        engines=["go"], backend="memory", by_user="3/m", users=1, teams=1, gateway_rate_limiting=True
     )
     return with_rig(opts, body)
 
@@ -200,6 +306,7 @@ def cost(seconds: float) -> list[str]:
         rows.append(
             [label, m["n"], f"{m['rps']:.1f}", f"{m['gw_ms']:.1f}", f"{m['mcp_ms']:.1f}", f"{m['ready_s']:.1f}"]
         )
+    RAW["cost"] = {"seconds": seconds, "table": rows}
     return [
         f"**Cost of a tools/call** on `/rpc`, one gateway with the probe plugin, 4 client threads for {seconds:.0f} s "
         "each (client on the same machine), CPU from /proc/<pid>/stat:",
@@ -209,14 +316,19 @@ def cost(seconds: float) -> list[str]:
 
 def install_times() -> list[str]:
     rows = []
-    for what in ("gateway", "package"):
+    v = rigctl.GATEWAY_VERSION
+    for what in (f"gateway-{v}", f"wheel-build-{v}", f"package-{v}"):
         f = rigctl.RUN_ROOT / f"install-{what}.json"
         if f.exists():
             d = json.loads(f.read_text())
             rows.append([d["detail"], d["seconds"], d["when"]])
+    RAW["install"] = {"table": rows}
     if not rows:
         return ["Install times: none recorded yet (rig/install.sh records them when it installs)."]
     return ["**Install times** recorded by rig/install.sh:", table(["step", "seconds", "when (UTC)"], rows)]
+
+
+PHASES = ("install", "contexts", "refusals", "limiter", "cost")
 
 
 def main() -> int:
@@ -224,24 +336,44 @@ def main() -> int:
     ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/gateway.md")
     ap.add_argument("--cost-seconds", type=float, default=15.0)
     ap.add_argument("--rebuild-wait-s", type=int, default=32)
+    ap.add_argument(
+        "--phases", default=",".join(PHASES), help="comma-separated subset (implies --no-doc unless all are run)"
+    )
     a = ap.parse_args()
+    phases = [p.strip() for p in a.phases.split(",") if p.strip()]
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown:
+        ap.error(f"unknown phase(s) {unknown}; known: {', '.join(PHASES)}")
+    if set(phases) != set(PHASES):
+        a.no_doc = True
+    rigctl.stop_on_sigterm()
     env_line = environment_line()
+    run = {
+        "install": install_times,
+        "contexts": lambda: contexts(a.rebuild_wait_s),
+        "refusals": refusals,
+        "limiter": gateway_limiter_clash,
+        "cost": lambda: cost(a.cost_seconds),
+    }
     try:
-        parts = [
-            *install_times(),
-            *contexts(a.rebuild_wait_s),
-            *refusals(),
-            *gateway_limiter_clash(),
-            *cost(a.cost_seconds),
-        ]
+        parts = [line for p in PHASES if p in phases for line in run[p]()]
     except rigctl.RigError as e:
         print(f"discover: {e}", file=sys.stderr)
         return 1
-    text = "\n\n".join([f"Run: {env_line}. Gateway 1.0.7, one gateway per phase.", *parts])
+    versions = rigctl.versions_text(rigctl.installed_versions())
+    gw = rigctl.installed_versions().get("gateway", rigctl.GATEWAY_VERSION)
+    text = "\n\n".join(
+        [f"#### Gateway {gw}", f"Run: {env_line}. {versions[0].upper()}{versions[1:]}, one gateway per phase.", *parts]
+    )
     print(text)
     if not a.no_doc:
-        update_section("discover", text, doc=DOC, heading=HEADING)
-        print("\n(section 'discover' of docs/gateway.md updated)")
+        name = f"discover-{gw}"
+        update_section(name, text, doc=DOC, heading=HEADING)
+        RAW_DIR.mkdir(parents=True, exist_ok=True)
+        raw_file = RAW_DIR / f"{name}.json"
+        raw = {"run": env_line, "versions": rigctl.installed_versions(), **RAW}
+        raw_file.write_text(json.dumps(raw, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"\n(section {name!r} of docs/gateway.md updated; raw results in {raw_file.relative_to(REPO)})")
     return 0
 
 

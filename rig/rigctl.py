@@ -79,6 +79,7 @@ class RigOptions:
     run_dir: Path | None = None
     plugin_options: dict[str, Any] = field(default_factory=dict)  # more plugin config keys, e.g. redis_timeout_ms
     gateway_rate_limiting: bool = False  # the gateway's own RateLimitMiddleware (see _gateway_env)
+    tool_team: bool = False  # register the MCP test server (hence its tools) in the first team
     # keep the gateway's default CA loading (see _gateway_env)
     no_ssl_cert_dir: bool = field(default_factory=lambda: bool(os.environ.get("RIG_NO_SSL_CERT_DIR")))
 
@@ -138,12 +139,19 @@ def free_ports(n: int) -> list[int]:
 
 
 def http_json(
-    method: str, url: str, body: Any = None, token: str | None = None, timeout_s: float = 30.0
+    method: str,
+    url: str,
+    body: Any = None,
+    token: str | None = None,
+    timeout_s: float = 30.0,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, dict[str, str]]:
     """One HTTP call; returns (status, parsed JSON or raw text, lower-cased headers)."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("Accept", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     if token:
@@ -519,10 +527,12 @@ def provision(base: str, admin_token: str, opts: RigOptions, mcp_url: str, user_
         st, body, _ = http_json("POST", f"{base}/v1/tokens", req, admin_token)
         token = _expect(st, body, (200, 201), f"create API token for user {u}")["access_token"]
         users.append({"email": email, "team": team, "token": token})
-    st, body, _ = http_json(
-        "POST", f"{base}/gateways", {"name": TOOL_SERVER_NAME, "url": mcp_url, "transport": "STREAMABLEHTTP"}, admin_token,
-        timeout_s=60.0,
-    )  # fmt: skip
+    reg: dict[str, Any] = {"name": TOOL_SERVER_NAME, "url": mcp_url, "transport": "STREAMABLEHTTP"}
+    if opts.tool_team and teams:
+        # owned by the first team: the gateway then keys the tool's plugin context "<team>::<tool>", where
+        # per-tool plugin bindings stored in its database apply (rig/discover.py uses this)
+        reg.update({"team_id": teams[0], "visibility": "public"})
+    st, body, _ = http_json("POST", f"{base}/gateways", reg, admin_token, timeout_s=60.0)
     _expect(st, body, (200, 201), "register the MCP test server")
     st, body, _ = http_json("GET", f"{base}/tools", None, admin_token)
     names = [t.get("name") for t in _expect(st, body, (200,), "list tools")]

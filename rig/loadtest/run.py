@@ -13,6 +13,8 @@ state), runs locust headless for a bounded time, and always takes the rig down a
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import gzip
 import json
 import os
 import re
@@ -33,8 +35,9 @@ import rigctl  # noqa: E402
 from analyze import KeyReport, analyse, window_totals  # noqa: E402
 from classify import ADMITTED, INFRA, RATE_LIMITED, TOOL_ERROR  # noqa: E402
 from procstat import CpuSampler, maps_contain  # noqa: E402
-from report import environment_line, percentile, table, update_section  # noqa: E402
+from report import REPO, environment_line, percentile, table, update_section  # noqa: E402
 
+RAW_DIR = REPO / "docs" / "loadtest-results"  # raw results beside docs/loadtest.md: <section>.json, events
 LOCUST = Path(os.environ.get("RIG_LOCUST", RIG_DIR / ".venv-rig" / "bin" / "locust"))
 GO_EXTENSION_FILE = "_pyext"  # rate_limiter_go/_goext/_pyext.<abi>.so, mapped once the Go engine loads
 UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hr": 3600, "hour": 3600}
@@ -218,7 +221,58 @@ def key_rows(reports: list[KeyReport]) -> list[list[object]]:
 KEY_HEADER = ["key", "limit", "window s", "admitted", "refused", "checks", "exact", "over", "under", "verdict"]
 
 
-def _finish(name: str, title: str, lines: list[str], problems: list[str], write_doc: bool) -> int:
+def _jsonable(x: Any) -> Any:
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {**dataclasses.asdict(x), "ok": getattr(x, "ok", None)}
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def save_raw(name: str, raw: dict[str, Any], events: dict[str, list[dict]]) -> list[Path]:
+    """Write the raw result of a section beside docs/loadtest.md: ``<name>.json`` (everything the
+    section was computed from except the events) and ``<name>[-<run>].events.jsonl.gz`` (every request:
+    send/receive time, user index, class, answering gateway, status, rate-limit headers; no tokens or
+    identities). Files of an earlier run of the same section are replaced."""
+    RAW_DIR.mkdir(parents=True, exist_ok=True)
+    for old in RAW_DIR.glob(f"{name}.*"):
+        old.unlink()
+    for old in RAW_DIR.glob(f"{name}-run*.events.jsonl.gz"):
+        old.unlink()
+    written = [RAW_DIR / f"{name}.json"]
+    written[0].write_text(json.dumps(_jsonable(raw), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    for run, evs in events.items():
+        path = RAW_DIR / (f"{name}.events.jsonl.gz" if not run else f"{name}-{run}.events.jsonl.gz")
+        data = "".join(json.dumps(e, sort_keys=True) + "\n" for e in sorted(evs, key=lambda e: e["t0"]))
+        with open(path, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
+            gz.write(data.encode())
+        written.append(path)
+    return written
+
+
+def rig_facts(rig: dict[str, Any]) -> dict[str, Any]:
+    """What a raw result records about the rig that ran it (no tokens, no identities)."""
+    return {
+        "versions": rig.get("versions", {}),
+        "engines": rig["engines"],
+        "gateways": [{k: g.get(k) for k in ("name", "engine", "ready_s")} for g in rig["gateways"]],
+        "plugin_config": {k: v for k, v in (rig.get("plugin_config") or {}).items() if k != "redis_url"},
+        "users": len(rig["users"]),
+        "teams": len(rig["teams"]),
+    }
+
+
+def _finish(
+    name: str,
+    title: str,
+    lines: list[str],
+    problems: list[str],
+    write_doc: bool,
+    raw: dict[str, Any] | None = None,
+    events: dict[str, list[dict]] | None = None,
+) -> int:
     verdict = "PASS" if not problems else "FAIL"
     body = "\n\n".join(
         [f"### {title}", *lines, f"**Verdict: {verdict}**" + ("" if not problems else ": " + "; ".join(problems))]
@@ -227,6 +281,10 @@ def _finish(name: str, title: str, lines: list[str], problems: list[str], write_
     if write_doc:
         update_section(name, body)
         print(f"\n(section {name!r} of docs/loadtest.md updated)")
+        if raw is not None:
+            raw = {"section": name, "title": title, "verdict": verdict, "problems": problems, **raw}
+            paths = save_raw(name, raw, events or {})
+            print("(raw results: " + ", ".join(str(p.relative_to(REPO)) for p in paths) + ")")
     return 0 if not problems else 1
 
 
@@ -258,7 +316,7 @@ def correctness(a: argparse.Namespace) -> int:
     per_gateway = a.backend == "memory"
     env_line = environment_line()
 
-    def body(rig: dict[str, Any]) -> tuple[list[str], list[str]]:
+    def body(rig: dict[str, Any]) -> tuple[list[str], list[str], dict[str, Any], list[dict]]:
         if a.algorithm == "fixed_window":
             align_to_window(window_s)
         events = run_locust(rig, Path(rig["run_dir"]) / "events.jsonl", a.duration, a.clients, a.tool_error_every)
@@ -278,7 +336,7 @@ def correctness(a: argparse.Namespace) -> int:
             f"{len(rig['gateways'])} gateways behind nginx (RATE_LIMITER_ENGINE: {' '.join(rig['engines'])}), "
             f"backend `{a.backend}`, algorithm `{a.algorithm}`, `by_user: {a.limit_text}`; {a.users} users, "
             f"{a.clients} locust clients (closed loop), {a.duration} s, every {a.tool_error_every}th call asks the tool "
-            f"to fail. Run: {env_line}.",
+            f"to fail. Run: {env_line}; {rigctl.versions_text(rig.get('versions', {}))}.",
             table(COUNTS_HEADER, [counts_row(s)]),
             infra_line(s, events, rig),
             config_line(rig, a.fail_mode),
@@ -331,12 +389,19 @@ def correctness(a: argparse.Namespace) -> int:
                 f"Shared Redis: {checked} checks over {len(reports)} keys, {exact} exact, {over} over-admissions, "
                 f"{under} under-admissions beyond 1 %."
             )
-        return lines, problems
+        raw = {
+            "run": env_line, "rig": rig_facts(rig), "duration_s": a.duration, "clients": a.clients,
+            "algorithm": a.algorithm, "backend": a.backend, "limit": a.limit_text, "fail_mode": a.fail_mode,
+            "summary": s, "engine_errors_logged": plugin_engine_errors(rig["run_dir"]), "keys": reports,
+        }  # fmt: skip
+        if per_gateway:
+            raw["window_totals"] = [{"key": list(k), **v} for k, v in window_totals(events, window_s).items()]
+        return lines, problems, raw, events
 
     name = f"correctness-{a.backend}-{a.algorithm}" + ("-fail-open" if a.fail_mode == "open" else "")
     title = f"Correctness: {a.algorithm}, {a.backend} backend" + (", fail_mode open" if a.fail_mode == "open" else "")
-    lines, problems = _with_rig(opts, a.keep, body)
-    return _finish(name, title, lines, problems, not a.no_doc)
+    lines, problems, raw, events = _with_rig(opts, a.keep, body)
+    return _finish(name, title, lines, problems, not a.no_doc, raw, {"": events})
 
 
 def capacity_ab(a: argparse.Namespace) -> int:
@@ -380,6 +445,7 @@ def capacity_ab(a: argparse.Namespace) -> int:
                     "config_line": config_line(rig, a.fail_mode),
                     "infra_line": infra_line(s, [e for e in events if m0 <= e["t0"] < m1], rig),
                     "locust_cpu_s": locust_cpu, "locust_wall_s": a.warmup + a.duration,
+                    "rig": rig_facts(rig), "events": events, "measured_from_to": [m0, m1],
                 }  # fmt: skip
 
             r = _with_rig(opts, a.keep, body)
@@ -414,7 +480,8 @@ def capacity_ab(a: argparse.Namespace) -> int:
         f"dimensions and is admitted). {a.clients} locust clients (closed loop), {a.users} users; {a.warmup} s warm-up "
         f"then {a.duration} s measured, {a.repeat} round(s), arms in the order {' '.join(arms)} then reversed "
         f"(ABBA), each on a fresh rig. CPU from /proc/<pid>/stat over the measured interval; the load generator runs "
-        f"on the same 2 cores (its CPU is shown). Run: {env_line}.",
+        f"on the same 2 cores (its CPU is shown). Run: {env_line}; "
+        f"{rigctl.versions_text(results[0]['rig']['versions'] if results else {})}.",
         table(
             [
                 "engine",
@@ -437,7 +504,15 @@ def capacity_ab(a: argparse.Namespace) -> int:
         *[f"{r['arm']} round {r['round']}: {r['infra_line']}" for r in results if r["summary"]["infra"]],
         spread_verdict(by_arm),
     ]
-    return _finish("capacity-ab", "Capacity A/B: RATE_LIMITER_ENGINE go vs python", lines, problems, not a.no_doc)
+    raw = {
+        "run": env_line, "gateways": a.gateways, "clients": a.clients, "users": a.users, "warmup_s": a.warmup,
+        "duration_s": a.duration, "repeat": a.repeat, "algorithm": a.algorithm, "fail_mode": a.fail_mode,
+        "arms": [{k: v for k, v in r.items() if k != "events"} for r in results],
+    }  # fmt: skip
+    events = {f"run{i + 1}-{r['arm']}-round{r['round']}": r["events"] for i, r in enumerate(results)}
+    return _finish(
+        "capacity-ab", "Capacity A/B: RATE_LIMITER_ENGINE go vs python", lines, problems, not a.no_doc, raw, events
+    )
 
 
 def spread_verdict(by_arm: dict[str, list[dict[str, Any]]]) -> str:
@@ -483,7 +558,7 @@ def scale(a: argparse.Namespace) -> int:
     )  # fmt: skip
     env_line = environment_line()
 
-    def body(rig: dict[str, Any]) -> tuple[list[str], list[str]]:
+    def body(rig: dict[str, Any]) -> tuple[list[str], list[str], dict[str, Any], list[dict]]:
         clients = a.clients
         if a.algorithm == "fixed_window":
             align_to_window(window_s)
@@ -506,7 +581,8 @@ def scale(a: argparse.Namespace) -> int:
         lines = [
             f"{len(rig['gateways'])} gateways (RATE_LIMITER_ENGINE: {' '.join(rig['engines'])}), Redis backend, "
             f"`{a.algorithm}`, `by_user: {a.limit_text}`; {a.users} users in {opts.teams} teams, {clients} locust "
-            f"clients taking the users in turn (each call as the next user), {a.duration} s. Run: {env_line}.",
+            f"clients taking the users in turn (each call as the next user), {a.duration} s. Run: {env_line}; "
+            f"{rigctl.versions_text(rig.get('versions', {}))}.",
             table(COUNTS_HEADER, [counts_row(s)]),
             infra_line(s, events, rig),
             config_line(rig, a.fail_mode),
@@ -536,10 +612,17 @@ def scale(a: argparse.Namespace) -> int:
         ]
         if bad:
             lines.append(table(KEY_HEADER, key_rows(bad[:20])))
-        return lines, problems
+        raw = {
+            "run": env_line, "rig": rig_facts(rig), "duration_s": a.duration, "clients": clients,
+            "algorithm": a.algorithm, "limit": a.limit_text, "fail_mode": a.fail_mode, "summary": s,
+            "engine_errors_logged": plugin_engine_errors(rig["run_dir"]), "keys": reports,
+        }  # fmt: skip
+        return lines, problems, raw, events
 
-    lines, problems = _with_rig(opts, a.keep, body)
-    return _finish(f"scale-{a.users}", f"Scale: {a.users} users, {a.algorithm}", lines, problems, not a.no_doc)
+    lines, problems, raw, events = _with_rig(opts, a.keep, body)
+    return _finish(
+        f"scale-{a.users}", f"Scale: {a.users} users, {a.algorithm}", lines, problems, not a.no_doc, raw, {"": events}
+    )
 
 
 # --------------------------------------------------------------------------- CLI
@@ -591,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engines", default=env("GW_ENGINES", "go python go"))
 
     a = ap.parse_args(argv)
+    rigctl.stop_on_sigterm()
     if hasattr(a, "limit"):
         a.limit_text = a.limit
         try:

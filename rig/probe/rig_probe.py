@@ -7,7 +7,10 @@ SHA-256, which the discovery script compares with the hashes of the identities i
 
 Config: ``out`` (path of a JSON-lines file to append to), ``block_after`` (optional int: from
 the n-th tool call or prompt fetch of this process on, block with a 429 violation carrying X-Probe
-headers, so the HTTP shape of a violation can be observed).
+headers, so the HTTP shape of a violation can be observed), ``tag`` (optional string, recorded with
+every line of the instance: tells an instance built from the YAML from one built from a per-tool
+binding stored in the gateway's database). ``request_id`` and ``server_id`` are recorded hashed
+too, so the driver can tell whether they match what it sent and whether they are unique per call.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import itertools
 import json
 import os
 import threading
+import time
 from typing import Any
 
 from cpex.framework import (
@@ -64,13 +68,17 @@ class ProbePlugin(Plugin):
         block_after = settings.get("block_after")
         if block_after is not None and (not isinstance(block_after, int) or block_after < 1):
             raise ValueError("rig probe: config.block_after must be a positive integer")
+        tag = settings.get("tag", "yaml")
+        if not isinstance(tag, str):
+            raise ValueError("rig probe: config.tag must be a string")
         self._out = out
         self._block_after = block_after
+        self._tag = tag
         self._instance = next(_instances)
         self._record({"event": "init"})
 
     def _record(self, doc: dict[str, Any]) -> None:
-        doc.update(pid=os.getpid(), instance=self._instance)
+        doc.update(pid=os.getpid(), instance=self._instance, tag=self._tag, t=round(time.time(), 3))
         line = json.dumps(doc, sort_keys=True)
         with _write_lock, open(self._out, "a", encoding="utf-8") as f:
             f.write(line + "\n")
@@ -83,8 +91,18 @@ class ProbePlugin(Plugin):
             "user": _shape(gc.user),
             "tenant_id": _shape(gc.tenant_id),
             "server_id": _shape(gc.server_id),
+            "request_id": _shape(gc.request_id),
             "has_user_context": getattr(gc, "user_context", None) is not None,
         }
+
+    @staticmethod
+    def _label(args: Any) -> str | None:
+        """The driver's call label ("probe-call-<n>"), passed as the tool's ``text`` or the prompt's ``name``."""
+        if isinstance(args, dict):
+            for v in args.values():
+                if isinstance(v, str) and v.startswith("probe-call-"):
+                    return v
+        return None
 
     def _violation(self, n: int) -> PluginViolation | None:
         if self._block_after is None or n < self._block_after:
@@ -100,7 +118,8 @@ class ProbePlugin(Plugin):
 
     async def tool_pre_invoke(self, payload: ToolPreInvokePayload, context: PluginContext) -> ToolPreInvokeResult:
         n = next(_calls)
-        self._record(self._context_doc("tool_pre_invoke", payload.name, context) | {"call": n})
+        doc = self._context_doc("tool_pre_invoke", payload.name, context)
+        self._record(doc | {"call": n, "label": self._label(payload.args)})
         violation = self._violation(n)
         if violation is not None:
             return ToolPreInvokeResult(continue_processing=False, violation=violation)
@@ -108,7 +127,8 @@ class ProbePlugin(Plugin):
 
     async def prompt_pre_fetch(self, payload: PromptPrehookPayload, context: PluginContext) -> PromptPrehookResult:
         n = next(_calls)
-        self._record(self._context_doc("prompt_pre_fetch", payload.prompt_id, context) | {"call": n})
+        doc = self._context_doc("prompt_pre_fetch", payload.prompt_id, context)
+        self._record(doc | {"call": n, "label": self._label(payload.args)})
         violation = self._violation(n)
         if violation is not None:
             return PromptPrehookResult(continue_processing=False, violation=violation)
