@@ -39,7 +39,7 @@ PYTEST_SUITE := tests_py --ignore=tests_py/wheels
 RUFF_PATHS := $(wildcard python tests_py tools examples setup.py)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps-system venv build wheels lint test-go test-py test-py-dev test-wheels test-rig test demo demo-framework clean distclean
+.PHONY: help deps-system venv build wheels lint test-go test-py test-py-dev test-wheels test-rig test test-timed demo demo-framework clean distclean
 
 help:
 	@echo "targets: deps-system venv build wheels lint test-go test-py test-py-X.Y test-py-dev test-wheels test-rig test demo demo-framework clean distclean"
@@ -159,6 +159,14 @@ test-rig: venv
 
 test: deps-system venv lint test-go test-py test-wheels test-rig
 	@echo "test: all passed"
+
+# `make test` step by step with the time of each, written into docs/build.md
+# and README.md (tools/time_make_test.py); CACHES=cold after a fresh clone.
+test-timed: venv
+	$(VPY) tools/time_make_test.py --caches $(or $(CACHES),warm)
+
+print-%:
+	@echo $($*)
 
 # The main job: the real ContextForge gateway (pip-installed with this
 # package) on the memory backend, called over HTTP until it limits; see
