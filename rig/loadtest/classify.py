@@ -6,7 +6,7 @@ that is not a clean answer is an infrastructure error, each kind counted separat
 
 * ``admitted``: HTTP 200, JSON-RPC ``result`` with ``isError`` false.
 * ``tool_error``: HTTP 200, ``result.isError`` true: the limiter admitted it, the tool failed.
-  Exception: on a virtual server's MCP endpoint (``/servers/<id>/mcp``) the gateway 1.0.7 turns
+  Exception: on a virtual server's MCP endpoint (``/servers/<id>/mcp``) the gateway (1.0.7 and 1.1.0) turns
   a plugin violation into exactly such a result, with the text ``tool_pre_invoke blocked by plugin
   <name>: RATE_LIMIT - ...`` and no 429 or headers; that text is classified ``rate_limited``
   (without header values).
@@ -128,7 +128,7 @@ def classify(
     return Outcome(TOOL_ERROR)
 
 
-# How the gateway reports a pre-invoke violation on the MCP transport (tool_service.py, 1.0.7).
+# How the gateway reports a pre-invoke violation on the MCP transport (tool_service.py, 1.0.7 and 1.1.0; measured by rig/discover.py).
 _MCP_REFUSAL = re.compile(r"tool_pre_invoke blocked by plugin .*?: (\w+) - ")
 _MCP_KIND = re.compile(r"\b(per-user|per-tenant|per-tool)\b")
 _MCP_KINDS = {"per-user": "user", "per-tenant": "tenant", "per-tool": "tool"}
