@@ -314,7 +314,34 @@ class Run:
                 report.append(f"{p['name']} (pid {pid}) killed after {timeout_s:.0f} s")
             else:
                 report.append(f"{p['name']} (pid {pid}) stopped")
+        # Children a process left behind (each was started as the leader of its own session and process
+        # group, so its group id is its pid): stop them too, so a run never leaves anything running.
+        for p in reversed(self.procs):
+            left = [m for m in _group_members(p["pid"]) if not _is_zombie(m)]
+            for m in left:
+                try:
+                    os.kill(m, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+            if left:
+                report.append(f"{p['name']}: killed {len(left)} leftover process(es) of its group {p['pid']}")
         return report
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids of processes in process group and session pgid (from /proc/<pid>/stat)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields: state ppid pgrp session ...; a rig process leads its own session and group
+        if len(fields) > 3 and fields[2] == str(pgid) and fields[3] == str(pgid):
+            out.append(int(d.name))
+    return out
 
 
 def _is_zombie(pid: int) -> bool:

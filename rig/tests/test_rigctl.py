@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -102,3 +103,20 @@ def test_installed_versions_reads_dist_info(tmp_path):
     (tmp_path / "pyvenv.cfg").write_text("home = /x\nversion = 3.12.1\n")
     v = rigctl.installed_versions(tmp_path)
     assert v == {"python": "3.12.1", "gateway": "1.1.0", "mcp": "2.3.0", "cpex": "0.1.4", "rate_limiter_go": "0.1.0"}
+
+
+def test_stop_all_also_stops_what_a_process_left_in_its_group(tmp_path):
+    run = rigctl.Run(tmp_path)
+    # a "server" that starts a child in its session and exits at once, leaving the child behind
+    script = "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])"
+    proc = run.start("leaver", [sys.executable, "-c", script], {}, tmp_path, "import subprocess")
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while not rigctl._group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = rigctl._group_members(proc.pid)
+    assert children, "the child should still run in the leader's group"
+    report = run.stop_all(timeout_s=2)
+    assert any("leftover" in line for line in report), report
+    time.sleep(0.2)
+    assert not [c for c in rigctl._group_members(proc.pid) if not rigctl._is_zombie(c)]
