@@ -508,10 +508,12 @@ def _gateway_env(
 
 def _admin_token(sec: dict[str, str], cwd: Path) -> str:
     # The tool loads the gateway's settings, which refuse placeholder secrets: give it the run's.
+    # `--secret=VALUE`, one argument: a random secret may start with "-", which argparse would take
+    # for an option with a separate `--secret VALUE`.
     env = {"PATH": os.environ.get("PATH", ""), **_secret_env(sec)}
     out = subprocess.run(
         [str(GATEWAY_PY), "-m", "mcpgateway.utils.create_jwt_token", "--username", ADMIN_EMAIL, "--exp", "600",
-         "--admin", "--secret", sec["jwt"]],
+         "--admin", f"--secret={sec['jwt']}"],
         capture_output=True, text=True, check=False, cwd=str(cwd), env=env,
     )  # fmt: skip
     token = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
