@@ -81,13 +81,13 @@ fi
 
 if [ "${RIG_REINSTALL:-0}" = 1 ] || ! "$GW_VENV/bin/python" -c 'import rate_limiter_go.plugin' 2>/dev/null; then
   src="$REPO_DIR"
-  tmp=""
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  dist="$tmp/dist"  # never the repository's dist/, which other work may be using
   if [ "${RIG_INSTALL_FROM:-head}" = head ]; then
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' EXIT
     git -C "$REPO_DIR" archive HEAD | tar -x -C "$tmp"
     src="$tmp"
-    what="commit $(git -C "$REPO_DIR" rev-parse --short HEAD)"
+    what="a clean export of commit $(git -C "$REPO_DIR" rev-parse --short HEAD)"
   else
     what="the working tree"
   fi
@@ -95,20 +95,19 @@ if [ "${RIG_REINSTALL:-0}" = 1 ] || ! "$GW_VENV/bin/python" -c 'import rate_limi
     tag="cp${minor/./}"
     say "building the $tag wheel of rate_limiter_go from $what (make wheels PYTHONS=$minor)"
     t0=$(date +%s)
-    rm -rf "$src/dist"
-    make -C "$src" wheels PYTHONS="$minor"
+    make -C "$src" wheels PYTHONS="$minor" DIST="$dist"
     tb=$(( $(date +%s) - t0 ))
     shopt -s nullglob
-    wheels=("$src"/dist/rate_limiter_go-*-"$tag"-"$tag"-manylinux*_x86_64.whl)
+    wheels=("$dist"/rate_limiter_go-*-"$tag"-"$tag"-manylinux*_x86_64.whl)
     shopt -u nullglob
-    [ "${#wheels[@]}" = 1 ] || { say "expected one $tag manylinux wheel in $src/dist, found ${#wheels[@]}: $(ls "$src/dist" 2>&1)"; exit 1; }
+    [ "${#wheels[@]}" = 1 ] || { say "expected one $tag manylinux wheel in $dist, found ${#wheels[@]}: $(ls "$dist" 2>&1)"; exit 1; }
     wheel="${wheels[0]}"
     say "installing $(basename "$wheel") into the gateway venv (no build tools needed from here on)"
     t0=$(date +%s)
     "$GW_VENV/bin/pip" install -q --force-reinstall --no-deps "$wheel"
     ti=$(( $(date +%s) - t0 ))
     say "wheel build took $tb s, wheel install $ti s"
-    record "wheel-build-$GATEWAY_VERSION" "$tb" "make wheels PYTHONS=$minor ($what): $(basename "$wheel"), $(( $(stat -c %s "$wheel") / 1024 )) KiB"
+    record "wheel-build-$GATEWAY_VERSION" "$tb" "make wheels PYTHONS=$minor in $what (its build venv included): $(basename "$wheel"), $(( $(stat -c %s "$wheel") / 1024 )) KiB"
     record "package-$GATEWAY_VERSION" "$ti" "pip install of the wheel $(basename "$wheel") into the gateway $GATEWAY_VERSION venv"
   else
     say "installing rate_limiter_go from the source of $what into the gateway venv"
