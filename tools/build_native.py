@@ -155,14 +155,18 @@ def gopy_build(go: str, python: str, env: dict[str, str]) -> str:
     return sofile
 
 
+def elf_needed(so: str) -> list[str]:
+    """The shared libraries an ELF file names as NEEDED (readelf, from binutils)."""
+    out = subprocess.run(["readelf", "-d", so], check=True, capture_output=True, text=True).stdout
+    return [line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+
+
 def check_no_libpython(so: str) -> None:
     """Fail if the extension links libpython (see gopy_build's -dynamic-link)."""
-    readelf = shutil.which("readelf")
-    if readelf is None:  # binutils come with gcc, which cgo needed; be lenient anyway
+    if shutil.which("readelf") is None:  # binutils come with gcc, which cgo needed; be lenient anyway
         log("readelf not found: skipped the libpython link check")
         return
-    out = subprocess.run([readelf, "-d", so], check=True, capture_output=True, text=True).stdout
-    needed = [line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+    needed = elf_needed(so)
     if any(n.startswith("libpython") for n in needed):
         raise RuntimeError(f"{os.path.basename(so)} links libpython ({needed}); gopy -dynamic-link did not apply")
     log(f"{os.path.basename(so)} needs only {needed}")

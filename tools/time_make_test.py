@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from docgen import git_commit, replace_section
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results" / "make-test.json"
 BUDGET_S = 30 * 60  # issue "Today's gateway": make test stays under 30 minutes on this machine kind
@@ -45,15 +47,6 @@ def steps() -> list[str]:
         else:
             out.append(step)
     return out
-
-
-def replace_section(path: Path, name: str, body: str) -> None:
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = path.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    if not pattern.search(text):
-        raise RuntimeError(f"{path} has no {start} ... {end} section")
-    path.write_text(pattern.sub(lambda _: f"{start}\n{body}\n{end}", text), encoding="utf-8")
 
 
 def render(data: dict) -> None:
@@ -82,13 +75,6 @@ def render(data: dict) -> None:
         f"each step in docs/build.md).",
     )
     print("[time_make_test] rendered docs/build.md and README.md", flush=True)
-
-
-def git_commit() -> str:
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return rev.strip() + (" + uncommitted changes" if dirty else "")
 
 
 def main() -> int:
