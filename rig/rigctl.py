@@ -799,6 +799,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         rig = load_rig(d)
         print(f"rig up in {time.monotonic() - t0:.1f} s: {d}")
+        print(f"  {versions_text(rig.get('versions', {}))}")
         print(f"  nginx  {rig['nginx_url']}   (POST /rpc, tool {rig['tool']})")
         for g in rig["gateways"]:
             print(f"  {g['name']}    {g['url']}   RATE_LIMITER_ENGINE={g['engine']}")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start the rig and leave it running: redis-server, the MCP test server, the gateways, nginx.
+# Start the rig and leave it running: redis-server, the MCP test server, the gateways (ContextForge
+# GATEWAY_VERSION, default 1.1.0, from rig/.venv-gateway-<version>), nginx.
 # Everything on 127.0.0.1; ports are picked free. Prints the run directory (rig/run/<timestamp>/,
 # also linked as rig/run/current) where rig.json, logs and pids are. Stop it with rig/down.sh.
 #
