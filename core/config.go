@@ -16,9 +16,12 @@ type Config struct {
 	Algorithm algorithms.Kind
 	Backend   string // "memory" or "redis"
 
-	ByUser   *algorithms.Limit           // nil: no user dimension
-	ByTenant *algorithms.Limit           // nil: no tenant dimension
-	ByTool   map[string]algorithms.Limit // normalised tool name -> its limit
+	ByUser *algorithms.Limit // nil: no user dimension
+	// ByUserPerServer limits each user within each virtual server (tool
+	// calls with a server only); nil: no user_per_server dimension.
+	ByUserPerServer *algorithms.Limit
+	ByTenant        *algorithms.Limit           // nil: no tenant dimension
+	ByTool          map[string]algorithms.Limit // normalised tool name -> its limit
 
 	RedisURL        string
 	KeyPrefix       string        // §6 prefix, used by both backends
@@ -50,6 +53,7 @@ type rawConfig struct {
 	ByTenant               *rawRate            `json:"by_tenant"`
 	ByTool                 map[string]*rawRate `json:"by_tool"`
 	ByUser                 *rawRate            `json:"by_user"`
+	ByUserPerServer        *rawRate            `json:"by_user_per_server"`
 	FailMode               *string             `json:"fail_mode"`
 	MemoryMaxKeys          *int64              `json:"memory_max_keys"`
 	RedisBreakerCooldownMS *int64              `json:"redis_breaker_cooldown_ms"`
@@ -116,6 +120,7 @@ func ParseConfig(data []byte) (Config, error) {
 		return &l
 	}
 	cfg.ByUser = rate("by_user", raw.ByUser)
+	cfg.ByUserPerServer = rate("by_user_per_server", raw.ByUserPerServer)
 	cfg.ByTenant = rate("by_tenant", raw.ByTenant)
 	cfg.ByTool = make(map[string]algorithms.Limit, len(raw.ByTool))
 	for name, r := range raw.ByTool {

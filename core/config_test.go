@@ -36,6 +36,26 @@ func TestParseConfigCanonical(t *testing.T) {
 	}
 }
 
+func TestParseConfigUserPerServer(t *testing.T) {
+	tests := []struct {
+		json string
+		want *algorithms.Limit
+	}{
+		{`{"by_user_per_server":{"limit":20,"window_s":3600}}`, &algorithms.Limit{Limit: 20, WindowUS: HourUS}},
+		{`{"by_user_per_server":null}`, nil},
+		{canonical, nil}, // written by canonical_json only when set
+	}
+	for _, tt := range tests {
+		cfg, err := ParseConfig([]byte(tt.json))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.json, err)
+		}
+		if !reflect.DeepEqual(cfg.ByUserPerServer, tt.want) {
+			t.Errorf("%s: by_user_per_server %+v, want %+v", tt.json, cfg.ByUserPerServer, tt.want)
+		}
+	}
+}
+
 func TestParseConfigRedis(t *testing.T) {
 	cfg, err := ParseConfig([]byte(`{"algorithm":"token_bucket","backend":"redis","redis_url":"redis://127.0.0.1:1/0",
 		"redis_timeout_ms":20,"redis_connect_timeout_ms":30,"redis_breaker_failures":3,"redis_breaker_cooldown_ms":250,
@@ -73,6 +93,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"big limit", `{"by_tenant":{"limit":1000001,"window_s":1}}`, "limit 1000001"},
 		{"window", `{"by_user":{"limit":1,"window_s":86400}}`, "window_s 86400"},
 		{"missing window", `{"by_user":{"limit":1}}`, "window_s"},
+		{"user_per_server zero", `{"by_user_per_server":{"limit":0,"window_s":1}}`, "by_user_per_server: limit 0"},
+		{"user_per_server type", `{"by_user_per_server":"3/s"}`, "by_user_per_server"},
 		{"tool null", `{"by_tool":{"a":null}}`, "missing rate"},
 		{"tool empty", `{"by_tool":{"":{"limit":1,"window_s":1}}}`, "empty tool"},
 		{"tool spaces", `{"by_tool":{" a":{"limit":1,"window_s":1}}}`, "white space"},

@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"unsafe"
@@ -12,19 +14,27 @@ import (
 // Dimension is the kind of a rate limiting dimension, in evaluation order (§4).
 type Dimension uint8
 
-// The dimensions of docs/semantics.md §5; DimNone reports that none applied.
+// The dimensions of docs/semantics.md §5, in evaluation order; DimNone
+// reports that none applied.
 const (
-	DimUser Dimension = iota
+	DimUser          Dimension = iota
+	DimUserPerServer           // the user within the virtual server of a tool call
 	DimTenant
 	DimTool
 	DimNone
 )
+
+// MaxDimensions is the most dimensions one request has (user,
+// user_per_server, tenant, tool), and so the most keys a backend gets.
+const MaxDimensions = 4
 
 // String returns the dimension's name as used in keys and descriptions.
 func (d Dimension) String() string {
 	switch d {
 	case DimUser:
 		return "user"
+	case DimUserPerServer:
+		return "user_per_server"
 	case DimTenant:
 		return "tenant"
 	case DimTool:
@@ -58,12 +68,12 @@ type toolDim struct {
 // scratch is the per-call working memory of Evaluate, pooled so the hot path
 // does not allocate.
 type scratch struct {
-	bufs   [3][]byte
+	bufs   [MaxDimensions][]byte
 	esc    []byte
-	keys   [3]string
-	limits [3]algorithms.Limit
-	dims   [3]Dimension
-	out    [3]algorithms.Outcome
+	keys   [MaxDimensions]string
+	limits [MaxDimensions]algorithms.Limit
+	dims   [MaxDimensions]Dimension
+	out    [MaxDimensions]algorithms.Outcome
 }
 
 // Limiter evaluates requests of one configuration against one backend. It is
@@ -76,6 +86,9 @@ type Limiter struct {
 	userPrefix string
 	userLimit  algorithms.Limit
 	hasUser    bool
+	usPrefix   string // user_per_server
+	usLimit    algorithms.Limit
+	hasUserSrv bool
 	tenPrefix  string
 	tenLimit   algorithms.Limit
 	hasTenant  bool
@@ -103,6 +116,10 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 		l.hasUser, l.userLimit = true, *cfg.ByUser
 		l.userPrefix = keyPrefix(cfg.KeyPrefix, tag, "user", l.userLimit.Limit, l.userLimit.WindowUS)
 	}
+	if cfg.ByUserPerServer != nil {
+		l.hasUserSrv, l.usLimit = true, *cfg.ByUserPerServer
+		l.usPrefix = keyPrefix(cfg.KeyPrefix, tag, DimUserPerServer.String(), l.usLimit.Limit, l.usLimit.WindowUS)
+	}
 	if cfg.ByTenant != nil {
 		l.hasTenant, l.tenLimit = true, *cfg.ByTenant
 		l.tenPrefix = keyPrefix(cfg.KeyPrefix, tag, "tenant", l.tenLimit.Limit, l.tenLimit.WindowUS)
@@ -115,20 +132,40 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 	l.pool.New = func() any {
 		s := &scratch{esc: make([]byte, 0, hashedLen+MaxEscapedIdentity)}
 		for i := range s.bufs {
-			s.bufs[i] = make([]byte, 0, 256)
+			s.bufs[i] = make([]byte, 0, 512) // room for a composed user_per_server identity before hashing
 		}
 		return s
 	}
 	return l, nil
 }
 
-// Evaluate checks and, if admitted, consumes one request (§4). user is the
-// normalised user, never empty; tenant ""
-// means no tenant; tool "" means no tool, and a tool not in by_tool is not
-// limited. An identity starting with IdentityMarker is already escaped.
-// nowUS is the time in Unix µs, 0 for the backend's clock. Errors wrap
-// ErrBadArgument (nothing was evaluated) or ErrBackend.
+// Request is one request's normalised identities (docs/semantics.md §5) and
+// its time.
+type Request struct {
+	// User is the normalised user, never empty ("anonymous" if unknown).
+	User string
+	// Server is the virtual server of a tool call; "" means none, and the
+	// user_per_server dimension does not apply.
+	Server string
+	// Tenant "" means no tenant.
+	Tenant string
+	// Tool "" means no tool; a tool not in by_tool is not limited.
+	Tool string
+	// NowUS is the time in Unix µs, 0 for the backend's clock.
+	NowUS int64
+}
+
+// Evaluate is EvaluateRequest for a request without a server (so without
+// the user_per_server dimension).
 func (l *Limiter) Evaluate(ctx context.Context, user, tenant, tool string, nowUS int64) (Decision, error) {
+	return l.EvaluateRequest(ctx, Request{User: user, Tenant: tenant, Tool: tool, NowUS: nowUS})
+}
+
+// EvaluateRequest checks and, if admitted, consumes one request (§4). An
+// identity starting with IdentityMarker is already escaped. Errors wrap
+// ErrBadArgument (nothing was evaluated) or ErrBackend.
+func (l *Limiter) EvaluateRequest(ctx context.Context, r Request) (Decision, error) {
+	user, tenant, tool, nowUS := r.User, r.Tenant, r.Tool, r.NowUS
 	if nowUS < 0 || nowUS > MaxNowUS {
 		return Decision{}, fmt.Errorf("%w: now_us %d outside 0..2^52", ErrBadArgument, nowUS)
 	}
@@ -147,6 +184,13 @@ func (l *Limiter) Evaluate(ctx context.Context, user, tenant, tool string, nowUS
 			return Decision{}, fmt.Errorf("user: %w", err)
 		}
 		s.limits[n], s.dims[n] = l.userLimit, DimUser
+		n++
+	}
+	if l.hasUserSrv && r.Server != "" {
+		if s.bufs[n], err = appendUserServer(append(s.bufs[n][:0], l.usPrefix...), len(l.usPrefix), user, r.Server); err != nil {
+			return Decision{}, fmt.Errorf("user_per_server: %w", err)
+		}
+		s.limits[n], s.dims[n] = l.usLimit, DimUserPerServer
 		n++
 	}
 	if l.hasTenant && tenant != "" {
@@ -185,12 +229,12 @@ func (l *Limiter) Evaluate(ctx context.Context, user, tenant, tool string, nowUS
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrBackend, err)
 	}
-	r := Reported(admitted, s.out[:n])
-	o := s.out[r]
+	rep := Reported(admitted, s.out[:n])
+	o := s.out[rep]
 	d := Decision{
 		Admitted:    admitted,
-		Dimension:   s.dims[r],
-		Limit:       s.limits[r].Limit,
+		Dimension:   s.dims[rep],
+		Limit:       s.limits[rep].Limit,
 		Remaining:   o.Remaining,
 		ResetAtUnix: algorithms.CeilDiv(o.ResetAtUS, SecondUS),
 	}
@@ -200,8 +244,29 @@ func (l *Limiter) Evaluate(ctx context.Context, user, tenant, tool string, nowUS
 	return d, nil
 }
 
+// appendUserServer appends the user_per_server identity (§6) to dst, whose
+// first start bytes are the key prefix: escape(user) ":" escape(server), or
+// "~" and the SHA-256 hex of that when it is longer than MaxEscapedIdentity.
+// It does not allocate when dst has room.
+func appendUserServer(dst []byte, start int, user, server string) ([]byte, error) {
+	var err error
+	if dst, err = appendIdentity(dst, user); err != nil {
+		return dst, fmt.Errorf("user: %w", err)
+	}
+	dst = append(dst, ':')
+	if dst, err = appendIdentity(dst, server); err != nil {
+		return dst, fmt.Errorf("server: %w", err)
+	}
+	if len(dst)-start > MaxEscapedIdentity {
+		sum := sha256.Sum256(dst[start:])
+		dst = append(dst[:start], '~')
+		dst = hex.AppendEncode(dst, sum[:])
+	}
+	return dst, nil
+}
+
 // Reported returns the index of the reported dimension among the outcomes of
-// one request, given in the order user, tenant, tool (§4): when blocked, the
+// one request, given in the order user, user_per_server, tenant, tool (§4): when blocked, the
 // refusing dimension with the largest retry time; when admitted, the one with
 // the least remaining; ties go to the earliest.
 func Reported(admitted bool, out []algorithms.Outcome) int {

@@ -2,6 +2,8 @@ package core_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -83,6 +85,138 @@ func TestKeysAndApplicableDimensions(t *testing.T) {
 			}
 			if fmt.Sprint(r.keys) != fmt.Sprint(tt.want) {
 				t.Fatalf("keys %q, want %q", r.keys, tt.want)
+			}
+		})
+	}
+}
+
+const fourDims = `{"algorithm":"%s","by_user":{"limit":10,"window_s":60},
+	"by_user_per_server":{"limit":4,"window_s":60},"by_tenant":{"limit":5,"window_s":1},
+	"by_tool":{"search":{"limit":3,"window_s":3600}}}`
+
+// TestUserPerServerKeys covers §5 (user_per_server applies only with a
+// server, in second place) and §6 (its composed, escaped, hashed identity).
+func TestUserPerServerKeys(t *testing.T) {
+	composed := strings.Repeat("a", 64) + ":" + strings.Repeat("b", 64) // 129 bytes
+	sum := sha256.Sum256([]byte(composed))
+	longUser := core.EscapeIdentity(strings.Repeat("u", 200)) // hashed on its own: 65 bytes
+	tests := []struct {
+		name, algo string
+		r          core.Request
+		want       []string
+	}{
+		{"§6 example", "sliding_window", core.Request{User: "bob", Server: "srv 1"},
+			[]string{"rl:sw:user:10/60:bob", "rl:sw:user_per_server:4/60:bob:srv%201"}},
+		{"§5 all four in order", "fixed_window", core.Request{User: "u", Server: "s", Tenant: "t", Tool: "search"},
+			[]string{"rl:fw:user:10/60:u", "rl:fw:user_per_server:4/60:u:s", "rl:fw:tenant:5/1:t",
+				"rl:fw:tool:3/3600:search"}},
+		{"§5 no server: skipped", "token_bucket", core.Request{User: "u", Tenant: "t"},
+			[]string{"rl:tb:user:10/60:u", "rl:tb:tenant:5/1:t"}},
+		{"colons in both parts are escaped", "fixed_window", core.Request{User: "a:b", Server: "c:d"},
+			[]string{"rl:fw:user:10/60:a%3Ab", "rl:fw:user_per_server:4/60:a%3Ab:c%3Ad"}},
+		{"marked parts used verbatim", "fixed_window", core.Request{User: "\x01a%00b", Server: "\x01%ED%A0%80"},
+			[]string{"rl:fw:user:10/60:a%00b", "rl:fw:user_per_server:4/60:a%00b:%ED%A0%80"}},
+		{"128 bytes composed: kept", "fixed_window",
+			core.Request{User: strings.Repeat("a", 63), Server: strings.Repeat("b", 64)},
+			[]string{"rl:fw:user:10/60:" + strings.Repeat("a", 63),
+				"rl:fw:user_per_server:4/60:" + strings.Repeat("a", 63) + ":" + strings.Repeat("b", 64)}},
+		{"129 bytes composed: hashed", "fixed_window",
+			core.Request{User: strings.Repeat("a", 64), Server: strings.Repeat("b", 64)},
+			[]string{"rl:fw:user:10/60:" + strings.Repeat("a", 64),
+				"rl:fw:user_per_server:4/60:~" + hex.EncodeToString(sum[:])}},
+		{"long user hashed first, then kept", "fixed_window", core.Request{User: strings.Repeat("u", 200), Server: "s"},
+			[]string{"rl:fw:user:10/60:" + longUser, "rl:fw:user_per_server:4/60:" + longUser + ":s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &recorder{admitted: true, outs: make([]algorithms.Outcome, 4)}
+			l := limiter(t, fmt.Sprintf(fourDims, tt.algo), r)
+			tt.r.NowUS = 1
+			if _, err := l.EvaluateRequest(context.Background(), tt.r); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(r.keys) != fmt.Sprint(tt.want) {
+				t.Fatalf("keys %q, want %q", r.keys, tt.want)
+			}
+			for _, k := range r.keys {
+				if len(k) > 225 {
+					t.Fatalf("key of %d bytes, §6 allows 225", len(k))
+				}
+			}
+		})
+	}
+}
+
+// TestUserPerServerReported covers §4 with four dimensions: the reported
+// dimension and its limit.
+func TestUserPerServerReported(t *testing.T) {
+	tests := []struct {
+		name     string
+		admitted bool
+		outs     []algorithms.Outcome
+		want     core.Decision
+	}{
+		{"admitted: user_per_server least remaining", true, []algorithms.Outcome{
+			{OK: true, Remaining: 9}, {OK: true, Remaining: 3, ResetAtUS: 60 * sec}, {OK: true, Remaining: 4},
+			{OK: true, Remaining: 3}},
+			core.Decision{Admitted: true, Dimension: core.DimUserPerServer, Limit: 4, Remaining: 3, ResetAtUnix: 60}},
+		{"admitted: tie with user goes to user", true, []algorithms.Outcome{
+			{OK: true, Remaining: 1, ResetAtUS: sec}, {OK: true, Remaining: 1}, {OK: true, Remaining: 4},
+			{OK: true, Remaining: 2}},
+			core.Decision{Admitted: true, Dimension: core.DimUser, Limit: 10, Remaining: 1, ResetAtUnix: 1}},
+		{"blocked: tie with tenant goes to user_per_server", false, []algorithms.Outcome{
+			{OK: true, Remaining: 1}, {OK: false, RetryAfterUS: sec, ResetAtUS: 2 * sec},
+			{OK: false, RetryAfterUS: sec}, {OK: true, Remaining: 1}},
+			core.Decision{Admitted: false, Dimension: core.DimUserPerServer, Limit: 4, ResetAtUnix: 2, RetryAfterS: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &recorder{admitted: tt.admitted, outs: tt.outs}
+			l := limiter(t, fmt.Sprintf(fourDims, "fixed_window"), r)
+			d, err := l.EvaluateRequest(context.Background(),
+				core.Request{User: "u", Server: "s", Tenant: "t", Tool: "search", NowUS: 1})
+			if err != nil || d != tt.want {
+				t.Fatalf("got %+v, %v; want %+v", d, err, tt.want)
+			}
+			if d.Dimension.String() != map[core.Dimension]string{core.DimUser: "user",
+				core.DimUserPerServer: "user_per_server"}[d.Dimension] {
+				t.Fatalf("dimension name %q", d.Dimension)
+			}
+		})
+	}
+}
+
+// TestUserPerServerAllOrNothing: on the memory backend, a request refused
+// by any one of four dimensions consumes nothing in the other three (§4).
+func TestUserPerServerAllOrNothing(t *testing.T) {
+	for _, algo := range []string{"fixed_window", "sliding_window", "token_bucket"} {
+		t.Run(algo, func(t *testing.T) {
+			cfg := `{"algorithm":"` + algo + `","by_user":{"limit":3,"window_s":60},` +
+				`"by_user_per_server":{"limit":1,"window_s":60},"by_tenant":{"limit":3,"window_s":60},` +
+				`"by_tool":{"search":{"limit":3,"window_s":60}}}`
+			l := limiter(t, cfg, memory.New(100))
+			ev := func(server string) core.Decision {
+				d, err := l.EvaluateRequest(context.Background(),
+					core.Request{User: "u", Server: server, Tenant: "t", Tool: "search", NowUS: 60 * sec})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return d
+			}
+			if d := ev("s1"); !d.Admitted || d.Dimension != core.DimUserPerServer || d.Remaining != 0 {
+				t.Fatalf("first: %+v", d)
+			}
+			for i := 0; i < 3; i++ {
+				if d := ev("s1"); d.Admitted || d.Dimension != core.DimUserPerServer {
+					t.Fatalf("refusal %d: %+v", i, d)
+				}
+			}
+			// The refusals spent nothing: user, tenant and tool each have 2 of 3 left.
+			if d := ev("s2"); !d.Admitted || d.Dimension != core.DimUserPerServer || d.Remaining != 0 {
+				t.Fatalf("other server: %+v", d)
+			}
+			if d := ev(""); !d.Admitted || d.Dimension != core.DimUser || d.Remaining != 0 {
+				t.Fatalf("no server: %+v, want the third and last of user's 3", d)
 			}
 		})
 	}
@@ -219,5 +353,23 @@ func TestEvaluateAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per call, want 0", allocs)
+	}
+	// Four dimensions, identities long enough to be hashed (each part and the
+	// composed user_per_server one). Fixed window, and every call within one
+	// window: keys whose state expired are evicted and re-created, which
+	// allocates (docs/engine.md, "The memory store").
+	long := core.Request{User: strings.Repeat("u", 200), Server: strings.Repeat("s:", 40), Tenant: "team:1", Tool: "search"}
+	for _, r := range []core.Request{{User: "alice@example.com", Server: "srv-1", Tenant: "team:1", Tool: "search"}, long} {
+		l4 := limiter(t, fmt.Sprintf(fourDims, "fixed_window"), memory.New(100))
+		r.NowUS = int64(1_700_000_000) * sec
+		allocs = testing.AllocsPerRun(1000, func() {
+			r.NowUS++
+			if _, err := l4.EvaluateRequest(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("user_per_server %d bytes: %v allocations per call, want 0", len(r.User)+len(r.Server), allocs)
+		}
 	}
 }

@@ -45,8 +45,8 @@ func EscapeIdentity(id string) string {
 }
 
 // AppendEscapedIdentity appends EscapeIdentity(id) to dst and returns the
-// extended buffer. It allocates only when dst is too small or the identity
-// is hashed.
+// extended buffer. It allocates only when dst is too small (a hashed
+// identity needs room for its raw bytes while they are hashed).
 func AppendEscapedIdentity(dst []byte, id string) []byte {
 	n := 0
 	for i := 0; i < len(id); i++ {
@@ -57,8 +57,12 @@ func AppendEscapedIdentity(dst []byte, id string) []byte {
 		}
 	}
 	if n > MaxEscapedIdentity {
-		sum := sha256.Sum256([]byte(id))
-		dst = append(dst, '~')
+		// Hash the bytes where they will be overwritten, so that no
+		// temporary []byte is allocated when dst has room for them.
+		start := len(dst)
+		dst = append(dst, id...)
+		sum := sha256.Sum256(dst[start:])
+		dst = append(dst[:start], '~')
 		return hex.AppendEncode(dst, sum[:])
 	}
 	for i := 0; i < len(id); i++ {

@@ -98,7 +98,7 @@ func CompletionFD() (fd int64) {
 // goroutine and returns at once with a ticket >= 1, or a negative Code*. When
 // the evaluation ends, its ticket is queued for NextCompletion and the eventfd
 // is incremented by one.
-func Submit(handle int64, user, tenant, tool string, nowUS int64) (ticket int64) {
+func Submit(handle int64, user, server, tenant, tool string, nowUS int64) (ticket int64) {
 	defer recoverTo(&ticket)
 	l := handles.get(handle)
 	if l == nil {
@@ -117,7 +117,7 @@ func Submit(handle int64, user, tenant, tool string, nowUS int64) (ticket int64)
 			}
 			queue.complete(t, packed)
 		}()
-		packed = evaluate(l.lim, user, tenant, tool, nowUS)
+		packed = evaluate(l.lim, user, server, tenant, tool, nowUS)
 	}()
 	return t
 }

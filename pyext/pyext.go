@@ -34,18 +34,21 @@ const (
 	CodeInternal      = -4 // a bug: a recovered panic or an unexpected error
 )
 
-// Result packing (docs/engine.md): bit 0 admitted, bits 1-2 dimension, bits
-// 3-23 remaining (admitted) or Retry-After seconds (blocked), bits 24-62
+// Result packing (docs/engine.md): bit 0 admitted, bits 1-3 dimension
+// (core.Dimension: 0 user, 1 user_per_server, 2 tenant, 3 tool, 4 none),
+// bits 4-24 remaining (admitted) or Retry-After seconds (blocked), bits 25-62
 // X-RateLimit-Reset in Unix seconds.
 const (
-	valueShift = 3
+	dimShift   = 1
+	valueShift = 4
 	valueBits  = 21
-	resetShift = 24
-	resetBits  = 39
+	resetShift = 25
+	resetBits  = 38
 )
 
 // ABIVersion identifies the shape of this package's API; engine_go checks it.
-func ABIVersion() int64 { return 2 }
+// 3: Evaluate and Submit take the server; the packed dimension has 3 bits.
+func ABIVersion() int64 { return 3 }
 
 // Add returns a+b. The build's smoke test and the overhead benchmark call it.
 func Add(a, b int64) int64 { return a + b }
@@ -196,23 +199,25 @@ func ResetMemoryStores() {
 }
 
 // Evaluate checks and, if admitted, consumes one request synchronously (the
-// GIL is released meanwhile). user is the normalised user; tenant "" means no
-// tenant; tool "" means no tool. An identity starting with "\x01" is already
-// escaped (docs/engine.md). nowUS is Unix µs, 0 for the backend's clock.
+// GIL is released meanwhile). user is the normalised user; server "" means no
+// virtual server (no user_per_server dimension); tenant "" means no tenant;
+// tool "" means no tool. An identity starting with "\x01" is already escaped
+// (docs/engine.md). nowUS is Unix µs, 0 for the backend's clock.
 //
 // It returns a packed result >= 0 (docs/engine.md) or a negative Code*.
-func Evaluate(handle int64, user, tenant, tool string, nowUS int64) (packed int64) {
+func Evaluate(handle int64, user, server, tenant, tool string, nowUS int64) (packed int64) {
 	defer recoverTo(&packed)
 	l := handles.get(handle)
 	if l == nil {
 		return CodeUnknownHandle
 	}
-	return evaluate(l.lim, user, tenant, tool, nowUS)
+	return evaluate(l.lim, user, server, tenant, tool, nowUS)
 }
 
 // evaluate runs one request and packs the answer or the error code.
-func evaluate(lim *core.Limiter, user, tenant, tool string, nowUS int64) int64 {
-	d, err := lim.Evaluate(context.Background(), user, tenant, tool, nowUS)
+func evaluate(lim *core.Limiter, user, server, tenant, tool string, nowUS int64) int64 {
+	d, err := lim.EvaluateRequest(context.Background(),
+		core.Request{User: user, Server: server, Tenant: tenant, Tool: tool, NowUS: nowUS})
 	if err != nil {
 		return code(err)
 	}
@@ -243,7 +248,7 @@ func pack(d core.Decision) int64 {
 	}
 	v = min(max(v, 0), 1<<valueBits-1)
 	reset := min(max(d.ResetAtUnix, 0), 1<<resetBits-1)
-	return p | int64(d.Dimension)<<1 | v<<valueShift | reset<<resetShift
+	return p | int64(d.Dimension)<<dimShift | v<<valueShift | reset<<resetShift
 }
 
 // panics counts recovered panics, for tests and diagnostics.

@@ -45,7 +45,7 @@ type unpacked struct {
 }
 
 func unpack(p int64) unpacked {
-	return unpacked{p&1 == 1, p >> 1 & 3, p >> 3 & (1<<21 - 1), p >> 24}
+	return unpacked{p&1 == 1, p >> 1 & 7, p >> 4 & (1<<21 - 1), p >> 25}
 }
 
 func TestPackLayout(t *testing.T) {
@@ -53,15 +53,17 @@ func TestPackLayout(t *testing.T) {
 		d    core.Decision
 		want unpacked
 	}{
-		{core.Decision{Admitted: true, Dimension: core.DimNone}, unpacked{true, 3, 0, 0}},
+		{core.Decision{Admitted: true, Dimension: core.DimNone}, unpacked{true, 4, 0, 0}},
 		{core.Decision{Admitted: true, Dimension: core.DimUser, Limit: 9, Remaining: 1_000_000, ResetAtUnix: 1_800_000_060},
 			unpacked{true, 0, 1_000_000, 1_800_000_060}},
-		{core.Decision{Admitted: false, Dimension: core.DimTool, Limit: 3, ResetAtUnix: 1<<39 - 1, RetryAfterS: 3600},
-			unpacked{false, 2, 3600, 1<<39 - 1}},
-		{core.Decision{Admitted: false, Dimension: core.DimTenant, RetryAfterS: 1, ResetAtUnix: 7}, unpacked{false, 1, 1, 7}},
+		{core.Decision{Admitted: false, Dimension: core.DimTool, Limit: 3, ResetAtUnix: 1<<38 - 1, RetryAfterS: 3600},
+			unpacked{false, 3, 3600, 1<<38 - 1}},
+		{core.Decision{Admitted: false, Dimension: core.DimTenant, RetryAfterS: 1, ResetAtUnix: 7}, unpacked{false, 2, 1, 7}},
+		{core.Decision{Admitted: true, Dimension: core.DimUserPerServer, Remaining: 5, ResetAtUnix: 9},
+			unpacked{true, 1, 5, 9}},
 		// Out-of-range values saturate instead of corrupting neighbouring fields.
 		{core.Decision{Admitted: true, Dimension: core.DimUser, Remaining: 1 << 22, ResetAtUnix: 1 << 40},
-			unpacked{true, 0, 1<<21 - 1, 1<<39 - 1}},
+			unpacked{true, 0, 1<<21 - 1, 1<<38 - 1}},
 	}
 	for _, tt := range tests {
 		p := pack(tt.d)
@@ -72,26 +74,29 @@ func TestPackLayout(t *testing.T) {
 			t.Errorf("pack(%+v) unpacks to %+v, want %+v", tt.d, got, tt.want)
 		}
 	}
-	if pack(core.Decision{Admitted: true, Dimension: core.DimNone}) != 7 {
-		t.Error("the no-dimension result must be 7, which engine_go.py relies on")
+	if pack(core.Decision{Admitted: true, Dimension: core.DimNone}) != 9 {
+		t.Error("the no-dimension result must be 9, which engine_go.py relies on")
 	}
 }
 
 func TestEvaluatePacked(t *testing.T) {
-	h := newLimiter(t, t.Name(), cfgJSON(""))
+	h := newLimiter(t, t.Name(), cfgJSON(`,"by_user_per_server":{"limit":1,"window_s":1}`))
 	steps := []struct {
-		user, tenant, tool string
-		want               unpacked
+		user, server, tenant, tool string
+		want                       unpacked
 	}{
-		{"alice", "", "", unpacked{true, 0, 1, 1_800_000_060}},
-		{"alice", "t1", "search", unpacked{true, 0, 0, 1_800_000_060}}, // user 0, tenant 4, tool 2
-		{"alice", "t1", "search", unpacked{false, 0, 60, 1_800_000_060}},
-		{"bob", "t1", "search", unpacked{true, 0, 1, 1_800_000_060}},   // user 1, tenant 3, tool 1: tie, user first
-		{"carol", "t1", "search", unpacked{true, 2, 0, 1_800_003_600}}, // user 1, tenant 2, tool 0
-		{"bob", "", "other", unpacked{true, 0, 0, 1_800_000_060}},
+		{"alice", "", "", "", unpacked{true, 0, 1, 1_800_000_060}},
+		{"alice", "", "t1", "search", unpacked{true, 0, 0, 1_800_000_060}}, // user 0, tenant 4, tool 2
+		{"alice", "", "t1", "search", unpacked{false, 0, 60, 1_800_000_060}},
+		{"bob", "", "t1", "search", unpacked{true, 0, 1, 1_800_000_060}},   // user 1, tenant 3, tool 1: tie, user first
+		{"carol", "", "t1", "search", unpacked{true, 3, 0, 1_800_003_600}}, // user 1, tenant 2, tool 0
+		{"bob", "", "", "other", unpacked{true, 0, 0, 1_800_000_060}},
+		{"dave", "s1", "", "", unpacked{true, 1, 0, 1_800_000_001}}, // user 1, user_per_server 0
+		{"dave", "s1", "", "", unpacked{false, 1, 1, 1_800_000_001}},
+		{"dave", "s2", "", "", unpacked{true, 0, 0, 1_800_000_060}}, // another server: user 0, tie with s2, user first
 	}
 	for i, st := range steps {
-		p := Evaluate(h, st.user, st.tenant, st.tool, now)
+		p := Evaluate(h, st.user, st.server, st.tenant, st.tool, now)
 		if p < 0 {
 			t.Fatalf("step %d: code %d", i, p)
 		}
@@ -117,12 +122,12 @@ func TestErrorCodes(t *testing.T) {
 		{"bad marked identity", h, "\x01a:b", "", "", now, CodeBadArgument},
 	}
 	for _, tt := range tests {
-		if got := Evaluate(tt.handle, tt.user, tt.tenant, tt.tool, tt.nowUS); got != tt.want {
+		if got := Evaluate(tt.handle, tt.user, "", tt.tenant, tt.tool, tt.nowUS); got != tt.want {
 			t.Errorf("%s: Evaluate = %d, want %d", tt.name, got, tt.want)
 		}
 	}
 	CloseLimiter(h)
-	if got := Evaluate(h, "u", "", "", now); got != CodeUnknownHandle {
+	if got := Evaluate(h, "u", "", "", "", now); got != CodeUnknownHandle {
 		t.Errorf("after CloseLimiter: %d, want %d", got, CodeUnknownHandle)
 	}
 	CloseLimiter(h) // twice: ignored
@@ -149,16 +154,16 @@ func TestSharedState(t *testing.T) {
 	a := newLimiter(t, "shared", cfg)
 	b := newLimiter(t, "shared", cfg)
 	other := newLimiter(t, "other", cfg)
-	Evaluate(a, "u", "", "", now)
-	if got := unpack(Evaluate(b, "u", "", "", now)); got.value != 0 {
+	Evaluate(a, "u", "", "", "", now)
+	if got := unpack(Evaluate(b, "u", "", "", "", now)); got.value != 0 {
 		t.Fatalf("second limiter of the pair sees remaining %d, want 0 (shared)", got.value)
 	}
-	if got := unpack(Evaluate(other, "u", "", "", now)); got.value != 1 {
+	if got := unpack(Evaluate(other, "u", "", "", "", now)); got.value != 1 {
 		t.Fatalf("another name sees remaining %d, want 1 (separate)", got.value)
 	}
 	ResetMemoryStores()
 	fresh := newLimiter(t, "shared", cfg)
-	if got := unpack(Evaluate(fresh, "u", "", "", now)); got.value != 1 {
+	if got := unpack(Evaluate(fresh, "u", "", "", "", now)); got.value != 1 {
 		t.Fatalf("after ResetMemoryStores remaining %d, want 1", got.value)
 	}
 }
@@ -192,13 +197,13 @@ func TestSubmitCompletes(t *testing.T) {
 	const n = 50
 	tickets := map[int64]bool{}
 	for i := 0; i < n; i++ {
-		tk := Submit(h, fmt.Sprintf("user%d", i%10), "", "", now)
+		tk := Submit(h, fmt.Sprintf("user%d", i%10), "", "", "", now)
 		if tk < 1 || tickets[tk] {
 			t.Fatalf("ticket %d", tk)
 		}
 		tickets[tk] = true
 	}
-	if bad := Submit(1<<40, "u", "", "", now); bad != CodeUnknownHandle {
+	if bad := Submit(1<<40, "u", "", "", "", now); bad != CodeUnknownHandle {
 		t.Fatalf("Submit on unknown handle: %d", bad)
 	}
 	admitted := 0
@@ -247,10 +252,10 @@ func TestPanicsAreRecovered(t *testing.T) {
 	h := handles.add(&limiter{lim: lim, release: func() {}})
 	defer CloseLimiter(h)
 	before := PanicCount()
-	if got := Evaluate(h, "u", "", "", now); got != CodeInternal {
+	if got := Evaluate(h, "u", "", "", "", now); got != CodeInternal {
 		t.Fatalf("Evaluate = %d, want CodeInternal", got)
 	}
-	tk := Submit(h, "u", "", "", now)
+	tk := Submit(h, "u", "", "", "", now)
 	got, found := int64(0), false
 	for !found {
 		// The eventfd may still count completions of earlier tests: drain
@@ -284,7 +289,7 @@ func TestCodes(t *testing.T) {
 			t.Errorf("code(%v) = %d, want %d", tt.err, got, tt.want)
 		}
 	}
-	if !strings.HasPrefix(fmt.Sprint(ABIVersion()), "2") {
+	if !strings.HasPrefix(fmt.Sprint(ABIVersion()), "3") {
 		t.Error("ABIVersion changed: update engine_go.ABI_VERSION too")
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
+	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
 	"github.com/rate-limiter-go/rate_limiter_go/backends/redis"
+	"github.com/rate-limiter-go/rate_limiter_go/core"
 	"github.com/rate-limiter-go/rate_limiter_go/tests_go/redistest"
 )
 
@@ -113,49 +115,87 @@ func TestRedisWorkedExamples(t *testing.T) {
 }
 
 // §4: a request refused by one dimension consumes nothing in the others, for
-// every algorithm, with three keys in one script call.
-func TestRedisAllOrNothingThreeKeys(t *testing.T) {
+// every algorithm, with three and four keys (user, user_per_server, tenant,
+// tool) in one script call, on Redis and on the memory backend.
+func TestAllOrNothingAcrossKeys(t *testing.T) {
 	srv := redistest.Start(t)
-	b := newRedisBackend(t, srv.URL(), redis.Options{})
+	backends := []struct {
+		name string
+		b    core.Backend
+	}{
+		{"redis", newRedisBackend(t, srv.URL(), redis.Options{})},
+		{"memory", memory.New(1000)},
+	}
 	now := testEpochUS() + 123_456
-	for _, kind := range []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket} {
-		t.Run(kind.String(), func(t *testing.T) {
-			p := uniquePrefix(t) + ":" + kind.KeyTag()
-			keys := []string{p + ":user:u", p + ":tenant:t", p + ":tool:x"}
-			limits := []algorithms.Limit{
-				{Limit: 5, WindowUS: 60 * secondUS},
-				{Limit: 2, WindowUS: 60 * secondUS}, // the tenant runs out first
-				{Limit: 10, WindowUS: 60 * secondUS},
+	minute := int64(60 * secondUS)
+	tests := []struct {
+		name  string
+		dims  []string
+		limit []int64 // per key; the one with limit 2 runs out first
+	}{
+		{"three keys, tenant tight", []string{"user", "tenant", "tool"}, []int64{5, 2, 10}},
+		{"four keys, user_per_server tight", []string{"user", "user_per_server", "tenant", "tool"}, []int64{5, 2, 6, 10}},
+		{"four keys, tool tight", []string{"user", "user_per_server", "tenant", "tool"}, []int64{5, 4, 6, 2}},
+	}
+	for _, be := range backends {
+		for _, kind := range []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket} {
+			for _, tt := range tests {
+				t.Run(be.name+"/"+kind.String()+"/"+tt.name, func(t *testing.T) {
+					p := uniquePrefix(t) + ":" + kind.KeyTag()
+					keys := make([]string, len(tt.dims))
+					limits := make([]algorithms.Limit, len(tt.dims))
+					tight := -1
+					for i, d := range tt.dims {
+						keys[i] = p + ":" + d + ":x"
+						limits[i] = algorithms.Limit{Limit: tt.limit[i], WindowUS: minute}
+						if tt.limit[i] == 2 {
+							tight = i
+						}
+					}
+					eval := func(keys []string, limits []algorithms.Limit) (bool, []algorithms.Outcome) {
+						out := make([]algorithms.Outcome, len(keys))
+						admitted, err := be.b.Evaluate(context.Background(), kind, keys, limits, now, out)
+						if err != nil {
+							t.Fatalf("Evaluate: %v", err)
+						}
+						return admitted, out
+					}
+					for i := 0; i < 2; i++ {
+						if admitted, out := eval(keys, limits); !admitted {
+							t.Fatalf("request %d blocked: %+v", i, out)
+						}
+					}
+					for r := 0; r < 3; r++ {
+						admitted, out := eval(keys, limits)
+						if admitted {
+							t.Fatalf("request %d admitted past the %s limit", r+2, tt.dims[tight])
+						}
+						for i, o := range out {
+							if o.OK != (i != tight) || (o.RetryAfterUS > 0) != (i == tight) {
+								t.Fatalf("key %s: ok %v retry %d; want only %s refusing", tt.dims[i], o.OK,
+									o.RetryAfterUS, tt.dims[tight])
+							}
+							if i != tight && o.Remaining != tt.limit[i]-2 {
+								t.Fatalf("blocked request %d changed %s: remaining %d, want %d", r, tt.dims[i],
+									o.Remaining, tt.limit[i]-2)
+							}
+						}
+					}
+					// Each other key alone still has exactly limit-2 left: the
+					// blocked requests spent nothing.
+					for i := range keys {
+						if i == tight {
+							continue
+						}
+						admitted, out := eval(keys[i:i+1], limits[i:i+1])
+						if !admitted || out[0].Remaining != tt.limit[i]-3 {
+							t.Fatalf("%s alone: admitted=%v remaining=%d, want admitted with %d left", tt.dims[i],
+								admitted, out[0].Remaining, tt.limit[i]-3)
+						}
+					}
+				})
 			}
-			for i := 0; i < 2; i++ {
-				if admitted, out := evalOne(t, b, kind, keys, limits, now); !admitted {
-					t.Fatalf("request %d blocked: %+v", i, out)
-				}
-			}
-			for i := 0; i < 3; i++ {
-				admitted, out := evalOne(t, b, kind, keys, limits, now)
-				if admitted {
-					t.Fatalf("request %d admitted past the tenant limit", i+2)
-				}
-				if !out[0].OK || out[1].OK || !out[2].OK {
-					t.Fatalf("ok flags %v %v %v, want only the tenant refusing", out[0].OK, out[1].OK, out[2].OK)
-				}
-				if out[0].Remaining != 3 || out[2].Remaining != 8 {
-					t.Fatalf("blocked request %d changed the others: user remaining %d (want 3), tool %d (want 8)",
-						i, out[0].Remaining, out[2].Remaining)
-				}
-				if out[0].RetryAfterUS != 0 || out[2].RetryAfterUS != 0 || out[1].RetryAfterUS <= 0 {
-					t.Fatalf("retry_after_us %d %d %d: want it only on the tenant", out[0].RetryAfterUS,
-						out[1].RetryAfterUS, out[2].RetryAfterUS)
-				}
-			}
-			// The user dimension alone still has exactly 3 left: the blocked
-			// requests spent nothing.
-			admitted, out := evalOne(t, b, kind, keys[:1], limits[:1], now)
-			if !admitted || out[0].Remaining != 2 {
-				t.Fatalf("user alone: admitted=%v remaining=%d, want admitted with 2 left", admitted, out[0].Remaining)
-			}
-		})
+		}
 	}
 }
 

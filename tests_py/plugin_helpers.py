@@ -40,22 +40,34 @@ def make_plugin(config: dict[str, Any] | None, name: str | None = None) -> RateL
 
 
 def plugin_context(
-    user: Any = "alice@example.com", tenant: str | None = None, request_id: str = "req-1"
+    user: Any = "alice@example.com", tenant: str | None = None, request_id: str = "req-1", server: Any = None
 ) -> PluginContext:
-    return PluginContext(global_context=GlobalContext(request_id=request_id, user=user, tenant_id=tenant))
+    return PluginContext(
+        global_context=GlobalContext(request_id=request_id, user=user, tenant_id=tenant, server_id=server)
+    )
 
 
 async def call_tool(
-    plugin: RateLimiterPlugin, tool: str = "search", user: Any = "alice@example.com", tenant: str | None = None
+    plugin: RateLimiterPlugin,
+    tool: str = "search",
+    user: Any = "alice@example.com",
+    tenant: str | None = None,
+    server: Any = None,
 ) -> Any:
-    return await plugin.tool_pre_invoke(ToolPreInvokePayload(name=tool, args={}), plugin_context(user, tenant))
+    return await plugin.tool_pre_invoke(
+        ToolPreInvokePayload(name=tool, args={}), plugin_context(user, tenant, server=server)
+    )
 
 
 async def fetch_prompt(
-    plugin: RateLimiterPlugin, prompt_id: str, user: Any = "alice@example.com", tenant: str | None = None
+    plugin: RateLimiterPlugin,
+    prompt_id: str,
+    user: Any = "alice@example.com",
+    tenant: str | None = None,
+    server: Any = None,
 ) -> Any:
     return await plugin.prompt_pre_fetch(
-        PromptPrehookPayload(prompt_id=prompt_id, args={}), plugin_context(user, tenant)
+        PromptPrehookPayload(prompt_id=prompt_id, args={}), plugin_context(user, tenant, server=server)
     )
 
 

@@ -17,7 +17,7 @@ from rate_limiter_go.config import parse_config
 from rate_limiter_go.engine import NO_LIMIT
 from rate_limiter_go.engine_python.engine import PythonEngine
 from rate_limiter_go.engine_python.selection import reported_index
-from rate_limiter_go.keys import state_key
+from rate_limiter_go.keys import key_prefix, state_key, user_server_identity
 
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 S = 1_000_000
@@ -66,6 +66,126 @@ async def test_blocked_by_one_dimension_consumes_nothing_in_the_others(
     results = [await engine.check(*next_request(i), now) for i in range(3)]
     assert [r.admitted for r in results] == [True, True, False]
     assert results[2].dimension != tight
+
+
+def four_dimensions(tight: str, algorithm: str) -> dict[str, Any]:
+    """user, user_per_server, tenant and tool limits of 3/s, except ``tight`` at 1/s."""
+    rate = {d: ("1/s" if d == tight else "3/s") for d in ("user", "user_per_server", "tenant", "tool")}
+    return {
+        "by_user": rate["user"],
+        "by_user_per_server": rate["user_per_server"],
+        "by_tenant": rate["tenant"],
+        "by_tool": {"search": rate["tool"]},
+        "algorithm": algorithm,
+    }
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("tight", ["user", "user_per_server", "tenant", "tool"])
+async def test_four_dimensions_blocked_by_one_consumes_nothing_in_the_others(
+    make_engine, backend_settings, clock, tight: str, algorithm: str
+) -> None:
+    """§4.3 with by_user_per_server: one script call / one lock over four keys, all or nothing."""
+    engine = make_engine({**four_dimensions(tight, algorithm), **backend_settings})
+    now = clock.at(0.0)
+    first = await engine.check("alice", "t1", "search", now, "s1")
+    assert first.admitted and (first.dimension, first.remaining, first.limit) == (tight, 0, 1)
+    for _ in range(3):
+        blocked = await engine.check("alice", "t1", "search", now, "s1")
+        assert not blocked.admitted and blocked.dimension == tight
+
+    # Avoid the exhausted dimension; the other three have spent exactly one of their three.
+    avoid = {
+        "user": lambda i: (f"user-{i}", "t1", "search", f"s-{i}"),  # a new user is a new user@server too
+        "user_per_server": lambda i: ("alice", "t1", "search", f"s-{i}"),
+        "tenant": lambda i: ("alice", None, "search", "s1"),
+        "tool": lambda i: ("alice", "t1", None, "s1"),
+    }[tight]
+    results = [await engine.check(*avoid(i)[:3], now, avoid(i)[3]) for i in range(3)]
+    assert [r.admitted for r in results] == [True, True, False]
+    assert results[2].dimension != tight
+
+
+async def test_user_per_server_skipped_without_a_server(make_engine, backend_settings, clock) -> None:
+    """§5: server None skips by_user_per_server; it counts per (user, server), not per user or per server."""
+    engine = make_engine({"by_user_per_server": "1/s", **backend_settings})
+    now = clock.at(0.0)
+    for _ in range(3):
+        assert await engine.check("alice", None, None, now, None) == NO_LIMIT
+    first = await engine.check("alice", None, None, now, "s1")
+    assert first.admitted and (first.dimension, first.limit, first.remaining) == ("user_per_server", 1, 0)
+    assert not (await engine.check("alice", None, None, now, "s1")).admitted
+    assert (await engine.check("alice", None, None, now, "s2")).admitted  # another server
+    assert (await engine.check("bob", None, None, now, "s1")).admitted  # another user
+
+
+@pytest.mark.parametrize(
+    ("config", "dimension", "remaining"),
+    [
+        ({"by_user": "3/s", "by_user_per_server": "3/s"}, "user", 2),  # tie: user before user_per_server
+        ({"by_user_per_server": "3/s", "by_tenant": "3/s", "by_tool": {"search": "3/s"}}, "user_per_server", 2),
+        ({"by_user": "5/s", "by_user_per_server": "2/s", "by_tenant": "3/s"}, "user_per_server", 1),
+        ({"by_user": "5/s", "by_user_per_server": "4/s", "by_tenant": "3/s"}, "tenant", 2),
+    ],
+)
+async def test_four_dimensions_admitted_reports_the_smallest_remaining(
+    make_engine, backend_settings, clock, config, dimension, remaining
+) -> None:
+    """§4: ties go to the earliest in the order user, user_per_server, tenant, tool."""
+    engine = make_engine({**config, **backend_settings})
+    decision = await engine.check("alice", "t1", "search", clock.at(0.0), "s1")
+    assert decision.admitted and (decision.dimension, decision.remaining) == (dimension, remaining)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_blocked_by_user_and_user_per_server_reports_the_largest_retry_after(
+    make_engine, backend_settings, clock, algorithm: str
+) -> None:
+    """§4: user 1/s and user_per_server 1/m both refuse: user_per_server (60 s) is reported; an equal wait
+    (user_per_server 1/s and tenant 1/s) goes to user_per_server, the earlier."""
+    engine = make_engine({"by_user": "1/s", "by_user_per_server": "1/m", "algorithm": algorithm, **backend_settings})
+    now = clock.at(0.0)
+    assert (await engine.check("alice", None, None, now, "s1")).admitted
+    decision = await engine.check("alice", None, None, now, "s1")
+    assert (decision.admitted, decision.dimension, decision.retry_after_s) == (False, "user_per_server", 60)
+    assert (await engine.check("alice", None, None, now + 60 * S, "s1")).admitted
+
+    tie = make_engine({"by_user_per_server": "1/s", "by_tenant": "1/s", "algorithm": algorithm, **backend_settings})
+    assert (await tie.check("alice", "t1", None, now, "s1")).admitted
+    decision = await tie.check("alice", "t1", None, now, "s1")
+    assert (decision.admitted, decision.dimension, decision.retry_after_s) == (False, "user_per_server", 1)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_four_dimensions_blocked_request_leaves_redis_state_untouched(
+    make_engine, redis_url, clock, algorithm: str
+) -> None:
+    """§4.3 and §6 on Redis with four keys: the keys are where §6 says, and a refusal writes none of them."""
+    config = {**four_dimensions("tenant", algorithm), "backend": "redis", "redis_url": redis_url}
+    engine = make_engine(config)
+    now = clock.at(0.0)
+    assert (await engine.check("alice", "t1", "search", now, "srv 1")).admitted
+    rc = redis.Redis.from_url(redis_url)
+    cfg = parse_config(config)
+    keys = [
+        state_key("rl", algorithm, "user", cfg.by_user, "alice"),
+        key_prefix("rl", algorithm, "user_per_server", cfg.by_user_per_server) + user_server_identity("alice", "srv 1"),
+        state_key("rl", algorithm, "tenant", cfg.by_tenant, "t1"),
+        state_key("rl", algorithm, "tool", cfg.by_tool["search"], "search"),
+    ]
+    assert keys[1].endswith(":user_per_server:3/1:alice:srv%201")
+
+    def snapshot() -> list[Any]:
+        if algorithm == "sliding_window":
+            return [rc.zrange(k, 0, -1, withscores=True) for k in keys]
+        return [rc.hgetall(k) for k in keys]
+
+    before = snapshot()
+    assert all(before), "every dimension consumed on admission"
+    for i in range(5):
+        assert not (await engine.check("alice", "t1", "search", now + i, "srv 1")).admitted
+    assert snapshot() == before
+    rc.close()
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -155,13 +155,14 @@ def test_redis_url_schemes(url: str) -> None:
     ("raw", "key", "fragment"),
     [
         ({"by_user": 30}, "by_user", "must be a string"),  # wrong type, not "no limit"
-        ({"by_user": None}, "by_user", "must be a string"),  # §1: None is an error
+        ({"by_user": [1]}, "by_user", "must be a string"),  # (None is "off", like cpex-rate-limiter's null)
+        ({"by_user_per_server": 5}, "by_user_per_server", "must be a string"),
         ({"by_user": "30"}, "by_user", "not a rate"),
         ({"by_tenant": "5/d"}, "by_tenant", "unknown unit"),
         ({"by_tenant": 2.5}, "by_tenant", "must be a string"),
         ({"by_tool": ["search"]}, "by_tool", "must be a mapping"),
         ({"by_tool": "search: 3/s"}, "by_tool", "must be a mapping"),
-        ({"by_tool": None}, "by_tool", "must be a mapping"),
+        ({"by_tool": 3}, "by_tool", "must be a mapping"),
         ({"by_tool": {"search": 3}}, "by_tool['search']", "must be a string"),
         ({"by_tool": {"search": "0/s"}}, "by_tool['search']", "between 1 and"),
         ({"by_tool": {7: "1/s"}}, "by_tool", "must be strings"),

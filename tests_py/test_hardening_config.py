@@ -80,7 +80,7 @@ WRONG_TYPES = st.one_of(
     st.binary(max_size=4),
 )
 BAD_RATES = st.one_of(
-    WRONG_TYPES.filter(lambda v: not isinstance(v, str)),
+    WRONG_TYPES.filter(lambda v: v is not None and not isinstance(v, str)),  # null turns a dimension off
     st.sampled_from(["", "10", "10/d", "0/s", "1.5/s", "-1/s", "+1/s", "1000001/s", "1e3/s", "10/ s s", "10 0/s",
                      "\u0661\u0660/s", "10/\u017f", "10\x00/s", "10/sec/", "/s", "10/", "١/s", "99999999999999999999/m"]),
     st.text(max_size=8).filter(lambda s: "/" not in s),
@@ -94,14 +94,14 @@ def broken_configs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
     how = draw(st.sampled_from(["rate", "tool_rate", "tool_table", "tool_name", "int", "choice", "prefix", "unknown",
                                 "url", "collide"]))
     if how == "rate":
-        key = draw(st.sampled_from(["by_user", "by_tenant"]))
+        key = draw(st.sampled_from(["by_user", "by_user_per_server", "by_tenant"]))
         cfg[key] = draw(BAD_RATES)
     elif how == "tool_rate":
         key = "by_tool"
         cfg[key] = {"search": draw(BAD_RATES)}
     elif how == "tool_table":
         key = "by_tool"
-        cfg[key] = draw(WRONG_TYPES.filter(lambda v: not isinstance(v, dict)))
+        cfg[key] = draw(WRONG_TYPES.filter(lambda v: v is not None and not isinstance(v, dict)))  # null: off
     elif how == "tool_name":
         key = "by_tool"
         cfg[key] = {draw(st.sampled_from(["", " ", "\t\n"])): "1/s"}

@@ -1,4 +1,4 @@
-"""§6 keys: layout, escaping, hashing of long identities."""
+"""§6 keys: layout, escaping, hashing of long identities, the composed user_per_server identity."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from rate_limiter_go.config import Rate
-from rate_limiter_go.keys import MAX_ESCAPED_IDENTITY, escape_identity, key_prefix, state_key
+from rate_limiter_go.keys import (
+    DIMENSION_NAMES,
+    MAX_ESCAPED_IDENTITY,
+    escape_identity,
+    key_prefix,
+    state_key,
+    user_server_identity,
+)
 
 KEPT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@+"
 
@@ -73,8 +80,48 @@ def test_hash_uses_surrogatepass_bytes() -> None:
 
 
 def test_key_is_bounded() -> None:
-    key = state_key("p" * 64, "sliding_window", "tenant", Rate(1_000_000, 3600), "x" * 10_000)
-    assert len(key.encode()) <= 64 + 4 + 7 + 17 + 128 + 4
+    """§6: at most 225 bytes, for every dimension and the longest prefix and rate."""
+    longest = 64 + 1 + 2 + 1 + len("user_per_server") + 1 + len("1000000/3600") + 1 + 128
+    assert longest == 225
+    rate = Rate(1_000_000, 3600)
+    for dimension in DIMENSION_NAMES:
+        assert len(state_key("p" * 64, "sliding_window", dimension, rate, "x" * 10_000).encode()) <= longest
+    prefix = key_prefix("p" * 64, "sliding_window", "user_per_server", rate)
+    for user, server in [("x" * 128, "y" * 128), ("x" * 10_000, "%" * 10_000), ("a" * 63, "b" * 64)]:
+        assert len((prefix + user_server_identity(user, server)).encode()) <= longest
+
+
+def spec_user_server(user: str, server: str) -> str:
+    """§6 user_per_server identity read literally."""
+    composed = spec_escape(user) + ":" + spec_escape(server)
+    return composed if len(composed) <= 128 else "~" + hashlib.sha256(composed.encode("ascii")).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("user", "server", "identity"),
+    [
+        ("bob", "srv 1", "bob:srv%201"),  # the §6 example
+        ("a:b", "c", "a%3Ab:c"),  # a raw ':' only ever separates the two parts
+        ("a", "b:c", "a:b%3Ac"),
+        ("anonymous", "s1", "anonymous:s1"),
+        ("a" * 63, "b" * 64, "a" * 63 + ":" + "b" * 64),  # 128 bytes: kept
+        ("a" * 64, "b" * 64, "~" + hashlib.sha256(("a" * 64 + ":" + "b" * 64).encode()).hexdigest()),  # 129
+        # A long user is hashed on its own first, then the composed 65 + 1 + 2 bytes are kept.
+        ("u" * 200, "s1", "~" + hashlib.sha256(b"u" * 200).hexdigest() + ":s1"),
+        ("\ud800", "é", "%ED%A0%80:%C3%A9"),
+    ],
+)
+def test_user_server_identity(user: str, server: str, identity: str) -> None:
+    assert user_server_identity(user, server) == identity == spec_user_server(user, server)
+    assert len(identity) <= MAX_ESCAPED_IDENTITY
+    assert key_prefix("rl", "sliding_window", "user_per_server", Rate(20, 3600)) == "rl:sw:user_per_server:20/3600:"
+
+
+@given(st.text(max_size=80), st.text(max_size=80), st.text(max_size=80), st.text(max_size=80))
+def test_distinct_user_server_pairs_give_distinct_identities(u1: str, s1: str, u2: str, s2: str) -> None:
+    if (u1, s1) != (u2, s2):
+        assert user_server_identity(u1, s1) != user_server_identity(u2, s2)
+    assert user_server_identity(u1, s1) == spec_user_server(u1, s1)
 
 
 @given(st.text(max_size=200))

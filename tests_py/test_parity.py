@@ -7,9 +7,10 @@ different store names so they do not share state (§10); Redis engines get
 different key prefixes (§6) on one private redis-server, except in the
 rolling-upgrade tests, where they share one prefix and must share counters.
 
-Covers §3 (all three algorithms), §4 (all-or-nothing, reported dimension),
-§5 (which dimensions apply), §6 (escaping, hashing, the binding's identity
-marker) and §7 (header values).
+Covers §3 (all three algorithms), §4 (all-or-nothing, reported dimension,
+all four dimensions), §5 (which dimensions apply), §6 (escaping, hashing,
+the composed user_per_server identity, the binding's identity marker) and
+§7 (header values).
 """
 
 from __future__ import annotations
@@ -32,11 +33,18 @@ from rate_limiter_go.engine_python.engine import PythonEngine
 
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 
-# Dimension sets: one dimension, all three, and one where often none applies.
+# Dimension sets: one dimension, three, all four, and ones where often none applies.
 DIMENSIONS: dict[str, dict[str, Any]] = {
     "1dim": {"by_user": "3/s"},
     "3dim": {"by_user": "4/s", "by_tenant": "3/s", "by_tool": {"search": "2/s", "a:b": "5/m", "Fetch ": "3/h"}},
+    "4dim": {
+        "by_user": "4/s",
+        "by_user_per_server": "2/s",
+        "by_tenant": "3/s",
+        "by_tool": {"search": "2/s", "a:b": "5/m", "Fetch ": "3/h"},
+    },
     "no-user": {"by_tenant": "2/s", "by_tool": {"search": "3/s"}},
+    "per-server": {"by_user_per_server": "3/s", "by_tool": {"search": "2/s"}},
 }
 
 # Identities that exercise §6 escaping, hashing and the binding's marker; "" is
@@ -44,6 +52,9 @@ DIMENSIONS: dict[str, dict[str, Any]] = {
 USERS = ["alice@example.com", "bob", "team:1 {a}", "é", "x\x00y", "\x01z", "\ud800", "anonymous", "u" * 200, ""]
 TENANTS = [None, "t1", "t:2", "\x01t", "t\x00", "\udfff"]
 TOOLS = [None, "search", "a:b", "fetch", "unlisted"]
+# Virtual servers (None: a prompt fetch or a call without a server). "v" * 120 makes the
+# composed user_per_server identity longer than 128 bytes, so it is hashed (§6).
+SERVERS = [None, "s1", "srv:2 {x}", "\x01s", "s\x00", "\udc80", "v" * 120, "é"]
 
 _counter = itertools.count()
 
@@ -77,7 +88,11 @@ def config(algorithm: str, dims: str, backend: str = "memory", **extra: Any) -> 
     return parse_config(raw)
 
 
-Step = tuple[int, str, "str | None", "str | None"]  # advance_us, user, tenant, tool
+Step = tuple  # (advance_us, user, tenant, tool) or (advance_us, user, tenant, tool, server)
+
+
+def _server(step: Step) -> str | None:
+    return step[4] if len(step) > 4 else None
 
 
 def _outcome(call: Callable[[], Decision]) -> Decision | tuple[str, str]:
@@ -89,18 +104,20 @@ def _outcome(call: Callable[[], Decision]) -> Decision | tuple[str, str]:
 
 def run_sync(engine: Engine, steps: list[Step], start_us: int) -> list[Decision | tuple[str, str]]:
     now, out = start_us, []
-    for advance, user, tenant, tool in steps:
+    for step in steps:
+        advance, user, tenant, tool = step[:4]
         now += advance
-        out.append(_outcome(lambda: engine.evaluate(user, tenant, tool, now)))
+        out.append(_outcome(lambda: engine.evaluate(user, tenant, tool, now, _server(step))))
     return out
 
 
 async def run_async(engine: Engine, steps: list[Step], start_us: int) -> list[Decision | tuple[str, str]]:
     now, out = start_us, []
-    for advance, user, tenant, tool in steps:
+    for step in steps:
+        advance, user, tenant, tool = step[:4]
         now += advance
         try:
-            out.append(await engine.check(user, tenant, tool, now))
+            out.append(await engine.check(user, tenant, tool, now, _server(step)))
         except Exception as e:
             out.append(("error", type(e).__name__))
     return out
@@ -137,8 +154,9 @@ advances = st.one_of(
 # Few identities most of the time, so that counters fill up.
 users = st.one_of(st.sampled_from(USERS[:2]), st.sampled_from(USERS[:2]), st.sampled_from(USERS))
 tenants = st.one_of(st.sampled_from(TENANTS[:2]), st.sampled_from(TENANTS))
+servers = st.one_of(st.sampled_from(SERVERS[:2]), st.sampled_from(SERVERS))
 steps_strategy = st.lists(
-    st.tuples(advances, users, tenants, st.sampled_from(TOOLS)),
+    st.tuples(advances, users, tenants, st.sampled_from(TOOLS), servers),
     min_size=1,
     max_size=60,
 )
@@ -242,6 +260,44 @@ def test_memory_all_or_nothing_script(go_engine_class: type, algorithm: str) -> 
     assert got[5].remaining == 3  # u2's refused request at step 4 spent nothing
 
 
+def _four_dimension_script() -> list[Step]:
+    # by_user 4/s, by_user_per_server 2/s, by_tenant 3/s, search 2/s (DIMENSIONS["4dim"]), one instant.
+    return [
+        (0, "u1", "t1", None, "s1"),  # admitted: user 3, u1@s1 1, tenant 2 left -> user_per_server
+        (0, "u1", None, "search", "s1"),  # admitted: user 2, u1@s1 0, search 1 -> user_per_server
+        (0, "u1", "t1", "search", "s1"),  # blocked by u1@s1: nothing consumed (§4)
+        (0, "u1", "t1", "search", "s2"),  # admitted: user 1, u1@s2 1, tenant 1, search 0 -> tool
+        (0, "u1", "t1", None, None),  # admitted: user 0, tenant 0: tie -> user (the earliest)
+        (0, "u2", "t1", None, "s1"),  # blocked by tenant; u2 and u2@s1 untouched
+        (0, "u2", None, None, "s1"),  # admitted: user 3, u2@s1 1 -> user_per_server, 1 left
+        (0, "u1", None, None, "s3"),  # blocked by user; u1@s3 untouched
+        (0, "u3", None, None, "s1"),  # admitted: the per-server counter is per user, not per server
+        (1_000_000, "u1", "t1", "search", "s1"),  # a second later every per-second limit refilled
+    ]
+
+
+def _check_four_dimension_script(got: list[Any]) -> None:
+    assert [d.admitted for d in got] == [True, True, False, True, True, False, True, False, True, True]
+    assert [d.dimension for d in got] == [
+        "user_per_server", "user_per_server", "user_per_server", "tool", "user",
+        "tenant", "user_per_server", "user", "user_per_server", "user_per_server",
+    ]
+    assert [d.limit for d in got[:4]] == [2, 2, 2, 2]
+    assert got[6].remaining == 1  # u2's refused request at step 5 spent nothing on u2@s1
+    assert got[8].remaining == 1
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_memory_four_dimensions_script(go_engine_class: type, algorithm: str) -> None:
+    """§4 with user_per_server among the four dimensions: order, reported dimension, nothing consumed when refused."""
+    cfg = config(algorithm, "4dim")
+    steps = _four_dimension_script()
+    got = run_sync(go_engine_class(cfg, _unique("go")), steps, EPOCH_US)
+    want = run_sync(PythonEngine(cfg, _unique("py")), steps, EPOCH_US)
+    assert got == want, first_difference(got, want, steps)
+    _check_four_dimension_script(got)
+
+
 def test_memory_store_name_and_config_share_state(go_engine_class: type) -> None:
     """§10: Go engines with the same store name and config share counters, like Python ones."""
     cfg = config("fixed_window", "1dim")
@@ -315,10 +371,26 @@ async def test_redis_all_or_nothing_script(go_engine_class: type, redis_url: str
     assert got == on_memory
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_redis_four_dimensions_script(go_engine_class: type, redis_url: str, algorithm: str) -> None:
+    """§4 and §9 with four keys per script call: both engines agree with each other and with memory."""
+    steps = _four_dimension_script()
+    go = go_engine_class(config(algorithm, "4dim", "redis", redis_url=redis_url, redis_key_prefix=_unique("g")), "s")
+    py = PythonEngine(config(algorithm, "4dim", "redis", redis_url=redis_url, redis_key_prefix=_unique("p")), "s")
+    try:
+        got, want = await run_async(go, steps, EPOCH_US), await run_async(py, steps, EPOCH_US)
+    finally:
+        await go.close()
+        await py.close()
+    assert got == want, first_difference(got, want, steps)
+    _check_four_dimension_script(got)
+    assert got == run_sync(PythonEngine(config(algorithm, "4dim"), _unique("m")), steps, EPOCH_US)
+
+
 # -- rolling upgrade: one Redis, one prefix, both engines -----------------------
 
 mixed_steps = st.lists(
-    st.tuples(st.booleans(), advances, users, tenants, st.sampled_from(TOOLS)),
+    st.tuples(st.booleans(), advances, users, tenants, st.sampled_from(TOOLS), servers),
     min_size=1,
     max_size=60,
 )
@@ -328,28 +400,28 @@ mixed_steps = st.lists(
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=mixed_steps, offset=start_strategy)
 def test_redis_interleaved_engines_share_counters(
-    go_engine_class: type, redis_server: Any, algorithm: str, steps: list[tuple[bool, int, str, Any, Any]], offset: int
+    go_engine_class: type, redis_server: Any, algorithm: str, steps: list[tuple[Any, ...]], offset: int
 ) -> None:
     """A request sequence split at random between a Go and a Python gateway on one Redis
     (same prefix) answers exactly as if one engine had served it all: the engines
     share counters, as in a rolling upgrade (§6, §9)."""
     redis_server.ensure_running()
     url = redis_server.url
-    shared = config(algorithm, "3dim", "redis", redis_url=url, redis_key_prefix=_unique("mix"))
-    alone = config(algorithm, "3dim", "redis", redis_url=url, redis_key_prefix=_unique("one"))
+    shared = config(algorithm, "4dim", "redis", redis_url=url, redis_key_prefix=_unique("mix"))
+    alone = config(algorithm, "4dim", "redis", redis_url=url, redis_key_prefix=_unique("one"))
     start = EPOCH_US + offset
-    plain: list[Step] = [(adv, user, tenant, tool) for _, adv, user, tenant, tool in steps]
+    plain: list[Step] = [step[1:] for step in steps]
 
     async def run() -> tuple[list[Any], list[Any]]:
         go, py = go_engine_class(shared, "mix"), PythonEngine(shared, "mix")
         reference = PythonEngine(alone, "one")
         try:
             now, mixed = start, []
-            for use_go, adv, user, tenant, tool in steps:
+            for use_go, adv, user, tenant, tool, server in steps:
                 now += adv
                 engine = go if use_go else py
                 try:
-                    mixed.append(await engine.check(user, tenant, tool, now))
+                    mixed.append(await engine.check(user, tenant, tool, now, server))
                 except Exception as e:
                     mixed.append(("error", type(e).__name__))
             return mixed, await run_async(reference, plain, start)

@@ -74,8 +74,8 @@ def per_call(quick: bool) -> list[tuple[str, float]]:
     cases: list[tuple[str, Any]] = [
         ("binding only: `_pyext.pyext_Add(1, 2)`", lambda: raw.pyext_Add(1, 2)),
         (
-            "binding + Go, 1 dimension: `_pyext.pyext_Evaluate(h, user, '', '', 0)`",
-            lambda: raw.pyext_Evaluate(h, "alice@example.com", "", "", 0),
+            "binding + Go, 1 dimension: `_pyext.pyext_Evaluate(h, user, '', '', '', 0)`",
+            lambda: raw.pyext_Evaluate(h, "alice@example.com", "", "", "", 0),
         ),
         ("GoEngine.evaluate, 1 dimension", lambda: g1.evaluate("alice@example.com", None, None)),
         ("GoEngine.evaluate, 3 dimensions", lambda: g3.evaluate("alice@example.com", "team-a", "search")),

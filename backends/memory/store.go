@@ -32,6 +32,10 @@ const (
 	presize     = 1024 // initial map capacity: small, since every plugin configuration has a store
 )
 
+// maxRequestKeys is the most keys one Evaluate takes: one per dimension
+// (user, user_per_server, tenant, tool; core.MaxDimensions).
+const maxRequestKeys = 4
+
 // entry is one key's state. mu guards everything but pins and slot.
 type entry struct {
 	mu          sync.Mutex
@@ -86,12 +90,12 @@ func (s *Store) BorrowsKeys() bool { return true }
 // Close does nothing: memory state outlives limiter instances (§10).
 func (s *Store) Close() error { return nil }
 
-// Evaluate implements core.Backend for 1 to 3 distinct keys. nowUS is the time
+// Evaluate implements core.Backend for 1 to maxRequestKeys distinct keys. nowUS is the time
 // in Unix µs, 0 for the wall clock. The request's keys are locked in key order
 // for the whole check-then-consume, so no other request on them interleaves.
 func (s *Store) Evaluate(_ context.Context, kind algorithms.Kind, keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
 	n := len(keys)
-	if n < 1 || n > 3 || len(limits) != n || len(out) < n {
+	if n < 1 || n > maxRequestKeys || len(limits) != n || len(out) < n {
 		return false, fmt.Errorf("%w: %d keys, %d limits, %d outcomes", ErrBadRequest, n, len(limits), len(out))
 	}
 	if kind != algorithms.FixedWindow && kind != algorithms.SlidingWindow && kind != algorithms.TokenBucket {
@@ -108,8 +112,8 @@ func (s *Store) Evaluate(_ context.Context, kind algorithms.Kind, keys []string,
 	if nowUS < 0 {
 		return false, fmt.Errorf("%w: negative time", ErrBadRequest)
 	}
-	order := [3]int{0, 1, 2}
-	for i := 1; i < n; i++ { // insertion sort of at most 3 indices by key
+	order := [maxRequestKeys]int{0, 1, 2, 3}
+	for i := 1; i < n; i++ { // insertion sort of at most maxRequestKeys indices by key
 		for j := i; j > 0 && keys[order[j]] < keys[order[j-1]]; j-- {
 			order[j], order[j-1] = order[j-1], order[j]
 		}
@@ -120,7 +124,7 @@ func (s *Store) Evaluate(_ context.Context, kind algorithms.Kind, keys []string,
 		}
 	}
 
-	var es [3]*entry
+	var es [maxRequestKeys]*entry
 	for {
 		for i := 0; i < n; i++ {
 			es[i] = s.acquire(keys[i], nowUS)
@@ -138,7 +142,7 @@ func (s *Store) Evaluate(_ context.Context, kind algorithms.Kind, keys []string,
 		s.release(&es, &order, n)
 	}
 
-	var ok [3]bool
+	var ok [maxRequestKeys]bool
 	admitted := true
 	for i := 0; i < n; i++ {
 		ok[i] = es[i].check(kind, limits[i], nowUS)
@@ -156,7 +160,7 @@ func (s *Store) Evaluate(_ context.Context, kind algorithms.Kind, keys []string,
 }
 
 // release unlocks the request's entries in reverse lock order and unpins them.
-func (s *Store) release(es *[3]*entry, order *[3]int, n int) {
+func (s *Store) release(es *[maxRequestKeys]*entry, order *[maxRequestKeys]int, n int) {
 	for j := n - 1; j >= 0; j-- {
 		e := es[order[j]]
 		e.mu.Unlock()

@@ -28,7 +28,7 @@ func eval(t testing.TB, s *Store, kind algorithms.Kind, keys []string, limits []
 func TestBadRequests(t *testing.T) {
 	s := New(10)
 	l := algorithms.Limit{Limit: 1, WindowUS: sec}
-	out := make([]algorithms.Outcome, 4)
+	out := make([]algorithms.Outcome, 5)
 	tests := []struct {
 		name   string
 		kind   algorithms.Kind
@@ -37,7 +37,8 @@ func TestBadRequests(t *testing.T) {
 		now    int64
 	}{
 		{"no keys", algorithms.FixedWindow, nil, nil, 1},
-		{"four keys", algorithms.FixedWindow, []string{"a", "b", "c", "d"}, []algorithms.Limit{l, l, l, l}, 1},
+		{"five keys", algorithms.FixedWindow, []string{"a", "b", "c", "d", "e"}, []algorithms.Limit{l, l, l, l, l}, 1},
+		{"duplicate among four", algorithms.FixedWindow, []string{"d", "b", "c", "b"}, []algorithms.Limit{l, l, l, l}, 1},
 		{"limits mismatch", algorithms.FixedWindow, []string{"a", "b"}, []algorithms.Limit{l}, 1},
 		{"duplicate key", algorithms.FixedWindow, []string{"a", "b", "a"}, []algorithms.Limit{l, l, l}, 1},
 		{"zero limit", algorithms.FixedWindow, []string{"a"}, []algorithms.Limit{{Limit: 0, WindowUS: sec}}, 1},

@@ -6,8 +6,9 @@ import (
 	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
 )
 
-// maxKeys is the most dimensions one request has: user, tenant, tool (§9).
-const maxKeys = 3
+// maxKeys is the most dimensions one request has: user, user_per_server,
+// tenant, tool (§9).
+const maxKeys = 4
 
 // argBuf holds the EVALSHA arguments of one call. go-redis writes *string and
 // *int64 arguments without converting them to interface values of their own,
@@ -31,7 +32,7 @@ func (a *argBuf) fill(sha interface{}, keys []string, limits []algorithms.Limit,
 	n := len(keys)
 	a.args[0] = "evalsha"
 	a.args[1] = sha
-	a.args[2] = int64(n) // 1..3: small integers are boxed without allocating
+	a.args[2] = int64(n) // 1..4: small integers are boxed without allocating
 	for i := 0; i < n; i++ {
 		a.keys[i] = keys[i]
 		a.args[3+i] = &a.keys[i]

@@ -17,7 +17,7 @@ import (
 const (
 	MaxLimit    = 1_000_000     // requests per window (§1)
 	MaxWindowUS = 3_600_000_000 // one hour in µs, the longest §1 unit
-	MaxKeyLen   = 256           // bytes; §6 keys are at most 224
+	MaxKeyLen   = 256           // bytes; §6 keys are at most 225
 	maxNowUS    = 1 << 52       // µs since the epoch (year 2112): room below 2^53 for now+window
 )
 
@@ -69,7 +69,7 @@ func newBackend(opts Options, clock func() int64) (*Backend, error) {
 }
 
 // Evaluate runs one request's dimensions (keys[i] limited by limits[i], in the
-// order user, tenant, tool) through the script of kind with one EVALSHA, and
+// order user, user_per_server, tenant, tool) through the script of kind with one EVALSHA, and
 // writes each dimension's outcome to out[i]. nowUS is the instant in µs since
 // the Unix epoch, or 0 to use Redis TIME (production; docs/semantics.md §2).
 //
@@ -150,7 +150,7 @@ func validate(kind algorithms.Kind, keys []string, limits []algorithms.Limit, no
 	case int(kind) >= numKinds:
 		return invalid("unknown algorithm kind " + kind.String())
 	case n == 0 || n > maxKeys:
-		return invalid("want 1 to 3 keys")
+		return invalid("want 1 to 4 keys")
 	case len(limits) != n:
 		return invalid("limits and keys differ in length")
 	case len(out) < n:

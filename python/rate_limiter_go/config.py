@@ -40,6 +40,8 @@ class LimiterConfig:
     """A validated configuration. Tool names in ``by_tool`` are normalised (§5)."""
 
     by_user: Rate | None = None
+    # The user within the virtual server of the call (global_context.server_id), tool calls only (§5).
+    by_user_per_server: Rate | None = None
     by_tenant: Rate | None = None
     by_tool: Mapping[str, Rate] = field(default_factory=lambda: MappingProxyType({}))
     algorithm: str = "fixed_window"
@@ -56,6 +58,13 @@ class LimiterConfig:
     redis_tls_ca_file: str | None = None
     redis_tls_cert_file: str | None = None
     redis_tls_key_file: str | None = None
+    # False: verify the server's certificate chain but not that it names the host (config key
+    # redis_ssl_check_hostname). Only used with rediss://.
+    redis_tls_check_hostname: bool = True
+    # The plugin layer, not the engines: hand an admitted call's X-RateLimit-* headers to the
+    # HTTP response through the http_post_request hook (when that hook is listed). Not in
+    # canonical_json: it changes no count.
+    admitted_headers: bool = True
 
     def canonical_json(self) -> str:
         """A deterministic JSON rendering: identifies the shared memory store
@@ -80,11 +89,16 @@ class LimiterConfig:
             "redis_timeout_ms": self.redis_timeout_ms,
             "redis_url": self.redis_url,
         }
-        # Written only when set, so the JSON of a configuration without TLS files is unchanged.
+        # Written only when set, so the JSON (and the memory store identity, §10) of a
+        # configuration without them is unchanged.
+        if self.by_user_per_server is not None:
+            doc["by_user_per_server"] = rate(self.by_user_per_server)
         for key in _TLS_FILE_KEYS:
             value = getattr(self, key)
             if value is not None:
                 doc[key] = value
+        if not self.redis_tls_check_hostname:
+            doc["redis_tls_check_hostname"] = False
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
@@ -108,6 +122,18 @@ _RATE_RE = re.compile(r"\s*([0-9]+)\s*/\s*([A-Za-z]+)\s*", re.ASCII)
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _TLS_FILE_KEYS = ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+_RATE_KEYS = ("by_user", "by_user_per_server", "by_tenant")
+
+# Setting names as written in a plugin's config: (documented name, LimiterConfig field).
+# The documented names are cpex-rate-limiter's, so its configurations load unchanged; the
+# field names (redis_tls_*) were this plugin's own spelling and stay accepted as aliases.
+# Giving both spellings of one setting is an error.
+SETTING_ALIASES: dict[str, str] = {
+    "redis_ssl_ca_certs": "redis_tls_ca_file",
+    "redis_ssl_certfile": "redis_tls_cert_file",
+    "redis_ssl_keyfile": "redis_tls_key_file",
+    "redis_ssl_check_hostname": "redis_tls_check_hostname",
+}
 
 # name -> (lowest, highest) accepted value, inclusive.
 _INT_SETTINGS: dict[str, tuple[int, int]] = {
@@ -122,7 +148,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "backend": BACKENDS,
     "fail_mode": FAIL_MODES,
 }
-KNOWN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(LimiterConfig))
+#: Every setting name a config may use: the documented names and the field names.
+KNOWN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(LimiterConfig)) + tuple(SETTING_ALIASES)
 
 
 class ConfigError(ValueError):
@@ -163,7 +190,8 @@ def parse_rate(text: object) -> Rate:
 
 
 def _rate_setting(raw: Mapping[Any, Any], key: str, problems: list[str]) -> Rate | None:
-    if key not in raw:
+    """A rate, or None when absent or null (YAML ``~``): that dimension is off."""
+    if raw.get(key) is None:
         return None
     try:
         return parse_rate(raw[key])
@@ -173,6 +201,9 @@ def _rate_setting(raw: Mapping[Any, Any], key: str, problems: list[str]) -> Rate
 
 
 def _tool_rates(value: object, problems: list[str]) -> Mapping[str, Rate]:
+    """by_tool: null is no tool limits; a tool whose rate is null is not limited."""
+    if value is None:
+        return MappingProxyType({})
     if not isinstance(value, Mapping):
         problems.append(f"by_tool: must be a mapping of tool name to rate, got {type(value).__name__} {_show(value)}")
         return MappingProxyType({})
@@ -187,7 +218,7 @@ def _tool_rates(value: object, problems: list[str]) -> Mapping[str, Rate]:
             problems.append(f"by_tool: tool name {_show(name)} is empty after stripping whitespace")
             continue
         try:
-            rate = parse_rate(rate_text)
+            rate = None if rate_text is None else parse_rate(rate_text)
         except ValueError as e:
             problems.append(f"by_tool[{name!r}]: {e}")
             rate = None
@@ -251,9 +282,9 @@ def parse_config(raw: Mapping[str, Any] | None) -> LimiterConfig:
 
     defaults = LimiterConfig()
     problems: list[str] = [_unknown_key_problem(k) for k in raw if k not in KNOWN_KEYS]
+    raw, spelled = _resolve_aliases(raw, problems)
 
-    by_user = _rate_setting(raw, "by_user", problems)
-    by_tenant = _rate_setting(raw, "by_tenant", problems)
+    rates = {key: _rate_setting(raw, key, problems) for key in _RATE_KEYS}
     by_tool = _tool_rates(raw["by_tool"], problems) if "by_tool" in raw else defaults.by_tool
 
     algorithm = _choice_setting(raw, "algorithm", defaults.algorithm, problems)
@@ -278,13 +309,15 @@ def parse_config(raw: Mapping[str, Any] | None) -> LimiterConfig:
         prefix = defaults.redis_key_prefix
 
     ints = {key: _int_setting(raw, key, getattr(defaults, key), problems) for key in _INT_SETTINGS}
-    tls = _tls_files(raw, redis_url, problems)
+    tls = _tls_files(raw, redis_url, spelled, problems)
+    # Accepted with any URL (cpex-rate-limiter's default config carries it); used only with rediss://.
+    check_hostname = _bool_setting(raw, "redis_tls_check_hostname", spelled, problems)
+    admitted_headers = _bool_setting(raw, "admitted_headers", spelled, problems)
 
     if problems:
         raise ConfigError(problems)
     return LimiterConfig(
-        by_user=by_user,
-        by_tenant=by_tenant,
+        **rates,
         by_tool=by_tool,
         algorithm=algorithm,
         backend=backend,
@@ -293,7 +326,35 @@ def parse_config(raw: Mapping[str, Any] | None) -> LimiterConfig:
         fail_mode=fail_mode,
         **ints,
         **tls,
+        redis_tls_check_hostname=check_hostname,
+        admitted_headers=admitted_headers,
     )
+
+
+def _bool_setting(raw: Mapping[Any, Any], key: str, spelled: Mapping[str, str], problems: list[str]) -> bool:
+    """A strict boolean (YAML true/false); anything else, "yes" and 1 included, is an error."""
+    default: bool = getattr(LimiterConfig(), key)
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        problems.append(f"{spelled.get(key, key)}: must be true or false, got {type(value).__name__} {_show(value)}")
+        return default
+    return value
+
+
+def _resolve_aliases(raw: Mapping[Any, Any], problems: list[str]) -> tuple[Mapping[Any, Any], dict[str, str]]:
+    """The mapping keyed by LimiterConfig field, and field -> the name the config used (for messages)."""
+    resolved = dict(raw)
+    spelled = {field_name: documented for documented, field_name in SETTING_ALIASES.items()}
+    for documented, field_name in SETTING_ALIASES.items():
+        if field_name in raw:
+            spelled[field_name] = field_name
+        if documented not in raw:
+            continue
+        if field_name in raw:
+            problems.append(f"{documented}: also given as {field_name} (the same setting); give it once")
+        spelled[field_name] = documented
+        resolved[field_name] = resolved.pop(documented)
+    return resolved, spelled
 
 
 def _readable_file(key: str, value: object, problems: list[str]) -> str | None:
@@ -309,21 +370,25 @@ def _readable_file(key: str, value: object, problems: list[str]) -> str | None:
     return value
 
 
-def _tls_files(raw: Mapping[Any, Any], redis_url: object, problems: list[str]) -> dict[str, str | None]:
-    """redis_tls_*: readable files, only with a rediss:// URL, client certificate and key together."""
+def _tls_files(
+    raw: Mapping[Any, Any], redis_url: object, spelled: Mapping[str, str], problems: list[str]
+) -> dict[str, str | None]:
+    """TLS files (raw keyed by field): readable, only with a rediss:// URL, certificate and key together.
+
+    Messages name each setting as the config spelled it."""
     files: dict[str, str | None] = {key: None for key in _TLS_FILE_KEYS}
     given = [key for key in _TLS_FILE_KEYS if raw.get(key) is not None]
     if not given:
         return files
     if not (isinstance(redis_url, str) and redis_url.startswith("rediss://")):
         for key in given:
-            problems.append(f"{key}: only allowed with a rediss:// redis_url (TLS)")
+            problems.append(f"{spelled[key]}: only allowed with a rediss:// redis_url (TLS)")
         return files
     for key in given:
-        files[key] = _readable_file(key, raw[key], problems)
+        files[key] = _readable_file(spelled[key], raw[key], problems)
     has_cert, has_key = "redis_tls_cert_file" in given, "redis_tls_key_file" in given
     if has_cert != has_key:
-        missing = "redis_tls_key_file" if has_cert else "redis_tls_cert_file"
-        present = "redis_tls_cert_file" if has_cert else "redis_tls_key_file"
+        missing = spelled["redis_tls_key_file" if has_cert else "redis_tls_cert_file"]
+        present = spelled["redis_tls_cert_file" if has_cert else "redis_tls_key_file"]
         problems.append(f"{present}: needs {missing} too (a client certificate and its key go together)")
     return files

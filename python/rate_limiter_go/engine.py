@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 # Dimension names in evaluation order (docs/semantics.md §4).
-DIMENSIONS: tuple[str, str, str] = ("user", "tenant", "tool")
+DIMENSIONS: tuple[str, str, str, str] = ("user", "user_per_server", "tenant", "tool")
 
 
 class Decision(NamedTuple):
@@ -48,19 +48,25 @@ class Engine(Protocol):
     name: str  # "python" or "go"
     sync: bool  # True when evaluate() answers without I/O (memory backend)
 
-    def evaluate(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+    def evaluate(
+        self, user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
+    ) -> Decision:
         """Synchronous form of check(), only for engines with ``sync`` True.
 
         The memory path stays a direct call: no coroutine, no event-loop hop.
         """
         ...
 
-    async def check(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+    async def check(
+        self, user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
+    ) -> Decision:
         """Evaluate and (if admitted) consume one request.
 
         ``user`` is already normalised (never empty); ``tenant`` is None when the
         tenant dimension does not apply; ``tool`` is the normalised tool name,
-        or None. ``now_us`` = 0 uses the backend's clock (§2); tests pass an
+        or None; ``server`` is the normalised virtual server of a tool call, or
+        None when the user_per_server dimension does not apply (prompt
+        fetches, no server). ``now_us`` = 0 uses the backend's clock (§2); tests pass an
         explicit time. Raises EngineError on backend failure.
         """
         ...

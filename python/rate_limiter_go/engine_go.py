@@ -30,16 +30,21 @@ from rate_limiter_go.keys import escape_identity
 __all__ = ["ABI_VERSION", "GoEngine", "MARKER", "reset_memory_stores", "unpack", "wire_identity"]
 
 #: The pyext API version this wrapper speaks (pyext.ABIVersion()).
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 #: Leads an identity that is passed already escaped (docs/engine.md): C strings
 #: cannot carry NUL or lone surrogates, and a raw identity starting with the
 #: marker must not be mistaken for an escaped one.
 MARKER = "\x01"
 
-# Packed result layout (docs/engine.md).
+# Packed result layout (docs/engine.md): bit 0 admitted, bits 1-3 dimension,
+# bits 4-24 value, bits 25-62 reset.
+_DIM_MASK = 7
+_VALUE_SHIFT = 4
 _VALUE_MASK = (1 << 21) - 1
-_NONE_DIMENSION = 3
+_RESET_SHIFT = 25
+_TOOL_DIMENSION = 3
+_NONE_DIMENSION = 4
 _PACKED_NO_LIMIT = 1 | _NONE_DIMENSION << 1
 
 _ERRORS = {
@@ -86,7 +91,8 @@ def unpack(packed: int) -> tuple[bool, int, int, int]:
     """Split a packed result into (admitted, dimension index, value, reset_at_unix).
 
     value is the remaining count when admitted, Retry-After seconds when
-    blocked; dimension index 3 means no dimension applied. Negative packed
+    blocked; the dimension index is into DIMENSIONS, 4 meaning that no
+    dimension applied. Negative packed
     values are error codes: -3 (bad argument) raises ValueError, like the
     Python engine for the same input; the others raise EngineError.
     """
@@ -94,7 +100,7 @@ def unpack(packed: int) -> tuple[bool, int, int, int]:
         if packed == -3:
             raise ValueError("Go engine: bad argument (empty user, malformed marked identity or now_us out of range)")
         raise EngineError(f"Go engine: {_ERRORS.get(packed, f'error code {packed}')}")
-    return bool(packed & 1), (packed >> 1) & 3, (packed >> 3) & _VALUE_MASK, packed >> 24
+    return bool(packed & 1), (packed >> 1) & _DIM_MASK, (packed >> _VALUE_SHIFT) & _VALUE_MASK, packed >> _RESET_SHIFT
 
 
 class GoEngine:
@@ -122,8 +128,10 @@ class GoEngine:
         self.sync = config.backend == "memory"
         self._store_name = store_name
         self._config_json = config.canonical_json()
-        self._limits: tuple[int, int] = (
+        # Limits by dimension index (DIMENSIONS) but the tool's, which depends on the tool.
+        self._limits: tuple[int, int, int] = (
             config.by_user.limit if config.by_user else 0,
+            config.by_user_per_server.limit if config.by_user_per_server else 0,
             config.by_tenant.limit if config.by_tenant else 0,
         )
         self._tool_limits: dict[str, int] = {name: rate.limit for name, rate in config.by_tool.items()}
@@ -191,32 +199,41 @@ class GoEngine:
             """The Decision of a packed result that is not in the cache (docs/engine.md, "Packed result")."""
             if packed < 0:
                 unpack(packed)  # raises
-            dim = (packed >> 1) & 3  # 3 (none) is always in the cache
-            value = (packed >> 3) & _VALUE_MASK
-            limit = limits[dim] if dim != 2 else tool_limits[tool]  # type: ignore[index]  # the configured name
+            dim = (packed >> 1) & _DIM_MASK  # 4 (none) is always in the cache
+            value = (packed >> _VALUE_SHIFT) & _VALUE_MASK
+            reset = packed >> _RESET_SHIFT
+            limit = limits[dim] if dim != _TOOL_DIMENSION else tool_limits[tool]  # type: ignore[index]  # configured
             if packed & 1:
-                d = _decision((True, DIMENSIONS[dim], limit, value, packed >> 24, 0))
+                d = _decision((True, DIMENSIONS[dim], limit, value, reset, 0))
             else:
-                d = _decision((False, DIMENSIONS[dim], limit, 0, packed >> 24, value))
-            if dim != 2 or tool_uniform:  # else the packed value does not say which tool: not cacheable
+                d = _decision((False, DIMENSIONS[dim], limit, 0, reset, value))
+            if dim != _TOOL_DIMENSION or tool_uniform:  # else the packed value does not say which tool: not cacheable
                 if len(cache) >= _CACHE_MAX:
                     cache.clear()
                     cache[_PACKED_NO_LIMIT] = NO_LIMIT
                 cache[packed] = d
             return d
 
-        def evaluate(user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+        def evaluate(
+            user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
+        ) -> Decision:
             # s >= "\x02" is one string comparison that is False exactly for ""
             # and for strings starting with "\x00" or MARKER, which need the
             # wire form (empty ones stay empty).
             u = user if user >= "\x02" else wire_identity(user)
+            s = "" if server is None else server if server >= "\x02" else wire_identity(server)
             t = "" if tenant is None else tenant if tenant >= "\x02" else wire_identity(tenant)
             w = "" if tool is None else tool if tool >= "\x02" else wire_identity(tool)
             try:
-                packed = raw(handle, u, t, w, now_us)
+                packed = raw(handle, u, s, t, w, now_us)
             except (ValueError, UnicodeEncodeError):  # NUL inside, or a lone surrogate: pass escaped
                 packed = raw(
-                    handle, wire_identity(user), wire_identity(tenant or ""), wire_identity(tool or ""), now_us
+                    handle,
+                    wire_identity(user),
+                    wire_identity(server or ""),
+                    wire_identity(tenant or ""),
+                    wire_identity(tool or ""),
+                    now_us,
                 )
             d = cache_get(packed)
             return d if d is not None else decode(packed, tool)
@@ -226,7 +243,9 @@ class GoEngine:
 
     # -- Engine --------------------------------------------------------------
 
-    def evaluate(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+    def evaluate(
+        self, user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
+    ) -> Decision:
         """Evaluate and consume one request (§4) with one call into Go.
 
         Meant for the memory backend (``sync``); with Redis it blocks the
@@ -234,15 +253,22 @@ class GoEngine:
         when the engine or backend fails.
         """
         self._bind()
-        return self.evaluate(user, tenant, tool, now_us)  # the fast path installed by _bind
+        return self.evaluate(user, tenant, tool, now_us, server)  # the fast path installed by _bind
 
-    async def check(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+    async def check(
+        self, user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
+    ) -> Decision:
         """Evaluate one request; with Redis the event loop keeps running meanwhile."""
         if self.sync:
-            return self.evaluate(user, tenant, tool, now_us)
+            return self.evaluate(user, tenant, tool, now_us, server)
         mod = self._mod or self._bind()
         ticket = mod.Submit(
-            self._handle, wire_identity(user), wire_identity(tenant or ""), wire_identity(tool or ""), now_us
+            self._handle,
+            wire_identity(user),
+            wire_identity(server or ""),
+            wire_identity(tenant or ""),
+            wire_identity(tool or ""),
+            now_us,
         )
         if ticket < 0:
             unpack(ticket)  # raises

@@ -2,8 +2,9 @@
 
 Runs on every request, so each function is a handful of type checks and one
 ``strip()``; no framework objects are imported here. The plugin passes in
-``global_context.user``, ``global_context.tenant_id`` and the payload's tool
-name (or prompt id).
+``global_context.user``, ``global_context.tenant_id``,
+``global_context.server_id`` (tool calls only) and the payload's tool name
+(or prompt id).
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ def tenant_identity(tenant_id: object) -> str | None:
         return None
     text = (tenant_id if isinstance(tenant_id, str) else str(tenant_id)).strip()
     return text if text else None
+
+
+def server_identity(server_id: object) -> str | None:
+    """The virtual server of a tool call, stripped, or None when by_user_per_server does not apply.
+
+    Same rule as the tenant (§5): None, an empty string and whitespace mean
+    "no server", and such calls skip the per-user-per-server limit.
+    """
+    return tenant_identity(server_id)
 
 
 def tool_key(name: object) -> str:

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_ESCAPED_IDENTITY",
     "escape_identity",
     "key_prefix",
+    "user_server_identity",
     "state_key",
 ]
 
@@ -27,7 +28,7 @@ ALGORITHM_CODES: dict[str, str] = {
     "token_bucket": "tb",
 }
 #: Dimension names allowed in keys, in evaluation order (§4).
-DIMENSION_NAMES: tuple[str, ...] = ("user", "tenant", "tool")
+DIMENSION_NAMES: tuple[str, ...] = ("user", "user_per_server", "tenant", "tool")
 #: An escaped identity longer than this many bytes is replaced by its hash (§6).
 MAX_ESCAPED_IDENTITY = 128
 
@@ -55,6 +56,19 @@ def escape_identity(identity: str) -> str:
     if len(escaped) > MAX_ESCAPED_IDENTITY:
         return "~" + hashlib.sha256(data).hexdigest()
     return escaped
+
+
+def user_server_identity(user: str, server: str) -> str:
+    """The identity segment of a ``user_per_server`` key (§6): ``escape(user) + ":" + escape(server)``.
+
+    ``:`` is never kept raw by the escaping, so distinct pairs give distinct
+    segments. A composed segment longer than 128 bytes becomes ``~`` + the
+    SHA-256 hex of its (ASCII) bytes.
+    """
+    composed = escape_identity(user) + ":" + escape_identity(server)
+    if len(composed) > MAX_ESCAPED_IDENTITY:
+        return "~" + hashlib.sha256(composed.encode("ascii")).hexdigest()
+    return composed
 
 
 def key_prefix(prefix: str, algorithm: str, dimension: str, rate: Rate) -> str:

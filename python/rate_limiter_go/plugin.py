@@ -28,7 +28,7 @@ from cpex.framework import (
 from rate_limiter_go.config import LimiterConfig, parse_config
 from rate_limiter_go.engine import Decision
 from rate_limiter_go.engines import select_engine
-from rate_limiter_go.identity import ANONYMOUS, tenant_identity, tool_key, user_identity
+from rate_limiter_go.identity import ANONYMOUS, server_identity, tenant_identity, tool_key, user_identity
 from rate_limiter_go.keys import escape_identity
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 #: Seconds between two backend-error warnings of one plugin instance (§8).
 ERROR_LOG_INTERVAL_S = 10.0
 
-_KIND_TEXT = {"user": "per-user", "tenant": "per-tenant", "tool": "per-tool"}
+_KIND_TEXT = {"user": "per-user", "user_per_server": "per-user-per-server", "tenant": "per-tenant", "tool": "per-tool"}
 _MAX_ERROR_TEXT = 160
 
 
@@ -118,6 +118,7 @@ class RateLimiterPlugin(Plugin):
         self.engine = select_engine(self.limits, config.name)
         self._sync = bool(self.engine.sync)
         self._by_user = self.limits.by_user is not None
+        self._by_user_per_server = self.limits.by_user_per_server is not None
         self._by_tenant = self.limits.by_tenant is not None
         self._tools = dict(self.limits.by_tool)  # a plain dict: the fastest membership test
         self._fail_closed = self.limits.fail_mode == "closed"
@@ -126,7 +127,14 @@ class RateLimiterPlugin(Plugin):
     async def initialize(self) -> None:
         """Log which engine serves this instance (no identities, no tool names)."""
         dims = [
-            d for d, on in (("user", self._by_user), ("tenant", self._by_tenant), ("tool", bool(self._tools))) if on
+            d
+            for d, on in (
+                ("user", self._by_user),
+                ("user_per_server", self._by_user_per_server),
+                ("tenant", self._by_tenant),
+                ("tool", bool(self._tools)),
+            )
+            if on
         ]
         logger.info(
             "rate limiter %s: engine=%s backend=%s algorithm=%s dimensions=%s fail_mode=%s",
@@ -153,7 +161,7 @@ class RateLimiterPlugin(Plugin):
         self, payload: ToolPreInvokePayload, context: PluginContext, extensions: Any = None
     ) -> ToolPreInvokeResult:
         """Count one call of ``payload.name`` against every dimension that applies."""
-        return await self._limit(payload.name, context, ToolPreInvokeResult)
+        return await self._limit(payload.name, context, ToolPreInvokeResult, self._by_user_per_server)
 
     async def prompt_pre_fetch(
         self, payload: PromptPrehookPayload, context: PluginContext, extensions: Any = None
@@ -161,19 +169,22 @@ class RateLimiterPlugin(Plugin):
         """Count one fetch of prompt ``payload.prompt_id``; ``by_tool`` limits apply to prompt ids (§5)."""
         return await self._limit(payload.prompt_id, context, PromptPrehookResult)
 
-    async def _limit(self, name: object, context: PluginContext, result_type: Any) -> Any:
-        """The one request path of both hooks: identities, one engine call, the result."""
+    async def _limit(self, name: object, context: PluginContext, result_type: Any, per_server: bool = False) -> Any:
+        """The one request path of both hooks: identities, one engine call, the result.
+
+        ``per_server``: the by_user_per_server dimension applies (tool calls only, §5)."""
         try:
             tool = self._tool_of(name)
             gctx = context.global_context
-            user = user_identity(gctx.user) if self._by_user else ANONYMOUS
+            server = server_identity(gctx.server_id) if per_server else None
+            user = user_identity(gctx.user) if self._by_user or server is not None else ANONYMOUS
             tenant = tenant_identity(gctx.tenant_id) if self._by_tenant else None
             # self.engine.evaluate is looked up per call on purpose: the Go engine
             # replaces it on the instance with a faster closure after its first call.
             if self._sync:
-                decision = self.engine.evaluate(user, tenant, tool)
+                decision = self.engine.evaluate(user, tenant, tool, 0, server)
             else:
-                decision = await self.engine.check(user, tenant, tool)
+                decision = await self.engine.check(user, tenant, tool, 0, server)
         except Exception as exc:  # §8: no engine or backend error escapes a hook
             return self._on_error(exc, context, name, result_type)
         return self._result(decision, tool, result_type)
@@ -226,6 +237,8 @@ class RateLimiterPlugin(Plugin):
         rate = None
         if dimension == "user":
             rate = self.limits.by_user
+        elif dimension == "user_per_server":
+            rate = self.limits.by_user_per_server
         elif dimension == "tenant":
             rate = self.limits.by_tenant
         elif dimension == "tool" and tool is not None:
@@ -237,7 +250,12 @@ class RateLimiterPlugin(Plugin):
             # Only computed when a warning is actually written.
             try:
                 gctx = context.global_context
-                identities = (user_identity(gctx.user), tenant_identity(gctx.tenant_id), tool_key(name))
+                identities = (
+                    user_identity(gctx.user),
+                    tenant_identity(gctx.tenant_id),
+                    server_identity(getattr(gctx, "server_id", None)),
+                    tool_key(name),
+                )
             except Exception:
                 identities = ()
             return sanitise_error(exc, self.limits.redis_key_prefix, identities)

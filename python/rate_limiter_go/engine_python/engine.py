@@ -14,7 +14,7 @@ from rate_limiter_go.engine import NO_LIMIT, Decision
 from rate_limiter_go.engine_python.algorithms import ALGORITHMS
 from rate_limiter_go.engine_python.memory import shared_store
 from rate_limiter_go.engine_python.selection import decision_from_script_reply, reported_index, to_decision
-from rate_limiter_go.keys import escape_identity, key_prefix
+from rate_limiter_go.keys import escape_identity, key_prefix, user_server_identity
 
 __all__ = ["KEY_CACHE_SIZE", "MAX_NOW_US", "PythonEngine"]
 
@@ -26,7 +26,7 @@ class _Dimension:
 
     def __init__(self, name: str, key: str, rate: Rate) -> None:
         self.name = name
-        self.key = key  # the key prefix ending in ':' (user, tenant), or the whole key (tool)
+        self.key = key  # the key prefix ending in ':' (user, user_per_server, tenant), or the whole key (tool)
         self.limit = rate.limit
         self.window_us = rate.window_us
         self.argv = (str(rate.limit), str(rate.window_us))  # §9 ARGV pair
@@ -69,6 +69,15 @@ class PythonEngine:
             if config.by_user is not None
             else None
         )
+        self._user_server = (
+            _Dimension(
+                "user_per_server",
+                key_prefix(prefix, algorithm, "user_per_server", config.by_user_per_server),
+                config.by_user_per_server,
+            )
+            if config.by_user_per_server is not None
+            else None
+        )
         self._tenant = (
             _Dimension("tenant", key_prefix(prefix, algorithm, "tenant", config.by_tenant), config.by_tenant)
             if config.by_tenant is not None
@@ -82,6 +91,7 @@ class PythonEngine:
         # identity -> full key: escaping is the costliest step of building a key and callers repeat.
         self._user_keys: dict[str, str] = {}
         self._tenant_keys: dict[str, str] = {}
+        self._user_server_keys: dict[tuple[str, str], str] = {}
         if self.sync:
             self._store = shared_store(store_name, config)
             self._redis = None
@@ -91,8 +101,10 @@ class PythonEngine:
             self._store = None
             self._redis = RedisBackend(config)
 
-    def _dimensions(self, user: str, tenant: str | None, tool: str | None) -> list[tuple[_Dimension, str]]:
-        """The request's (dimension, key) pairs in order user, tenant, tool (§5)."""
+    def _dimensions(
+        self, user: str, tenant: str | None, tool: str | None, server: str | None = None
+    ) -> list[tuple[_Dimension, str]]:
+        """The request's (dimension, key) pairs in order user, user_per_server, tenant, tool (§5)."""
         if not user or not isinstance(user, str):
             raise ValueError("user must be a non-empty str (normalised by the caller, 'anonymous' if unknown)")
         dims = []
@@ -101,6 +113,17 @@ class PythonEngine:
             if key is None:
                 key = _remember(self._user_keys, user, self._user.key + escape_identity(user))
             dims.append((self._user, key))
+        if server is not None and self._user_server is not None:
+            pair = (user, server)
+            key = self._user_server_keys.get(pair)
+            if key is None:
+                if not server or not isinstance(server, str):
+                    raise ValueError("server must be None or a non-empty str")
+                key = self._user_server.key + user_server_identity(user, server)
+                if len(self._user_server_keys) >= KEY_CACHE_SIZE:
+                    self._user_server_keys.clear()
+                self._user_server_keys[pair] = key
+            dims.append((self._user_server, key))
         if tenant is not None and self._tenant is not None:
             key = self._tenant_keys.get(tenant)
             if key is None:
@@ -114,12 +137,14 @@ class PythonEngine:
                 dims.append((spec, spec.key))
         return dims
 
-    def evaluate(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+    def evaluate(
+        self, user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
+    ) -> Decision:
         """Check and (if admitted) consume one request on the memory backend; see Engine.check."""
         store = self._store
         if store is None:
             raise RuntimeError("evaluate() needs the memory backend; use 'await check()' with redis")
-        dims = self._dimensions(user, tenant, tool)
+        dims = self._dimensions(user, tenant, tool, server)
         if not dims:
             return NO_LIMIT
         if now_us == 0:
@@ -183,11 +208,13 @@ class PythonEngine:
         spec = dims[i][0]
         return to_decision(admitted, spec.name, spec.limit, remainings[i], resets[i], retries[i])
 
-    async def check(self, user: str, tenant: str | None, tool: str | None, now_us: int = 0) -> Decision:
+    async def check(
+        self, user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
+    ) -> Decision:
         """Evaluate and (if admitted) consume one request; raises EngineError on backend failure (§8)."""
         if self._redis is None:
-            return self.evaluate(user, tenant, tool, now_us)
-        dims = self._dimensions(user, tenant, tool)
+            return self.evaluate(user, tenant, tool, now_us, server)
+        dims = self._dimensions(user, tenant, tool, server)
         if not dims:
             return NO_LIMIT
         if now_us != 0 and (type(now_us) is not int or not 0 < now_us <= MAX_NOW_US):

@@ -15,7 +15,7 @@ _US_PER_S = 1_000_000
 
 
 def reported_index(admitted: bool, oks: Sequence[bool], remaining: Sequence[int], retry_after_us: Sequence[int]) -> int:
-    """Index of the reported dimension among the request's dimensions, in order user, tenant, tool (§4).
+    """Index of the reported dimension among the request's dimensions, in order user, user_per_server, tenant, tool (§4).
 
     Blocked: among those with ``ok`` false, the largest ``retry_after_us``.
     Admitted: the smallest ``remaining``. Ties go to the earliest.
