@@ -163,7 +163,7 @@ test: deps-system venv lint test-go test-py test-wheels test-rig
 # `make test` step by step with the time of each, written into docs/build.md
 # and README.md (tools/time_make_test.py); CACHES=cold after a fresh clone.
 test-timed: venv
-	$(VPY) tools/time_make_test.py --caches $(or $(CACHES),warm)
+	$(VPY) tools/time_make_test.py --caches "$(or $(CACHES),warm)"
 
 print-%:
 	@echo $($*)
