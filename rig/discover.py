@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "loadtest"))
 import rigctl  # noqa: E402
-from procstat import cpu_seconds  # noqa: E402
+from procstat import cpu_seconds, maps_contain  # noqa: E402
 from report import REPO, environment_line, table, update_section  # noqa: E402
 
 DOC = REPO / "docs" / "gateway.md"
@@ -239,6 +239,22 @@ def refusals() -> list[str]:
 LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")
 
 
+def forks(rig: dict[str, Any], run_dir: Path) -> str:
+    """Child processes of the gateway and whether the Go extension is mapped in them: the Go runtime must
+    never cross a fork (the plugin loads in each serving process)."""
+    gw = rig["gateways"][0]
+    kids = [int(x) for x in Path(f"/proc/{gw['pid']}/task/{gw['pid']}/children").read_text().split()]
+    with_go = [k for k in kids if maps_contain(k, "_pyext")]
+    gw_go = maps_contain(gw["pid"], "_pyext")
+    RAW["forks"] = {"children": len(kids), "children_with_go": len(with_go), "gateway_with_go": gw_go,
+                    "children_cmd": sorted({rigctl._cmdline(k)[:120] for k in kids})}  # fmt: skip
+    return (
+        f"Processes: the gateway process has {len(kids)} child process(es) of its own after these calls; the Go "
+        f"extension is {'mapped' if gw_go else 'NOT mapped'} in the gateway and mapped in {len(with_go)} of its "
+        "children (a child forked after the Go runtime started would have it mapped)."
+    )
+
+
 def gateway_limiter_clash() -> list[str]:
     def body(rig: dict[str, Any], run_dir: Path) -> list[str]:
         base, user = rig["gateways"][0]["url"], rig["users"][0]
@@ -253,6 +269,7 @@ def gateway_limiter_clash() -> list[str]:
             "`by_user: 3/m`, memory backend, four calls by one user on `/rpc`:",
             table(["call", "status", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After",
                    "message"], rows),  # fmt: skip
+            forks(rig, run_dir),
         ]
 
     opts = rigctl.RigOptions(
