@@ -9,7 +9,7 @@
 #   GW_ENGINES ["go python go"]  RATE_LIMITER_ENGINE per gateway
 #   LT_ALGORITHMS ["fixed_window sliding_window token_bucket"]  for loadtest-correctness
 #   LT_DURATION  seconds of load per test [70 correctness/scale, 30 capacity]
-#   LT_CLIENTS   concurrent locust clients   LT_LIMIT  by_user rate [100/m correctness, 5/m scale]
+#   LT_CLIENTS   concurrent locust clients   LT_LIMIT  by_user rate [100/m correctness, 3/m scale]
 #   LT_MEMORY_LIMIT  by_user rate of the memory-backend correctness run [50/m]: each of the N
 #                    gateways' stores sees 1/N of the demand, which must still exceed the limit
 #   LT_USERS     users [2 correctness, 100 scale, 8 capacity]   LT_REPEAT  capacity rounds [2]
