@@ -18,16 +18,19 @@ from cpex.framework import (
     Plugin,
     PluginConfig,
     PluginContext,
+    PluginResult,
     PluginViolation,
     PromptPrehookPayload,
     PromptPrehookResult,
     ToolPreInvokePayload,
     ToolPreInvokeResult,
 )
+from cpex.framework.hooks.http import HttpHeaderPayload, HttpPostRequestPayload, HttpPreRequestPayload
 
 from rate_limiter_go.config import LimiterConfig, parse_config
 from rate_limiter_go.engine import Decision
 from rate_limiter_go.engines import select_engine
+from rate_limiter_go.header_handoff import HANDOFF
 from rate_limiter_go.identity import ANONYMOUS, server_identity, tenant_identity, tool_key, user_identity
 from rate_limiter_go.keys import escape_identity
 
@@ -123,6 +126,12 @@ class RateLimiterPlugin(Plugin):
         self._tools = dict(self.limits.by_tool)  # a plain dict: the fastest membership test
         self._fail_closed = self.limits.fail_mode == "closed"
         self.error_log = ErrorLog(config.name, ERROR_LOG_INTERVAL_S)
+        hooks = {getattr(h, "value", h) for h in config.hooks or ()}
+        # Admitted headers go to the HTTP response only through http_post_request; keep them
+        # only when that hook is listed (otherwise nothing would ever take them).
+        self._handoff = HANDOFF if self.limits.admitted_headers and "http_post_request" in hooks else None
+        # cpex >= 0.1.4 results have denial_metadata (opt-in numbers for refusals); 0.1.3 does not.
+        self._denial_metadata = "denial_metadata" in ToolPreInvokeResult.model_fields
 
     async def initialize(self) -> None:
         """Log which engine serves this instance (no identities, no tool names)."""
@@ -161,15 +170,35 @@ class RateLimiterPlugin(Plugin):
         self, payload: ToolPreInvokePayload, context: PluginContext, extensions: Any = None
     ) -> ToolPreInvokeResult:
         """Count one call of ``payload.name`` against every dimension that applies."""
-        return await self._limit(payload.name, context, ToolPreInvokeResult, self._by_user_per_server)
+        return await self._limit(payload.name, context, ToolPreInvokeResult, extensions, self._by_user_per_server)
 
     async def prompt_pre_fetch(
         self, payload: PromptPrehookPayload, context: PluginContext, extensions: Any = None
     ) -> PromptPrehookResult:
         """Count one fetch of prompt ``payload.prompt_id``; ``by_tool`` limits apply to prompt ids (§5)."""
-        return await self._limit(payload.prompt_id, context, PromptPrehookResult)
+        return await self._limit(payload.prompt_id, context, PromptPrehookResult, extensions)
 
-    async def _limit(self, name: object, context: PluginContext, result_type: Any, per_server: bool = False) -> Any:
+    async def http_pre_request(self, payload: HttpPreRequestPayload, context: PluginContext) -> PluginResult:
+        """Changes nothing. Listing it makes the gateway give the tool hook the request id that
+        http_post_request sees, which the admitted-headers handoff needs (docs/gateway.md)."""
+        return PluginResult()
+
+    async def http_post_request(self, payload: HttpPostRequestPayload, context: PluginContext) -> PluginResult:
+        """Set the X-RateLimit-* headers of this request's admitted tool call on its HTTP response."""
+        if self._handoff is None:
+            return PluginResult()
+        try:
+            gctx = context.global_context
+            headers = self._handoff.take((self.name, gctx.request_id, user_identity(gctx.user)))
+        except Exception:  # never let a missing or odd context break the response
+            return PluginResult()
+        if headers is None:
+            return PluginResult()
+        return PluginResult(modified_payload=HttpHeaderPayload(root=dict(headers)))
+
+    async def _limit(
+        self, name: object, context: PluginContext, result_type: Any, extensions: Any, per_server: bool = False
+    ) -> Any:
         """The one request path of both hooks: identities, one engine call, the result.
 
         ``per_server``: the by_user_per_server dimension applies (tool calls only, §5)."""
@@ -186,8 +215,26 @@ class RateLimiterPlugin(Plugin):
             else:
                 decision = await self.engine.check(user, tenant, tool, 0, server)
         except Exception as exc:  # §8: no engine or backend error escapes a hook
-            return self._on_error(exc, context, name, result_type)
-        return self._result(decision, tool, result_type)
+            result = self._on_error(exc, context, name, result_type)
+            if extensions is not None:
+                self._trace(result, extensions, admitted=not self._fail_closed, throttled=False)
+            return result
+        result = self._result(decision, tool, result_type)
+        if self._handoff is not None and decision.admitted and decision.dimension is not None:
+            self._handoff.put((self.name, gctx.request_id, user_identity(gctx.user)), result.http_headers)
+        if extensions is not None:
+            self._trace(result, extensions, admitted=decision.admitted, throttled=not decision.admitted)
+        return result
+
+    def _trace(self, result: Any, extensions: Any, admitted: bool, throttled: bool) -> None:
+        """The gateway's observability fields, only for a traced request; numbers and the backend, never an id."""
+        request = getattr(extensions, "request", None)
+        if request is None or not getattr(request, "trace_id", None):
+            return
+        allowed, throttled_n = int(admitted), int(throttled)
+        result.metadata["rate_limiter"] = {"allowed": allowed, "throttled": throttled_n, "backend": self.limits.backend}
+        if throttled and self._denial_metadata:
+            result.denial_metadata = {"rate_limiter.allowed": allowed, "rate_limiter.throttled": throttled_n}
 
     def _tool_of(self, name: object) -> str | None:
         if not self._tools:
