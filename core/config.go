@@ -38,6 +38,19 @@ type Config struct {
 	RedisTLSCAFile   string
 	RedisTLSCertFile string
 	RedisTLSKeyFile  string
+	// RedisTLSCheckHostname false verifies a rediss:// server's certificate
+	// chain but not its host name (config redis_ssl_check_hostname; default
+	// true). Pass its negation to the Redis backend's TLSSkipHostnameCheck.
+	RedisTLSCheckHostname bool
+
+	// HostSSLCertFile and HostSSLCertDir are the Python process's
+	// SSL_CERT_FILE and SSL_CERT_DIR when the engine was built ("" when
+	// unset). They are not LimiterConfig settings: engine_go adds them to
+	// the canonical JSON for a rediss:// URL, because the Go runtime read
+	// its environment only once, at start (docs/redis-backend.md). Pass them
+	// to the Redis backend's TrustCertFile and TrustCertDirs.
+	HostSSLCertFile string
+	HostSSLCertDir  string
 }
 
 // rawRate is a rate as canonical_json writes it.
@@ -65,6 +78,9 @@ type rawConfig struct {
 	RedisTLSCAFile         *string             `json:"redis_tls_ca_file"`
 	RedisTLSCertFile       *string             `json:"redis_tls_cert_file"`
 	RedisTLSKeyFile        *string             `json:"redis_tls_key_file"`
+	RedisTLSCheckHostname  *bool               `json:"redis_tls_check_hostname"`
+	HostSSLCertFile        *string             `json:"host_ssl_cert_file"`
+	HostSSLCertDir         *string             `json:"host_ssl_cert_dir"`
 }
 
 // ParseConfig parses and validates the JSON of LimiterConfig.canonical_json().
@@ -94,6 +110,8 @@ func ParseConfig(data []byte) (Config, error) {
 		BreakerFailures: 5,
 		BreakerCooldown: time.Second,
 		MemoryMaxKeys:   100_000,
+
+		RedisTLSCheckHostname: true,
 	}
 	if raw.Algorithm != nil {
 		k, err := algorithms.ParseKind(*raw.Algorithm)
@@ -171,6 +189,25 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	if (cfg.RedisTLSCertFile == "") != (cfg.RedisTLSKeyFile == "") {
 		fail("redis_tls_cert_file and redis_tls_key_file go together")
+	}
+	if raw.RedisTLSCheckHostname != nil {
+		cfg.RedisTLSCheckHostname = *raw.RedisTLSCheckHostname
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+		dst  *string
+	}{
+		{"host_ssl_cert_file", raw.HostSSLCertFile, &cfg.HostSSLCertFile},
+		{"host_ssl_cert_dir", raw.HostSSLCertDir, &cfg.HostSSLCertDir},
+	} {
+		if f.v == nil {
+			continue
+		}
+		*f.dst = *f.v
+		if *f.v == "" || !strings.HasPrefix(cfg.RedisURL, "rediss://") {
+			fail("%s: a path, only with a rediss:// redis_url", f.name)
+		}
 	}
 	if cfg.Backend == "redis" && cfg.RedisURL == "" {
 		fail("redis_url is required with backend redis")

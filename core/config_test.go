@@ -67,6 +67,7 @@ func TestParseConfigRedis(t *testing.T) {
 		Algorithm: algorithms.TokenBucket, Backend: "redis", RedisURL: "redis://127.0.0.1:1/0", KeyPrefix: "a.b-c_1",
 		FailMode: "open", ConnectTimeout: 30 * time.Millisecond, CommandTimeout: 20 * time.Millisecond,
 		BreakerFailures: 3, BreakerCooldown: 250 * time.Millisecond, MemoryMaxKeys: 100_000,
+		RedisTLSCheckHostname: true,
 	}
 	if cfg.ByTenant == nil || *cfg.ByTenant != (algorithms.Limit{Limit: 1_000_000, WindowUS: HourUS}) {
 		t.Fatalf("by_tenant %+v", cfg.ByTenant)

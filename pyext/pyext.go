@@ -112,6 +112,10 @@ func acquireRedis(name, config string, cfg core.Config) (*redis.Backend, func(),
 			TLSCAFile:       cfg.RedisTLSCAFile,
 			TLSCertFile:     cfg.RedisTLSCertFile,
 			TLSKeyFile:      cfg.RedisTLSKeyFile,
+
+			TLSSkipHostnameCheck: !cfg.RedisTLSCheckHostname,
+			TrustCertFile:        cfg.HostSSLCertFile,
+			TrustCertDirs:        cfg.HostSSLCertDir,
 		})
 		if err != nil {
 			return nil, nil, err

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,4 +160,105 @@ func TestRedisTLSFileOptionsRejected(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedisTLSVerification: Options.TLSSkipHostnameCheck verifies the chain
+// but not the host name; Options.TrustCertFile/TrustCertDirs (the host
+// process's SSL_CERT_FILE/SSL_CERT_DIR) extend the system roots.
+func TestRedisTLSVerification(t *testing.T) {
+	pki := writePKI(t)
+	dir := filepath.Dir(pki.caCert)
+	caPEM, err := os.ReadFile(pki.caCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(mustPEMBlock(t, caPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey := loadECKey(t, filepath.Join(dir, "ca.key"))
+	// A certificate from the trusted CA, for a host name the URL does not use.
+	issue(t, dir, "other-host", &x509.Certificate{SerialNumber: big.NewInt(5), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: []string{"other.example"}}, ca, caKey)
+	trustDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(trustDir, "test-ca.pem"), caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	servers := map[string]string{}
+	for name, cert := range map[string]string{"right host": pki.serverCert, "other host": filepath.Join(dir, "other-host.crt")} {
+		port, err := redistest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := strings.TrimSuffix(cert, ".crt") + ".key"
+		redistest.Start(t, "--tls-port", strconv.Itoa(port), "--tls-cert-file", cert, "--tls-key-file", key,
+			"--tls-ca-cert-file", pki.caCert, "--tls-auth-clients", "no")
+		servers[name] = "rediss://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	limits := []algorithms.Limit{{Limit: 5, WindowUS: secondUS}}
+	tests := []struct {
+		name, server string
+		opts         redis.Options
+		works        bool
+	}{
+		{"CA file, other host", "other host", redis.Options{TLSCAFile: pki.caCert}, false},
+		{"CA file, other host, no hostname check", "other host",
+			redis.Options{TLSCAFile: pki.caCert, TLSSkipHostnameCheck: true}, true},
+		{"unknown CA, no hostname check", "other host",
+			redis.Options{TLSCAFile: pki.otherCA, TLSSkipHostnameCheck: true}, false},
+		{"system roots, no hostname check", "other host", redis.Options{TLSSkipHostnameCheck: true}, false},
+		{"host trust file, no hostname check", "other host",
+			redis.Options{TrustCertFile: pki.caCert, TLSSkipHostnameCheck: true}, true},
+		{"host trust file, other host", "other host", redis.Options{TrustCertFile: pki.caCert}, false},
+		{"host trust file", "right host", redis.Options{TrustCertFile: pki.caCert}, true},
+		{"host trust dirs", "right host", redis.Options{TrustCertDirs: "/nonexistent:" + trustDir}, true},
+		{"host trust file without the CA", "right host", redis.Options{TrustCertFile: pki.otherCA}, false},
+		{"CA file wins over host trust", "right host",
+			redis.Options{TLSCAFile: pki.otherCA, TrustCertFile: pki.caCert}, false},
+		{"right host, no hostname check", "right host",
+			redis.Options{TLSCAFile: pki.caCert, TLSSkipHostnameCheck: true}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := servers[tt.server]
+			tt.opts.URL = url
+			tt.opts.BreakerFailures = 100
+			tt.opts.ConnectTimeout = 2 * time.Second
+			tt.opts.CommandTimeout = 2 * time.Second
+			b := newRedisBackend(t, url, tt.opts)
+			out := make([]algorithms.Outcome, 1)
+			admitted, err := b.Evaluate(context.Background(), algorithms.FixedWindow, []string{uniquePrefix(t)}, limits, 0, out)
+			if tt.works {
+				if err != nil || !admitted {
+					t.Fatalf("admitted %v, err %v; want the first request admitted over TLS", admitted, err)
+				}
+				return
+			}
+			if !errors.Is(err, redis.ErrUnavailable) {
+				t.Fatalf("err %v, want ErrUnavailable (TLS refused)", err)
+			}
+		})
+	}
+}
+
+func mustPEMBlock(t *testing.T, data []byte) []byte {
+	t.Helper()
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatal("no PEM block")
+	}
+	return block.Bytes
+}
+
+func loadECKey(t *testing.T, path string) *ecdsa.PrivateKey {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := x509.ParseECPrivateKey(mustPEMBlock(t, data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
 }

@@ -9,6 +9,11 @@ Each case starts its own redis-server with ``--tls-port`` on loopback.
 * The system trust store: ``SSL_CERT_FILE`` points at a bundle holding the
   test CA, in a subprocess (OpenSSL for Python, crypto/x509 for Go both read
   it on Linux), so nothing is installed on the machine.
+* ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` set inside this process after the Go
+  runtime started (as python-dotenv or a settings loader would): the engine
+  built afterwards must trust them (Go reads its environment only at start).
+* ``redis_ssl_check_hostname: false``: a certificate for another host name is
+  accepted, one from an unknown CA is still refused.
 * ACL: ``redis://user:password@host`` against a server whose default user is off.
 
 A request "decided" by Redis carries X-RateLimit headers; a fail-open one has none.
@@ -301,3 +306,115 @@ def test_tls_files_are_part_of_the_canonical_json(pki: TlsFiles) -> None:
     doc = json.loads(full.canonical_json())
     assert (doc["redis_tls_ca_file"], doc["redis_tls_cert_file"], doc["redis_tls_key_file"]) == (
         str(pki.ca_cert), str(pki.client_cert), str(pki.client_key))
+
+
+# -- the process's trust settings, set after the Go runtime started (issue 10, item 5) ------
+
+
+def _start_go_runtime() -> None:
+    """Load the Go extension (starting its runtime, which copies the environment once) if it is built."""
+    from rate_limiter_go import _native
+
+    if _native.native_available():
+        _native.load_native()
+
+
+def _hashed_cert_dir(directory: Path, ca_cert: Path) -> Path:
+    """A directory in OpenSSL's c_rehash layout (<subject hash>.0) holding ca_cert."""
+    directory.mkdir()
+    digest = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca_cert)], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    shutil.copy(ca_cert, directory / f"{digest}.0")
+    return directory
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
+async def test_trust_variable_set_at_run_time_is_used(
+    tls_server: Server, pki: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """SSL_CERT_FILE or SSL_CERT_DIR set inside the process after Go started (as python-dotenv or the
+    gateway's settings loader do): the engine built afterwards trusts the CA found only there."""
+    _start_go_runtime()
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    url = f"rediss://127.0.0.1:{tls_server.port}/0"
+    assert await _decided(_config(url)) == [None, None, None]  # the CA is in no trust store yet
+    if variable == "SSL_CERT_FILE":
+        bundle = tmp_path / "bundle.pem"
+        bundle.write_bytes(pki.other_ca_cert.read_bytes() + pki.ca_cert.read_bytes())
+        monkeypatch.setenv(variable, str(bundle))
+    else:
+        monkeypatch.setenv(variable, f"{tmp_path / 'missing'}:{_hashed_cert_dir(tmp_path / 'certs', pki.ca_cert)}")
+    assert await _decided(_config(url)) == [True, True, False]
+
+
+def test_go_config_carries_the_trust_variables_only_for_rediss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Go engine gets SSL_CERT_FILE / SSL_CERT_DIR as they are when it is built, for rediss:// only."""
+    from rate_limiter_go.config import parse_config
+    from rate_limiter_go.engine_go import go_config_json
+
+    monkeypatch.setenv("SSL_CERT_FILE", "/x/ca.pem")
+    monkeypatch.setenv("SSL_CERT_DIR", "/x/a:/x/b")
+    tls = json.loads(go_config_json(parse_config(_config("rediss://127.0.0.1:1/0"))))
+    assert (tls["host_ssl_cert_file"], tls["host_ssl_cert_dir"]) == ("/x/ca.pem", "/x/a:/x/b")
+    for config in (_config("redis://127.0.0.1:1/0"), {"by_user": "1/s"}):
+        limits = parse_config(config)
+        assert go_config_json(limits) == limits.canonical_json()
+    monkeypatch.delenv("SSL_CERT_FILE")
+    monkeypatch.setenv("SSL_CERT_DIR", "")
+    limits = parse_config(_config("rediss://127.0.0.1:1/0"))
+    assert go_config_json(limits) == limits.canonical_json()
+
+
+# -- redis_ssl_check_hostname ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_host_server(tmp_path_factory: pytest.TempPathFactory, pki: TlsFiles) -> Iterator[Server]:
+    """TLS only, with a certificate from the test CA issued for other.example, not 127.0.0.1."""
+    from tls_certs import _leaf
+
+    workdir = tmp_path_factory.mktemp("other-host")
+    cert, key = _leaf(workdir, "other-host", (pki.ca_cert, pki.ca_key), "serverAuth", "DNS:other.example")
+
+    def ping(port: int) -> bool:
+        with redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(pki.ca_cert),
+                         ssl_check_hostname=False, socket_timeout=1) as c:
+            return bool(c.ping())
+
+    server = _start(workdir, ["--port", "0", "--tls-port", "{port}", "--tls-cert-file", str(cert), "--tls-key-file",
+                              str(key), "--tls-ca-cert-file", str(pki.ca_cert), "--tls-auth-clients", "no"], ping)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_check_hostname_false_verifies_the_chain_but_not_the_name(
+    other_host_server: Server, pki: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server certificate for another host name: refused by default, accepted with
+    redis_ssl_check_hostname false; a certificate from an unknown CA is refused either way."""
+    url = f"rediss://127.0.0.1:{other_host_server.port}/0"
+    trusted = str(pki.ca_cert)
+    assert await _decided(_config(url, redis_tls_ca_file=trusted)) == [None, None, None]
+    assert await _decided(_config(url, redis_tls_ca_file=trusted, redis_ssl_check_hostname=True)) == [None] * 3
+    assert await _decided(_config(url, redis_tls_ca_file=trusted, redis_ssl_check_hostname=False)) == [
+        True, True, False]
+    unknown = str(pki.other_ca_cert)
+    assert await _decided(_config(url, redis_tls_ca_file=unknown, redis_ssl_check_hostname=False)) == [None] * 3
+    # No CA file: the system trust store (lacking the test CA) refuses it, with or without the name check ...
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    assert await _decided(_config(url, redis_ssl_check_hostname=False)) == [None, None, None]
+    # ... and the process's SSL_CERT_FILE extends it for the chain check too.
+    _start_go_runtime()
+    monkeypatch.setenv("SSL_CERT_FILE", trusted)
+    assert await _decided(_config(url, redis_ssl_check_hostname=False)) == [True, True, False]
+    assert await _decided(_config(url)) == [None, None, None]
+
+
+async def test_check_hostname_false_with_the_right_host_still_works(tls_server: Server, pki: TlsFiles) -> None:
+    url = f"rediss://127.0.0.1:{tls_server.port}/0"
+    assert await _decided(_config(url, redis_tls_ca_file=str(pki.ca_cert), redis_ssl_check_hostname=False)) == [
+        True, True, False]

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -49,6 +51,21 @@ type Options struct {
 	// presented to a server that asks for one (mTLS); both or neither.
 	TLSCertFile string
 	TLSKeyFile  string
+	// TLSSkipHostnameCheck, for a rediss:// URL, verifies the server's
+	// certificate chain against the roots but not that the certificate names
+	// the URL's host (config redis_ssl_check_hostname: false). The chain is
+	// always verified. Ignored without TLS.
+	TLSSkipHostnameCheck bool
+	// TrustCertFile and TrustCertDirs are the host process's SSL_CERT_FILE
+	// and SSL_CERT_DIR (a colon-separated list of directories) as the host
+	// saw them, "" when unset. Go reads its environment once, when its
+	// runtime starts, so a variable set later by the host is invisible to
+	// crypto/x509's system roots; with these, a rediss:// URL without
+	// TLSCAFile trusts the system roots plus the certificates of that file
+	// and of every file in those directories. Files that cannot be read or
+	// hold no certificate are skipped, as OpenSSL and crypto/x509 skip them.
+	TrustCertFile string
+	TrustCertDirs string
 }
 
 // reservedQuery are URL query parameters that go-redis would accept but that
@@ -135,11 +152,11 @@ func (o Options) clientOptions() (*goredis.Options, error) {
 // The files are read once, here: a certificate rotated on disk is picked up
 // by a new Backend. Errors name the option and the file, never the URL.
 func (o Options) applyTLS(co *goredis.Options) error {
-	if o.TLSCAFile == "" && o.TLSCertFile == "" && o.TLSKeyFile == "" {
-		return nil
-	}
 	if co.TLSConfig == nil {
-		return errors.New("redis backend: TLS files need a rediss:// URL")
+		if o.TLSCAFile != "" || o.TLSCertFile != "" || o.TLSKeyFile != "" {
+			return errors.New("redis backend: TLS files need a rediss:// URL")
+		}
+		return nil // the host's trust settings and the hostname check only matter with TLS
 	}
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		return errors.New("redis backend: TLSCertFile and TLSKeyFile go together")
@@ -155,6 +172,8 @@ func (o Options) applyTLS(co *goredis.Options) error {
 			return fmt.Errorf("redis backend: TLS CA file %s holds no PEM certificate", o.TLSCAFile)
 		}
 		cfg.RootCAs = pool
+	} else if o.TrustCertFile != "" || o.TrustCertDirs != "" {
+		cfg.RootCAs = hostTrustPool(o.TrustCertFile, o.TrustCertDirs)
 	}
 	if o.TLSCertFile != "" {
 		pair, err := tls.LoadX509KeyPair(o.TLSCertFile, o.TLSKeyFile)
@@ -163,6 +182,69 @@ func (o Options) applyTLS(co *goredis.Options) error {
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
+	if o.TLSSkipHostnameCheck && !cfg.InsecureSkipVerify {
+		// crypto/tls checks the chain and the name together; to keep the
+		// chain check without the name, switch its verification off and
+		// verify the chain here, on every handshake (resumed ones included).
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyConnection = chainVerifier(cfg.RootCAs)
+	}
 	co.TLSConfig = cfg
 	return nil
+}
+
+// chainVerifier returns a tls.Config.VerifyConnection that verifies the
+// server's certificate chain against roots (nil: the system roots) for
+// server authentication, without checking the host name.
+func chainVerifier(roots *x509.CertPool) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("redis backend: the server sent no certificate")
+		}
+		opts := x509.VerifyOptions{
+			Roots:         roots,
+			Intermediates: x509.NewCertPool(),
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+		for _, c := range cs.PeerCertificates[1:] {
+			opts.Intermediates.AddCert(c)
+		}
+		if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+			return fmt.Errorf("redis backend: server certificate: %w", err)
+		}
+		return nil
+	}
+}
+
+// hostTrustPool returns the system roots plus the PEM certificates of file
+// and of the files directly in each directory of dirs (colon-separated).
+// Unreadable files and files without certificates are skipped.
+func hostTrustPool(file, dirs string) *x509.CertPool {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	add := func(path string) {
+		if pem, err := os.ReadFile(path); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+	}
+	if file != "" {
+		add(file)
+	}
+	for _, dir := range strings.Split(dirs, ":") {
+		if dir == "" {
+			continue
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if !e.IsDir() {
+				add(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	return pool
 }

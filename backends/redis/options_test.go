@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"strings"
 	"testing"
@@ -228,5 +229,56 @@ func TestScriptSHA(t *testing.T) {
 	}
 	if ScriptSHA(algorithms.Kind(9)) != "" {
 		t.Error("ScriptSHA of an unknown kind is not empty")
+	}
+}
+
+// TestTLSVerificationOptions: the hostname-check switch and the host's trust
+// settings act only on rediss:// URLs, never switch the chain check off, and
+// leave ?skip_verify=true alone.
+func TestTLSVerificationOptions(t *testing.T) {
+	tests := []struct {
+		name        string
+		opts        Options
+		tls         bool // a TLS config is expected
+		ownVerify   bool // InsecureSkipVerify with our own chain check
+		insecure    bool // InsecureSkipVerify
+		customRoots bool // RootCAs set (nil: the system roots)
+	}{
+		{"plain URL ignores both", Options{URL: "redis://h:1", TLSSkipHostnameCheck: true, TrustCertFile: "/x",
+			TrustCertDirs: "/y"}, false, false, false, false},
+		{"rediss default", Options{URL: "rediss://h:1"}, true, false, false, false},
+		{"no hostname check", Options{URL: "rediss://h:1", TLSSkipHostnameCheck: true}, true, true, true, false},
+		{"skip_verify stays off", Options{URL: "rediss://h:1?skip_verify=true", TLSSkipHostnameCheck: true},
+			true, false, true, false},
+		{"host trust", Options{URL: "rediss://h:1", TrustCertFile: "/nonexistent.pem"}, true, false, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := tt.opts.withDefaults()
+			if err != nil {
+				t.Fatal(err)
+			}
+			co, err := o.clientOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (co.TLSConfig != nil) != tt.tls {
+				t.Fatalf("TLS config %v, want %v", co.TLSConfig != nil, tt.tls)
+			}
+			if co.TLSConfig == nil {
+				return
+			}
+			c := co.TLSConfig
+			if c.InsecureSkipVerify != tt.insecure || (c.VerifyConnection != nil) != tt.ownVerify ||
+				(c.RootCAs != nil) != tt.customRoots {
+				t.Fatalf("insecure %v, own verify %v, roots %v; want %v %v %v", c.InsecureSkipVerify,
+					c.VerifyConnection != nil, c.RootCAs != nil, tt.insecure, tt.ownVerify, tt.customRoots)
+			}
+			if c.VerifyConnection != nil {
+				if err := c.VerifyConnection(tls.ConnectionState{}); err == nil {
+					t.Fatal("a handshake without a server certificate was accepted")
+				}
+			}
+		})
 	}
 }

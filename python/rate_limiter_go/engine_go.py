@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import threading
 import weakref
@@ -27,7 +28,7 @@ from rate_limiter_go.config import LimiterConfig
 from rate_limiter_go.engine import DIMENSIONS, NO_LIMIT, Decision, EngineError
 from rate_limiter_go.keys import escape_identity
 
-__all__ = ["ABI_VERSION", "GoEngine", "MARKER", "reset_memory_stores", "unpack", "wire_identity"]
+__all__ = ["ABI_VERSION", "GoEngine", "MARKER", "go_config_json", "reset_memory_stores", "unpack", "wire_identity"]
 
 #: The pyext API version this wrapper speaks (pyext.ABIVersion()).
 ABI_VERSION = 3
@@ -87,6 +88,31 @@ def wire_identity(identity: str) -> str:
     return identity
 
 
+# JSON field -> the environment variable whose value at engine construction it carries.
+_HOST_TRUST = (("host_ssl_cert_file", "SSL_CERT_FILE"), ("host_ssl_cert_dir", "SSL_CERT_DIR"))
+
+
+def go_config_json(config: LimiterConfig) -> str:
+    """The configuration JSON for the Go engine: ``canonical_json()``, plus, for a
+    ``rediss://`` Redis, this process's SSL_CERT_FILE and SSL_CERT_DIR as they are now.
+
+    Go copies the environment once, when its runtime starts, and never sees a variable
+    set later (by the gateway's settings loader, python-dotenv, a test), whereas
+    OpenSSL (the Python engine) reads them on every connection; so they are handed
+    over explicitly (docs/redis-backend.md, TLS). Unset or empty variables are left out.
+    """
+    text = config.canonical_json()
+    if config.backend != "redis" or not (config.redis_url or "").startswith("rediss://"):
+        return text
+    host = {field: os.environ.get(variable, "") for field, variable in _HOST_TRUST}
+    host = {field: value for field, value in host.items() if value}
+    if not host:
+        return text
+    doc = json.loads(text)
+    doc.update(host)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
 def unpack(packed: int) -> tuple[bool, int, int, int]:
     """Split a packed result into (admitted, dimension index, value, reset_at_unix).
 
@@ -127,7 +153,7 @@ class GoEngine:
         self.config = config
         self.sync = config.backend == "memory"
         self._store_name = store_name
-        self._config_json = config.canonical_json()
+        self._config_json = go_config_json(config)  # the trust variables as of now, plugin init
         # Limits by dimension index (DIMENSIONS) but the tool's, which depends on the tool.
         self._limits: tuple[int, int, int] = (
             config.by_user.limit if config.by_user else 0,

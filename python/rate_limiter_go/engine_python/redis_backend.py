@@ -104,6 +104,9 @@ class RedisBackend:
             )
             if value is not None
         }
+        if not config.redis_tls_check_hostname and config.redis_url.startswith("rediss://"):
+            # Verify the chain, not the name (redis_ssl_check_hostname: false).
+            tls.update(ssl_check_hostname=False, ssl_cert_reqs="required")
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             config.redis_url,
             **tls,
