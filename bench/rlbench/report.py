@@ -247,6 +247,34 @@ def _overheads_md(results: dict[str, Any]) -> list[str]:
     return out + [""] if out else out
 
 
+def _features_md(results: dict[str, Any]) -> list[str]:
+    """Gateway features against the plain tool hook of the same cell (best-round p50)."""
+    feature = {(r["subject"], r["backend"], r["hook"]): r for r in _rows(results, "feature")}
+    if not feature:
+        return ["Not measured in this run.", ""]
+    subj = _by_subject(results)
+    out = [
+        "| backend | subject | tool hook | traced (trace id: metadata) | extra | admitted headers (tool hook + "
+        "`http_post_request`) | extra |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for backend in ("memory", "redis"):
+        for subject in COLUMNS:
+            plain = subj.get(subject, {}).get((backend, "fixed_window", 3, "admitted", "tool_pre_invoke"))
+            traced = feature.get((subject, backend, "traced"))
+            handoff = feature.get((subject, backend, "admitted headers"))
+            if plain is None or traced is None:
+                continue
+            base = plain[RATIO_STAT]
+            row = [backend, subject, _us(base), _us(traced[RATIO_STAT]), _us(traced[RATIO_STAT] - base)]
+            if handoff is not None:
+                row += [_us(handoff[RATIO_STAT]), _us(handoff[RATIO_STAT] - base)]
+            else:
+                row += ["–", "–"]
+            out.append("| " + " | ".join(row) + " |")
+    return out + [""]
+
+
 def _concurrency_md(results: dict[str, Any]) -> list[str]:
     rows = results.get("concurrency", [])
     levels = sorted({r["inflight"] for r in rows})
@@ -420,6 +448,14 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         *_split_md(results),
         "",
         *_profiles_md(results),
+        "## Gateway features (fixed window, 3 dimensions, admitted; best-round p50 µs per call)",
+        "",
+        "What the gateway 1.1.0 integrations cost per request: the tool hook called with a trace id (the plugin "
+        "then writes `result.metadata[\"rate_limiter\"]`), and our plugin listing the HTTP hooks so that it keeps "
+        "the admitted call's headers, measured as the tool hook plus the `http_post_request` call that takes them "
+        "(the gateway's own cost of running a hook is not in it). Extra = minus the plain tool hook of the same cell.",
+        "",
+        *_features_md(results),
         "## Throughput at N calls in flight (requests per second, one event loop: **best round** (median of rounds))",
         "",
         *_concurrency_md(results),

@@ -4,7 +4,10 @@ Sections (each can be switched off with --sections):
 
 * ``latency``: every subject x scenario x hook, plus the floor, a null hook
   (the harness's own cost per call) and our two engines called directly
-  (``engine.evaluate``/``engine.check``, without the plugin layer). All cases
+  (``engine.evaluate``/``engine.check``, without the plugin layer). Gateway
+  features (fixed window, 3 dimensions, admitted, tool hook, both backends):
+  the hook called with a trace id (observability metadata), and ours with
+  admitted headers handed to ``http_post_request`` (tool hook + post hook). All cases
   are warmed up, then measured in ``rounds`` rounds; each round runs one batch
   of every case in a freshly shuffled order, so drift in machine load hits
   every case alike.
@@ -43,6 +46,11 @@ from rlbench.measure import (
 from rlbench.redis_server import PrivateRedis, command_delta, snapshot
 from rlbench.subjects import OURS, PEERS, SUBJECTS, SubjectUnavailableError, build, supports, versions
 from rlbench.workload import ALGORITHMS, BACKENDS, HOOKS, TOOL, Request, Scenario, request_pool, scenarios
+
+# Gateway features are measured on these cells, against the plain hook of the same cell.
+FEATURE_SCENARIOS = tuple(Scenario(b, "fixed_window", 3, "admitted") for b in BACKENDS)
+HTTP_HOOKS = (*HOOKS, "http_pre_request", "http_post_request")
+TRACED_SUBJECTS = (*OURS, "cpex-rate-limiter")  # the ones that write the gateway's observability metadata
 
 SECTIONS = ("latency", "concurrency", "redis", "profile")
 INFLIGHT = (1, 16, 64, 256)
@@ -89,6 +97,7 @@ class Run:
         self.pool: list[Request] = request_pool()
         self.plugins: dict[tuple[str, Scenario], Any] = {}
         self.floors: dict[str, Any] = {}
+        self.with_http_hooks: dict[tuple[str, Scenario], Any] = {}  # ours, listing the HTTP hooks
         self.unavailable: dict[str, str] = {}
         self.rng = random.Random(settings.seed)
 
@@ -113,11 +122,15 @@ class Run:
                     log(f"{subject}: NOT AVAILABLE: {e}")
                     break
                 self.plugins[(subject, s)] = plugin
+                if subject in OURS and s in FEATURE_SCENARIOS:
+                    plugin = build(subject, s, self.redis.url, HTTP_HOOKS)
+                    await plugin.initialize()
+                    self.with_http_hooks[(subject, s)] = plugin
         built = sorted({k[0] for k in self.plugins} | ({"floor"} if self.floors else set()))
         log(f"built {len(self.plugins) + len(self.floors)} plugin instances for {', '.join(built)}")
 
     async def close_all(self) -> None:
-        for plugin in [*self.plugins.values(), *self.floors.values()]:
+        for plugin in [*self.plugins.values(), *self.floors.values(), *self.with_http_hooks.values()]:
             try:
                 await plugin.shutdown()
             except Exception as e:  # a failing shutdown must not lose the results
@@ -144,6 +157,10 @@ class Run:
                 )
             if subject in OURS:
                 cases.append(self._engine_case(subject, s, plugin))
+            if s in FEATURE_SCENARIOS and subject in TRACED_SUBJECTS:
+                cases.append(self._traced_case(subject, s, plugin))
+        for (subject, s), plugin in self.with_http_hooks.items():
+            cases.append(self._admitted_headers_case(subject, s, plugin))
         for path, plugin in self.floors.items():
             for hook in HOOKS:
                 admitted = path == "admitted"
@@ -158,6 +175,46 @@ class Run:
             cases.append(Case(key=("boundary", "go", "admitted", "gopy no-op"), call=boundary,
                               args=self._hook_args("tool_pre_invoke"), admitted=True, expect=None))  # fmt: skip
         return cases
+
+    def _traced_case(self, subject: str, s: Scenario, plugin: Any) -> Case:
+        """The tool hook with a trace id in its extensions, as gateway 1.1.0 passes it when tracing."""
+        from cpex.framework.extensions import Extensions
+        from cpex.framework.extensions.request import RequestExtension
+
+        traced = Extensions(request=RequestExtension(trace_id="4bf92f3577b34da6a3ce929d0e0e4736"))
+        hook = plugin.tool_pre_invoke
+
+        async def call(payload: Any, context: Any) -> Any:
+            return await hook(payload, context, traced)
+
+        def expect(result: Any) -> bool:
+            meta = (result.metadata or {}).get("rate_limiter") or {}
+            return outcome_ok(result, True) and meta.get("allowed") == 1
+
+        return Case(key=("feature", subject, s, "traced"), call=call, args=self._hook_args("tool_pre_invoke"),
+                    admitted=True, expect=expect)  # fmt: skip
+
+    def _admitted_headers_case(self, subject: str, s: Scenario, plugin: Any) -> Case:
+        """Our tool hook keeping the admitted headers, then the post-request hook that takes them."""
+        import warnings
+
+        from cpex.framework.hooks.http import HttpHeaderPayload, HttpPostRequestPayload
+
+        with warnings.catch_warnings():  # the gateway still fills the deprecated headers field
+            warnings.simplefilter("ignore", DeprecationWarning)
+            post_payload = HttpPostRequestPayload(path="/rpc", method="POST", headers=HttpHeaderPayload(root={}),
+                                                  response_headers=HttpHeaderPayload(root={}), status_code=200)
+        tool_hook, post_hook = plugin.tool_pre_invoke, plugin.http_post_request
+
+        async def call(payload: Any, context: Any) -> Any:
+            await tool_hook(payload, context)
+            return await post_hook(post_payload, context)
+
+        def expect(result: Any) -> bool:
+            return result.modified_payload is not None and "X-RateLimit-Remaining" in result.modified_payload.root
+
+        return Case(key=("feature", subject, s, "admitted headers"), call=call,
+                    args=self._hook_args("tool_pre_invoke"), admitted=True, expect=expect)  # fmt: skip
 
     def _gopy_noop(self) -> Any:
         """A coroutine making one call into the Go extension that does no work (ABIVersion), or None.

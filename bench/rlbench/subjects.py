@@ -59,14 +59,16 @@ def _load_class(kind: str) -> type:
     return getattr(module, cls_name)
 
 
-def _config(name: str, kind: str, raw: dict[str, Any]) -> PluginConfig:
-    return PluginConfig(name=name, kind=kind, hooks=list(HOOKS), config=raw)
+def _config(name: str, kind: str, raw: dict[str, Any], hooks: tuple[str, ...] = HOOKS) -> PluginConfig:
+    return PluginConfig(name=name, kind=kind, hooks=list(hooks), config=raw)
 
 
-def build(subject: str, scenario: Scenario | None, redis_url: str | None) -> Any:
+def build(subject: str, scenario: Scenario | None, redis_url: str | None, hooks: tuple[str, ...] = HOOKS) -> Any:
     """A plugin instance of ``subject`` for ``scenario`` (``None`` for the floor, which takes a path).
 
-    Raises SubjectUnavailableError when the subject cannot be built here.
+    ``hooks``: the hooks listed in its configuration (ours keeps admitted headers for the HTTP
+    response only when ``http_post_request`` is among them). Raises SubjectUnavailableError
+    when the subject cannot be built here.
     """
     if subject == "floor":
         path = scenario.path if scenario is not None else "admitted"
@@ -74,13 +76,15 @@ def build(subject: str, scenario: Scenario | None, redis_url: str | None) -> Any
     if scenario is None:
         raise ValueError(f"{subject} needs a scenario")
     prefix = f"{_KEY_PREFIX[subject]}.{ALGO_SHORT[scenario.algorithm]}.{scenario.dims}.{scenario.path}"
+    if hooks != HOOKS:
+        prefix += ".http"  # its own counters, like every other instance of the run
     raw = limiter_config(scenario, redis_url, prefix)
     if subject in OURS and scenario.backend == "redis":
         # The 50 ms defaults (§8) are for production; on a loaded 2-core machine one slow reply
         # would fail open and abort the run. cpex-rate-limiter has no such settings.
         raw |= {"redis_timeout_ms": BENCH_REDIS_TIMEOUT_MS, "redis_connect_timeout_ms": BENCH_REDIS_TIMEOUT_MS}
     cls = _load_class(_KIND[subject])
-    cfg = _config(f"bench-{subject}", _KIND[subject], raw)
+    cfg = _config(f"bench-{subject}" + (".http" if hooks != HOOKS else ""), _KIND[subject], raw, hooks)
     if subject not in OURS:
         return cls(cfg)
     saved = os.environ.get(ENGINE_ENV)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 #: Entries kept at most; past that the oldest go first (an idle gateway keeps none for long).
@@ -41,7 +40,8 @@ class HeaderHandoff:
     def __init__(
         self, max_entries: int = MAX_ENTRIES, ttl_s: float = TTL_S, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._entries: OrderedDict[HandoffKey, tuple[float, Mapping[str, str]]] = OrderedDict()
+        # A plain dict keeps insertion order, which is expiry order (every entry lives ttl_s).
+        self._entries: dict[HandoffKey, tuple[float, Mapping[str, str]]] = {}
         self._lock = threading.Lock()
         self.max_entries = max_entries
         self.ttl_s = ttl_s
@@ -52,14 +52,17 @@ class HeaderHandoff:
         now = self.clock()
         with self._lock:
             entries = self._entries
+            entries.pop(key, None)  # re-inserted last: the dict stays in expiry order
             entries[key] = (now + self.ttl_s, headers)
-            entries.move_to_end(key)
-            # Entries are in insertion order, so expired ones are at the front.
-            while entries:
-                first = next(iter(entries.values()))
-                if first[0] > now and len(entries) <= self.max_entries:
+            if len(entries) > self.max_entries:
+                del entries[next(iter(entries))]
+            # A few expired entries go per put (they are at the front), so the store empties
+            # itself at the rate it fills without a sweep of the whole dict.
+            for _ in range(2):
+                oldest = next(iter(entries))
+                if entries[oldest][0] > now:
                     break
-                entries.popitem(last=False)
+                del entries[oldest]
 
     def take(self, key: HandoffKey) -> Mapping[str, str] | None:
         """Remove and return the headers for ``key``, or None if absent or expired."""
