@@ -27,6 +27,10 @@ func benchLimiter(b *testing.B, algo, dims string) *core.Limiter {
 	case "3dim":
 		cfg = fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":1000000,"window_s":1},`+
 			`"by_tenant":{"limit":1000000,"window_s":1},"by_tool":{"search":{"limit":1000000,"window_s":1}}}`, algo)
+	case "4dim":
+		cfg = fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":1000000,"window_s":1},`+
+			`"by_user_per_server":{"limit":1000000,"window_s":1},"by_tenant":{"limit":1000000,"window_s":1},`+
+			`"by_tool":{"search":{"limit":1000000,"window_s":1}}}`, algo)
 	case "blocked":
 		cfg = fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":1,"window_s":3600}}`, algo)
 	}
@@ -43,18 +47,21 @@ func benchLimiter(b *testing.B, algo, dims string) *core.Limiter {
 
 var algos = []string{"fixed_window", "sliding_window", "token_bucket"}
 
-// BenchmarkHotKey: one user, admitted on every request; 1 and 3 dimensions.
+// BenchmarkHotKey: one user, admitted on every request; 1, 3 and 4
+// dimensions (4: with a virtual server, so user_per_server applies).
 func BenchmarkHotKey(b *testing.B) {
 	for _, algo := range algos {
-		for _, dims := range []string{"1dim", "3dim"} {
+		for _, dims := range []string{"1dim", "3dim", "4dim"} {
 			b.Run(algo+"/"+dims, func(b *testing.B) {
 				l := benchLimiter(b, algo, dims)
-				ctx, now := context.Background(), benchStart
+				ctx := context.Background()
+				r := core.Request{User: "alice@example.com", Server: "srv-1", Tenant: "team-a", Tool: "search",
+					NowUS: benchStart}
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					now++
-					if _, err := l.Evaluate(ctx, "alice@example.com", "team-a", "search", now); err != nil {
+					r.NowUS++
+					if _, err := l.EvaluateRequest(ctx, r); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -120,3 +120,76 @@ func TestMemoryEngineBoundUnderLoad(t *testing.T) {
 		t.Fatalf("store held %d keys, bound 500 (+%d in flight)", m, workers)
 	}
 }
+
+// TestMemoryEngineConcurrentFourDimensions: as above with by_user_per_server.
+// Each (user, server) pair is shared by two goroutines on two limiters and
+// runs out first, so every pair admits exactly its 20, every refusal names
+// user_per_server, and the probes show the refusals spent nothing elsewhere
+// (four keys locked in key order, §4).
+func TestMemoryEngineConcurrentFourDimensions(t *testing.T) {
+	t.Cleanup(memory.ResetShared)
+	for _, algo := range []string{"fixed_window", "sliding_window", "token_bucket"} {
+		t.Run(algo, func(t *testing.T) {
+			cfg := fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":1000,"window_s":3600},`+
+				`"by_user_per_server":{"limit":20,"window_s":3600},"by_tenant":{"limit":1000,"window_s":3600},`+
+				`"by_tool":{"search":{"limit":150,"window_s":3600}}}`, algo)
+			a, b := memLimiter(t, t.Name(), cfg), memLimiter(t, t.Name(), cfg)
+			ctx := context.Background()
+			const workers, each, perPair = 8, 50, 20
+			now := int64(1_800_000_000) * secondUS
+			var perPairAdmitted [2][2]atomic.Int64
+			var wg sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					l := a
+					if w >= workers/2 {
+						l = b
+					}
+					u, s := w%2, (w/2)%2
+					r := core.Request{User: fmt.Sprintf("user%d@example.com", u), Server: fmt.Sprintf("srv:%d", s),
+						Tenant: "team:1", Tool: "search", NowUS: now}
+					for i := 0; i < each; i++ {
+						d, err := l.EvaluateRequest(ctx, r)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if d.Admitted {
+							perPairAdmitted[u][s].Add(1)
+						} else if d.Dimension != core.DimUserPerServer || d.RetryAfterS < 1 {
+							t.Errorf("refused by %v with Retry-After %d, want user_per_server", d.Dimension, d.RetryAfterS)
+						}
+					}
+				}(w)
+			}
+			wg.Wait()
+			for u := range perPairAdmitted {
+				for s := range perPairAdmitted[u] {
+					if n := perPairAdmitted[u][s].Load(); n != perPair {
+						t.Fatalf("user%d on srv:%d admitted %d, want %d", u, s, n, perPair)
+					}
+				}
+			}
+			probes := []struct {
+				r    core.Request
+				dim  core.Dimension
+				left int64
+			}{
+				{core.Request{User: "user0@example.com", NowUS: now}, core.DimUser, 1000 - 2*perPair - 1},
+				{core.Request{User: "probe", Tool: "search", NowUS: now}, core.DimTool, 150 - 4*perPair - 1},
+				{core.Request{User: "probe2", Tenant: "team:1", NowUS: now}, core.DimTenant, 1000 - 4*perPair - 1},
+			}
+			for _, p := range probes {
+				d, err := b.EvaluateRequest(ctx, p.r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !d.Admitted || d.Dimension != p.dim || d.Remaining != p.left {
+					t.Fatalf("probe %+v: %+v, want %v with %d left", p.r, d, p.dim, p.left)
+				}
+			}
+		})
+	}
+}
