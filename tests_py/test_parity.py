@@ -126,7 +126,7 @@ async def run_async(engine: Engine, steps: list[Step], start_us: int) -> list[De
 def note_kinds(decisions: list[Any]) -> None:
     """Tell Hypothesis's statistics which outcomes a trace reached (coverage of the comparison)."""
     for d in decisions:
-        if isinstance(d, tuple):
+        if not isinstance(d, Decision):  # ("error", name); a Decision is a NamedTuple, so test for it first
             event(f"outcome: error {d[1]}")
         elif d.dimension is None:
             event("outcome: no dimension")
