@@ -540,9 +540,11 @@ def spread_verdict(by_arm: dict[str, list[dict[str, Any]]]) -> str:
         )
     else:
         judged = f"within the spread between rounds of one arm ({sa:.0%} for {a_name}, {sb:.0%} for {b_name})"
+    runs = a_runs + b_runs
+    cpu_ms = sum(r["gw_cpu_ms_per_req"] for r in runs) / len(runs)
     return (
-        f"Throughput {a_name} vs {b_name}: {diff:+.0%}, {judged}. A request costs a gateway tens of milliseconds of "
-        "CPU (authentication, database, the upstream MCP call), the engine's own work microseconds. A difference "
+        f"Throughput {a_name} vs {b_name}: {diff:+.0%}, {judged}. A request cost a gateway {cpu_ms:.0f} ms of CPU on "
+        "average in this run (authentication, database, the upstream MCP call), the engine's own work microseconds. A difference "
         "here can come from how each engine waits for Redis (the Python engine on the gateway's event loop, the Go "
         "engine on its own threads) and from the load other work puts on this shared 2-core machine (see the load "
         "average above); this rig cannot separate the two. The engine's per-call cost is the benchmarks' job."
