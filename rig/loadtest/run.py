@@ -668,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algorithm", default=env("RL_ALGORITHM", "sliding_window"))
 
     p = sub.add_parser("scale", help="many users, accuracy per user per window")
-    common(p, 70, 12)
+    common(p, 70, 8)
     p.add_argument("--users", type=int, default=int(env("LT_USERS", "100")))
     p.add_argument("--limit", default=env("LT_LIMIT", "3/m"))
     p.add_argument("--algorithm", choices=("fixed_window", "sliding_window", "token_bucket"),
