@@ -14,6 +14,7 @@
 #                    gateways' stores sees 1/N of the demand, which must still exceed the limit
 #   LT_USERS     users [2 correctness, 100 scale, 8 capacity]   LT_REPEAT  capacity rounds [2]
 #   LT_MAX_INFRA_PCT  allowed infrastructure errors in % [1.0]   RL_FAIL_MODE [closed]
+#   LT_REDIS_TIMEOUT_MS  the plugin's redis_timeout_ms in the load tests [200]; 0: the plugin's default (50)
 #   LT_NO_DOC=1  do not rewrite the result sections of docs/loadtest.md
 
 RIG_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
