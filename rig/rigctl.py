@@ -80,6 +80,15 @@ class RigOptions:
     plugin_options: dict[str, Any] = field(default_factory=dict)  # more plugin config keys, e.g. redis_timeout_ms
     gateway_rate_limiting: bool = False  # the gateway's own RateLimitMiddleware (see _gateway_env)
     tool_team: bool = False  # register the MCP test server (hence its tools) in the first team
+    # list the plugin's HTTP hooks too (http_pre_request, http_post_request): admitted calls' X-RateLimit-*
+    # reach the response through http_post_request (README "Headers on admitted calls")
+    http_hooks: bool = False
+    # the gateway's observability (OBSERVABILITY_ENABLED=true): traces HTTP requests into its database,
+    # hooks get extensions.request.trace_id, plugin result.metadata become spans and metric rows
+    observability: bool = False
+    # CPEX control-execution telemetry (CPEX_CONTROL_TELEMETRY_ENABLED=true, gateway 1.1.0): a summary span
+    # and per-control spans per tool call, refusals included; needs observability for its DB spans
+    control_telemetry: bool = False
     # keep the gateway's default CA loading (see _gateway_env)
     no_ssl_cert_dir: bool = field(default_factory=lambda: bool(os.environ.get("RIG_NO_SSL_CERT_DIR")))
 
@@ -380,7 +389,8 @@ def _write_plugins_yaml(path: Path, opts: RigOptions, redis_url: str, run_dir: P
             {
                 "name": "RateLimiter",
                 "kind": PLUGIN_KIND,
-                "hooks": ["tool_pre_invoke", "prompt_pre_fetch"],
+                "hooks": ["tool_pre_invoke", "prompt_pre_fetch"]
+                + (["http_pre_request", "http_post_request"] if opts.http_hooks else []),
                 "mode": opts.mode,
                 "priority": 10,
                 "config": opts.plugin_config(redis_url),
@@ -497,6 +507,10 @@ def _gateway_env(
         # call, even to http:// URLs; with the default certifi bundle that load was about 40 % of
         # its CPU per tool call here. A CA *directory* is read lazily: same verification, no bulk load.
         env["SSL_CERT_DIR"] = "/etc/ssl/certs"
+    if opts.observability:
+        env["OBSERVABILITY_ENABLED"] = "true"  # traces /rpc and /servers/<id>/mcp (its default include paths)
+    if opts.control_telemetry:
+        env["CPEX_CONTROL_TELEMETRY_ENABLED"] = "true"  # 1.1.0; 1.0.7 has no such setting and ignores it
     if opts.gateway_cache == "redis":
         env.update({"CACHE_TYPE": "redis", "REDIS_URL": paths["gateway_redis_url"]})
     else:
@@ -671,6 +685,10 @@ def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> No
         "plugin": opts.plugin,
         "plugin_config": opts.plugin_config(redis_url) if opts.plugin == "rate_limiter" else None,
         "engines": opts.engines,
+        "http_hooks": opts.http_hooks,
+        "observability": opts.observability,
+        "control_telemetry": opts.control_telemetry,
+        "gateway_rate_limiting": opts.gateway_rate_limiting,
         "admin_token": admin_token,
         "versions": installed_versions(),
         **prov,
@@ -746,6 +764,9 @@ def _options_from_args(a: argparse.Namespace) -> RigOptions:
         probe_block_after=a.probe_block_after,
         plugin_options=parse_plugin_options(a.plugin_option),
         gateway_rate_limiting=a.gateway_rate_limiting,
+        http_hooks=a.http_hooks,
+        observability=a.observability,
+        control_telemetry=a.control_telemetry,
         run_dir=Path(a.run_dir).resolve() if a.run_dir else None,
     )
 
@@ -775,6 +796,23 @@ def add_rig_arguments(ap: argparse.ArgumentParser) -> None:
         "--gateway-rate-limiting",
         action="store_true",
         help="leave the gateway's own RateLimitMiddleware on (default off)",
+    )
+    ap.add_argument(
+        "--http-hooks",
+        action="store_true",
+        default=bool(env("RIG_HTTP_HOOKS")),
+        help="list the plugin's http_pre_request/http_post_request hooks too (headers on admitted calls)",
+    )
+    ap.add_argument(
+        "--observability",
+        action="store_true",
+        default=bool(env("RIG_OBSERVABILITY")),
+        help="OBSERVABILITY_ENABLED=true: the gateway traces requests and records plugin metadata",
+    )
+    ap.add_argument(
+        "--control-telemetry",
+        action="store_true",
+        help="CPEX_CONTROL_TELEMETRY_ENABLED=true (1.1.0): cpex control-execution spans, refusals included",
     )
     ap.add_argument(
         "--plugin-option", action="append", default=[], metavar="KEY=VALUE", help="e.g. redis_timeout_ms=200"

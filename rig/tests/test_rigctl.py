@@ -120,3 +120,30 @@ def test_stop_all_also_stops_what_a_process_left_in_its_group(tmp_path):
     assert any("leftover" in line for line in report), report
     time.sleep(0.2)
     assert not [c for c in rigctl._group_members(proc.pid) if not rigctl._is_zombie(c)]
+
+
+def test_http_hooks_are_listed_only_when_asked(tmp_path):
+    path = tmp_path / "plugins.yaml"
+    rigctl._write_plugins_yaml(path, rigctl.RigOptions(http_hooks=True), "redis://127.0.0.1:1/0", tmp_path)
+    [plugin] = json.loads(path.read_text())["plugins"]
+    assert plugin["hooks"] == ["tool_pre_invoke", "prompt_pre_fetch", "http_pre_request", "http_post_request"]
+
+
+def test_observability_and_control_telemetry_env():
+    sec = {"jwt": "j" * 48, "enc": "e" * 48, "admin_password": "p", "default_user_password": "d"}
+    paths = {"db": "/x/gateway.db", "plugins_yaml": "/x/plugins.yaml", "gateway_redis_url": "redis://127.0.0.1:1/1"}
+    env = rigctl._gateway_env(rigctl.RigOptions(), 0, 4444, "go", sec, paths)
+    assert "OBSERVABILITY_ENABLED" not in env and "CPEX_CONTROL_TELEMETRY_ENABLED" not in env
+    opts = rigctl.RigOptions(observability=True, control_telemetry=True)
+    env = rigctl._gateway_env(opts, 0, 4444, "go", sec, paths)
+    assert env["OBSERVABILITY_ENABLED"] == "true" and env["CPEX_CONTROL_TELEMETRY_ENABLED"] == "true"
+
+
+def test_cli_options_reach_the_rig_options():
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    rigctl.add_rig_arguments(ap)
+    a = ap.parse_args(["--http-hooks", "--observability", "--control-telemetry"])
+    opts = rigctl._options_from_args(a)
+    assert opts.http_hooks and opts.observability and opts.control_telemetry
