@@ -193,3 +193,80 @@ def test_sanitise_error_survives_a_broken_str() -> None:
             raise RuntimeError("no")
 
     assert sanitise_error(Broken(), "rl") == "Broken"
+
+
+# --- sanitise_error: whole tokens only, every identity shape ---------------------------
+
+# Filler words share letters and digits with the identities below but are never
+# one of them as a whole token, so the exact expected text shows both halves:
+# every identity goes, everything around it stays.
+_TEMPLATE = "TimeoutError calling {} (tenant={}, 'x{}'?) ; while serving {}. at {}\nrl_2 retried: {}"
+IDENTITY_SHAPES = [
+    "t",  # one letter, inside "TimeoutError", "tenant", "retried"
+    "e",
+    "2",  # a digit, inside the token "rl_2"
+    "user-SECRET-7f3a@example.com",
+    "team:1 {a}",  # spaces and punctuation: raw and escaped differ
+    "{braces}",  # starts and ends with punctuation
+    "bob.",  # ends with a kept punctuation byte, followed by "." or "," in the text
+    "jörg",  # non-ASCII: escaped as UTF-8 %XX
+    "a b",
+    "under_score",
+    "ü" * 30,  # escaped form (180 bytes) becomes "~" + SHA-256
+]
+
+
+@pytest.mark.parametrize("identity", IDENTITY_SHAPES)
+def test_sanitise_error_redacts_every_identity_shape_as_a_token(identity: str) -> None:
+    escaped = escape_identity(identity)
+    forms = [identity, escaped, identity, escaped, identity, escaped]
+    message = _TEMPLATE.format(*forms)
+    text = sanitise_error(TimeoutError(message), "rl", (identity,))
+    expected = " ".join(_TEMPLATE.format(*["<id>"] * 6).split())
+    # "'x{}'": an identity glued to a letter is not a token when it starts with one.
+    if identity[0].isalnum() or identity[0] == "_":
+        expected = expected.replace("'x<id>'", "'x" + identity + "'")
+    assert text == "TimeoutError: " + expected
+
+
+def test_sanitise_error_keeps_words_that_contain_a_short_identity() -> None:
+    exc = TimeoutError("Timeout reading from socket; tool t timed out (t)")
+    text = sanitise_error(exc, "rl", ("t", "o", "ti"))
+    assert text == "TimeoutError: Timeout reading from socket; tool <id> timed out (<id>)"
+    # The class names are never touched, whatever the identities are.
+    assert sanitise_error(TimeoutError("TimeoutError"), "rl", ("TimeoutError",)) == "TimeoutError: <id>"
+
+
+def test_sanitise_error_merges_overlapping_identities() -> None:
+    # Redacting one first must not leave a fragment of the other behind.
+    exc = RuntimeError("ERR on ab cd ef now; cd ef-ab cd")
+    text = sanitise_error(exc, "rl", ("ab cd", "cd ef"))
+    assert text == "RuntimeError: ERR on <id> now; <id>-<id>"
+    for fragment in ("ab", "cd", "ef"):
+        assert fragment not in text
+
+
+def test_sanitise_error_redacts_only_keys_of_its_prefix() -> None:
+    exc = ConnectionError("redis url: 127.0.0.1:1 refused; key rl:sw:tool:3/3600:secret-tool and 'rl:fw:x'")
+    assert sanitise_error(exc, "rl") == "ConnectionError: redis url: 127.0.0.1:1 refused; key <key> and '<key>"
+
+
+def test_sanitise_error_never_leaks_a_generated_identity() -> None:
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    # Never letters, digits or "_", so each occurrence below stands as a token.
+    separator = st.sampled_from([" ", "(", ")", "'", "=", ": ", ".", ",", "\n", "[", "/", "%"])
+
+    @hypothesis.settings(max_examples=300, deadline=None, database=None)
+    @hypothesis.given(identity=st.text(min_size=1, max_size=12), seps=st.lists(separator, min_size=3, max_size=3))
+    def check(identity: str, seps: list[str]) -> None:
+        # Identities are stripped (identity.py); one inside "<id>" cannot be told from the placeholder.
+        hypothesis.assume(identity == identity.strip() and identity not in "<id>")
+        message = f"{seps[0]}{identity}{seps[1]}{escape_identity(identity)}{seps[2]}"
+        text = sanitise_error(ValueError(message), "rl", (identity,))
+        assert "<id>" in text
+        # Nothing of either form survives: what is left besides placeholders is separators only.
+        leftover = text.removeprefix("ValueError: ").replace("<id>", "")
+        assert set(leftover) <= set("".join(seps)) | {" "}, (message, text)
+
+    check()
