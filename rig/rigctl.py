@@ -86,7 +86,7 @@ class RigOptions:
     # the gateway's observability (OBSERVABILITY_ENABLED=true): traces HTTP requests into its database,
     # hooks get extensions.request.trace_id, plugin result.metadata become spans and metric rows
     observability: bool = False
-    # CPEX control-execution telemetry (CPEX_CONTROL_TELEMETRY_ENABLED=true, gateway 1.1.0): a summary span
+    # CPEX control-execution telemetry (CPEX_CONTROL_TELEMETRY_ENABLED=true): a summary span
     # and per-control spans per tool call, refusals included; needs observability for its DB spans
     control_telemetry: bool = False
     # keep the gateway's default CA loading (see _gateway_env)
@@ -510,7 +510,7 @@ def _gateway_env(
     if opts.observability:
         env["OBSERVABILITY_ENABLED"] = "true"  # traces /rpc and /servers/<id>/mcp (its default include paths)
     if opts.control_telemetry:
-        env["CPEX_CONTROL_TELEMETRY_ENABLED"] = "true"  # 1.1.0; 1.0.7 has no such setting and ignores it
+        env["CPEX_CONTROL_TELEMETRY_ENABLED"] = "true"  # cpex control-execution spans (1.1.0 and 1.0.7)
     if opts.gateway_cache == "redis":
         env.update({"CACHE_TYPE": "redis", "REDIS_URL": paths["gateway_redis_url"]})
     else:
@@ -812,7 +812,7 @@ def add_rig_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--control-telemetry",
         action="store_true",
-        help="CPEX_CONTROL_TELEMETRY_ENABLED=true (1.1.0): cpex control-execution spans, refusals included",
+        help="CPEX_CONTROL_TELEMETRY_ENABLED=true: cpex control-execution spans, refusals included",
     )
     ap.add_argument(
         "--plugin-option", action="append", default=[], metavar="KEY=VALUE", help="e.g. redis_timeout_ms=200"
