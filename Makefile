@@ -87,14 +87,26 @@ build: venv
 	@echo "build: gopy ./pyext for $(VPY) -> python/rate_limiter_go/_goext; lua -> python/rate_limiter_go/lua"
 	$(VPY) tools/build_native.py --python $(abspath $(VPY))
 
+# Security scan (docs/build.md, "Security checks"): gosec over the Go packages
+# (not _test.go files, not cgo's generated code) and bandit over the Python
+# code that ships or builds (not tests_py, not gopy's _goext); every
+# suppression names its rule and says why.
 lint: venv
-	@echo "lint: ruff, gofmt, go vet, staticcheck"
+	@echo "lint: ruff, gofmt, go vet, staticcheck, gosec, bandit"
 	$(VPY) -m ruff check $(RUFF_PATHS)
 	@dirs=$$(go list -f '{{.Dir}}' ./...); out=$$(gofmt -l $$dirs); \
 		if [ -n "$$out" ]; then echo "gofmt: these files need gofmt -w:"; echo "$$out"; exit 1; fi; \
 		echo "gofmt -l: clean"
 	go vet ./...
 	go tool staticcheck ./...
+	go tool gosec -quiet -exclude-generated -nosec-require-rules -nosec-require-justification ./...
+	@# bandit applies a nosec to its whole (multi-line) statement and warns
+	@# "nosec encountered (B...), but no failed test" for each other node of it:
+	@# those lines are dropped, everything else is shown, bandit's exit code kept.
+	@echo "bandit -r python tools examples setup.py -x python/rate_limiter_go/_goext"
+	@out=$$($(VPY) -m bandit -q -r python tools examples setup.py -x python/rate_limiter_go/_goext 2>&1); rc=$$?; \
+		printf '%s\n' "$$out" | grep -v -e '^$$' -e 'nosec encountered (B[0-9]*), but no failed test' || true; \
+		[ $$rc = 0 ] && echo "bandit: clean"; exit $$rc
 
 # TestEvaluateAllocs skips under -race (the race detector makes sync.Pool drop
 # items at random), so the allocation tests run again without it.

@@ -14,7 +14,7 @@ pure-Python engine and a WARNING is printed.  Environment switches:
 
 import os
 import shutil
-import subprocess
+import subprocess  # nosec B404 # runs the project's own tools/build_native.py
 import sys
 
 from setuptools import setup
@@ -41,9 +41,9 @@ class BuildPyWithGo(build_py):
             _warn("tools/build_native.py not found; packaging existing generated files only")
         elif mode == "skip" or self.editable_mode and mode != "require":
             # editable installs (make venv) build in place via `make build`
-            subprocess.run([sys.executable, SCRIPT, "--lua-only"], check=True, cwd=ROOT)
+            subprocess.run([sys.executable, SCRIPT, "--lua-only"], check=True, cwd=ROOT)  # nosec B603 # fixed argv: this interpreter and the project's build script, no shell
         else:
-            r = subprocess.run([sys.executable, SCRIPT, "--python", sys.executable], cwd=ROOT)
+            r = subprocess.run([sys.executable, SCRIPT, "--python", sys.executable], cwd=ROOT)  # nosec B603 # fixed argv: this interpreter and the project's build script, no shell
             if r.returncode != 0:
                 if mode == "require":
                     raise SystemExit("rate_limiter_go: Go engine build failed and RATE_LIMITER_GO_NATIVE=require")

@@ -218,7 +218,7 @@ func (l *Limiter) EvaluateRequest(ctx context.Context, r Request) (Decision, err
 		if s.dims[i] == DimTool {
 			s.keys[i] = toolKey
 		} else if l.borrow {
-			s.keys[i] = unsafe.String(unsafe.SliceData(s.bufs[i]), len(s.bufs[i]))
+			s.keys[i] = unsafe.String(unsafe.SliceData(s.bufs[i]), len(s.bufs[i])) // #nosec G103 -- KeyBorrower backends keep no key after Evaluate; the views are cleared before the buffers are reused
 		} else {
 			s.keys[i] = string(s.bufs[i])
 		}

@@ -52,7 +52,8 @@ async def _call(pm: PluginManager, n: int, user: str, tool: str) -> tuple[str, s
     violation = result.violation
     if result.continue_processing:
         return "admitted", "(success-path headers dropped by cpex)"
-    assert violation is not None
+    if violation is None:
+        raise RuntimeError("cpex stopped the call without a violation")
     dimension = (violation.details or {}).get("dimension", "?")
     outcome = f"BLOCKED {violation.http_status_code} {violation.code} ({dimension})"
     return outcome, _headers(violation.http_headers)

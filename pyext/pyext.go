@@ -265,7 +265,7 @@ var panics atomic.Int64
 func reportPanic(any) {
 	panics.Add(1)
 	fmt.Fprintln(os.Stderr, "rate_limiter_go: recovered a panic in the Go engine:")
-	os.Stderr.Write(debug.Stack())
+	_, _ = os.Stderr.Write(debug.Stack()) // nothing left to report a failed write of stderr to
 }
 
 // recoverTo, deferred by an exported function, turns a panic into

@@ -32,7 +32,7 @@ import argparse
 import glob
 import os
 import shutil
-import subprocess
+import subprocess  # nosec B404 # a build script: runs go, gopy and the target Python
 import sys
 import sysconfig
 import time
@@ -61,7 +61,7 @@ def log(msg: str) -> None:
 
 def run(cmd: list[str], **kw) -> None:
     log("$ " + " ".join(cmd))
-    subprocess.run(cmd, check=True, cwd=kw.pop("cwd", ROOT), **kw)
+    subprocess.run(cmd, check=True, cwd=kw.pop("cwd", ROOT), **kw)  # nosec B603 # argv lists built by this script from its own options, no shell
 
 
 def copy_lua() -> None:
@@ -96,7 +96,7 @@ def build_tools(go: str, env: dict[str, str]) -> None:
 
 
 def check_pybindgen(python: str) -> None:
-    r = subprocess.run([python, "-c", "import pybindgen"], capture_output=True, text=True)
+    r = subprocess.run([python, "-c", "import pybindgen"], capture_output=True, text=True)  # nosec B603 # the --python interpreter with a fixed -c, no shell
     if r.returncode != 0:
         raise RuntimeError(
             f"{python} cannot import pybindgen (gopy needs it): pip install pybindgen\n{r.stderr.strip()}"
@@ -104,7 +104,7 @@ def check_pybindgen(python: str) -> None:
 
 
 def ext_suffix(python: str) -> str:
-    out = subprocess.run(
+    out = subprocess.run(  # nosec B603 # the --python interpreter with a fixed -c, no shell
         [python, "-c", "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"],
         check=True,
         capture_output=True,
@@ -157,7 +157,7 @@ def gopy_build(go: str, python: str, env: dict[str, str]) -> str:
 
 def elf_needed(so: str) -> list[str]:
     """The shared libraries an ELF file names as NEEDED (readelf, from binutils)."""
-    out = subprocess.run(["readelf", "-d", so], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(["readelf", "-d", so], check=True, capture_output=True, text=True).stdout  # nosec B603 B607 # fixed argv (readelf -d on the built .so), readelf from PATH
     return [line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
 
 

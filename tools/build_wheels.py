@@ -34,7 +34,7 @@ import os
 import platform
 import re
 import shutil
-import subprocess
+import subprocess  # nosec B404 # a build script: runs pip, go, auditwheel, the target Pythons
 import sys
 import tempfile
 import time
@@ -58,9 +58,9 @@ def log(msg: str) -> None:
 def run(cmd: list[str], logfile: Path | None = None, **kw) -> subprocess.CompletedProcess[str]:
     log("$ " + " ".join(str(c) for c in cmd) + (f"  (output: {logfile})" if logfile else ""))
     if logfile is None:
-        return subprocess.run(cmd, check=True, text=True, **kw)
+        return subprocess.run(cmd, check=True, text=True, **kw)  # nosec B603 # argv lists built by this script from its own options, no shell
     with open(logfile, "w", encoding="utf-8") as out:
-        r = subprocess.run(cmd, text=True, stdout=out, stderr=subprocess.STDOUT, **kw)
+        r = subprocess.run(cmd, text=True, stdout=out, stderr=subprocess.STDOUT, **kw)  # nosec B603 # argv lists built by this script from its own options, no shell
     if r.returncode != 0:
         tail = logfile.read_text(encoding="utf-8").splitlines()[-40:]
         raise RuntimeError(f"{cmd[0]} failed (exit {r.returncode}); last lines of {logfile}:\n" + "\n".join(tail))
@@ -117,10 +117,10 @@ def build_wheel(version: str, py: str, sdist: Path) -> dict:
     run([tool("auditwheel"), "repair", "--only-plat", "-w", str(DIST), str(raw)], WORK / f"{cp_tag(version)}-repair.log")
     repaired_s = time.monotonic() - t1
     (wheel,) = DIST.glob(f"rate_limiter_go-*-{cp_tag(version)}-*.whl")
-    show = subprocess.run([tool("auditwheel"), "show", str(wheel)], check=True, capture_output=True, text=True).stdout
+    show = subprocess.run([tool("auditwheel"), "show", str(wheel)], check=True, capture_output=True, text=True).stdout  # nosec B603 # auditwheel of this venv (absolute path) on the wheel just built, no shell
     return {
         "python": version,
-        "interpreter": subprocess.run([py, "-VV"], check=True, capture_output=True, text=True).stdout.strip(),
+        "interpreter": subprocess.run([py, "-VV"], check=True, capture_output=True, text=True).stdout.strip(),  # nosec B603 # the --interpreter Python with a fixed -VV, no shell
         "wheel": wheel.name,
         "bytes": wheel.stat().st_size,
         "so_bytes": so_size(wheel),
@@ -234,7 +234,7 @@ def main() -> int:
         "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": git_commit(),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, {platform.libc_ver()[0]} {platform.libc_ver()[1]}",
-        "go": subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip(),
+        "go": subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip(),  # nosec B603 B607 # fixed argv (go version), go from PATH like every build step
         "load_before": " / ".join(f"{x:.1f}" for x in load_before),
         "load_after": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
         "total_s": round(time.monotonic() - t0, 1),

@@ -34,7 +34,7 @@ import re
 import signal
 import socket
 import statistics
-import subprocess
+import subprocess  # nosec B404 # a test harness: starts redis-server, chaos_proxy.py, go test
 import sys
 import tempfile
 import time
@@ -100,7 +100,7 @@ class RedisProc:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # nosec B603 B607 # fixed argv, loopback port; redis-server from PATH like the test suites
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL,
@@ -121,12 +121,12 @@ class RedisProc:
             return False
 
     def kill(self) -> None:
-        assert self.proc is not None
+        assert self.proc is not None  # nosec B101 # type narrowing only: with python -O a None proc fails on the next line all the same
         self.proc.kill()
         self.proc.wait()
 
     def signal(self, sig: int) -> None:
-        assert self.proc is not None
+        assert self.proc is not None  # nosec B101 # type narrowing only: with python -O a None proc fails on the next line all the same
         os.kill(self.proc.pid, sig)
 
     def stop(self) -> None:
@@ -202,11 +202,11 @@ async def fault_run(engine: str, fault: str, redis: RedisProc, args: argparse.Na
     port = redis.port
     if fault == "slow":
         port = free_port()
-        proxy = subprocess.Popen(
+        proxy = subprocess.Popen(  # nosec B603 # this interpreter and the project's chaos_proxy.py with ports and a delay, no shell
             [sys.executable, str(ROOT / "tools" / "chaos_proxy.py"), str(port), str(redis.port), str(args.slow_ms)],
             stdout=subprocess.PIPE,
         )
-        assert proxy.stdout is not None
+        assert proxy.stdout is not None  # nosec B101 # type narrowing only: Popen(stdout=PIPE) always sets stdout
         if proxy.stdout.readline().strip() != b"ready":
             raise RuntimeError("chaos_proxy did not start")
     config = {
@@ -421,7 +421,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     for target, package in FUZZ_TARGETS:
         cmd = ["go", "test", "-run", "^$", "-fuzz", f"^{target}$", "-fuzztime", args.fuzztime, package]
         print("fuzz: " + " ".join(cmd), flush=True)
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)  # nosec B603 # argv built above (go test -fuzz), no shell
         tail = (proc.stdout + proc.stderr).strip().splitlines()
         execs = next((line for line in reversed(tail) if "execs:" in line), "")
         match = re.search(r"execs: (\d+)", execs)

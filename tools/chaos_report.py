@@ -13,7 +13,7 @@ import argparse
 import json
 import platform
 import re
-import subprocess
+import subprocess  # nosec B404 # runs git rev-parse
 import sys
 import time
 from pathlib import Path
@@ -158,7 +158,7 @@ def main() -> int:
     fuzz = load(args.dir / "fuzz.json")
     section("fuzz", lambda: fuzz_table(fuzz) if fuzz else None)
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout  # nosec B603 B607 # fixed argv (git rev-parse), git from PATH
     except OSError:
         rev = ""
     section(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import subprocess
+import subprocess  # nosec B404 # runs git rev-parse and git status
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def git_commit() -> str:
     """The short HEAD commit, with "+ uncommitted changes" when tracked files differ from it."""
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout  # nosec B603 B607 # fixed argv (git rev-parse), git from PATH
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,  # nosec B603 B607 # fixed argv (git status), git from PATH
                            text=True).stdout.strip()
     return rev.strip() + (" + uncommitted changes" if dirty else "")
 

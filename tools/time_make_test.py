@@ -17,7 +17,7 @@ import datetime
 import json
 import os
 import re
-import subprocess
+import subprocess  # nosec B404 # runs make
 import sys
 import time
 from pathlib import Path
@@ -30,7 +30,7 @@ BUDGET_S = 30 * 60  # issue "Today's gateway": make test stays under 30 minutes 
 
 
 def make_var(name: str) -> str:
-    out = subprocess.run(["make", "--no-print-directory", "-s", f"print-{name}"], cwd=ROOT, check=True,
+    out = subprocess.run(["make", "--no-print-directory", "-s", f"print-{name}"], cwd=ROOT, check=True,  # nosec B603 B607 # fixed argv (make print-VAR), make from PATH
                          capture_output=True, text=True)
     return out.stdout.strip()
 
@@ -92,7 +92,7 @@ def main() -> int:
         extra = ["SKIP_WHEELS=1"] if any(r["step"] == "wheels" for r in results) else []
         print(f"[time_make_test] make {step} {' '.join(extra)}", flush=True)
         t = time.monotonic()
-        rc = subprocess.run(["make", "--no-print-directory", step, *extra], cwd=ROOT).returncode
+        rc = subprocess.run(["make", "--no-print-directory", step, *extra], cwd=ROOT).returncode  # nosec B603 B607 # make with this file's own step names, make from PATH
         results.append({"step": step, "seconds": round(time.monotonic() - t, 1), "exit": rc})
         if rc != 0:
             print(f"[time_make_test] FAILED: make {step} exited {rc}; nothing written", flush=True)

@@ -25,7 +25,7 @@ __all__ = [
 ALGORITHM_CODES: dict[str, str] = {
     "fixed_window": "fw",
     "sliding_window": "sw",
-    "token_bucket": "tb",
+    "token_bucket": "tb",  # nosec B105 # an algorithm code in state keys, not a password
 }
 #: Dimension names allowed in keys, in evaluation order (§4).
 DIMENSION_NAMES: tuple[str, ...] = ("user", "user_per_server", "tenant", "tool")

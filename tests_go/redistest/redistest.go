@@ -58,7 +58,7 @@ func Binary(t testing.TB) string {
 		if c == "" {
 			continue
 		}
-		if st, err := os.Stat(c); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 { // #nosec G703 -- test helper: $REDIS_SERVER, PATH or a fixed path, from the developer running the tests
 			return c
 		}
 	}
@@ -101,7 +101,7 @@ func Start(t testing.TB, extra ...string) *Server {
 
 // start launches the process and waits until it answers PING.
 func (s *Server) start() error {
-	cmd := exec.Command(s.bin, s.args...)
+	cmd := exec.Command(s.bin, s.args...) // #nosec G204 -- test helper: the redis-server that Binary found, arguments built by Start for the calling test
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", s.bin, err)

@@ -86,7 +86,8 @@ class RedisBackend:
         if not config.redis_url:
             raise ValueError("the redis backend needs redis_url")
         self._script = script_text(config.algorithm)
-        self._sha = hashlib.sha1(self._script.encode("utf-8")).hexdigest()
+        # EVALSHA names a script by its SHA-1 (the Redis protocol), not a security use.
+        self._sha = hashlib.sha1(self._script.encode("utf-8"), usedforsecurity=False).hexdigest()
         self._loaded = False
         self._closed = False
         # Whole call, connect included: a Redis that accepts TCP but never answers cannot hang a request.
