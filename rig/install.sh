@@ -80,6 +80,12 @@ if [ ! -x "$GW_VENV/bin/mcpgateway" ]; then
 fi
 
 if [ "${RIG_REINSTALL:-0}" = 1 ] || ! "$GW_VENV/bin/python" -c 'import rate_limiter_go.plugin' 2>/dev/null; then
+  # Replacing the package under running gateways mixes the old mapped extension with new Python
+  # wrappers ("Go extension speaks ABI 3, this wrapper 2"): refuse while a rig runs on this venv.
+  if pgrep -f "$GW_VENV/bin/mcpgateway" >/dev/null 2>&1; then
+    say "gateways from $GW_VENV are running (pids $(pgrep -d ' ' -f "$GW_VENV/bin/mcpgateway")): stop their rig first, then reinstall"
+    exit 1
+  fi
   src="$REPO_DIR"
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
