@@ -187,7 +187,8 @@ def phase_hooks(run_root: Path) -> dict[str, Any]:
         c.call("A", "rpc")
         c.call("B", "mcp")
         time.sleep(2)  # the gateway writes its observability rows at the end of each request
-        return {"calls": c.calls, "observability": _observability_rows(run_dir / "gateway.db")}
+        return {"calls": c.calls, "mcp_initialize_requests": len(c.sessions),
+                "observability": _observability_rows(run_dir / "gateway.db")}  # fmt: skip
 
     opts = rigctl.RigOptions(engines=["go"], backend="memory", algorithm="fixed_window", by_user="6/m", users=2,
                              teams=1, http_hooks=True, observability=True, control_telemetry=True)  # fmt: skip
@@ -225,7 +226,25 @@ def phase_gateway_limiter(run_root: Path) -> dict[str, Any]:
             **_with_rig(opts, run_root, "gateway_limiter", body)}  # fmt: skip
 
 
-PHASES = {"hooks": phase_hooks, "tenant": phase_tenant, "gateway_limiter": phase_gateway_limiter}
+def phase_observability_default(run_root: Path) -> dict[str, Any]:
+    """Observability on with the gateway's default CPEX_CONTROL_TELEMETRY_ENABLED=false: what a refusal leaves."""
+
+    def body(rig: dict, run_dir: Path, c: Caller) -> dict[str, Any]:
+        _window_start(20)
+        for _ in range(3):  # the 3rd is over 2/m
+            c.call("A", "rpc")
+        time.sleep(2)
+        return {"calls": c.calls, "mcp_initialize_requests": 0,
+                "observability": _observability_rows(run_dir / "gateway.db")}  # fmt: skip
+
+    opts = rigctl.RigOptions(engines=["go"], backend="memory", algorithm="fixed_window", by_user="2/m", users=2,
+                             teams=1, observability=True)  # fmt: skip
+    return {"config": opts.plugin_config(""), "http_hooks": False, "observability": True,
+            **_with_rig(opts, run_root, "observability_default", body)}  # fmt: skip
+
+
+PHASES = {"hooks": phase_hooks, "tenant": phase_tenant, "gateway_limiter": phase_gateway_limiter,
+          "observability_default": phase_observability_default}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- findings and rendering
@@ -283,8 +302,24 @@ def findings(raw: dict[str, Any]) -> list[tuple[str, str]]:
     obs = raw.get("hooks", {}).get("observability", {})
     traces = obs.get("traces", [])
     with_pm = [t for t in traces if any(s["name"].startswith("plugin.metrics.") for s in t["spans"])]
-    out.append(("observability: traced tools/call requests / with a plugin.metrics span of the plugin",
+    out.append(("observability on: traced /rpc and /servers/<id>/mcp requests / with a plugin.metrics span of the plugin",
                 f"{len(traces)} / {len(with_pm)}"))  # fmt: skip
+
+    def refusal_spans(o: dict) -> str:
+        refused = [t for t in o.get("traces", []) if any(s["name"] == "cpex.control.result" and
+                   s["attributes"].get("cpex.control.result.allowed") is False for s in t["spans"]) or t["status"] == 429]  # fmt: skip
+        if not refused:
+            return "no refused request traced"
+        names = sorted({s["name"] for t in refused for s in t["spans"]})
+        fields = sorted({k.removeprefix("cpex.control.result.") for t in refused for s in t["spans"]
+                         for k in s["attributes"] if "rate_limiter" in k})  # fmt: skip
+        return (f"{len(refused)} refused request(s); spans: {', '.join(names) or 'none'}; plugin fields: "
+                f"{', '.join(fields) or 'none'}")
+
+    out.append(("refusals, control telemetry on (CPEX_CONTROL_TELEMETRY_ENABLED=true)", refusal_spans(obs)))
+    od = raw.get("observability_default", {})
+    if od:
+        out.append(("refusals, control telemetry at its default (off)", refusal_spans(od.get("observability", {}))))
     return out
 
 
@@ -334,11 +369,21 @@ def render_version(raw: dict[str, Any]) -> str:
             "metric rows named `plugin.*`; span names in the database: "
             f"{', '.join(h['observability'].get('span_names', [])) or 'none'}):",
             table(["traced request", "HTTP status", "spans (attributes)", "metric rows"], _obs_rows(h["observability"])),
+            f"({h.get('mcp_initialize_requests', 0)} of the traced `/servers/<id>/mcp` requests are the MCP `initialize` "
+            "requests of the callers' sessions: no tool call, no plugin hook, hence no spans.)",
         ]
     if "tenant" in raw:
         t = raw["tenant"]
         parts += [f"**HTTP hooks not listed; by_tenant** (`{json.dumps(t['config'])}`):",
                   table(CALL_COLS, _call_rows(t["calls"]))]  # fmt: skip
+    if "observability_default" in raw:
+        o = raw["observability_default"]
+        parts += [
+            "**Observability on, control telemetry left at the gateway's default (off)** "
+            f"(OBSERVABILITY_ENABLED=true only, `{json.dumps(o['config'])}`, HTTP hooks not listed):",
+            table(CALL_COLS, _call_rows(o["calls"])),
+            table(["traced request", "HTTP status", "spans (attributes)", "metric rows"], _obs_rows(o["observability"])),
+        ]
     if "gateway_limiter" in raw:
         g = raw["gateway_limiter"]
         parts += [f"**HTTP hooks listed, the gateway's own limiter on** (`RATE_LIMITING_ENABLED=true`, "
