@@ -261,12 +261,15 @@ def findings(raw: dict[str, Any]) -> list[tuple[str, str]]:
         out.append((f"HTTP hooks listed, {ep}: admitted responses carrying X-RateLimit-Limit/-Remaining/-Reset",
                     f"{len(with_h)} of {len(adm)}"))  # fmt: skip
     for who in ("A", "B"):
-        got = [int(c["headers"]["x-ratelimit-remaining"]) for c in hooks
-               if c["caller"] == who and c["outcome"] == "admitted" and "x-ratelimit-remaining" in c["headers"]]  # fmt: skip
-        n_adm = sum(1 for c in hooks if c["caller"] == who and c["outcome"] == "admitted")
-        want = [limit - i for i in range(1, n_adm + 1)]
+        adm = [c for c in hooks if c["caller"] == who and c["outcome"] == "admitted"]
+        want = [limit - i for i in range(1, len(adm) + 1)]
+        got = [c["headers"].get("x-ratelimit-remaining", "-") for c in adm]
+        shown = [(g, w) for g, w in zip(got, want) if g != "-"]
+        verdict = "no headers" if not shown else ("right" if all(int(g) == w for g, w in shown) else "NOT its own count")
+        if shown and len(shown) < len(adm):
+            verdict += f" on the {len(shown)} call(s) that carried it"
         out.append((f"caller {who}: X-RateLimit-Remaining on its admitted calls, in order (its own count: {want})",
-                    f"{got}: {'right' if got == want else 'NOT its own count'}"))  # fmt: skip
+                    f"[{', '.join(got)}]: {verdict}"))  # fmt: skip
     limits = sorted({c["headers"].get("x-ratelimit-limit") for c in hooks if c["headers"].get("x-ratelimit-limit")})
     out.append(("X-RateLimit-Limit values seen (by_user 6/m)", ", ".join(limits) or "none"))
     resets = [c["reset_in_s"] for c in hooks if c["reset_in_s"] is not None]
@@ -306,8 +309,8 @@ def findings(raw: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{len(traces)} / {len(with_pm)}"))  # fmt: skip
 
     def refusal_spans(o: dict) -> str:
-        refused = [t for t in o.get("traces", []) if any(s["name"] == "cpex.control.result" and
-                   s["attributes"].get("cpex.control.result.allowed") is False for s in t["spans"]) or t["status"] == 429]  # fmt: skip
+        refused = [t for t in o.get("traces", []) if t["status"] == 429 or any(
+                   s["attributes"].get("cpex.control.result.allowed") is False for s in t["spans"])]  # fmt: skip
         if not refused:
             return "no refused request traced"
         names = sorted({s["name"] for t in refused for s in t["spans"]})

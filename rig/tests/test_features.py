@@ -36,3 +36,8 @@ def test_findings_count_down_per_caller_and_flag_a_leak():
     assert found["caller B: X-RateLimit-Remaining on its admitted calls, in order (its own count: [5])"].endswith(
         "NOT its own count"
     )
+    partial = [_call(1, "A", "/rpc", 5), _call(2, "A", "/servers/<id>/mcp")]
+    found = dict(features.findings({"hooks": {"calls": partial, "observability": {}}}))
+    assert found["caller A: X-RateLimit-Remaining on its admitted calls, in order (its own count: [5, 4])"] == (
+        "[5, -]: right on the 1 call(s) that carried it"
+    )
