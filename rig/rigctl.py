@@ -241,6 +241,19 @@ def installed_versions(venv: Path | None = None) -> dict[str, str]:
             key = wanted.get(name.lower().replace("-", "_"))
             if key:
                 out[key] = version
+    # how the package got there, as rig/install.sh recorded it: "wheel of commit abc1234" / "source of ..."
+    rec = RUN_ROOT / f"install-package-{out.get('gateway', GATEWAY_VERSION)}.json"
+    if rec.exists():
+        try:
+            detail = json.loads(rec.read_text()).get("detail", "")
+        except (OSError, json.JSONDecodeError):
+            detail = ""
+        build = RUN_ROOT / f"install-wheel-build-{out.get('gateway', GATEWAY_VERSION)}.json"
+        if "wheel" in detail and build.exists():
+            detail = json.loads(build.read_text()).get("detail", "")
+        m = re.search(r"commit ([0-9a-f]{7,40})", detail)
+        if m:
+            out["rate_limiter_go_from"] = ("wheel" if "wheel" in detail else "source") + f" of commit {m.group(1)}"
     cfg = venv / "pyvenv.cfg"
     if cfg.exists():
         for line in cfg.read_text().splitlines():
@@ -254,7 +267,9 @@ def versions_text(v: dict[str, str]) -> str:
     """'gateway 1.1.0 on CPython 3.12.1 (mcp 2.3.0, cpex 0.1.4)'."""
     return (
         f"gateway {v.get('gateway', '?')} on CPython {v.get('python', '?')} "
-        f"(mcp {v.get('mcp', '?')}, cpex {v.get('cpex', '?')}, rate_limiter_go {v.get('rate_limiter_go', '?')})"
+        f"(mcp {v.get('mcp', '?')}, cpex {v.get('cpex', '?')}, rate_limiter_go {v.get('rate_limiter_go', '?')}"
+        + (f", {v['rate_limiter_go_from']}" if v.get("rate_limiter_go_from") else "")
+        + ")"
     )
 
 

@@ -96,13 +96,23 @@ def test_plugin_engine_lines_are_read_from_a_json_gateway_log():
     ]
 
 
-def test_installed_versions_reads_dist_info(tmp_path):
+def test_installed_versions_reads_dist_info(tmp_path, monkeypatch):
+    monkeypatch.setattr(rigctl, "RUN_ROOT", tmp_path / "run")
     site = tmp_path / "lib" / "python3.12" / "site-packages"
     for d in ("mcp_contextforge_gateway-1.1.0", "mcp-2.3.0", "cpex-0.1.4", "rate_limiter_go-0.1.0", "other-1"):
         (site / f"{d}.dist-info").mkdir(parents=True)
     (tmp_path / "pyvenv.cfg").write_text("home = /x\nversion = 3.12.1\n")
     v = rigctl.installed_versions(tmp_path)
     assert v == {"python": "3.12.1", "gateway": "1.1.0", "mcp": "2.3.0", "cpex": "0.1.4", "rate_limiter_go": "0.1.0"}
+    # with rig/install.sh's records, the wheel's source commit too
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "install-package-1.1.0.json").write_text(json.dumps({"detail": "pip install of the wheel x.whl"}))
+    (tmp_path / "run" / "install-wheel-build-1.1.0.json").write_text(
+        json.dumps({"detail": "make wheels PYTHONS=3.12 in a clean export of commit abc1234 (its build venv included)"})
+    )
+    v = rigctl.installed_versions(tmp_path)
+    assert v["rate_limiter_go_from"] == "wheel of commit abc1234"
+    assert rigctl.versions_text(v).endswith("rate_limiter_go 0.1.0, wheel of commit abc1234)")
 
 
 def test_stop_all_also_stops_what_a_process_left_in_its_group(tmp_path):
