@@ -3,10 +3,13 @@
 Starts a one-gateway rig (by_user 5/m, fixed window; gateway GATEWAY_VERSION, default 1.1.0), calls
 the test tool as one user until the plugin refuses, shows one more call as another user (its own
 counter), prints the status and the rate-limit headers of every response, then stops everything.
-Bounded: at most 12 calls.
+Bounded: at most 12 calls. The plugin lists its HTTP hooks too (http_pre_request, http_post_request),
+so admitted responses carry X-RateLimit-Limit/-Remaining/-Reset as well (README, "Headers on admitted
+calls").
 
 It passes only if user A is refused right after its 5 calls (HTTP 429 from the plugin), user B is
-still admitted, and the engine that served the calls is the one expected: Go, unless
+still admitted, every admitted response carries its caller's own X-RateLimit-Remaining (A: 4, 3, 2,
+1, 0; B: 4), and the engine that served the calls is the one expected: Go, unless
 RATE_LIMITER_ENGINE=python. The evidence for the engine: the plugin's start-up line in the gateway's
 log ("rate limiter <name>: engine=go ..."), one per plugin instance the gateway built, and the Go
 extension mapped into the gateway process (/proc/<pid>/maps).
@@ -44,7 +47,7 @@ def call(rig: dict, user: dict, n: int) -> tuple[int, dict, object]:
 def show(n: int, who: str, status: int, headers: dict, body: object) -> None:
     shown = "  ".join(f"{h}: {headers[h]}" for h in HEADERS if h in headers)
     if status == 200 and isinstance(body, dict) and "result" in body:
-        what = "admitted (the gateway drops plugin headers on admitted calls)" if not shown else "admitted"
+        what = "admitted (no plugin headers on this admitted call)" if not shown else "admitted"
     else:
         message = body.get("error", {}).get("message") if isinstance(body, dict) else str(body)[:120]
         what = f"refused: {message}"
@@ -75,6 +78,7 @@ def main() -> int:
     opts = rigctl.RigOptions(
         engines=[engine], backend="memory", algorithm="fixed_window", by_user=LIMIT, users=2, teams=1,
         fail_mode="open", gateway_log_level="INFO",  # INFO: the plugin's start-up line names its engine
+        http_hooks=True,  # admitted calls' X-RateLimit-* through the plugin's http_post_request hook
     )  # fmt: skip
     print(
         f"demo: starting one gateway ({rigctl.versions_text(rigctl.installed_versions())}, "
@@ -98,6 +102,7 @@ def main() -> int:
             time.sleep(left + 0.1)
         refused = False
         admitted = 0
+        remaining: list[str] = []  # X-RateLimit-Remaining of user A's admitted calls
         n = 0
         while n < MAX_CALLS - 1 and not refused:
             n += 1
@@ -105,6 +110,8 @@ def main() -> int:
             show(n, "user A", status, headers, body)
             refused = status == 429
             admitted += status == 200
+            if status == 200:
+                remaining.append(headers.get("x-ratelimit-remaining", "-"))
         n += 1
         status, body, headers = call(rig, bob, n)
         show(n, "user B", status, headers, body)
@@ -121,6 +128,14 @@ def main() -> int:
             problems.append(f"user A was admitted {admitted} times before the 429, the limit is {LIMIT_COUNT}")
         if status != 200:
             problems.append(f"user B got HTTP {status}, not 200")
+        want = [str(LIMIT_COUNT - i) for i in range(1, admitted + 1)]
+        if remaining != want:
+            problems.append(f"user A's admitted calls carried X-RateLimit-Remaining {remaining}, expected {want}")
+        if status == 200 and headers.get("x-ratelimit-remaining") != str(LIMIT_COUNT - 1):
+            problems.append(
+                f"user B's admitted call carried X-RateLimit-Remaining {headers.get('x-ratelimit-remaining', '-')}, "
+                f"expected its own {LIMIT_COUNT - 1}"
+            )
         if not engines:
             problems.append("the gateway log has no start-up line of the plugin: which engine ran is unknown")
         elif any(e != expected for e in engines):
@@ -131,7 +146,8 @@ def main() -> int:
             print("demo: FAILED: " + "; ".join(problems))
             return 1
         print(
-            f"demo: user A was refused after its {LIMIT_COUNT} calls, user B still admitted, and the {expected} engine "
+            f"demo: user A was refused after its {LIMIT_COUNT} calls, user B still admitted, every admitted response "
+            f"carried its caller's own X-RateLimit-Remaining, and the {expected} engine "
             f"served every call: per-user limits work in the real gateway "
             f"{rig.get('versions', {}).get('gateway', '?')}"
         )
