@@ -171,3 +171,28 @@ def test_setting_is_a_strict_boolean() -> None:
     assert parse_config({}).admitted_headers is True
     with pytest.raises(ValueError, match="admitted_headers: must be true or false"):
         parse_config({"admitted_headers": "yes"})
+
+
+async def test_a_post_hook_without_a_caller_gets_nothing(tmp_path: Path) -> None:
+    """Gateway 1.0.7's /servers/<id>/mcp (measured on the rig, docs/gateway.md "Headers on admitted calls and
+    observability"): the MCP transport runs the tool hook on a context of its own (same request id, the caller's
+    email), while the HTTP hooks' context never gets the caller. The post hook then sets nothing: a key by request
+    id alone would hand a caller's quota to whoever reuses its X-Correlation-ID."""
+    pm = await _manager(tmp_path, {"by_user": "5/h"}, HTTP_HOOKS)
+    try:
+        middleware_ctx = GlobalContext(request_id="corr-1")  # the HTTP hooks' context: no caller
+        await pm.invoke_hook(HttpHookType.HTTP_PRE_REQUEST,
+                             HttpPreRequestPayload(path="/servers/s/mcp", method="POST", headers=HttpHeaderPayload(root={})),
+                             global_context=middleware_ctx, violations_as_exceptions=False)
+        tool_ctx = GlobalContext(request_id="corr-1", user="alice@example.com", server_id="srv-1")  # the transport's own
+        tool, _ = await pm.invoke_hook(ToolHookType.TOOL_PRE_INVOKE, ToolPreInvokePayload(name="t", args={}),
+                                       global_context=tool_ctx, violations_as_exceptions=False)
+        post, _ = await pm.invoke_hook(
+            HttpHookType.HTTP_POST_REQUEST,
+            HttpPostRequestPayload(path="/servers/s/mcp", method="POST", headers=HttpHeaderPayload(root={}), status_code=200),
+            global_context=middleware_ctx, violations_as_exceptions=False)
+    finally:
+        await pm.shutdown()
+    assert tool.continue_processing is True
+    assert post.modified_payload is None
+    assert len(HANDOFF) == 1  # left behind; it expires after the store's TTL
