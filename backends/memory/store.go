@@ -153,7 +153,7 @@ func (s *Store) Evaluate(_ context.Context, kind algorithms.Kind, keys []string,
 	}
 	s.release(&es, &order, n)
 
-	if rand.Uint32N(sweepOneIn) == 0 { // #nosec G404 -- spreads sweeps over calls; no secret or decision depends on guessing it
+	if rand.Uint32N(sweepOneIn) == 0 { // #nosec G404 -- spreads sweeps over calls; predicting it tells only when expired keys get swept
 		s.sweep(nowUS)
 	}
 	return admitted, nil

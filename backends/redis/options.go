@@ -186,7 +186,7 @@ func (o Options) applyTLS(co *goredis.Options) error {
 		// crypto/tls checks the chain and the name together; to keep the
 		// chain check without the name, switch its verification off and
 		// verify the chain here, on every handshake (resumed ones included).
-		cfg.InsecureSkipVerify = true // #nosec G402 -- VerifyConnection (next line) verifies the chain against RootCAs on every handshake; only the host name check is off, as configured
+		cfg.InsecureSkipVerify = true // #nosec G402 -- VerifyConnection (next line) verifies the chain against the configured roots on every handshake; only the host name check is off, as configured
 		cfg.VerifyConnection = chainVerifier(cfg.RootCAs)
 	}
 	co.TLSConfig = cfg
