@@ -36,7 +36,7 @@ ENGINES ?= python go
 PYTEST_ARGS ?= -q
 # tests_py/wheels tests the built wheels (make test-wheels), once, not per engine
 PYTEST_SUITE := tests_py --ignore=tests_py/wheels
-RUFF_PATHS := $(wildcard python tests_py tools examples setup.py)
+RUFF_PATHS := $(wildcard python tests_py tools examples setup.py rig bench)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps-system venv build wheels lint test-go test-py test-py-dev test-wheels test-rig test test-timed demo demo-framework clean distclean
