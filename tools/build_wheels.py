@@ -216,6 +216,7 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     DIST.mkdir(exist_ok=True)
     load_before = os.getloadavg()
+    commit = git_commit()  # before building: the run itself may leave files in the tree
     t0 = time.monotonic()
     sdist = build_sdist()
     sdist_s = time.monotonic() - t0
@@ -232,7 +233,7 @@ def main() -> int:
         return 1
     data = {
         "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": git_commit(),
+        "commit": commit,
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, {platform.libc_ver()[0]} {platform.libc_ver()[1]}",
         "go": subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip(),  # nosec B603 B607 # fixed argv (go version), go from PATH like every build step
         "load_before": " / ".join(f"{x:.1f}" for x in load_before),
