@@ -196,3 +196,15 @@ async def test_a_post_hook_without_a_caller_gets_nothing(tmp_path: Path) -> None
     assert tool.continue_processing is True
     assert post.modified_payload is None
     assert len(HANDOFF) == 1  # left behind; it expires after the store's TTL
+
+
+async def test_headers_reach_the_response_without_a_user_limit(tmp_path: Path) -> None:
+    # With only a tool limit the hook never computes the user, but the handoff is still keyed by caller.
+    pm = await _manager(tmp_path, {"by_tool": {"search": "3/h"}}, HTTP_HOOKS)
+    try:
+        alice = await _request(pm, "req-1", "alice@example.com")
+        bob = await _request(pm, "req-2", "bob@example.com")
+    finally:
+        await pm.shutdown()
+    assert alice[1] is not None and alice[1]["X-RateLimit-Remaining"] == "2"
+    assert bob[1] is not None and bob[1]["X-RateLimit-Remaining"] == "1"  # the tool limit is shared

@@ -272,7 +272,9 @@ class RateLimiterPlugin(Plugin):
             return result
         result = self._result(decision, tool, result_type)
         if self._handoff is not None and decision.admitted and decision.dimension is not None:
-            self._handoff.put((self.name, gctx.request_id, user_identity(gctx.user)), result.http_headers)
+            # the caller, as http_post_request will compute it; already known when a user dimension ran
+            caller = user if self._by_user or server is not None else user_identity(gctx.user)
+            self._handoff.put((self.name, gctx.request_id, caller), result.http_headers)
         if extensions is not None:
             self._trace(result, extensions, admitted=decision.admitted, throttled=not decision.admitted)
         return result
