@@ -1,7 +1,7 @@
 # The real-gateway rig: ContextForge (1.1.0 on CPython 3.12 by default) + this plugin, nginx,
 # Redis, locust (rig/README in docs/gateway.md and docs/loadtest.md). Included from the top
 # Makefile; every name is rig- or loadtest-prefixed. Everything runs on 127.0.0.1 with bounded
-# durations and stops by itself, except rig-up (stop it with rig-down).
+# durations and stops by itself, except rig-up (stop it with rig-down, which stops every rig still running).
 #
 # Knobs (environment or make variables), defaults in brackets:
 #   GATEWAY_VERSION [1.1.0]  1.1.0 (CPython 3.12) or 1.0.7 (CPython 3.11); venv rig/.venv-gateway-<version>

@@ -3,13 +3,17 @@
 Usage (normally through rig/up.sh and rig/down.sh)::
 
     python rig/rigctl.py up [options]     # prints the run directory; the rig keeps running
-    python rig/rigctl.py down [RUN_DIR]   # stops what `up` started (default: rig/run/current)
+    python rig/rigctl.py down [RUN_DIR]   # stops what `up` started (default: every run still running)
     python rig/rigctl.py status [RUN_DIR]
 
 Everything listens on 127.0.0.1, on ports picked free at start. A run directory
 rig/run/<timestamp>/ holds generated configs, logs, pids, the shared SQLite database and
 rig.json (URLs, tool name, users and their API tokens) for the load tests. Only processes recorded
 in its pids.json are ever signalled, and only after checking their command line.
+
+rig/run/current points at the rig `up` left running; drivers that start and stop their own rig
+(load tests, probes, the demo) never move it. `down` without a run directory stops every run under
+rig/run/ that still has a recorded process alive, so no rig started here is left without a way to stop it.
 
 Standard library only, so any python3 can run it; the gateway runs from
 rig/.venv-gateway-<GATEWAY_VERSION> (default 1.1.0; `GATEWAY_VERSION=1.0.7` for the older one), or
@@ -375,7 +379,7 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def _new_run_dir(opts: RigOptions) -> Path:
+def _new_run_dir(opts: RigOptions, link_current: bool) -> Path:
     if opts.run_dir is not None:
         d = opts.run_dir
         d.mkdir(parents=True, exist_ok=False)
@@ -390,7 +394,7 @@ def _new_run_dir(opts: RigOptions) -> Path:
         d.mkdir()
     os.chmod(d, 0o700)  # holds secrets and tokens of this run
     current = RUN_ROOT / "current"
-    if d.parent == RUN_ROOT:
+    if link_current and d.parent == RUN_ROOT:
         if current.is_symlink() or current.exists():
             current.unlink()
         current.symlink_to(d.name)
@@ -599,8 +603,11 @@ def provision(base: str, admin_token: str, opts: RigOptions, mcp_url: str, user_
     return {"teams": teams, "users": users}
 
 
-def up(opts: RigOptions) -> Path:
-    """Bring the rig up and return its run directory. On failure, stops what was started."""
+def up(opts: RigOptions, link_current: bool = False) -> Path:
+    """Bring the rig up and return its run directory. On failure, stops what was started.
+
+    link_current: point rig/run/current at it (a rig left running for people; a driver that stops its
+    own rig leaves the link alone, so it never hides another rig from `down`)."""
     if not GATEWAY_PY.exists():
         raise RigError(f"{GATEWAY_PY} missing: run `make rig-deps` first")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -609,7 +616,7 @@ def up(opts: RigOptions) -> Path:
         if not os.access(b, os.X_OK):
             raise RigError(f"{b} not found: run `make rig-deps` (apt nginx) / install redis-server")
     n = len(opts.engines)
-    run_dir = _new_run_dir(opts)
+    run_dir = _new_run_dir(opts, link_current)
     run = Run(run_dir)
     try:
         _up(opts, run, nginx, redis_server, n)
@@ -738,23 +745,52 @@ def load_rig(run_dir: Path | None = None) -> dict[str, Any]:
     return json.loads((d / "rig.json").read_text())
 
 
+def running_runs(root: Path | None = None) -> list[Path]:
+    """Run directories under root (default rig/run/, nested ones such as features-*/hooks/ included)
+    with a recorded process still running."""
+    root = root or RUN_ROOT
+    out = []
+    for pids in sorted(root.rglob("pids.json")) if root.is_dir() else []:
+        run = Run(pids.parent)
+        if any(p["match"] in _cmdline(p["pid"]) and not _is_zombie(p["pid"]) for p in run.procs):
+            out.append(pids.parent.resolve())
+    return out
+
+
 def down(run_dir: Path | None = None) -> list[str]:
-    d = (run_dir or (RUN_ROOT / "current")).resolve()
-    if not (d / "pids.json").exists():
-        return [f"no pids.json in {d}: nothing to stop"]
-    report = Run(d).stop_all()
+    """Stop the processes of run_dir; without one, of every run still running (see running_runs)."""
     current = RUN_ROOT / "current"
-    if current.is_symlink() and current.resolve() == d:
-        current.unlink()
+    if run_dir is None:
+        dirs = running_runs()
+        if not dirs:
+            if current.is_symlink():
+                current.unlink()
+            return [f"no rig running under {RUN_ROOT}"]
+    else:
+        dirs = [run_dir.resolve()]
+    report = []
+    for d in dirs:
+        if not (d / "pids.json").exists():
+            report.append(f"no pids.json in {d}: nothing to stop")
+            continue
+        report.append(f"run {d}:")
+        report += ["  " + line for line in Run(d).stop_all()]
+        if current.is_symlink() and current.resolve() == d:
+            current.unlink()
     return report
 
 
 def status(run_dir: Path | None = None) -> list[str]:
-    d = (run_dir or (RUN_ROOT / "current")).resolve()
-    out = [f"run dir: {d}"]
-    for p in Run(d).procs:
-        alive = p["match"] in _cmdline(p["pid"]) and not _is_zombie(p["pid"])
-        out.append(f"  {p['name']:<11} pid {p['pid']:<8} {'running' if alive else 'stopped'}")
+    """The recorded processes of run_dir; without one, of every run still running."""
+    dirs = [run_dir.resolve()] if run_dir is not None else running_runs()
+    if not dirs:
+        return [f"no rig running under {RUN_ROOT}"]
+    out = []
+    for d in dirs:
+        out.append(f"run dir: {d}")
+        for p in Run(d).procs:
+            alive = p["match"] in _cmdline(p["pid"]) and not _is_zombie(p["pid"])
+            out.append(f"  {p['name']:<11} pid {p['pid']:<8} {'running' if alive else 'stopped'}")
     return out
 
 
@@ -846,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "up":
         t0 = time.monotonic()
         try:
-            d = up(_options_from_args(a))
+            d = up(_options_from_args(a), link_current=True)
         except RigError as e:
             print(f"rig up failed: {e}", file=sys.stderr)
             return 1

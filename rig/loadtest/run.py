@@ -290,7 +290,7 @@ def _finish(
 
 def _with_rig(opts: rigctl.RigOptions, keep: bool, fn):
     try:
-        run_dir = rigctl.up(opts)
+        run_dir = rigctl.up(opts, link_current=keep)
     except rigctl.RigError as e:
         raise TestFailed(f"rig up failed: {e}") from e
     try:

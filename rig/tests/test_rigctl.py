@@ -157,3 +157,64 @@ def test_cli_options_reach_the_rig_options():
     a = ap.parse_args(["--http-hooks", "--observability", "--control-telemetry"])
     opts = rigctl._options_from_args(a)
     assert opts.http_hooks and opts.observability and opts.control_telemetry
+
+
+def _sleeper(run: rigctl.Run, name: str) -> int:
+    marker = f"rig-test-{name}-{time.monotonic_ns()}"
+    run.start(name, [sys.executable, "-c", "import time, sys; time.sleep(60)", marker], {}, run.dir, marker)
+    return run.procs[-1]["pid"]
+
+
+def _alive(pid: int) -> bool:
+    return bool(rigctl._cmdline(pid)) and not rigctl._is_zombie(pid)
+
+
+def test_a_driver_run_does_not_move_current(tmp_path, monkeypatch):
+    # `make rig-up` points current at its run; a load test's own rig must not take the link over,
+    # or `make rig-down` would stop only the load test's (already stopped) run
+    monkeypatch.setattr(rigctl, "RUN_ROOT", tmp_path / "run")
+    kept = rigctl._new_run_dir(rigctl.RigOptions(), link_current=True)
+    driver = rigctl._new_run_dir(rigctl.RigOptions(), link_current=False)
+    assert driver != kept
+    assert (tmp_path / "run" / "current").resolve() == kept.resolve()
+
+
+def test_down_without_a_run_dir_stops_every_running_rig(tmp_path, monkeypatch):
+    root = tmp_path / "run"
+    monkeypatch.setattr(rigctl, "RUN_ROOT", root)
+    kept = rigctl._new_run_dir(rigctl.RigOptions(), link_current=True)
+    other = rigctl._new_run_dir(rigctl.RigOptions(), link_current=False)
+    nested = root / "features-x" / "hooks"
+    nested.mkdir(parents=True)
+    stopped = rigctl._new_run_dir(rigctl.RigOptions(), link_current=False)
+    runs = {d: rigctl.Run(d) for d in (kept, other, nested, stopped)}
+    pids = {d: [_sleeper(r, "a"), _sleeper(r, "b")] for d, r in runs.items()}
+    try:
+        runs[stopped].stop_all(timeout_s=2)
+        assert set(rigctl.running_runs()) == {kept.resolve(), other.resolve(), nested.resolve()}
+        assert any("run dir" in line for line in rigctl.status())
+        report = rigctl.down()
+        time.sleep(0.2)
+        assert not [p for ps in pids.values() for p in ps if _alive(p)], report
+        assert not (root / "current").is_symlink()
+        assert rigctl.running_runs() == []
+        assert rigctl.down() == [f"no rig running under {root}"]
+    finally:
+        for r in runs.values():
+            r.stop_all(timeout_s=1)
+
+
+def test_down_of_one_run_leaves_the_others(tmp_path, monkeypatch):
+    monkeypatch.setattr(rigctl, "RUN_ROOT", tmp_path / "run")
+    a = rigctl._new_run_dir(rigctl.RigOptions(), link_current=True)
+    b = rigctl._new_run_dir(rigctl.RigOptions(), link_current=False)
+    ra, rb = rigctl.Run(a), rigctl.Run(b)
+    pa, pb = _sleeper(ra, "a"), _sleeper(rb, "b")
+    try:
+        rigctl.down(b)
+        time.sleep(0.2)
+        assert _alive(pa) and not _alive(pb)
+        assert (tmp_path / "run" / "current").resolve() == a.resolve()
+    finally:
+        ra.stop_all(timeout_s=1)
+        rb.stop_all(timeout_s=1)
