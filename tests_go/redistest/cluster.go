@@ -1,0 +1,180 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// ClusterNodeTimeout is the cluster-node-timeout of StartCluster's nodes: a
+// primary that does not answer for this long is failed over to its replica.
+const ClusterNodeTimeout = 2 * time.Second
+
+// clusterReadyTimeout bounds how long a new cluster may take to agree on its
+// slots and replicas.
+const clusterReadyTimeout = 30 * time.Second
+
+// Cluster is a local Redis Cluster: 3 primaries, each with one replica, all
+// on loopback, stopped at the end of the test.
+type Cluster struct {
+	Nodes []*Server // all six nodes, in start order
+}
+
+// StartCluster starts six cluster-enabled redis-servers (DEBUG allowed from
+// loopback), joins them with `redis-cli --cluster create --cluster-replicas
+// 1`, and waits until every slot is served and every replica is attached.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	cli := cliBinary(t)
+	c := &Cluster{}
+	addrs := make([]string, 0, 6)
+	for i := 0; i < 6; i++ {
+		s := Start(t,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout/time.Millisecond)),
+			"--enable-debug-command", "local")
+		c.Nodes = append(c.Nodes, s)
+		addrs = append(addrs, s.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
+	out, err := exec.Command(cli, args...).CombinedOutput() // #nosec G204 -- test helper: redis-cli found by cliBinary, loopback addresses of servers this package started
+	if err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	c.WaitHealthy(t)
+	return c
+}
+
+// cliBinary returns redis-cli from beside redis-server or from PATH.
+func cliBinary(t testing.TB) string {
+	t.Helper()
+	candidates := []string{filepath.Join(filepath.Dir(Binary(t)), "redis-cli")}
+	if p, err := exec.LookPath("redis-cli"); err == nil {
+		candidates = append(candidates, p)
+	}
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return c
+		}
+	}
+	msg := "redis-cli not found (it comes with redis-server)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; CI=true forbids skipping")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// SeedURL returns a redis:// URL of one node, as an operator would configure.
+func (c *Cluster) SeedURL() string { return c.Nodes[0].URL() }
+
+// Client returns a go-redis cluster client for inspecting the cluster,
+// closed at the end of the test.
+func (c *Cluster) Client(t testing.TB) *goredis.ClusterClient {
+	t.Helper()
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr
+	}
+	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: addrs, DisableIdentity: true})
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
+
+// WaitHealthy waits until every running node reports cluster_state:ok and
+// sees 3 primaries serving all 16384 slots, each with a replica attached.
+func (c *Cluster) WaitHealthy(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(clusterReadyTimeout)
+	var last string
+	for time.Now().Before(deadline) {
+		if last = c.health(); last == "" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("redistest: cluster not healthy within %v: %s", clusterReadyTimeout, last)
+}
+
+// health returns "" when the cluster is healthy, else what is missing.
+func (c *Cluster) health() string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		cl := goredis.NewClient(&goredis.Options{Addr: n.Addr, DisableIdentity: true})
+		info, err := cl.ClusterInfo(ctx).Result()
+		var nodes string
+		if err == nil {
+			nodes, err = cl.ClusterNodes(ctx).Result()
+		}
+		_ = cl.Close()
+		if err != nil {
+			return fmt.Sprintf("%s: %v", n.Addr, err)
+		}
+		if !strings.Contains(info, "cluster_state:ok") {
+			return n.Addr + ": cluster_state not ok"
+		}
+		if p, r := countRoles(nodes); p != 3 || r != 3 {
+			return fmt.Sprintf("%s sees %d serving primaries and %d attached replicas", n.Addr, p, r)
+		}
+	}
+	return ""
+}
+
+// countRoles counts, in CLUSTER NODES output, the healthy primaries that
+// serve slots and the healthy replicas attached to a primary.
+func countRoles(nodes string) (primaries, replicas int) {
+	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || strings.Contains(f[2], "fail") || f[7] != "connected" {
+			continue
+		}
+		switch {
+		case strings.Contains(f[2], "master") && len(f) > 8:
+			primaries++
+		case strings.Contains(f[2], "slave") && f[3] != "-":
+			replicas++
+		}
+	}
+	return primaries, replicas
+}
+
+// PrimaryFor returns the running node that serves key's slot as primary.
+func (c *Cluster) PrimaryFor(t testing.TB, key string) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	cl := c.Client(t)
+	node, err := cl.MasterForKey(ctx, key)
+	if err != nil {
+		t.Fatalf("redistest: primary for a key: %v", err)
+	}
+	addr := node.Options().Addr
+	for _, n := range c.Nodes {
+		if n.Addr == addr {
+			return n
+		}
+	}
+	t.Fatalf("redistest: primary %s is not a node of this cluster", addr)
+	return nil
+}
+
+// Running reports whether the server process is up (not stopped or killed).
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
