@@ -85,7 +85,7 @@ venv: $(VENV)/.installed
 # build cache keeps it to seconds); the same script runs under pip install.
 build: venv
 	@echo "build: gopy ./pyext for $(VPY) -> python/rate_limiter_go/_goext; lua -> python/rate_limiter_go/lua"
-	$(VPY) tools/build_native.py --python $(abspath $(VPY))
+	$(VPY) tools/build/build_native.py --python $(abspath $(VPY))
 
 # Security scan (docs/build.md, "Security checks"): gosec over the Go packages
 # (not _test.go files, not cgo's generated code) and bandit over the Python
@@ -116,11 +116,11 @@ test-go:
 	go test -run 'Alloc' -count=1 ./...
 
 # dist/: the sdist and one auditwheel-repaired manylinux wheel per version in
-# PYTHONS, each built from the sdist (tools/build_wheels.py).  With every
+# PYTHONS, each built from the sdist (tools/build/build_wheels.py).  With every
 # released version it also regenerates the wheels table of docs/build.md.
 wheels: venv
 	@echo "wheels: sdist + wheels for CPython $(PYTHONS) -> $(DIST)/"
-	PATH="$(abspath $(VENV)/bin):$$PATH" $(VPY) tools/build_wheels.py --dist $(DIST) \
+	PATH="$(abspath $(VENV)/bin):$$PATH" $(VPY) tools/build/build_wheels.py --dist $(DIST) \
 		$(foreach v,$(PYTHONS),--interpreter $(v)=$(call python_for,$(v))) \
 		$(if $(filter $(PYTHONS_RELEASE),$(PYTHONS)),$(if $(filter-out $(PYTHONS),$(PYTHONS_RELEASE)),,--doc),)
 
@@ -176,9 +176,9 @@ test: deps-system venv lint test-go test-py test-wheels test-rig
 	@echo "test: all passed"
 
 # `make test` step by step with the time of each, written into docs/build.md
-# and README.md (tools/time_make_test.py); CACHES=cold after a fresh clone.
+# and README.md (tools/build/time_make_test.py); CACHES=cold after a fresh clone.
 test-timed: venv
-	$(VPY) tools/time_make_test.py --caches "$(or $(CACHES),warm)"
+	$(VPY) tools/build/time_make_test.py --caches "$(or $(CACHES),warm)"
 
 print-%:
 	@echo $($*)
@@ -204,4 +204,4 @@ distclean: clean
 # beside their code.
 include bench/bench.mk
 include rig/rig.mk
-include tools/chaos.mk
+include tools/chaos/chaos.mk

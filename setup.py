@@ -1,7 +1,7 @@
 """Build hook: compile the Go engine (gopy) while building the package.
 
 All metadata is in pyproject.toml.  build_py first runs
-tools/build_native.py (the same script `make build` runs) for the
+tools/build/build_native.py (the same script `make build` runs) for the
 interpreter doing the build, so `pip install .` ships
 rate_limiter_go/_goext (one c-shared .so + gopy's .py wrappers) and the
 Lua scripts copied from backends/redis/lua.
@@ -14,7 +14,7 @@ pure-Python engine and a WARNING is printed.  Environment switches:
 
 import os
 import shutil
-import subprocess  # nosec B404 # runs the project's own tools/build_native.py
+import subprocess  # nosec B404 # runs the project's own tools/build/build_native.py
 import sys
 
 from setuptools import setup
@@ -22,7 +22,7 @@ from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-SCRIPT = os.path.join(ROOT, "tools", "build_native.py")
+SCRIPT = os.path.join(ROOT, "tools", "build", "build_native.py")
 
 
 def _warn(msg):
@@ -38,7 +38,7 @@ class BuildPyWithGo(build_py):
         mode = os.environ.get("RATE_LIMITER_GO_NATIVE", "auto").lower()
         if not os.path.exists(SCRIPT):
             # building from an sdist/wheel tree without tools/: use what is there
-            _warn("tools/build_native.py not found; packaging existing generated files only")
+            _warn("tools/build/build_native.py not found; packaging existing generated files only")
         elif mode == "skip" or self.editable_mode and mode != "require":
             # editable installs (make venv) build in place via `make build`
             subprocess.run([sys.executable, SCRIPT, "--lua-only"], check=True, cwd=ROOT)  # nosec B603 # fixed argv: this interpreter and the project's build script, no shell

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A loopback TCP proxy that can delay every server reply: "Redis slowed" for tools/chaos.py.
+"""A loopback TCP proxy that can delay every server reply: "Redis slowed" for tools/chaos/chaos.py.
 
 Usage: ``chaos_proxy.py LISTEN_PORT TARGET_PORT DELAY_MS``. It forwards bytes
 both ways between 127.0.0.1:LISTEN_PORT and 127.0.0.1:TARGET_PORT. SIGUSR1

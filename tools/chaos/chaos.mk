@@ -1,11 +1,13 @@
 # `make chaos`: the long hardening runs (issue "Hardening: faults, floods and
 # hostile input, shown with figures").  Included from the top Makefile with
-#   include tools/chaos.mk
+#   include tools/chaos/chaos.mk
 # Runs in under 10 minutes on 2 cores; prints every figure and regenerates
-# the tables of docs/reliability.md from the JSON in .build/chaos/.
-# CHAOS_IDENTITIES and CHAOS_FUZZTIME shorten a run for a quick look.
+# the tables of docs/reliability.md from the JSON it writes into docs/reliability-results/
+# (committed with the doc; `make chaos-report` re-renders without measuring).
+# CHAOS_IDENTITIES and CHAOS_FUZZTIME shorten a run for a quick look: give such a run
+# CHAOS_DIR=.build/chaos, so it does not replace the committed results.
 
-CHAOS_DIR ?= .build/chaos
+CHAOS_DIR ?= docs/reliability-results
 CHAOS_IDENTITIES ?= 1000000
 CHAOS_MAX_KEYS ?= 100000
 CHAOS_FUZZTIME ?= 20s
@@ -25,13 +27,13 @@ chaos: deps-system build
 	echo "chaos: all goals met"
 
 CHAOS_FAULTS = echo "chaos-faults: kill / SIGSTOP / slowed Redis under 32 concurrent hook calls, engines python and go"; \
-	$(VPY) tools/chaos.py faults --out $(CHAOS_DIR)/faults.json
+	$(VPY) tools/chaos/chaos.py faults --out $(CHAOS_DIR)/faults.json
 chaos-faults:
 	@$(CHAOS_FAULTS)
 
 CHAOS_FLOOD = ( echo "chaos-flood: $(CHAOS_IDENTITIES) identities, memory backend, memory_max_keys=$(CHAOS_MAX_KEYS)"; \
 	frc=0; for e in python go; do \
-		$(VPY) tools/chaos.py flood --engine $$e --identities $(CHAOS_IDENTITIES) --max-keys $(CHAOS_MAX_KEYS) \
+		$(VPY) tools/chaos/chaos.py flood --engine $$e --identities $(CHAOS_IDENTITIES) --max-keys $(CHAOS_MAX_KEYS) \
 			--out $(CHAOS_DIR)/flood-$$e.json || frc=1; \
 	done; \
 	go run ./tools/chaosflood -identities $(CHAOS_IDENTITIES) -max-keys $(CHAOS_MAX_KEYS) \
@@ -42,10 +44,10 @@ chaos-flood:
 	@$(CHAOS_FLOOD)
 
 CHAOS_FUZZ = echo "chaos-fuzz: go test -fuzz, $(CHAOS_FUZZTIME) per target"; \
-	$(VPY) tools/chaos.py fuzz --fuzztime $(CHAOS_FUZZTIME) --out $(CHAOS_DIR)/fuzz.json
+	$(VPY) tools/chaos/chaos.py fuzz --fuzztime $(CHAOS_FUZZTIME) --out $(CHAOS_DIR)/fuzz.json
 chaos-fuzz:
 	@$(CHAOS_FUZZ)
 
-CHAOS_REPORT = $(VPY) tools/chaos_report.py --dir $(CHAOS_DIR)
+CHAOS_REPORT = $(VPY) tools/chaos/chaos_report.py --dir $(CHAOS_DIR)
 chaos-report:
 	@$(CHAOS_REPORT)

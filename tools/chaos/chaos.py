@@ -2,7 +2,9 @@
 """Long hardening runs (``make chaos``): Redis faults under load, and a key flood.
 
 Every figure in docs/reliability.md comes from a JSON file this script writes
-(``--out``); tools/chaos_report.py turns those files into the tables.
+(``--out``, default docs/reliability-results/, committed with the doc), with the
+provenance of the run (commit, clean tree, load); tools/chaos/chaos_report.py
+turns those files into the tables without measuring again.
 
 ``faults``: for each engine (RATE_LIMITER_ENGINE=python / go) and each fault
 (Redis killed and restarted, Redis paused with SIGSTOP, Redis replies delayed
@@ -42,14 +44,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 
 from cpex.framework import GlobalContext, PluginConfig, PluginContext, ToolPreInvokePayload  # noqa: E402
 from rate_limiter_go.plugin import RateLimiterPlugin  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tools" / "chaos"))
 sys.path.insert(0, str(ROOT / "tools"))
-from chaos_report import fault_goals_met, flood_goals_met  # noqa: E402
+from chaos_report import RESULTS_DIR, fault_goals_met, flood_goals_met, max_bound_ms  # noqa: E402
+from docgen import loadavg, provenance  # noqa: E402
 
 KIND = "rate_limiter_go.plugin.RateLimiterPlugin"
 WATCHDOG_S = 5.0  # a hook call longer than this counts as escaped (hung)
@@ -203,7 +207,7 @@ async def fault_run(engine: str, fault: str, redis: RedisProc, args: argparse.Na
     if fault == "slow":
         port = free_port()
         proxy = subprocess.Popen(  # nosec B603 # this interpreter and the project's chaos_proxy.py with ports and a delay, no shell
-            [sys.executable, str(ROOT / "tools" / "chaos_proxy.py"), str(port), str(redis.port), str(args.slow_ms)],
+            [sys.executable, str(ROOT / "tools" / "chaos" / "chaos_proxy.py"), str(port), str(redis.port), str(args.slow_ms)],
             stdout=subprocess.PIPE,
         )
         assert proxy.stdout is not None  # nosec B101 # type narrowing only: Popen(stdout=PIPE) always sets stdout
@@ -271,7 +275,8 @@ async def memory_reference(engine: str, args: argparse.Namespace) -> dict[str, A
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
-    results: dict[str, Any] = {"runs": [], "memory": [], "config": vars(args) | {"out": str(args.out)}}
+    results: dict[str, Any] = {"provenance": provenance(), "runs": [], "memory": [],
+                               "config": vars(args) | {"out": str(args.out)}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="chaos-redis-") as tmp:
         redis = RedisProc(Path(tmp))
         redis.start()
@@ -287,13 +292,15 @@ def cmd_faults(args: argparse.Namespace) -> int:
                         f"faults: {engine:6} {fault:5} calls={summary['calls']} blocked_by_fault="
                         f"{summary['blocked_by_fault']} escaped={summary['escaped']} p99_fault="
                         f"{summary['p99_fault_ms']:.2f} ms max={summary['max_fault_ms']:.1f} ms "
+                        f"(bound < {max_bound_ms(summary)} ms) "
                         f"enforce_after={summary['enforce_after_s']}",
                         flush=True,
                     )
         finally:
             redis.stop()
+    results["provenance"]["load_after"] = loadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1, default=str))
+    args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     bad = [f"{r['engine']}/{r['fault']}" for r in results["runs"] if not fault_goals_met(r)]
     if bad:
         print(f"faults: goals missed by {', '.join(bad)} (see docs/reliability.md for the criteria)", flush=True)
@@ -398,10 +405,11 @@ async def flood(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_flood(args: argparse.Namespace) -> int:
     gc.freeze()
+    prov = provenance()
     result = asyncio.run(flood(args))
     print("flood:", json.dumps(result), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    args.out.write_text(json.dumps({"provenance": prov | {"load_after": loadavg()}, **result}, indent=1) + "\n")
     # The Go store's key count comes from tools/chaosflood; here only what this process can see is judged.
     ok = flood_goals_met(result, {"keys_max": 0} if result["keys_max_sampled"] is None else None)
     if not ok:
@@ -418,6 +426,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     """``go test -fuzz`` for each target for ``--fuzztime``; a failure keeps Go's reproducer in testdata."""
     results = []
     failed = False
+    prov = provenance()
     for target, package in FUZZ_TARGETS:
         cmd = ["go", "test", "-run", "^$", "-fuzz", f"^{target}$", "-fuzztime", args.fuzztime, package]
         print("fuzz: " + " ".join(cmd), flush=True)
@@ -434,7 +443,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print("\n".join(tail[-30:]), flush=True)
         results.append({"target": target, "package": package, "fuzztime": args.fuzztime, "result": result})
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"targets": results}, indent=1))
+    prov["load_after"] = loadavg()
+    args.out.write_text(json.dumps({"provenance": prov, "targets": results}, indent=1) + "\n")
     return 1 if failed else 0
 
 
@@ -450,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--recovery-s", type=float, default=3.0)
     f.add_argument("--timeout-ms", type=int, default=50, help="redis_timeout_ms and redis_connect_timeout_ms")
     f.add_argument("--slow-ms", type=int, default=200, help="delay per reply while slowed")
-    f.add_argument("--out", type=Path, default=ROOT / ".build" / "chaos" / "faults.json")
+    f.add_argument("--out", type=Path, default=RESULTS_DIR / "faults.json")
     f.set_defaults(fn=cmd_faults)
     fl = sub.add_parser("flood", help="distinct identities through the memory backend")
     fl.add_argument("--engine", required=True, choices=["python", "go"])
@@ -462,11 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     fl.set_defaults(fn=cmd_flood)
     fz = sub.add_parser("fuzz", help="go test -fuzz on the Go parsers")
     fz.add_argument("--fuzztime", default="20s")
-    fz.add_argument("--out", type=Path, default=ROOT / ".build" / "chaos" / "fuzz.json")
+    fz.add_argument("--out", type=Path, default=RESULTS_DIR / "fuzz.json")
     fz.set_defaults(fn=cmd_fuzz)
     args = parser.parse_args(argv)
     if args.cmd == "flood" and args.out is None:
-        args.out = ROOT / ".build" / "chaos" / f"flood-{args.engine}.json"
+        args.out = RESULTS_DIR / f"flood-{args.engine}.json"
     return args.fn(args)
 
 
