@@ -2,7 +2,10 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,7 +40,7 @@ func StartCluster(t testing.TB) *Cluster {
 	c := &Cluster{}
 	addrs := make([]string, 0, 6)
 	for i := 0; i < 6; i++ {
-		s := Start(t,
+		s := startOn(t, freeClusterPort,
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout/time.Millisecond)),
@@ -53,6 +56,28 @@ func StartCluster(t testing.TB) *Cluster {
 	}
 	c.WaitHealthy(t)
 	return c
+}
+
+// freeClusterPort returns a port P such that P and P+10000 (the node's
+// cluster bus) were both free a moment ago. Redis refuses a cluster port above
+// 55535; below 22768 both stay under Linux's default ephemeral range, where
+// client sockets would otherwise take them.
+func freeClusterPort() (int, error) {
+	for attempt := 0; attempt < 200; attempt++ {
+		port := 12000 + rand.IntN(10000) // #nosec G404 -- a test port, not a secret
+		a, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		b, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000)))
+		_ = a.Close()
+		if err != nil {
+			continue
+		}
+		_ = b.Close()
+		return port, nil
+	}
+	return 0, errors.New("no free port pair for a cluster node")
 }
 
 // cliBinary returns redis-cli from beside redis-server or from PATH.

@@ -75,12 +75,18 @@ func Binary(t testing.TB) string {
 // (for example "--requirepass", "pw").
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
+	return startOn(t, FreePort, extra...)
+}
+
+// startOn is Start with the port chooser freePort.
+func startOn(t testing.TB, freePort func() (int, error), extra ...string) *Server {
+	t.Helper()
 	bin := Binary(t)
 	s := &Server{bin: bin, dir: t.TempDir()}
 	var lastErr error
 	// A free port can be taken between probing and binding: try a few.
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := FreePort()
+		port, err := freePort()
 		if err != nil {
 			t.Fatalf("redistest: find a free port: %v", err)
 		}
