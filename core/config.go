@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
 )
 
 // Config is a validated limiter configuration, as parsed from the Python
-// side's LimiterConfig.canonical_json().
+// side's LimiterConfig.canonical_json(). Its bounds and defaults come from
+// settings_gen.go, generated from python/rate_limiter_go/config.py, which is
+// the authority (docs/engine.md).
 type Config struct {
 	Algorithm algorithms.Kind
 	Backend   string // "memory" or "redis"
@@ -25,7 +30,6 @@ type Config struct {
 
 	RedisURL        string
 	KeyPrefix       string        // §6 prefix, used by both backends
-	FailMode        string        // "open" or "closed"; applied by the Python plugin
 	ConnectTimeout  time.Duration // Redis connect timeout
 	CommandTimeout  time.Duration // Redis command timeout
 	BreakerFailures int           // consecutive failures that open the breaker
@@ -59,7 +63,8 @@ type rawRate struct {
 	WindowS *int64 `json:"window_s"`
 }
 
-// rawConfig mirrors canonical_json; absent fields take LimiterConfig's defaults.
+// rawConfig mirrors canonical_json without pluginLayerKeys; absent fields
+// take LimiterConfig's defaults.
 type rawConfig struct {
 	Algorithm              *string             `json:"algorithm"`
 	Backend                *string             `json:"backend"`
@@ -67,7 +72,6 @@ type rawConfig struct {
 	ByTool                 map[string]*rawRate `json:"by_tool"`
 	ByUser                 *rawRate            `json:"by_user"`
 	ByUserPerServer        *rawRate            `json:"by_user_per_server"`
-	FailMode               *string             `json:"fail_mode"`
 	MemoryMaxKeys          *int64              `json:"memory_max_keys"`
 	RedisBreakerCooldownMS *int64              `json:"redis_breaker_cooldown_ms"`
 	RedisBreakerFailures   *int64              `json:"redis_breaker_failures"`
@@ -83,36 +87,73 @@ type rawConfig struct {
 	HostSSLCertDir         *string             `json:"host_ssl_cert_dir"`
 }
 
-// ParseConfig parses and validates the JSON of LimiterConfig.canonical_json().
-// Unknown fields, wrong types and out-of-range values are errors wrapping
-// ErrConfig that list every problem found.
+// Window lengths in µs of the rate units (§1).
+const (
+	SecondUS = int64(1_000_000)
+	MinuteUS = 60 * SecondUS
+	HourUS   = 3600 * SecondUS
+)
+
+// intSetting is one integer setting of the generated table: its config
+// name, default and inclusive bounds.
+type intSetting struct {
+	name        string
+	def, lo, hi int64
+}
+
+// keyPrefixRE is KeyPrefixPattern anchored at both ends.
+var keyPrefixRE = regexp.MustCompile(`^(?:` + KeyPrefixPattern + `)$`)
+
+// DefaultConfig returns the configuration of an empty canonical JSON object:
+// every setting at its default, no dimension.
+func DefaultConfig() Config {
+	kind, err := algorithms.ParseKind(DefaultAlgorithm)
+	if err != nil {
+		panic("core: generated DefaultAlgorithm is not an algorithm: " + err.Error())
+	}
+	ms := func(s intSetting) time.Duration { return time.Duration(s.def) * time.Millisecond }
+	return Config{
+		Algorithm:             kind,
+		Backend:               DefaultBackend,
+		ByTool:                map[string]algorithms.Limit{},
+		KeyPrefix:             DefaultKeyPrefix,
+		ConnectTimeout:        ms(settingRedisConnectTimeoutMS),
+		CommandTimeout:        ms(settingRedisTimeoutMS),
+		BreakerFailures:       int(settingRedisBreakerFailures.def),
+		BreakerCooldown:       ms(settingRedisBreakerCooldownMS),
+		MemoryMaxKeys:         int(settingMemoryMaxKeys.def),
+		RedisTLSCheckHostname: true,
+	}
+}
+
+// ParseConfig parses and validates the JSON of LimiterConfig.canonical_json()
+// (plus the host trust keys engine_go adds). Unknown fields, wrong types and
+// out-of-range values are errors wrapping ErrConfig that list every problem
+// found; the keys only the plugin layer applies (pluginLayerKeys) are
+// accepted and not read.
 func ParseConfig(data []byte) (Config, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	for _, k := range pluginLayerKeys {
+		delete(top, k)
+	}
+	rest, err := json.Marshal(top)
+	if err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	var raw rawConfig
-	dec := json.NewDecoder(bytes.NewReader(data))
+	dec := json.NewDecoder(bytes.NewReader(rest))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&raw); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	if dec.More() {
-		return Config{}, fmt.Errorf("%w: trailing data after the JSON object", ErrConfig)
 	}
 
 	var problems []string
 	fail := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
-	cfg := Config{
-		Algorithm:       algorithms.FixedWindow,
-		Backend:         "memory",
-		KeyPrefix:       "rl",
-		FailMode:        "open",
-		ConnectTimeout:  50 * time.Millisecond,
-		CommandTimeout:  50 * time.Millisecond,
-		BreakerFailures: 5,
-		BreakerCooldown: time.Second,
-		MemoryMaxKeys:   100_000,
-
-		RedisTLSCheckHostname: true,
-	}
+	cfg := DefaultConfig()
 	if raw.Algorithm != nil {
 		k, err := algorithms.ParseKind(*raw.Algorithm)
 		if err != nil {
@@ -140,7 +181,6 @@ func ParseConfig(data []byte) (Config, error) {
 	cfg.ByUser = rate("by_user", raw.ByUser)
 	cfg.ByUserPerServer = rate("by_user_per_server", raw.ByUserPerServer)
 	cfg.ByTenant = rate("by_tenant", raw.ByTenant)
-	cfg.ByTool = make(map[string]algorithms.Limit, len(raw.ByTool))
 	for name, r := range raw.ByTool {
 		switch {
 		case name == "":
@@ -155,16 +195,10 @@ func ParseConfig(data []byte) (Config, error) {
 			}
 		}
 	}
-	if raw.FailMode != nil {
-		cfg.FailMode = *raw.FailMode
-		if cfg.FailMode != "open" && cfg.FailMode != "closed" {
-			fail("fail_mode %q: want open or closed", cfg.FailMode)
-		}
-	}
 	if raw.RedisKeyPrefix != nil {
 		cfg.KeyPrefix = *raw.RedisKeyPrefix
 		if !validPrefix(cfg.KeyPrefix) {
-			fail("redis_key_prefix %q: want 1 to 64 of A-Z a-z 0-9 _ . -", cfg.KeyPrefix)
+			fail("redis_key_prefix %q: want a match of %s", cfg.KeyPrefix, KeyPrefixPattern)
 		}
 	}
 	if raw.RedisURL != nil {
@@ -212,30 +246,30 @@ func ParseConfig(data []byte) (Config, error) {
 	if cfg.Backend == "redis" && cfg.RedisURL == "" {
 		fail("redis_url is required with backend redis")
 	}
-	ms := func(what string, v *int64, min int64, dst *time.Duration) {
+	// in reads an integer setting within the generated bounds; absent keeps the default.
+	in := func(s intSetting, v *int64) (int64, bool) {
 		if v == nil {
-			return
+			return s.def, false
 		}
-		if *v < min || *v > 3_600_000 {
-			fail("%s %d: want %d..3600000", what, *v, min)
-			return
+		if *v < s.lo || *v > s.hi {
+			fail("%s %d: want %d..%d", s.name, *v, s.lo, s.hi)
+			return s.def, false
 		}
-		*dst = time.Duration(*v) * time.Millisecond
+		return *v, true
 	}
-	ms("redis_connect_timeout_ms", raw.RedisConnectTimeoutMS, 1, &cfg.ConnectTimeout)
-	ms("redis_timeout_ms", raw.RedisTimeoutMS, 1, &cfg.CommandTimeout)
-	ms("redis_breaker_cooldown_ms", raw.RedisBreakerCooldownMS, 0, &cfg.BreakerCooldown)
-	if v := raw.RedisBreakerFailures; v != nil {
-		if *v < 0 || *v > 1_000_000 {
-			fail("redis_breaker_failures %d: want 0..1000000", *v)
+	ms := func(s intSetting, v *int64, dst *time.Duration) {
+		if n, ok := in(s, v); ok {
+			*dst = time.Duration(n) * time.Millisecond
 		}
-		cfg.BreakerFailures = int(*v)
 	}
-	if v := raw.MemoryMaxKeys; v != nil {
-		if *v < 1 || *v > 1<<31 {
-			fail("memory_max_keys %d: want 1..%d", *v, int64(1)<<31)
-		}
-		cfg.MemoryMaxKeys = int(*v)
+	ms(settingRedisConnectTimeoutMS, raw.RedisConnectTimeoutMS, &cfg.ConnectTimeout)
+	ms(settingRedisTimeoutMS, raw.RedisTimeoutMS, &cfg.CommandTimeout)
+	ms(settingRedisBreakerCooldownMS, raw.RedisBreakerCooldownMS, &cfg.BreakerCooldown)
+	if n, ok := in(settingRedisBreakerFailures, raw.RedisBreakerFailures); ok {
+		cfg.BreakerFailures = int(n)
+	}
+	if n, ok := in(settingMemoryMaxKeys, raw.MemoryMaxKeys); ok {
+		cfg.MemoryMaxKeys = int(n)
 	}
 	if len(problems) > 0 {
 		return Config{}, fmt.Errorf("%w: %s", ErrConfig, strings.Join(problems, "; "))
@@ -243,7 +277,7 @@ func ParseConfig(data []byte) (Config, error) {
 	return cfg, nil
 }
 
-// limitOf validates a canonical rate: 1..MaxRateLimit per 1, 60 or 3600 s.
+// limitOf validates a canonical rate: 1..MaxRateLimit per one of rateWindowsS.
 func limitOf(r *rawRate) (algorithms.Limit, error) {
 	if r.Limit == nil || r.WindowS == nil {
 		return algorithms.Limit{}, fmt.Errorf("rate needs limit and window_s")
@@ -251,24 +285,41 @@ func limitOf(r *rawRate) (algorithms.Limit, error) {
 	if *r.Limit < 1 || *r.Limit > MaxRateLimit {
 		return algorithms.Limit{}, fmt.Errorf("limit %d: want 1..%d", *r.Limit, MaxRateLimit)
 	}
-	switch *r.WindowS {
-	case 1, 60, 3600:
-	default:
-		return algorithms.Limit{}, fmt.Errorf("window_s %d: want 1, 60 or 3600", *r.WindowS)
+	known := false
+	for _, w := range rateWindowsS {
+		known = known || *r.WindowS == w
+	}
+	if !known {
+		return algorithms.Limit{}, fmt.Errorf("window_s %d: want one of %v", *r.WindowS, rateWindowsS)
 	}
 	return algorithms.Limit{Limit: *r.Limit, WindowUS: *r.WindowS * SecondUS}, nil
 }
 
-// validPrefix matches [A-Za-z0-9_.-]{1,64} (§6).
-func validPrefix(p string) bool {
-	if len(p) < 1 || len(p) > 64 {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
+// validPrefix reports whether p is a valid redis_key_prefix (§6).
+func validPrefix(p string) bool { return keyPrefixRE.MatchString(p) }
+
+// isSpace matches what Python's str.strip() removes: Unicode white space plus
+// the ASCII separators U+001C..U+001F. Used to check that tool names arrive
+// normalised.
+func isSpace(r rune) bool {
+	return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f)
+}
+
+// trimSpace strips isSpace runes from both ends; invalid UTF-8 is kept.
+func trimSpace(s string) string {
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		if r == utf8.RuneError && n <= 1 || !isSpace(r) {
+			break
 		}
+		s = s[n:]
 	}
-	return true
+	for len(s) > 0 {
+		r, n := utf8.DecodeLastRuneInString(s)
+		if r == utf8.RuneError && n <= 1 || !isSpace(r) {
+			break
+		}
+		s = s[:len(s)-n]
+	}
+	return s
 }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -65,7 +66,7 @@ func TestParseConfigRedis(t *testing.T) {
 	}
 	want := Config{
 		Algorithm: algorithms.TokenBucket, Backend: "redis", RedisURL: "redis://127.0.0.1:1/0", KeyPrefix: "a.b-c_1",
-		FailMode: "open", ConnectTimeout: 30 * time.Millisecond, CommandTimeout: 20 * time.Millisecond,
+		ConnectTimeout: 30 * time.Millisecond, CommandTimeout: 20 * time.Millisecond,
 		BreakerFailures: 3, BreakerCooldown: 250 * time.Millisecond, MemoryMaxKeys: 100_000,
 		RedisTLSCheckHostname: true,
 	}
@@ -83,8 +84,8 @@ func TestParseConfigRedis(t *testing.T) {
 
 func TestParseConfigErrors(t *testing.T) {
 	tests := []struct{ name, json, mention string }{
-		{"not json", `{`, "unexpected EOF"},
-		{"trailing", `{} {}`, "trailing"},
+		{"not json", `{`, "unexpected end"},
+		{"trailing", `{} {}`, "after top-level value"},
 		{"unknown field", `{"by_users":{"limit":1,"window_s":1}}`, "by_users"},
 		{"algorithm", `{"algorithm":"leaky"}`, "leaky"},
 		{"backend", `{"backend":"disk"}`, "disk"},
@@ -104,8 +105,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"redis url", `{"backend":"redis"}`, "redis_url"},
 		{"timeout", `{"redis_timeout_ms":0}`, "redis_timeout_ms"},
 		{"max keys", `{"memory_max_keys":0}`, "memory_max_keys"},
-		{"fail mode", `{"fail_mode":"ajar"}`, "ajar"},
-		{"every problem", `{"algorithm":"x","fail_mode":"y"}`, `"y"`},
+		{"breaker failures 0", `{"redis_breaker_failures":0}`, "redis_breaker_failures 0"},
+		{"timeout above the table", `{"redis_timeout_ms":60001}`, "redis_timeout_ms 60001"},
+		{"every problem", `{"algorithm":"x","backend":"y"}`, `"y"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,4 +120,63 @@ func TestParseConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestParseConfigBounds checks every integer setting of the generated table
+// at and just beyond its bounds: the bounds are python/rate_limiter_go/config.py's.
+func TestParseConfigBounds(t *testing.T) {
+	for _, s := range []intSetting{settingRedisConnectTimeoutMS, settingRedisTimeoutMS, settingRedisBreakerFailures,
+		settingRedisBreakerCooldownMS, settingMemoryMaxKeys} {
+		for _, tt := range []struct {
+			v  int64
+			ok bool
+		}{{s.lo - 1, false}, {s.lo, true}, {s.hi, true}, {s.hi + 1, false}} {
+			doc := fmt.Sprintf(`{%q:%d}`, s.name, tt.v)
+			_, err := ParseConfig([]byte(doc))
+			if (err == nil) != tt.ok {
+				t.Errorf("%s: error %v, want accepted %v", doc, err, tt.ok)
+			}
+		}
+	}
+}
+
+// TestParseConfigPluginLayerKeys: fail_mode is the plugin's (it applies the
+// fail mode); Go accepts the key and reads nothing from it.
+func TestParseConfigPluginLayerKeys(t *testing.T) {
+	for _, doc := range []string{`{"fail_mode":"open"}`, `{"fail_mode":"closed"}`} {
+		cfg, err := ParseConfig([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		if !reflect.DeepEqual(cfg, DefaultConfig()) {
+			t.Errorf("%s: %+v, want the defaults", doc, cfg)
+		}
+	}
+}
+
+// FuzzParseConfig: any input is either refused with ErrConfig or gives a
+// configuration within the generated bounds; it never panics.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(canonical)
+	f.Add(`{"by_tool":{"a":{"limit":1,"window_s":60}},"memory_max_keys":1,"redis_key_prefix":"x"}`)
+	f.Add(`{"backend":"redis","redis_url":"redis://h","redis_breaker_failures":1000}`)
+	f.Fuzz(func(t *testing.T, doc string) {
+		cfg, err := ParseConfig([]byte(doc))
+		if err != nil {
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("%q: error %v does not wrap ErrConfig", doc, err)
+			}
+			return
+		}
+		if !validPrefix(cfg.KeyPrefix) || cfg.MemoryMaxKeys < int(settingMemoryMaxKeys.lo) ||
+			cfg.MemoryMaxKeys > int(settingMemoryMaxKeys.hi) ||
+			cfg.BreakerFailures < int(settingRedisBreakerFailures.lo) {
+			t.Fatalf("%q: accepted out of range: %+v", doc, cfg)
+		}
+		for _, l := range []*algorithms.Limit{cfg.ByUser, cfg.ByUserPerServer, cfg.ByTenant} {
+			if l != nil && (l.Limit < 1 || l.Limit > MaxRateLimit) {
+				t.Fatalf("%q: accepted limit %d", doc, l.Limit)
+			}
+		}
+	})
 }

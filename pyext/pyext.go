@@ -182,18 +182,6 @@ func CloseLimiter(handle int64) {
 	}
 }
 
-// ParseRate parses a §1 rate string with the Go parser and returns
-// limit<<32 | window_s, or CodeBadArgument if it is not a valid rate. It
-// exists so that tests can compare the Go and Python parsers.
-func ParseRate(rate string) (packed int64) {
-	defer recoverTo(&packed)
-	l, err := core.ParseRate(rate)
-	if err != nil {
-		return CodeBadArgument
-	}
-	return l.Limit<<32 | l.WindowUS/core.SecondUS
-}
-
 // ResetMemoryStores forgets every shared memory store, so that tests start
 // from empty state; limiters already created keep the store they have. Not
 // for production use: it breaks the sharing of docs/semantics.md §10.

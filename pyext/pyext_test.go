@@ -294,23 +294,6 @@ func TestCodes(t *testing.T) {
 	}
 }
 
-func TestParseRate(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-	}{
-		{"10/m", 10<<32 | 60},
-		{" 1000000 / Hour ", 1_000_000<<32 | 3600},
-		{"0/s", CodeBadArgument},
-		{"10/d", CodeBadArgument},
-	}
-	for _, tt := range tests {
-		if got := ParseRate(tt.in); got != tt.want {
-			t.Errorf("ParseRate(%q) = %d, want %d", tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestCompletionQueueStaysCompact: a queue that is never empty while it is
 // drained (sustained load) does not keep the consumed tickets.
 func TestCompletionQueueStaysCompact(t *testing.T) {

@@ -154,7 +154,7 @@ func TestRedisTLSFileOptionsRejected(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if b, err := redis.New(tt.opts); err == nil {
+			if b, err := redis.New(testOptions(tt.opts.URL, tt.opts)); err == nil {
 				_ = b.Close()
 				t.Fatal("New accepted the options")
 			}

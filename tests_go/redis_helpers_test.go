@@ -13,6 +13,7 @@ import (
 
 	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
 	"github.com/rate-limiter-go/rate_limiter_go/backends/redis"
+	"github.com/rate-limiter-go/rate_limiter_go/core"
 )
 
 const secondUS = 1_000_000
@@ -36,10 +37,9 @@ func uniquePrefix(t testing.TB) string {
 	return "t" + hex.EncodeToString(b[:])
 }
 
-// newRedisBackend builds a Backend for url with test-friendly timeouts unless
-// opts sets them, closed at the end of the test.
-func newRedisBackend(t testing.TB, url string, opts redis.Options) *redis.Backend {
-	t.Helper()
+// testOptions returns opts for url with test-friendly timeouts and the
+// default breaker (core.DefaultConfig) where opts leaves them zero.
+func testOptions(url string, opts redis.Options) redis.Options {
 	opts.URL = url
 	if opts.ConnectTimeout == 0 {
 		opts.ConnectTimeout = 500 * time.Millisecond
@@ -47,7 +47,20 @@ func newRedisBackend(t testing.TB, url string, opts redis.Options) *redis.Backen
 	if opts.CommandTimeout == 0 {
 		opts.CommandTimeout = 500 * time.Millisecond
 	}
-	b, err := redis.New(opts)
+	if opts.BreakerFailures == 0 {
+		opts.BreakerFailures = core.DefaultConfig().BreakerFailures
+	}
+	if opts.BreakerCooldown == 0 {
+		opts.BreakerCooldown = core.DefaultConfig().BreakerCooldown
+	}
+	return opts
+}
+
+// newRedisBackend builds a Backend for testOptions(url, opts), closed at the
+// end of the test.
+func newRedisBackend(t testing.TB, url string, opts redis.Options) *redis.Backend {
+	t.Helper()
+	b, err := redis.New(testOptions(url, opts))
 	if err != nil {
 		t.Fatalf("redis.New: %v", err)
 	}

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
-from rate_limiter_go.config import ConfigError, LimiterConfig, Rate, parse_config, parse_rate
+from go_helpers import require_go_engine
+from rate_limiter_go import _native
+from rate_limiter_go.config import (
+    FAIL_MODES,
+    INT_SETTINGS,
+    MAX_RATE_COUNT,
+    UNIT_SECONDS,
+    ConfigError,
+    LimiterConfig,
+    Rate,
+    parse_config,
+    parse_rate,
+)
+
+REPO = Path(__file__).resolve().parent.parent
 
 # --- §1 rates ------------------------------------------------------------------
 
@@ -289,3 +306,76 @@ def test_config_that_is_not_a_mapping() -> None:
     for raw in (["by_user", "5/s"], "by_user: 5/s", 5):
         with pytest.raises(ConfigError, match="config: must be a mapping"):
             parse_config(raw)  # type: ignore[arg-type]
+
+
+# --- one table for both engines --------------------------------------------------
+
+
+def test_go_settings_file_is_generated_from_this_table() -> None:
+    """core/settings_gen.go is tools/gen_settings.py's rendering of config.py's table (run it after a change)."""
+    spec = importlib.util.spec_from_file_location("gen_settings", REPO / "tools" / "gen_settings.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert (REPO / "core" / "settings_gen.go").read_text(encoding="utf-8") == gen.render()
+
+
+def _python_accepts(raw: dict[str, Any]) -> bool:
+    try:
+        parse_config(raw)
+    except ConfigError:
+        return False
+    return True
+
+
+def _go_accepts(doc: dict[str, Any]) -> bool:
+    """Whether the Go engine's core.ParseConfig takes this canonical JSON (through NewLimiter)."""
+    mod = _native.load_native()
+    try:
+        handle = mod.NewLimiter("config-bounds", json.dumps(doc, sort_keys=True, separators=(",", ":")))
+    except RuntimeError:
+        return False
+    mod.CloseLimiter(handle)
+    return True
+
+
+def _bound_cases() -> list[tuple[str, Any, dict[str, Any]]]:
+    """(description, the config key's value, the raw Python config) at and just beyond every bound."""
+    cases: list[tuple[str, Any, dict[str, Any]]] = []
+    for name, s in INT_SETTINGS.items():
+        for v in (s.lo - 1, s.lo, s.default, s.hi, s.hi + 1):
+            cases.append((f"{name}={v}", v, {name: v}))
+    for v in ("", "a", "a" * 64, "a" * 65, "a:b", "A.b-c_9", "\u00e9", "a b"):
+        cases.append((f"redis_key_prefix={v!r}", v, {"redis_key_prefix": v}))
+    return cases
+
+
+def test_go_decodes_with_the_bounds_python_validates() -> None:
+    """Every bound of the table: Go's decoder accepts a value exactly when Python's validation does."""
+    require_go_engine()
+    base = json.loads(LimiterConfig().canonical_json())
+    for what, value, raw in _bound_cases():
+        doc = dict(base)
+        doc.update(raw)
+        assert _go_accepts(doc) == _python_accepts(raw), what
+
+
+def test_go_decodes_rates_with_the_bounds_python_validates() -> None:
+    """Rates (§1): the count's bounds and the window lengths are the same in both engines."""
+    require_go_engine()
+    base = json.loads(LimiterConfig().canonical_json())
+    windows = sorted(set(UNIT_SECONDS.values()))
+    for limit in (0, 1, MAX_RATE_COUNT, MAX_RATE_COUNT + 1):
+        for window_s in (*windows, 2, 86_400):
+            unit = {1: "s", 60: "m", 3600: "h"}.get(window_s)
+            python = unit is not None and _python_accepts({"by_user": f"{limit}/{unit}"})
+            doc = dict(base, by_user={"limit": limit, "window_s": window_s})
+            assert _go_accepts(doc) == python, (limit, window_s)
+
+
+def test_go_accepts_plugin_layer_keys_and_refuses_unknown_ones() -> None:
+    """fail_mode is applied by the plugin: Go takes the key without reading it; any other unknown key is an error."""
+    require_go_engine()
+    for mode in FAIL_MODES:
+        assert _go_accepts(json.loads(parse_config({"fail_mode": mode}).canonical_json()))
+    assert not _go_accepts(dict(json.loads(LimiterConfig().canonical_json()), fail_mood="open"))

@@ -26,7 +26,6 @@ from conftest import EPOCH_US
 from go_helpers import require_go_engine, reset_go_memory_stores
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from rate_limiter_go import _native
 from rate_limiter_go.config import LimiterConfig, parse_config
 from rate_limiter_go.engine import Decision, Engine
 from rate_limiter_go.engine_python.engine import PythonEngine
@@ -455,34 +454,3 @@ async def test_redis_go_then_python_continue_one_counter(go_engine_class: type, 
         await go.close()
         await py.close()
     assert not blocked_py.admitted and blocked_py == blocked_go
-
-
-# -- §1 rate parsing: the Go parser and the Python parser agree ----------------------
-
-rate_texts = st.one_of(
-    st.text(alphabet=" \t\n\r\x0b\x0c0123456789/smhSMHecondinutrou+-.x\u00a0\u3000", max_size=16),
-    st.builds(
-        lambda pre, n, mid, unit, post: f"{pre}{n}{mid}/{mid}{unit}{post}",
-        st.sampled_from(["", " ", "\t", "\u00a0"]),
-        st.one_of(st.integers(0, 2_000_000).map(str), st.integers(0, 99).map(lambda i: "0" * i + "7")),
-        st.sampled_from(["", " ", " \n", "\x1c"]),
-        st.sampled_from(["s", "sec", "second", "m", "MIN", "Minute", "h", "hr", "HOUR", "d", "seconds", "ſ"]),
-        st.sampled_from(["", " ", "\x0b", "\u2028"]),
-    ),
-    st.text(max_size=12).filter(lambda s: "\x00" not in s),  # no surrogates: st.text never draws them
-)
-
-
-@settings(max_examples=2000, deadline=None)
-@given(text=rate_texts)
-def test_rate_parser_parity(go_engine_class: type, text: str) -> None:
-    """§1: Go's core.ParseRate accepts exactly the strings Python's parse_rate accepts, with the same rate."""
-    from rate_limiter_go.config import parse_rate
-
-    packed = _native.load_native().ParseRate(text)
-    try:
-        rate = parse_rate(text)
-    except ValueError:
-        assert packed == -3, f"Go accepted {text!r} as {packed >> 32}/{packed & 0xFFFFFFFF}"
-        return
-    assert packed == (rate.limit << 32 | rate.window_s), f"{text!r}: Go {packed}, Python {rate}"

@@ -42,8 +42,7 @@ func New(opts Options) (*Backend, error) {
 // newBackend is New with an injectable breaker clock (nil: monotonic time).
 func newBackend(opts Options, clock func() int64) (*Backend, error) {
 	silenceGoRedisLogger()
-	opts, err := opts.withDefaults()
-	if err != nil {
+	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	co, err := opts.clientOptions()

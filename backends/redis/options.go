@@ -15,16 +15,10 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
-// Defaults from docs/semantics.md §8, used when an Options field is zero.
-const (
-	DefaultConnectTimeout  = 50 * time.Millisecond // redis_connect_timeout_ms
-	DefaultCommandTimeout  = 50 * time.Millisecond // redis_timeout_ms
-	DefaultBreakerFailures = 5                     // redis_breaker_failures
-	DefaultBreakerCooldown = time.Second           // redis_breaker_cooldown_ms
-)
-
-// Options configures a Backend. Zero durations and counts take the defaults
-// above; negative values are an error.
+// Options configures a Backend. The timeouts and the breaker settings have
+// no defaults here: the caller passes them (the settings of docs/semantics.md
+// §8, whose defaults and bounds python/rate_limiter_go/config.py defines),
+// and a value below 1 is an error.
 type Options struct {
 	// URL of the server: redis://[user:password@]host[:port][/db],
 	// rediss://... for TLS (system roots, server name from the host), or
@@ -76,36 +70,31 @@ var reservedQuery = []string{
 	"max_retries", "min_retry_backoff", "max_retry_backoff",
 }
 
-// withDefaults validates o and fills zero fields with the defaults.
-func (o Options) withDefaults() (Options, error) {
+// validate checks that every required field is set and none is negative.
+func (o Options) validate() error {
 	if o.URL == "" {
-		return o, errors.New("redis backend: Options.URL is empty")
+		return errors.New("redis backend: Options.URL is empty")
 	}
-	if o.ConnectTimeout < 0 || o.CommandTimeout < 0 || o.BreakerCooldown < 0 {
-		return o, errors.New("redis backend: timeouts and breaker cooldown must not be negative")
-	}
-	if o.BreakerFailures < 0 {
-		return o, fmt.Errorf("redis backend: BreakerFailures must not be negative, got %d", o.BreakerFailures)
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"ConnectTimeout", int64(o.ConnectTimeout)},
+		{"CommandTimeout", int64(o.CommandTimeout)},
+		{"BreakerFailures", int64(o.BreakerFailures)},
+		{"BreakerCooldown", int64(o.BreakerCooldown)},
+	} {
+		if f.v < 1 {
+			return fmt.Errorf("redis backend: Options.%s must be positive, got %d", f.name, f.v)
+		}
 	}
 	if o.PoolSize < 0 {
-		return o, fmt.Errorf("redis backend: PoolSize must not be negative, got %d", o.PoolSize)
+		return fmt.Errorf("redis backend: PoolSize must not be negative, got %d", o.PoolSize)
 	}
-	if o.ConnectTimeout == 0 {
-		o.ConnectTimeout = DefaultConnectTimeout
-	}
-	if o.CommandTimeout == 0 {
-		o.CommandTimeout = DefaultCommandTimeout
-	}
-	if o.BreakerFailures == 0 {
-		o.BreakerFailures = DefaultBreakerFailures
-	}
-	if o.BreakerCooldown == 0 {
-		o.BreakerCooldown = DefaultBreakerCooldown
-	}
-	return o, nil
+	return nil
 }
 
-// clientOptions turns o (already defaulted) into go-redis options. Errors
+// clientOptions turns o (already validated) into go-redis options. Errors
 // never quote the URL, which may carry a password.
 func (o Options) clientOptions() (*goredis.Options, error) {
 	u, err := url.Parse(o.URL)

@@ -11,14 +11,45 @@ import (
 	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
 )
 
-func TestOptionsDefaults(t *testing.T) {
-	o, err := Options{URL: "redis://127.0.0.1:1"}.withDefaults()
-	if err != nil {
+// required returns o with the settings New requires filled in where zero.
+func required(o Options) Options {
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 50 * time.Millisecond
+	}
+	if o.CommandTimeout == 0 {
+		o.CommandTimeout = 50 * time.Millisecond
+	}
+	if o.BreakerFailures == 0 {
+		o.BreakerFailures = 5
+	}
+	if o.BreakerCooldown == 0 {
+		o.BreakerCooldown = time.Second
+	}
+	return o
+}
+
+// TestOptionsRequired: the §8 settings have no default in this package; a
+// zero value (e.g. redis_breaker_failures 0) is refused, never replaced.
+func TestOptionsRequired(t *testing.T) {
+	full := required(Options{URL: "redis://127.0.0.1:1"})
+	if err := full.validate(); err != nil {
 		t.Fatal(err)
 	}
-	if o.ConnectTimeout != 50*time.Millisecond || o.CommandTimeout != 50*time.Millisecond ||
-		o.BreakerFailures != 5 || o.BreakerCooldown != time.Second || o.PoolSize != 0 {
-		t.Errorf("defaults %+v do not match docs/semantics.md §8", o)
+	for _, tt := range []struct {
+		name  string
+		clear func(*Options)
+	}{
+		{"ConnectTimeout", func(o *Options) { o.ConnectTimeout = 0 }},
+		{"CommandTimeout", func(o *Options) { o.CommandTimeout = 0 }},
+		{"BreakerFailures", func(o *Options) { o.BreakerFailures = 0 }},
+		{"BreakerCooldown", func(o *Options) { o.BreakerCooldown = 0 }},
+	} {
+		o := full
+		tt.clear(&o)
+		err := o.validate()
+		if err == nil || !strings.Contains(err.Error(), tt.name+" must be positive") {
+			t.Errorf("%s 0: error %v, want it refused", tt.name, err)
+		}
 	}
 }
 
@@ -29,9 +60,9 @@ func TestOptionsRejected(t *testing.T) {
 		want string
 	}{
 		{"empty URL", Options{}, "URL is empty"},
-		{"negative connect timeout", Options{URL: "redis://h", ConnectTimeout: -1}, "negative"},
-		{"negative command timeout", Options{URL: "redis://h", CommandTimeout: -1}, "negative"},
-		{"negative cooldown", Options{URL: "redis://h", BreakerCooldown: -1}, "negative"},
+		{"negative connect timeout", Options{URL: "redis://h", ConnectTimeout: -1}, "ConnectTimeout must be positive"},
+		{"negative command timeout", Options{URL: "redis://h", CommandTimeout: -1}, "CommandTimeout must be positive"},
+		{"negative cooldown", Options{URL: "redis://h", BreakerCooldown: -1}, "BreakerCooldown must be positive"},
 		{"negative breaker failures", Options{URL: "redis://h", BreakerFailures: -1}, "BreakerFailures"},
 		{"negative pool size", Options{URL: "redis://h", PoolSize: -1}, "PoolSize"},
 		{"unknown scheme", Options{URL: "http://h:6379"}, "invalid URL scheme"},
@@ -43,7 +74,7 @@ func TestOptionsRejected(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := New(tt.opts)
+			b, err := New(required(tt.opts))
 			if err == nil {
 				_ = b.Close()
 				t.Fatal("New accepted bad options")
@@ -63,7 +94,7 @@ func TestBadURLErrorHidesPassword(t *testing.T) {
 		"redis://user:s3cr3t@host:6379?nope=1",     // unknown parameter
 		"redis://user:s3cr3t@host:6379?dial_timeout=1",
 	} {
-		_, err := New(Options{URL: u})
+		_, err := New(required(Options{URL: u}))
 		if err == nil {
 			t.Fatalf("New(%q) accepted a bad URL", u)
 		}
@@ -91,9 +122,9 @@ func TestClientOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
-			o, err := Options{URL: tt.url, ConnectTimeout: 30 * time.Millisecond,
-				CommandTimeout: 70 * time.Millisecond, PoolSize: tt.poolSize}.withDefaults()
-			if err != nil {
+			o := required(Options{URL: tt.url, ConnectTimeout: 30 * time.Millisecond,
+				CommandTimeout: 70 * time.Millisecond, PoolSize: tt.poolSize})
+			if err := o.validate(); err != nil {
 				t.Fatal(err)
 			}
 			co, err := o.clientOptions()
@@ -190,7 +221,7 @@ func TestValidate(t *testing.T) {
 // traffic: the backend points at a port nobody listens on, and the answers
 // are not connection errors. Invalid requests do not feed the breaker.
 func TestEvaluateWithoutNetwork(t *testing.T) {
-	b, err := New(Options{URL: "redis://127.0.0.1:1", BreakerFailures: 1})
+	b, err := New(required(Options{URL: "redis://127.0.0.1:1", BreakerFailures: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,8 +285,8 @@ func TestTLSVerificationOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := tt.opts.withDefaults()
-			if err != nil {
+			o := required(tt.opts)
+			if err := o.validate(); err != nil {
 				t.Fatal(err)
 			}
 			co, err := o.clientOptions()

@@ -19,6 +19,55 @@ ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 BACKENDS = ("memory", "redis")
 FAIL_MODES = ("open", "closed")
 
+# --- the settings table --------------------------------------------------------
+# The one definition of every bound and default, for both engines: the Go engine's
+# core/settings_gen.go is rendered from these names by tools/gen_settings.py, and
+# tests_py/test_config.py fails when that file is stale.
+
+
+@dataclass(frozen=True, slots=True)
+class IntSetting:
+    """An integer setting: its default and its inclusive bounds."""
+
+    default: int
+    lo: int
+    hi: int
+
+
+INT_SETTINGS: Mapping[str, IntSetting] = MappingProxyType(
+    {
+        "redis_connect_timeout_ms": IntSetting(default=50, lo=1, hi=60_000),
+        "redis_timeout_ms": IntSetting(default=50, lo=1, hi=60_000),
+        "redis_breaker_failures": IntSetting(default=5, lo=1, hi=1_000),
+        "redis_breaker_cooldown_ms": IntSetting(default=1000, lo=1, hi=600_000),
+        "memory_max_keys": IntSetting(default=100_000, lo=1, hi=100_000_000),
+    }
+)
+DEFAULT_ALGORITHM = "fixed_window"
+DEFAULT_BACKEND = "memory"
+DEFAULT_KEY_PREFIX = "rl"
+#: §6: what a redis_key_prefix may be (ASCII letters, digits, _ . -; 1 to 64 of them).
+KEY_PREFIX_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
+#: §1: the largest count of a rate.
+MAX_RATE_COUNT = 1_000_000
+# §1: window length in seconds per unit spelling (matched case-insensitively).
+UNIT_SECONDS: Mapping[str, int] = MappingProxyType(
+    {
+        "s": 1,
+        "sec": 1,
+        "second": 1,
+        "m": 60,
+        "min": 60,
+        "minute": 60,
+        "h": 3600,
+        "hr": 3600,
+        "hour": 3600,
+    }
+)
+#: Keys of canonical_json() that only the plugin layer applies: the Go engine accepts
+#: them (the JSON is also the memory store's identity, §10) and does not read them.
+PLUGIN_LAYER_KEYS = ("fail_mode",)
+
 
 @dataclass(frozen=True, slots=True)
 class Rate:
@@ -44,16 +93,16 @@ class LimiterConfig:
     by_user_per_server: Rate | None = None
     by_tenant: Rate | None = None
     by_tool: Mapping[str, Rate] = field(default_factory=lambda: MappingProxyType({}))
-    algorithm: str = "fixed_window"
-    backend: str = "memory"
+    algorithm: str = DEFAULT_ALGORITHM
+    backend: str = DEFAULT_BACKEND
     redis_url: str | None = None
-    redis_key_prefix: str = "rl"
+    redis_key_prefix: str = DEFAULT_KEY_PREFIX
     fail_mode: str = "open"
-    redis_connect_timeout_ms: int = 50
-    redis_timeout_ms: int = 50
-    redis_breaker_failures: int = 5
-    redis_breaker_cooldown_ms: int = 1000
-    memory_max_keys: int = 100_000
+    redis_connect_timeout_ms: int = INT_SETTINGS["redis_connect_timeout_ms"].default
+    redis_timeout_ms: int = INT_SETTINGS["redis_timeout_ms"].default
+    redis_breaker_failures: int = INT_SETTINGS["redis_breaker_failures"].default
+    redis_breaker_cooldown_ms: int = INT_SETTINGS["redis_breaker_cooldown_ms"].default
+    memory_max_keys: int = INT_SETTINGS["memory_max_keys"].default
     # TLS material for rediss:// (PEM file paths). None: the system trust store, no client certificate.
     redis_tls_ca_file: str | None = None
     redis_tls_cert_file: str | None = None
@@ -104,22 +153,9 @@ class LimiterConfig:
 
 # --- parsing -----------------------------------------------------------------
 
-# §1: window length in seconds per unit spelling (matched case-insensitively).
-_UNIT_SECONDS: dict[str, int] = {
-    "s": 1,
-    "sec": 1,
-    "second": 1,
-    "m": 60,
-    "min": 60,
-    "minute": 60,
-    "h": 3600,
-    "hr": 3600,
-    "hour": 3600,
-}
-MAX_RATE_COUNT = 1_000_000
 # ASCII digits only: \d would also take other scripts' digits, which int() accepts.
 _RATE_RE = re.compile(r"\s*([0-9]+)\s*/\s*([A-Za-z]+)\s*", re.ASCII)
-_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
+_PREFIX_RE = re.compile(KEY_PREFIX_PATTERN, re.ASCII)
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _TLS_FILE_KEYS = ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
 _RATE_KEYS = ("by_user", "by_user_per_server", "by_tenant")
@@ -135,14 +171,6 @@ SETTING_ALIASES: dict[str, str] = {
     "redis_ssl_check_hostname": "redis_tls_check_hostname",
 }
 
-# name -> (lowest, highest) accepted value, inclusive.
-_INT_SETTINGS: dict[str, tuple[int, int]] = {
-    "redis_connect_timeout_ms": (1, 60_000),
-    "redis_timeout_ms": (1, 60_000),
-    "redis_breaker_failures": (1, 1_000),
-    "redis_breaker_cooldown_ms": (1, 600_000),
-    "memory_max_keys": (1, 100_000_000),
-}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "algorithm": ALGORITHMS,
     "backend": BACKENDS,
@@ -179,7 +207,7 @@ def parse_rate(text: object) -> Rate:
     if match is None:
         raise ValueError(f"{_show(text)} is not a rate of the form '<count>/<unit>', e.g. '10/s', '100/m', '1000/h'")
     digits, unit = match.groups()
-    window_s = _UNIT_SECONDS.get(unit.lower())
+    window_s = UNIT_SECONDS.get(unit.lower())
     if window_s is None:
         raise ValueError(f"{_show(text)} has unknown unit {unit!r}; use s/sec/second, m/min/minute or h/hr/hour")
     significant = digits.lstrip("0")
@@ -238,7 +266,7 @@ def _int_setting(raw: Mapping[Any, Any], key: str, default: int, problems: list[
     if key not in raw:
         return default
     value = raw[key]
-    lo, hi = _INT_SETTINGS[key]
+    lo, hi = INT_SETTINGS[key].lo, INT_SETTINGS[key].hi
     # bool is a subclass of int; `true` for a timeout is a mistake, not 1.
     if isinstance(value, bool) or not isinstance(value, int):
         problems.append(f"{key}: must be an integer between {lo} and {hi}, got {type(value).__name__} {_show(value)}")
@@ -308,7 +336,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> LimiterConfig:
         problems.append(f"redis_key_prefix: must match [A-Za-z0-9_.-]{{1,64}}, got {_show(prefix)}")
         prefix = defaults.redis_key_prefix
 
-    ints = {key: _int_setting(raw, key, getattr(defaults, key), problems) for key in _INT_SETTINGS}
+    ints = {key: _int_setting(raw, key, getattr(defaults, key), problems) for key in INT_SETTINGS}
     tls = _tls_files(raw, redis_url, spelled, problems)
     # Accepted with any URL (cpex-rate-limiter's default config carries it); used only with rediss://.
     check_hostname = _bool_setting(raw, "redis_tls_check_hostname", spelled, problems)

@@ -419,7 +419,7 @@ def cmd_flood(args: argparse.Namespace) -> int:
 
 # --- Go fuzzing -----------------------------------------------------------------------------------
 
-FUZZ_TARGETS = (("FuzzParseRate", "./core"), ("FuzzEscapeIdentity", "./core"))
+FUZZ_TARGETS = (("FuzzParseConfig", "./core"), ("FuzzEscapeIdentity", "./core"))
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
