@@ -19,12 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # nosec B603 B607 # fixed argv (git rev-parse / status), git from PATH
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout  # nosec B603 B607 # fixed argv (git rev-parse / status), git from PATH
 
 
-def git_state() -> tuple[str, bool]:
-    """The short HEAD commit, and whether tracked files match it (untracked files do not count)."""
-    return _git("rev-parse", "--short", "HEAD"), not _git("status", "--porcelain", "--untracked-files=no")
+def git_state(outputs: tuple[str, ...] = ()) -> tuple[str, bool]:
+    """The short HEAD commit, and whether tracked files match it. Untracked files do not count, nor do
+    changes under ``outputs`` (path prefixes): the results and docs the measurement itself rewrites."""
+    changed = [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return _git("rev-parse", "--short", "HEAD").strip(), not [p for p in changed if not p.startswith(outputs)]
 
 
 def git_commit() -> str:
@@ -38,9 +40,10 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def provenance() -> dict[str, Any]:
-    """What a measurement ran on, to store with its raw results: commit, clean tree, time, machine, load."""
-    rev, clean = git_state()
+def provenance(outputs: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a measurement ran on, to store with its raw results: commit, clean tree (see git_state),
+    time, machine, load."""
+    rev, clean = git_state(outputs)
     return {
         "commit": rev,
         "clean": clean,

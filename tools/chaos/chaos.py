@@ -56,6 +56,7 @@ from chaos_report import RESULTS_DIR, fault_goals_met, flood_goals_met, max_boun
 from docgen import loadavg, provenance  # noqa: E402
 
 KIND = "rate_limiter_go.plugin.RateLimiterPlugin"
+OUTPUTS = ("docs/reliability-results/", "docs/reliability.md")  # rewritten by the run: not "uncommitted changes"
 WATCHDOG_S = 5.0  # a hook call longer than this counts as escaped (hung)
 
 
@@ -275,7 +276,7 @@ async def memory_reference(engine: str, args: argparse.Namespace) -> dict[str, A
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
-    results: dict[str, Any] = {"provenance": provenance(), "runs": [], "memory": [],
+    results: dict[str, Any] = {"provenance": provenance(OUTPUTS), "runs": [], "memory": [],
                                "config": vars(args) | {"out": str(args.out)}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="chaos-redis-") as tmp:
         redis = RedisProc(Path(tmp))
@@ -405,7 +406,7 @@ async def flood(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_flood(args: argparse.Namespace) -> int:
     gc.freeze()
-    prov = provenance()
+    prov = provenance(OUTPUTS)
     result = asyncio.run(flood(args))
     print("flood:", json.dumps(result), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -426,7 +427,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     """``go test -fuzz`` for each target for ``--fuzztime``; a failure keeps Go's reproducer in testdata."""
     results = []
     failed = False
-    prov = provenance()
+    prov = provenance(OUTPUTS)
     for target, package in FUZZ_TARGETS:
         cmd = ["go", "test", "-run", "^$", "-fuzz", f"^{target}$", "-fuzztime", args.fuzztime, package]
         print("fuzz: " + " ".join(cmd), flush=True)
