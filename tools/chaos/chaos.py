@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("--victim-samples", type=int, default=5_000)
     fl.add_argument("--out", type=Path)
     fl.set_defaults(fn=cmd_flood)
-    fz = sub.add_parser("fuzz", help="go test -fuzz on the Go parsers")
+    fz = sub.add_parser("fuzz", help="go test -fuzz on the Go config decoder and identity escaping")
     fz.add_argument("--fuzztime", default="20s")
     fz.add_argument("--out", type=Path, default=RESULTS_DIR / "fuzz.json")
     fz.set_defaults(fn=cmd_fuzz)
