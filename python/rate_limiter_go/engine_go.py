@@ -4,8 +4,8 @@ One request is one call into Go, which builds the keys, evaluates every
 dimension all-or-nothing and packs the reported dimension into one int64
 (docs/engine.md). The memory backend answers synchronously with the GIL
 released; the Redis backend runs in a goroutine and completes through an
-eventfd watched by the event loop, so a hook never blocks the loop for a
-Redis round trip.
+eventfd watched by the event loop (completion.py), so a hook never blocks the
+loop for a Redis round trip.
 
 The extension is imported lazily, on the first evaluation, through
 ``_native.load_native()``: importing it starts the Go runtime, which does not
@@ -15,7 +15,6 @@ not start it.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
@@ -24,6 +23,7 @@ import weakref
 from typing import Any, Callable
 
 from rate_limiter_go import _native
+from rate_limiter_go.completion import completions
 from rate_limiter_go.config import LimiterConfig
 from rate_limiter_go.engine import DIMENSIONS, NO_LIMIT, Decision, EngineError
 from rate_limiter_go.keys import escape_identity
@@ -298,7 +298,7 @@ class GoEngine:
         )
         if ticket < 0:
             unpack(ticket)  # raises
-        packed = await _completions(mod).wait(ticket)
+        packed = await completions(mod).wait(ticket)
         d = self._cache.get(packed)
         return d if d is not None else self._decode(packed, tool)
 
@@ -317,11 +317,10 @@ _bound: weakref.WeakSet[GoEngine] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    global _completions_singleton
+    # completion.py drops its eventfd bridge in the child with a hook of its own.
     for engine in list(_bound):
         engine._unbind_after_fork()
     _bound.clear()
-    _completions_singleton = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -345,95 +344,3 @@ def _close_handle(mod: Any, handle: int) -> None:
     # A forked child must not call into the parent's Go runtime.
     if _native.loaded_in_pid() == os.getpid():
         mod.CloseLimiter(handle)
-
-
-# -- async completions --------------------------------------------------------
-
-
-class _Completions:
-    """Routes finished Submit tickets from the Go eventfd to asyncio futures.
-
-    Every event loop that awaits a ticket registers a reader on the one
-    eventfd; whichever loop drains a ticket resolves its future, directly when
-    the future is its own, else with call_soon_threadsafe on the future's loop.
-    So several loops (in several threads) work, and a loop that closes simply
-    stops draining while the others carry on.
-    """
-
-    def __init__(self, mod: Any) -> None:
-        fd = mod.CompletionFD()
-        if fd < 0:
-            raise EngineError("Go engine: cannot create the completion eventfd")
-        self._fd: int = fd
-        self._next: Callable[[], int] = mod.NextCompletion
-        self._take: Callable[[int], int] = mod.TakeResult
-        self._lock = threading.Lock()
-        self._waiting: dict[int, tuple[asyncio.Future[int], asyncio.AbstractEventLoop]] = {}
-        self._early: dict[int, int] = {}  # finished before anyone waited for them
-        self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-
-    def wait(self, ticket: int) -> asyncio.Future[int]:
-        loop = asyncio.get_running_loop()
-        if loop not in self._loops:
-            self._watch(loop)
-        fut: asyncio.Future[int] = loop.create_future()
-        with self._lock:
-            packed = self._early.pop(ticket, None)
-            if packed is None:
-                self._waiting[ticket] = (fut, loop)
-        if packed is not None:
-            fut.set_result(packed)
-        return fut
-
-    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            if loop in self._loops:
-                return
-            self._loops.add(loop)
-        loop.add_reader(self._fd, self._drain, loop)
-
-    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            os.read(self._fd, 8)  # reset the eventfd counter
-        except BlockingIOError:
-            pass  # another loop read it first; still drain below
-        next_completion, take = self._next, self._take
-        while True:
-            ticket = next_completion()
-            if not ticket:
-                return
-            packed = take(ticket)
-            with self._lock:
-                waiter = self._waiting.pop(ticket, None)
-                if waiter is None:
-                    self._early[ticket] = packed
-                    continue
-            fut, fut_loop = waiter
-            if fut_loop is loop:
-                if not fut.done():
-                    fut.set_result(packed)
-            else:
-                try:
-                    fut_loop.call_soon_threadsafe(_resolve, fut, packed)
-                except RuntimeError:
-                    pass  # that loop is closed: nobody awaits the future any more
-
-
-def _resolve(fut: asyncio.Future[int], packed: int) -> None:
-    if not fut.done():  # cancelled, e.g. by a hook timeout
-        fut.set_result(packed)
-
-
-_completions_lock = threading.Lock()
-_completions_singleton: _Completions | None = None
-
-
-def _completions(mod: Any) -> _Completions:
-    global _completions_singleton
-    c = _completions_singleton
-    if c is None:
-        with _completions_lock:
-            if _completions_singleton is None:
-                _completions_singleton = _Completions(mod)
-            c = _completions_singleton
-    return c
