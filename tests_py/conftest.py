@@ -1,11 +1,13 @@
 """Fixtures shared by every Python test.
 
 * ``redis_server`` (session): a private ``redis-server`` on a free loopback
-  port, no persistence. Attributes ``url``, ``port``, ``pid``; helpers
-  ``stop()``, ``start()`` (same port), ``pause()``/``resume()`` (SIGSTOP /
-  SIGCONT), ``flush()``, ``client()`` (a sync redis-py client) and
-  ``ensure_running()``. Missing redis-server: a test FAILURE when CI=true,
-  otherwise a skip saying why.
+  port, no persistence: a ``support.redis_server.RedisServer`` (the one helper
+  that starts redis-server for tests, benchmarks, chaos runs and the rig).
+  Attributes ``url``, ``port``, ``pid``; helpers ``stop()``, ``start()`` (same
+  port), ``pause()``/``resume()`` (SIGSTOP / SIGCONT), ``flush()``,
+  ``client()`` (a sync redis-py client) and ``ensure_running()``. Missing
+  redis-server: a test FAILURE when CI=true, otherwise a skip saying why
+  (``require_command``, also for ``openssl``).
 * ``redis_url`` (function): the server running and answering, database
   flushed; the URL to put in a config.
 * ``clock``: a :class:`ManualClock` for explicit ``now_us`` values.
@@ -32,22 +34,19 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import rate_limiter_go
-import redis
 from rate_limiter_go import _native
 from rate_limiter_go.config import parse_config
 from rate_limiter_go.engine import Engine
 from rate_limiter_go.engine_python.memory import reset_registry
+from support.redis_server import RedisServer, RedisUnavailableError, find_redis_server
 
 #: Where ``import rate_limiter_go`` comes from in this run (see the module docstring).
 PACKAGE_PARENT = Path(rate_limiter_go.__file__).resolve().parent.parent
@@ -79,7 +78,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _native.loaded_in_pid() != os.getpid():
         problem = "the Go runtime never started in this test process"
     else:
-        from plugin_helpers import call_tool, make_plugin
+        from support.plugin_helpers import call_tool, make_plugin
 
         plugin = make_plugin({"by_user": "1/h"})
         if plugin.engine.name != "go":
@@ -171,136 +170,30 @@ def _fresh_memory_registry() -> Iterator[None]:
     _reset_memory_stores()
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """A private redis-server process on 127.0.0.1:<port> (no RDB, no AOF)."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.paused = False
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None, "redis-server is not running"
-        return self.proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        """Start (or restart after stop()) on the same port and wait until it answers PING."""
-        if self.running:
-            return
-        log = open(self.workdir / "redis.log", "ab")
+def require_command(name: str) -> str:
+    """The path of command ``name`` (``redis-server``, ``openssl``): a test FAILURE when it is
+    missing and CI=true, otherwise a skip saying why."""
+    if name == "redis-server":
         try:
-            self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.workdir),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-            )
-        finally:
-            log.close()
-        self.paused = False
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                tail = (self.workdir / "redis.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{tail}")
-            try:
-                with self.client() as c:
-                    if c.ping():
-                        return
-            except redis.exceptions.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server on port {self.port} did not answer PING within {timeout_s} s")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL); state is lost (no persistence)."""
-        if self.proc is None:
-            return
-        if self.paused:
-            self.resume()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
-
-    def pause(self) -> None:
-        """SIGSTOP: the port keeps accepting TCP (kernel backlog) but nothing answers."""
-        os.kill(self.pid, signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        """SIGCONT after pause()."""
-        os.kill(self.pid, signal.SIGCONT)
-        self.paused = False
-
-    def client(self) -> redis.Redis:
-        """A synchronous redis-py client with short timeouts, for test set-up and inspection."""
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, socket_connect_timeout=5)
-
-    def ensure_running(self) -> None:
-        """Undo a test's stop() or pause()."""
-        if self.paused and self.running:
-            self.resume()
-        if not self.running:
-            self.start()
-
-    def flush(self) -> None:
-        """FLUSHALL and SCRIPT FLUSH, and reset INFO commandstats (CONFIG RESETSTAT)."""
-        with self.client() as c:
-            c.flushall()
-            c.script_flush()
-            c.config_resetstat()
+            return find_redis_server()
+        except RedisUnavailableError as e:
+            reason = str(e)
+    else:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+        reason = f"the {name} command is not installed"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
-    )
-    if binary is None:
-        reason = "redis-server is not installed (apt-get install redis-server, or `make deps-system`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
-    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
+    """The session's private plain-TCP redis-server (support/redis_server.py)."""
+    binary = require_command("redis-server")
+    with RedisServer(binary=binary, workdir=tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

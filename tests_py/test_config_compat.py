@@ -20,8 +20,8 @@ import pytest
 import yaml
 from cpex.framework import GlobalContext, PluginManager, ToolHookType, ToolPreInvokePayload
 from cpex.framework.settings import settings as cpex_settings
-from plugin_helpers import KIND
 from rate_limiter_go.config import ConfigError, parse_config
+from support.plugin_helpers import KIND
 
 # cpex-rate-limiter's complete default configuration (its compat_default_config), every key explicit.
 FULL_DEFAULTS = """

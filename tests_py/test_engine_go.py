@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 from conftest import EPOCH_US, PACKAGE_PARENT
-from go_helpers import require_go_engine, reset_go_memory_stores
 from rate_limiter_go import _native
 from rate_limiter_go.config import parse_config
 from rate_limiter_go.engine import EngineError
+from support.go_helpers import require_go_engine, reset_go_memory_stores
 
 
 @pytest.fixture(scope="module")

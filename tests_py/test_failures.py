@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from plugin_helpers import RATE_HEADERS, call_tool, fetch_prompt, make_plugin, unique_name
+from support.plugin_helpers import RATE_HEADERS, call_tool, fetch_prompt, make_plugin, unique_name
 
 # Generous for a loaded 2-core CI machine; the configured timeouts are 50 ms.
 UPPER_BOUND_S = 1.0

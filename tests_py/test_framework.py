@@ -26,7 +26,7 @@ from cpex.framework import (
     ToolPreInvokePayload,
 )
 from cpex.framework.settings import settings as cpex_settings
-from plugin_helpers import ALGORITHMS, BLOCKED_HEADERS, call_tool, plugin_entry, unique_name, write_plugins_yaml
+from support.plugin_helpers import ALGORITHMS, BLOCKED_HEADERS, call_tool, plugin_entry, unique_name, write_plugins_yaml
 
 
 @pytest.fixture(autouse=True)

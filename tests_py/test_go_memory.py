@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from conftest import EPOCH_US
-from go_helpers import require_go_engine
 from rate_limiter_go.config import parse_config
+from support.go_helpers import require_go_engine
 
 LIMIT_BYTES = 5 * 1024 * 1024
 

@@ -16,12 +16,12 @@ import math
 from typing import Any
 
 import pytest
-from go_helpers import require_go_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plugin_helpers import make_plugin
 from rate_limiter_go.config import KNOWN_KEYS, ConfigError, parse_config
 from rate_limiter_go.engine import EngineError
+from support.go_helpers import require_go_engine
+from support.plugin_helpers import make_plugin
 
 UNITS = ["s", "sec", "second", "m", "min", "minute", "h", "hr", "hour", "S", "Min", "HOUR"]
 

@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PACKAGE_PARENT, free_port
-from go_helpers import require_go_engine
-from plugin_helpers import unique_name
+from conftest import PACKAGE_PARENT
+from support.go_helpers import require_go_engine
+from support.plugin_helpers import unique_name
+from support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = os.environ.get("RATE_LIMITER_ENGINE", "").strip().lower() or "auto"
@@ -43,7 +44,7 @@ CHILD_TIMEOUT_S = 30
 _FORK_PROBE = r"""
 import asyncio, json, multiprocessing as mp, os, sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
-from plugin_helpers import call_tool, make_plugin
+from support.plugin_helpers import call_tool, make_plugin
 
 def outcome(r):
     if r.continue_processing:

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 from cpex.framework import GlobalContext, PluginContext, PromptPrehookPayload, ToolPreInvokePayload
-from go_helpers import require_go_engine
-from plugin_helpers import make_plugin, unique_name
 from rate_limiter_go.identity import tenant_identity, tool_key, user_identity
 from rate_limiter_go.plugin import RateLimiterPlugin
+from support.go_helpers import require_go_engine
+from support.plugin_helpers import make_plugin, unique_name
 
 LIMIT = 3
 BIG = 64 * 1024

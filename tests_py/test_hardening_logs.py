@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 from conftest import PACKAGE_PARENT
-from go_helpers import require_go_engine
 from rate_limiter_go.keys import escape_identity
+from support.go_helpers import require_go_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ _SCENARIO = r"""
 import asyncio, json, logging, os, socket, sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
-from plugin_helpers import call_tool, fetch_prompt, make_plugin
+from support.plugin_helpers import call_tool, fetch_prompt, make_plugin
 from rate_limiter_go import _native
 import rate_limiter_go.engines as engines
 
@@ -93,7 +93,7 @@ asyncio.run(main())
 @pytest.fixture
 def scenario_output(redis_url: str) -> tuple[str, dict[str, int]]:
     require_go_engine()
-    from conftest import free_port
+    from support.redis_server import free_port
 
     proc = subprocess.run(
         [sys.executable, "-c", _SCENARIO, str(PACKAGE_PARENT), str(ROOT / "tests_py"),
@@ -128,7 +128,7 @@ import asyncio, sys, time
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import os
 os.environ["RATE_LIMITER_ENGINE"] = sys.argv[3]
-from plugin_helpers import call_tool, make_plugin
+from support.plugin_helpers import call_tool, make_plugin
 
 async def main():
     plugin = make_plugin({"by_user": "10/s", "backend": "redis", "redis_url": f"redis://127.0.0.1:{sys.argv[4]}/0"})
@@ -152,7 +152,7 @@ def test_backend_errors_are_rate_limited_in_all_output(engine: str) -> None:
     that means one error line (the first), whatever writes it."""
     if engine == "go":
         require_go_engine()
-    from conftest import free_port
+    from support.redis_server import free_port
 
     proc = subprocess.run(
         [sys.executable, "-c", _OUTAGE, str(PACKAGE_PARENT), str(ROOT / "tests_py"), engine, str(free_port())],

@@ -19,9 +19,9 @@ import pytest
 from cpex.framework import GlobalContext, PluginManager, ToolHookType, ToolPreInvokePayload
 from cpex.framework.hooks.http import HttpHeaderPayload, HttpHookType, HttpPostRequestPayload, HttpPreRequestPayload
 from cpex.framework.settings import settings as cpex_settings
-from plugin_helpers import KIND, write_plugins_yaml
 from rate_limiter_go.config import parse_config
 from rate_limiter_go.header_handoff import HANDOFF, HeaderHandoff
+from support.plugin_helpers import KIND, write_plugins_yaml
 
 HTTP_HOOKS = ["tool_pre_invoke", "prompt_pre_fetch", "http_pre_request", "http_post_request"]
 

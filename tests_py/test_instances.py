@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from plugin_helpers import call_tool, make_plugin, unique_name
+from support.plugin_helpers import call_tool, make_plugin, unique_name
 
 
 def _remaining(result: Any) -> str:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from cpex.framework import GlobalContext, PluginManager, ToolHookType, ToolPreInvokePayload
-from plugin_helpers import call_tool, fetch_prompt, make_plugin, plugin_entry, unique_name, write_plugins_yaml
 from rate_limiter_go.keys import escape_identity
 from rate_limiter_go.plugin import ERROR_LOG_INTERVAL_S, sanitise_error
+from support.plugin_helpers import call_tool, fetch_prompt, make_plugin, plugin_entry, unique_name, write_plugins_yaml
 
 USER = "user-SECRET-7f3a@example.com"
 TENANT = "tenant-SECRET-91"

@@ -16,7 +16,7 @@ import pytest
 from cpex.framework import PromptPrehookPayload, ToolPreInvokePayload, ToolPreInvokeResult
 from cpex.framework.extensions import Extensions
 from cpex.framework.extensions.request import RequestExtension
-from plugin_helpers import make_plugin, plugin_context
+from support.plugin_helpers import make_plugin, plugin_context
 
 TRACED = Extensions(request=RequestExtension(trace_id="4bf92f3577b34da6a3ce929d0e0e4736"))
 

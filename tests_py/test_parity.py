@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 from conftest import EPOCH_US
-from go_helpers import require_go_engine, reset_go_memory_stores
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rate_limiter_go.config import LimiterConfig, parse_config
 from rate_limiter_go.engine import Decision, Engine
 from rate_limiter_go.engine_python.engine import PythonEngine
+from support.go_helpers import require_go_engine, reset_go_memory_stores
 
 # Both engines are built here whatever RATE_LIMITER_ENGINE says, so the python pass of `make
 # test-py` would repeat the go pass's work exactly: run once per CPython, in the go (or auto) pass.

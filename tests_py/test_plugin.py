@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 from conftest import PACKAGE_PARENT
-from plugin_helpers import (
+from rate_limiter_go import _native
+from rate_limiter_go.engines import ENGINE_ENV, EngineUnavailableError, requested_engine
+from support.plugin_helpers import (
     ALGORITHMS,
     BLOCKED_HEADERS,
     RATE_HEADERS,
@@ -33,8 +35,6 @@ from plugin_helpers import (
     unique_name,
     within,
 )
-from rate_limiter_go import _native
-from rate_limiter_go.engines import ENGINE_ENV, EngineUnavailableError, requested_engine
 
 HOUR_US = 3_600_000_000
 LIMIT = 3

@@ -11,8 +11,8 @@ import logging
 from typing import Any
 
 import pytest
-from plugin_helpers import ALGORITHMS, call_tool, fetch_prompt, make_plugin, unique_name
 from rate_limiter_go.config import parse_config
+from support.plugin_helpers import ALGORITHMS, call_tool, fetch_prompt, make_plugin, unique_name
 
 
 @pytest.fixture(params=["memory", "redis"])

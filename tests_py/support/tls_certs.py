@@ -5,7 +5,8 @@
 (and ``localhost``) signed by it, and a client certificate signed by it, and
 returns their paths. Keys are EC P-256, valid for one day. Nothing is
 installed anywhere: tests point clients at these files (a CA file, or
-SSL_CERT_FILE in a subprocess).
+SSL_CERT_FILE in a subprocess), and ``redis_server.RedisServer(tls=...)``
+serves with them. ``python tests_py/support/tls_certs.py DIR`` writes a set.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class TlsFiles:
+    """The paths make_certs wrote: a test CA, a server and a client certificate it signed, another CA."""
+
     ca_cert: Path
     ca_key: Path
     server_cert: Path
@@ -46,7 +49,9 @@ def _ca(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def _leaf(directory: Path, name: str, ca: tuple[Path, Path], usage: str, san: str | None) -> tuple[Path, Path]:
+def make_leaf(directory: Path, name: str, ca: tuple[Path, Path], usage: str, san: str | None) -> tuple[Path, Path]:
+    """A certificate ``name`` signed by ``ca`` (cert, key), with extended key usage ``usage``
+    (``serverAuth``/``clientAuth``) and subjectAltName ``san``; returns (cert, key)."""
     key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
     ext = directory / f"{name}.ext"
     lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature", f"extendedKeyUsage={usage}"]
@@ -61,12 +66,13 @@ def _leaf(directory: Path, name: str, ca: tuple[Path, Path], usage: str, san: st
 
 
 def make_certs(directory: Path) -> TlsFiles:
+    """Write the CAs and certificates of TlsFiles into ``directory`` (created if needed)."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     ca = _ca(directory, "test-ca")
     other = _ca(directory, "other-ca")
-    server = _leaf(directory, "server", ca, "serverAuth", "IP:127.0.0.1,DNS:localhost")
-    client = _leaf(directory, "client", ca, "clientAuth", None)
+    server = make_leaf(directory, "server", ca, "serverAuth", "IP:127.0.0.1,DNS:localhost")
+    client = make_leaf(directory, "client", ca, "clientAuth", None)
     for key in (ca[1], other[1], server[1], client[1]):
         key.chmod(0o600)
     return TlsFiles(ca[0], ca[1], server[0], server[1], client[0], client[1], other[0])

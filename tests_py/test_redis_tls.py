@@ -1,8 +1,9 @@
 """Redis over TLS (rediss://) and with ACL users, on the engine RATE_LIMITER_ENGINE selects (§8, §9).
 
-Certificates are made at test time by tools/tls_certs.py (openssl CLI): a CA,
+Certificates are made at test time by support/tls_certs.py (openssl CLI): a CA,
 a server certificate for 127.0.0.1, a client certificate, and an unrelated CA.
-Each case starts its own redis-server with ``--tls-port`` on loopback.
+Each case starts its own redis-server (support/redis_server.py) with
+``--tls-port`` on loopback.
 
 * ``redis_tls_ca_file``: the server is verified against that CA.
 * ``redis_tls_cert_file`` + ``redis_tls_key_file``: mTLS, ``--tls-auth-clients yes``.
@@ -27,107 +28,41 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-from conftest import PACKAGE_PARENT, free_port
-from plugin_helpers import call_tool, make_plugin, unique_name
+from conftest import PACKAGE_PARENT, require_command
 from rate_limiter_go.config import ConfigError
+from support.plugin_helpers import call_tool, make_plugin, unique_name
+from support.redis_server import RedisServer
+from support.tls_certs import TlsFiles, make_certs, make_leaf
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-from tls_certs import TlsFiles, make_certs  # noqa: E402
 
 ENGINE = os.environ.get("RATE_LIMITER_ENGINE", "").strip().lower() or "auto"
 
 
-
-def _binary() -> str:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.path.exists(binary):
-        reason = "redis-server is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
-    if shutil.which("openssl") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true: the openssl command is not installed", pytrace=False)
-        pytest.skip("the openssl command is not installed")
-    return binary
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
-def _start(workdir: Path, extra: list[str], ping: Any) -> Server:
-    """Start redis-server with ``extra`` arguments and wait until ``ping(port)`` succeeds."""
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    args = [_binary(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir),
-            "--logfile", str(workdir / "redis.log")]
-    proc = subprocess.Popen(args + [a.replace("{port}", str(port)) for a in extra])
-    server = Server(proc, port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            if ping(port):
-                return server
-        except (redis.exceptions.RedisError, OSError):
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            log = (workdir / "redis.log").read_text(errors="replace")[-1500:] if (workdir / "redis.log").exists() else ""
-            raise RuntimeError(f"redis-server did not come up: {log}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    _binary()
+    require_command("redis-server")
+    require_command("openssl")
     return make_certs(tmp_path_factory.mktemp("pki"))
 
 
-def _tls_server(tmp: Path, pki: TlsFiles, auth_clients: str) -> Iterator[Server]:
-    def ping(port: int) -> bool:
-        with redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(pki.ca_cert),
-                         ssl_certfile=str(pki.client_cert), ssl_keyfile=str(pki.client_key), socket_timeout=1) as c:
-            return bool(c.ping())
-
-    server = _start(tmp, ["--port", "0", "--tls-port", "{port}", "--tls-cert-file", str(pki.server_cert),
-                          "--tls-key-file", str(pki.server_key), "--tls-ca-cert-file", str(pki.ca_cert),
-                          "--tls-auth-clients", auth_clients], ping)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory, pki: TlsFiles) -> Iterator[Server]:
+def tls_server(tmp_path_factory: pytest.TempPathFactory, pki: TlsFiles) -> Iterator[RedisServer]:
     """TLS only (no plain port), client certificates not required."""
-    yield from _tls_server(tmp_path_factory.mktemp("tls"), pki, "no")
+    with RedisServer(workdir=tmp_path_factory.mktemp("tls"), tls=pki) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def mtls_server(tmp_path_factory: pytest.TempPathFactory, pki: TlsFiles) -> Iterator[Server]:
+def mtls_server(tmp_path_factory: pytest.TempPathFactory, pki: TlsFiles) -> Iterator[RedisServer]:
     """TLS only, a client certificate signed by the test CA required."""
-    yield from _tls_server(tmp_path_factory.mktemp("mtls"), pki, "yes")
+    with RedisServer(workdir=tmp_path_factory.mktemp("mtls"), tls=pki, tls_auth_clients=True) as server:
+        yield server
 
 
 def _config(url: str, **extra: Any) -> dict[str, Any]:
@@ -152,20 +87,20 @@ async def _decided(config: dict[str, Any]) -> list[bool | None]:
     return outcomes
 
 
-async def test_ca_file_verifies_the_server(tls_server: Server, pki: TlsFiles) -> None:
+async def test_ca_file_verifies_the_server(tls_server: RedisServer, pki: TlsFiles) -> None:
     """redis_tls_ca_file: the 2/h limit is enforced over TLS (admitted, admitted, refused)."""
     url = f"rediss://127.0.0.1:{tls_server.port}/0"
     assert await _decided(_config(url, redis_tls_ca_file=str(pki.ca_cert))) == [True, True, False]
 
 
-async def test_untrusted_server_is_not_used(tls_server: Server, pki: TlsFiles) -> None:
+async def test_untrusted_server_is_not_used(tls_server: RedisServer, pki: TlsFiles) -> None:
     """Another CA, or the machine's trust store (which lacks the test CA): TLS fails, fail_mode open applies."""
     url = f"rediss://127.0.0.1:{tls_server.port}/0"
     assert await _decided(_config(url, redis_tls_ca_file=str(pki.other_ca_cert))) == [None, None, None]
     assert await _decided(_config(url)) == [None, None, None]
 
 
-async def test_client_certificate_for_mtls(mtls_server: Server, pki: TlsFiles) -> None:
+async def test_client_certificate_for_mtls(mtls_server: RedisServer, pki: TlsFiles) -> None:
     """--tls-auth-clients yes: with the client certificate the limit is enforced."""
     url = f"rediss://127.0.0.1:{mtls_server.port}/0"
     config = _config(url, redis_tls_ca_file=str(pki.ca_cert), redis_tls_cert_file=str(pki.client_cert),
@@ -173,7 +108,7 @@ async def test_client_certificate_for_mtls(mtls_server: Server, pki: TlsFiles) -
     assert await _decided(config) == [True, True, False]
 
 
-async def test_mtls_without_client_certificate_fails_per_fail_mode(mtls_server: Server, pki: TlsFiles) -> None:
+async def test_mtls_without_client_certificate_fails_per_fail_mode(mtls_server: RedisServer, pki: TlsFiles) -> None:
     """--tls-auth-clients yes and no client certificate: refused by the server; open admits, closed refuses (503)."""
     url = f"rediss://127.0.0.1:{mtls_server.port}/0"
     assert await _decided(_config(url, redis_tls_ca_file=str(pki.ca_cert))) == [None, None, None]
@@ -187,7 +122,7 @@ async def test_mtls_without_client_certificate_fails_per_fail_mode(mtls_server: 
 _SUBPROCESS = """
 import asyncio, json, sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
-from plugin_helpers import call_tool, make_plugin
+from support.plugin_helpers import call_tool, make_plugin
 async def main():
     plugin = make_plugin(json.loads(sys.argv[3]))
     out = []
@@ -212,7 +147,7 @@ def _run_with_trust_store(config: dict[str, Any], bundle: Path | None) -> dict[s
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_system_trust_store_via_ssl_cert_file(tls_server: Server, pki: TlsFiles, tmp_path: Path) -> None:
+def test_system_trust_store_via_ssl_cert_file(tls_server: RedisServer, pki: TlsFiles, tmp_path: Path) -> None:
     """rediss:// with no CA file uses the system trust store; SSL_CERT_FILE names it for both engines."""
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(pki.other_ca_cert.read_bytes() + pki.ca_cert.read_bytes())  # the test CA among others
@@ -229,28 +164,20 @@ def test_system_trust_store_via_ssl_cert_file(tls_server: Server, pki: TlsFiles,
 
 
 @pytest.fixture(scope="module")
-def acl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def acl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A plain redis-server whose default user is off; user "limiter" may run scripts on rl-ish keys only."""
-    def ping(port: int) -> bool:
-        with redis.Redis(host="127.0.0.1", port=port, username="limiter", password="s3cr:et@x",
-                         socket_timeout=1) as c:
-            return bool(c.ping())
-
-    _binary()
-    server = _start(tmp_path_factory.mktemp("acl"), [
-        "--port", "{port}",
+    require_command("redis-server")
+    acl = [
         "--user", "default", "off",
         "--user", "limiter", "on", ">s3cr:et@x", "~acl*", "+@scripting", "+ping", "+hello", "+auth", "+time",
         "+zadd", "+zrange", "+zremrangebyscore", "+zcard", "+pexpireat", "+hget", "+hset", "+hmget", "+get",
         "+set", "+incr", "+del",
-    ], ping)
-    try:
+    ]  # fmt: skip
+    with RedisServer(workdir=tmp_path_factory.mktemp("acl"), args=acl, username="limiter", password="s3cr:et@x") as server:
         yield server
-    finally:
-        server.stop()
 
 
-async def test_acl_user_and_password_in_url(acl_server: Server, caplog: pytest.LogCaptureFixture) -> None:
+async def test_acl_user_and_password_in_url(acl_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     """redis://user:password@host: the limit is enforced; a wrong password fails open and is never logged."""
     caplog.set_level(logging.DEBUG)
     good = f"redis://limiter:s3cr%3Aet%40x@127.0.0.1:{acl_server.port}/0"
@@ -330,7 +257,7 @@ def _hashed_cert_dir(directory: Path, ca_cert: Path) -> Path:
 
 @pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
 async def test_trust_variable_set_at_run_time_is_used(
-    tls_server: Server, pki: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+    tls_server: RedisServer, pki: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     """SSL_CERT_FILE or SSL_CERT_DIR set inside the process after Go started (as python-dotenv or the
     gateway's settings loader do): the engine built afterwards trusts the CA found only there."""
@@ -370,28 +297,16 @@ def test_go_config_carries_the_trust_variables_only_for_rediss(monkeypatch: pyte
 
 
 @pytest.fixture(scope="module")
-def other_host_server(tmp_path_factory: pytest.TempPathFactory, pki: TlsFiles) -> Iterator[Server]:
+def other_host_server(tmp_path_factory: pytest.TempPathFactory, pki: TlsFiles) -> Iterator[RedisServer]:
     """TLS only, with a certificate from the test CA issued for other.example, not 127.0.0.1."""
-    from tls_certs import _leaf
-
     workdir = tmp_path_factory.mktemp("other-host")
-    cert, key = _leaf(workdir, "other-host", (pki.ca_cert, pki.ca_key), "serverAuth", "DNS:other.example")
-
-    def ping(port: int) -> bool:
-        with redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(pki.ca_cert),
-                         ssl_check_hostname=False, socket_timeout=1) as c:
-            return bool(c.ping())
-
-    server = _start(workdir, ["--port", "0", "--tls-port", "{port}", "--tls-cert-file", str(cert), "--tls-key-file",
-                              str(key), "--tls-ca-cert-file", str(pki.ca_cert), "--tls-auth-clients", "no"], ping)
-    try:
+    cert = make_leaf(workdir, "other-host", (pki.ca_cert, pki.ca_key), "serverAuth", "DNS:other.example")
+    with RedisServer(workdir=workdir, tls=pki, tls_server_cert=cert, tls_check_hostname=False) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def test_check_hostname_false_verifies_the_chain_but_not_the_name(
-    other_host_server: Server, pki: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    other_host_server: RedisServer, pki: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server certificate for another host name: refused by default, accepted with
     redis_ssl_check_hostname false; a certificate from an unknown CA is refused either way."""
@@ -414,7 +329,7 @@ async def test_check_hostname_false_verifies_the_chain_but_not_the_name(
     assert await _decided(_config(url)) == [None, None, None]
 
 
-async def test_check_hostname_false_with_the_right_host_still_works(tls_server: Server, pki: TlsFiles) -> None:
+async def test_check_hostname_false_with_the_right_host_still_works(tls_server: RedisServer, pki: TlsFiles) -> None:
     url = f"rediss://127.0.0.1:{tls_server.port}/0"
     assert await _decided(_config(url, redis_tls_ca_file=str(pki.ca_cert), redis_ssl_check_hostname=False)) == [
         True, True, False]
