@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from go_helpers import require_go_engine
 from rate_limiter_go import _native
 from rate_limiter_go.config import (
     FAIL_MODES,
@@ -21,6 +20,7 @@ from rate_limiter_go.config import (
     parse_config,
     parse_rate,
 )
+from support.go_helpers import require_go_engine
 
 REPO = Path(__file__).resolve().parent.parent
 

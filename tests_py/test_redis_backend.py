@@ -228,7 +228,9 @@ async def test_foreign_data_under_our_key_is_an_engine_error(redis_url: str, clo
 async def test_close_releases_the_connections(redis_url: str, redis_server, clock) -> None:
     with redis_server.client() as rc:
         baseline = rc.info("clients")["connected_clients"]
-        engine = PythonEngine(parse_config(redis_config(redis_url)), "close")
+        # 10 connections opened at once: generous timeouts, so a busy test host cannot fail the set-up
+        slow_ok = redis_config(redis_url, redis_timeout_ms=2000, redis_connect_timeout_ms=2000)
+        engine = PythonEngine(parse_config(slow_ok), "close")
         await asyncio.gather(*(engine.check(f"user-{i}", None, None, clock.at(0.0)) for i in range(10)))
         assert rc.info("clients")["connected_clients"] > baseline
         await engine.close()
