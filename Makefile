@@ -69,11 +69,11 @@ deps-system:
 		exit $$rc; \
 	fi
 
-$(VENV)/.installed: requirements-dev.txt pyproject.toml setup.py
+$(VENV)/.installed: requirements-dev.txt constraints.txt pyproject.toml setup.py
 	@echo "venv: $(VENV) from $(PYTHON311)"
 	@test -n "$(PYTHON311)" || { echo "venv: no CPython 3.11 found (pyenv prefix 3.11 / python3.11)"; exit 1; }
 	@test -x $(VPY) || { echo "+ $(PYTHON311) -m venv $(VENV)"; $(PYTHON311) -m venv $(VENV); }
-	$(VPY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(VPY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt -c constraints.txt
 	RATE_LIMITER_GO_NATIVE=skip $(VPY) -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e .
 	$(VPY) -m pip check --disable-pip-version-check
 	@touch $@
@@ -92,8 +92,9 @@ build: venv
 # code that ships or builds (not tests_py, not gopy's _goext); every
 # suppression names its rule and says why.
 lint: venv
-	@echo "lint: ruff, gofmt, go vet, staticcheck, gosec, bandit"
+	@echo "lint: ruff, pins, gofmt, go vet, staticcheck, gosec, bandit"
 	$(VPY) -m ruff check $(RUFF_PATHS)
+	$(VPY) tools/build/check_pins.py
 	@dirs=$$(go list -f '{{.Dir}}' ./...); out=$$(gofmt -l $$dirs); \
 		if [ -n "$$out" ]; then echo "gofmt: these files need gofmt -w:"; echo "$$out"; exit 1; fi; \
 		echo "gofmt -l: clean"
@@ -135,10 +136,10 @@ test-py: $(addprefix test-py-,$(PYTHONS))
 test-py-%: $(if $(SKIP_WHEELS),,wheels)
 	@v=$*; tag=cp$(subst .,,$*); venv=.build/test-venv-$$v; \
 	whl=$$(ls $(DIST)/rate_limiter_go-*-$$tag-$$tag-*manylinux*.whl); \
-	if [ ! -f $$venv/.deps ] || [ requirements-dev.txt -nt $$venv/.deps ]; then \
+	if [ ! -f $$venv/.deps ] || [ requirements-dev.txt -nt $$venv/.deps ] || [ constraints.txt -nt $$venv/.deps ]; then \
 		echo "test-py-$$v: $$venv from $(call python_for,$*) with requirements-dev.txt"; \
 		rm -rf $$venv; $(call python_for,$*) -m venv $$venv; \
-		$$venv/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt; touch $$venv/.deps; \
+		$$venv/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt -c constraints.txt; touch $$venv/.deps; \
 	fi; \
 	echo "test-py-$$v: pip install $$whl"; \
 	$$venv/bin/pip install --disable-pip-version-check -q --force-reinstall --no-deps $$whl; \
@@ -205,3 +206,15 @@ distclean: clean
 include bench/bench.mk
 include rig/rig.mk
 include tools/chaos/chaos.mk
+
+# Re-render every generated doc section from the raw results committed beside it; measures nothing
+# (docs/build.md, "Generated docs"). Each renderer takes the commit, clean-tree flag and load of a
+# section from its raw results, never from the tree that renders.
+.PHONY: docs
+docs: venv bench-venv
+	$(VPY) tools/build/build_wheels.py --render
+	$(VPY) tools/build/time_make_test.py --render
+	$(VPY) tools/chaos/chaos_report.py
+	$(BENCH_ENV) $(VPY) -m rlbench.engine --render
+	$(BENCH_ENV) $(BENCH_PY) -m rlbench.report bench/results/results.json --doc docs/benchmarks.md --chart docs/benchmarks.png
+	python3 rig/features.py render

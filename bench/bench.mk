@@ -7,6 +7,8 @@
 #   make bench-ab        the full A/B run with the peers: writes docs/benchmarks.md,
 #                        docs/benchmarks.png and bench/results/results.json (< 10 min)
 #   make bench-ab-quick  the same at smoke-run sizes (about 1-2 min), into bench/out/quick
+#   make bench-engine    the Go engine's own costs (go test -bench ./core, binding, Redis path, RSS):
+#                        bench/results/engine.json and docs/engine.md's measurements (a few minutes)
 #   make bench-test      the harness's own tests (bench/tests)
 #   make bench-venv      bench/.venv from bench/requirements.txt (peers and matplotlib live only there)
 
@@ -17,13 +19,13 @@ BENCH_OUT ?= bench/out
 # Our package from the work tree (the Go extension built in place by `make build`) and the harness.
 BENCH_ENV = PYTHONPATH=$(CURDIR)/python:$(CURDIR)/bench
 
-.PHONY: bench bench-venv bench-go bench-hook bench-ab bench-ab-quick bench-test
+.PHONY: bench bench-venv bench-go bench-hook bench-ab bench-ab-quick bench-engine bench-test
 
-$(BENCH_VENV)/.installed: bench/requirements.txt
+$(BENCH_VENV)/.installed: bench/requirements.txt constraints.txt
 	@echo "bench-venv: $(BENCH_VENV) from $(PYTHON311)"
 	@test -n "$(PYTHON311)" || { echo "bench-venv: no CPython 3.11 found (pyenv prefix 3.11 / python3.11)"; exit 1; }
 	@test -x $(BENCH_PY) || { echo "+ $(PYTHON311) -m venv $(BENCH_VENV)"; $(PYTHON311) -m venv $(BENCH_VENV); }
-	$(BENCH_PY) -m pip install --disable-pip-version-check -q -r bench/requirements.txt
+	$(BENCH_PY) -m pip install --disable-pip-version-check -q -r bench/requirements.txt -c constraints.txt
 	$(BENCH_PY) -m pip check --disable-pip-version-check
 	@touch $@
 
@@ -52,6 +54,11 @@ bench-ab: deps-system build bench-venv
 bench-ab-quick: deps-system build bench-venv
 	$(BENCH_ENV) $(BENCH_PY) -m rlbench --quick --out $(BENCH_OUT)/quick --doc $(BENCH_OUT)/quick/benchmarks.md \
 		--command 'make bench-ab-quick'
+
+# The project's .venv (our engines; no peers needed), the harness package from bench/.
+bench-engine: deps-system build
+	@echo "bench-engine: load average before the run: $$(cut -d' ' -f1-3 /proc/loadavg)"
+	$(BENCH_ENV) $(VPY) -m rlbench.engine
 
 bench-test: bench-venv
 	$(BENCH_ENV) $(BENCH_PY) -m pytest bench/tests -q

@@ -137,6 +137,6 @@ if [ ! -x "$RIG_VENV/bin/locust" ]; then
   say "creating $RIG_VENV (locust, pytest, ruff)"
   "$PY" -m venv "$RIG_VENV"
   "$RIG_VENV/bin/pip" install -q --upgrade pip
-  "$RIG_VENV/bin/pip" install -q -r "$RIG_DIR/requirements-rig.txt"
+  "$RIG_VENV/bin/pip" install -q -r "$RIG_DIR/requirements-rig.txt" -c "$RIG_DIR/../constraints.txt"
 fi
 say "ready (gateway $GATEWAY_VERSION: $GW_VENV)"

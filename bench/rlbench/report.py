@@ -337,7 +337,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         "The Go engine's own micro-benchmarks (`testing.B` with allocs/op: hot key, blocked path, 100k keys, "
         "parallel on one shared and on distinct keys, 1 and 3 dimensions) are generated into "
-        "[engine.md, Measurements](engine.md#measurements) by `tools/bench_engine.py`; "
+        "[engine.md, Measurements](engine.md#measurements) by `make bench-engine` (`python -m rlbench.engine`); "
         "`make bench-go` runs every package's benchmarks for benchstat.",
         "",
         "## Targets",
@@ -360,7 +360,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "| | |",
         "|---|---|",
         f"| machine | {meta.get('cpu')}, {cores} cores, {meta.get('mem_gib')} GiB, {meta.get('os')} |",
-        f"| code | commit {meta.get('git')} |",
+        f"| code | commit {meta.get('git')}{'' if '+changes' in str(meta.get('git')) else ' (clean tree)'} |",
         f"| python | {meta.get('python')} |",
         f"| go | {meta.get('go')} |",
         f"| cpex | {vers.get('cpex')} |",

@@ -1,61 +1,52 @@
-#!/usr/bin/env python3
-"""Measure the Go engine and write the numbers into docs/engine.md.
+"""The Go engine's own costs, for docs/engine.md's "Measurements" section.
 
-Every number in docs/engine.md's "Measurements" section comes from a run of
-this script, which replaces the text between the markers
-``<!-- measurements:start -->`` and ``<!-- measurements:end -->``:
+``python -m rlbench.engine`` measures (``make bench-engine``), writes the raw results to
+bench/results/engine.json (committed) and renders the section between ``<!-- measurements:start -->``
+and ``<!-- measurements:end -->``; ``--render`` renders it again from that JSON without measuring.
+What it measures, below the hook path that ``python -m rlbench`` compares with the peers:
 
-1. Go benchmarks of the engine over the memory backend
-   (``go test -bench . -benchmem ./core``).
-2. Per-call cost from Python (timeit, best of 5): the binding alone, the
-   GoEngine hot path and the PythonEngine for comparison, 1 and 3 dimensions.
-3. The asynchronous Redis path against a private redis-server: one await at a
-   time, and 100 in flight, for both engines.
+1. Go benchmarks of the engine over the memory backend (``go test -bench . -benchmem ./core``).
+2. Per-call cost from Python (timeit, best of 5): the binding alone, the GoEngine hot path and the
+   PythonEngine for comparison, 1 and 3 dimensions.
+3. The asynchronous Redis path against a private redis-server: one await at a time, and 100 in
+   flight, for both engines.
 4. Resident memory growth over many Go evaluate() calls.
 
-Usage: .venv/bin/python tools/bench_engine.py [--quick] [--no-write]
-Needs `make build` first, and redis-server on PATH for part 3.
+Needs `make build` first (PYTHONPATH=python:bench, the project's .venv), and redis-server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
+import json
 import os
-import platform
-import re
-import shutil
-import subprocess  # nosec B404 # runs go test and go version
+import subprocess  # nosec B404 # runs go test
 import sys
-import tempfile
 import time
 import timeit
 from pathlib import Path
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "python"))
-DOC = os.path.join(ROOT, "docs", "engine.md")
+from rlbench import env_info
+from rlbench.redis_server import PrivateRedis
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "engine.md"
+RESULTS = ROOT / "bench" / "results" / "engine.json"
 START, END = "<!-- measurements:start -->", "<!-- measurements:end -->"
-EPOCH_US = 1_800_000_000_000_000
 
 
-def loadavg() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def go_benchmarks(quick: bool) -> str:
+def go_benchmarks(quick: bool) -> dict[str, Any]:
     benchtime = "100000x" if quick else "1s"
     cmd = ["go", "test", "-run", "XXX", "-bench", ".", "-benchmem", f"-benchtime={benchtime}", "./core"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout  # nosec B603 # argv built above (go test), no shell
     lines = [ln for ln in out.splitlines() if ln.startswith(("Benchmark", "cpu:", "goos", "goarch"))]
-    return "$ " + " ".join(cmd) + "\n" + "\n".join(lines)
+    return {"command": " ".join(cmd), "lines": lines}
 
 
 def per_call(quick: bool) -> list[tuple[str, float]]:
-    from rate_limiter_go import _native
+    from rate_limiter_go import _native  # PYTHONPATH=python: the package of this work tree
     from rate_limiter_go.config import parse_config
     from rate_limiter_go.engine_go import GoEngine
     from rate_limiter_go.engine_python.engine import PythonEngine
@@ -97,16 +88,12 @@ def per_call(quick: bool) -> list[tuple[str, float]]:
 
 
 def redis_async(quick: bool) -> list[tuple[str, float]]:
-    # The private redis-server helper of tools/chaos.py (this directory).
-    from chaos import RedisProc
     from rate_limiter_go.config import parse_config
     from rate_limiter_go.engine_go import GoEngine
     from rate_limiter_go.engine_python.engine import PythonEngine
 
-    workdir = tempfile.mkdtemp(prefix="bench-redis-")
-    server = RedisProc(Path(workdir))
-    server.start()
-    url = f"redis://127.0.0.1:{server.port}/0"
+    server = PrivateRedis().start()
+    url = server.url
     try:
         cfg = parse_config(
             {
@@ -148,7 +135,6 @@ def redis_async(quick: bool) -> list[tuple[str, float]]:
         return out
     finally:
         server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def rss_growth(quick: bool) -> tuple[int, float]:
@@ -172,25 +158,39 @@ def rss_growth(quick: bool) -> tuple[int, float]:
     return n, (rss() - before) / 1e6
 
 
-def render(args: argparse.Namespace) -> str:
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load_before = loadavg()
-    go = go_benchmarks(args.quick)
-    calls = per_call(args.quick)
-    redis = redis_async(args.quick) if shutil.which("redis-server") or os.path.exists("/usr/bin/redis-server") else []
-    n, growth = rss_growth(args.quick)
-    load_after = loadavg()
-    cmd = "python tools/bench_engine.py" + (" --quick" if args.quick else "")
+def measure(quick: bool) -> dict[str, Any]:
+    """Every figure of the section, with the machine, commit and load it was measured on."""
+    raw: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": env_info.machine()}
+    raw["go_benchmarks"] = go_benchmarks(quick)
+    raw["per_call_ns"] = [{"call": name, "ns": ns} for name, ns in per_call(quick)]
+    raw["redis_us"] = [{"case": name, "us": us} for name, us in redis_async(quick)]
+    n, growth = rss_growth(quick)
+    raw["rss"] = {"calls": n, "growth_mb": growth}
+    raw["machine"]["load_end"] = env_info.load_average()
+    return raw
+
+
+def _load(x: Any) -> str:
+    return " ".join(f"{v:.2f}" for v in x)
+
+
+def render(raw: dict[str, Any]) -> str:
+    """The section's Markdown (markers included) from a raw result."""
+    m = raw["machine"]
+    cmd = "python -m rlbench.engine" + (" --quick" if raw["mode"] == "quick" else "")
+    go = raw["go_benchmarks"]
     lines = [
         START,
-        f"Written by `{cmd}` on {started}: {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, {subprocess.run(['go', 'version'], capture_output=True, text=True).stdout.strip()}. "  # nosec B603 B607 # fixed argv (go version), go from PATH like every build step
-        f"Load average before/after: {load_before} / {load_after} (other work on the machine inflates every figure).",
+        f"Generated by `{cmd}` (`make bench-engine`; `--render` re-renders) from bench/results/engine.json, "
+        f"measured {m['date_utc']} at commit {m['git']}{'' if '+changes' in m['git'] else ' (clean tree)'}: {m['cpu']}, {m['cores']} CPUs, {m['python']}, {m['go']}. "
+        f"Load average before/after: {_load(m['load_start'])} / {_load(m['load_end'])} "
+        "(other work on the machine inflates every figure).",
         "",
         "**Go benchmarks** (engine + memory backend, per request):",
         "",
         "```",
-        go,
+        "$ " + go["command"],
+        *go["lines"],
         "```",
         "",
         "**Per call from Python** (timeit, CPU time of the process, best of several runs; the engines use the "
@@ -198,44 +198,49 @@ def render(args: argparse.Namespace) -> str:
         "",
         "| call | ns per call |",
         "| --- | --- |",
-        *[f"| {name} | {ns:.0f} |" for name, ns in calls],
+        *[f"| {r['call']} | {r['ns']:.0f} |" for r in raw["per_call_ns"]],
         "",
-    ]
-    if redis:
-        lines += [
-            "**Redis, asynchronous path** (private redis-server on loopback, one EVALSHA per check):",
-            "",
-            "| case | µs |",
-            "| --- | --- |",
-            *[f"| {name} | {us:.1f} |" for name, us in redis],
-            "",
-        ]
-    lines += [
-        f"**Memory growth**: RSS changed by {growth:+.2f} MB over {n:,} `GoEngine.evaluate` calls "
-        "(2 identity strings each) after 200,000 warm-up calls.",
+        "**Redis, asynchronous path** (private redis-server on loopback, one EVALSHA per check):",
+        "",
+        "| case | µs |",
+        "| --- | --- |",
+        *[f"| {r['case']} | {r['us']:.1f} |" for r in raw["redis_us"]],
+        "",
+        f"**Memory growth**: RSS changed by {raw['rss']['growth_mb']:+.2f} MB over {raw['rss']['calls']:,} "
+        "`GoEngine.evaluate` calls (2 identity strings each) after 200,000 warm-up calls.",
         END,
     ]
     return "\n".join(lines)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
-    ap.add_argument("--no-write", action="store_true", help="print instead of updating docs/engine.md")
-    args = ap.parse_args()
-    section = render(args)
-    if args.no_write:
-        print(section)
-        return 0
-    with open(DOC, encoding="utf-8") as f:
-        doc = f.read()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(doc):
-        print(f"{DOC} has no {START} ... {END} section", file=sys.stderr)
-        return 1
-    with open(DOC, "w", encoding="utf-8") as f:
-        f.write(pattern.sub(lambda _: section, doc))
+def write_doc(section: str, doc: Path = DOC) -> None:
+    text = doc.read_text(encoding="utf-8")
+    i, j = text.find(START), text.find(END)
+    if i < 0 or j < i:
+        raise SystemExit(f"{doc} has no {START} ... {END} section")
+    doc.write_text(text[:i] + section + text[j + len(END):], encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rlbench.engine", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run; writes no results)")
+    ap.add_argument("--render", action="store_true", help="re-render docs/engine.md from bench/results/engine.json")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--doc", type=Path, default=DOC)
+    a = ap.parse_args(argv)
+    if a.render:
+        raw = json.loads(a.results.read_text(encoding="utf-8"))
+    else:
+        raw = measure(a.quick)
+        if a.quick:
+            print(render(raw))
+            return 0
+        a.results.parent.mkdir(parents=True, exist_ok=True)
+        a.results.write_text(json.dumps(raw, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    section = render(raw)
+    write_doc(section, a.doc)
     print(section)
+    print(f"(wrote {a.doc}" + ("" if a.render else f" and {a.results}") + ")")
     return 0
 
 
