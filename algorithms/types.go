@@ -67,3 +67,25 @@ type Outcome struct {
 	ResetAtUS    int64 // Unix time in µs, meaning per algorithm (§3)
 	RetryAfterUS int64 // µs until a retry can succeed; 0 unless OK is false and the request was blocked
 }
+
+// State is one key's state of one algorithm: FixedWindowState,
+// SlidingWindowState or TokenBucketState (pointer receivers). A backend
+// evaluates a request's keys in two phases: Check on every key, then Finish
+// on every key with the verdict over all of them (§4).
+type State interface {
+	// Check reports whether the key would admit one more request at nowUS
+	// (Unix µs); it changes nothing that counts.
+	Check(l Limit, nowUS int64) bool
+	// Finish completes the request at nowUS: if admitted it consumes, else
+	// it writes nothing. ok is this key's own Check result.
+	Finish(l Limit, nowUS int64, ok, admitted bool) Outcome
+	// ExpiresAtUS returns the Unix µs from which the state counts as empty.
+	ExpiresAtUS(l Limit) int64
+}
+
+// Compile-time checks that the three states implement State.
+var (
+	_ State = (*FixedWindowState)(nil)
+	_ State = (*SlidingWindowState)(nil)
+	_ State = (*TokenBucketState)(nil)
+)

@@ -6,11 +6,14 @@ import (
 	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
 )
 
-// Backend evaluates one request's dimensions all-or-nothing (docs/semantics.md §4).
+// Backend evaluates one request's dimensions all-or-nothing (docs/semantics.md §4)
+// with the one algorithm it was made for.
 type Backend interface {
-	// Evaluate checks keys[i] against limits[i] with algorithm kind at nowUS (0: the backend's clock),
+	// Evaluate checks keys[i] against limits[i] at nowUS (Unix µs; 0: the backend's clock),
 	// writes one Outcome per key into out[:len(keys)] and reports whether the request was admitted.
-	Evaluate(ctx context.Context, kind algorithms.Kind, keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (admitted bool, err error)
+	Evaluate(ctx context.Context, keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (admitted bool, err error)
+	// Algorithm returns the algorithm the backend evaluates.
+	Algorithm() algorithms.Kind
 	Close() error
 }
 

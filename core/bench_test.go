@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -38,7 +39,11 @@ func benchLimiter(b *testing.B, algo, dims string) *core.Limiter {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := core.NewLimiter(parsed, memory.New(200_000))
+	store, err := memory.New(parsed.Algorithm, 200_000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := core.NewLimiter(parsed, store)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -144,5 +149,34 @@ func BenchmarkParallel(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// BenchmarkEntryBytes reports the heap per memory-store key (entry, key
+// string, map and slot overhead) after 100,000 distinct users.
+func BenchmarkEntryBytes(b *testing.B) {
+	const users = 100_000
+	ids := make([]string, users)
+	for i := range ids {
+		ids[i] = "user" + strconv.Itoa(i) + "@example.com"
+	}
+	for _, algo := range algos {
+		b.Run(algo, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				l := benchLimiter(b, algo, "blocked") // 1 per hour: every key stays live
+				ctx, now := context.Background(), benchStart
+				for _, id := range ids {
+					now++
+					l.Evaluate(ctx, id, "", "", now)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/users, "B/entry")
+				runtime.KeepAlive(l)
+			}
+		})
 	}
 }

@@ -80,7 +80,6 @@ type scratch struct {
 // safe for concurrent use. It does not own the backend: closing the backend is
 // the caller's business, since backends are shared (§10).
 type Limiter struct {
-	kind       algorithms.Kind
 	backend    Backend
 	borrow     bool // backend accepts key views into scratch buffers
 	userPrefix string
@@ -96,10 +95,13 @@ type Limiter struct {
 	pool       sync.Pool
 }
 
-// NewLimiter binds a configuration to a backend.
+// NewLimiter binds a configuration to a backend made for its algorithm.
 func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 	if backend == nil {
 		return nil, fmt.Errorf("%w: nil backend", ErrConfig)
+	}
+	if backend.Algorithm() != cfg.Algorithm {
+		return nil, fmt.Errorf("%w: a %v backend for a %v configuration", ErrConfig, backend.Algorithm(), cfg.Algorithm)
 	}
 	tag := cfg.Algorithm.KeyTag()
 	if tag == "" {
@@ -108,7 +110,7 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 	if !validPrefix(cfg.KeyPrefix) {
 		return nil, fmt.Errorf("%w: key prefix %q", ErrConfig, cfg.KeyPrefix)
 	}
-	l := &Limiter{kind: cfg.Algorithm, backend: backend, tools: make(map[string]toolDim, len(cfg.ByTool))}
+	l := &Limiter{backend: backend, tools: make(map[string]toolDim, len(cfg.ByTool))}
 	if b, ok := backend.(KeyBorrower); ok {
 		l.borrow = b.BorrowsKeys()
 	}
@@ -224,7 +226,7 @@ func (l *Limiter) EvaluateRequest(ctx context.Context, r Request) (Decision, err
 		}
 	}
 
-	admitted, err := l.backend.Evaluate(ctx, l.kind, s.keys[:n], s.limits[:n], nowUS, s.out[:n])
+	admitted, err := l.backend.Evaluate(ctx, s.keys[:n], s.limits[:n], nowUS, s.out[:n])
 	clear(s.keys[:n]) // drop views of the buffers before the scratch is reused
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrBackend, err)

@@ -25,9 +25,12 @@ type recorder struct {
 	outs     []algorithms.Outcome
 	err      error
 	calls    int
+	kind     algorithms.Kind // set by limiter to the configuration's
 }
 
-func (r *recorder) Evaluate(_ context.Context, _ algorithms.Kind, keys []string, limits []algorithms.Limit, _ int64, out []algorithms.Outcome) (bool, error) {
+func (r *recorder) Algorithm() algorithms.Kind { return r.kind }
+
+func (r *recorder) Evaluate(_ context.Context, keys []string, limits []algorithms.Limit, _ int64, out []algorithms.Outcome) (bool, error) {
 	r.calls++
 	r.keys = append([]string(nil), keys...)
 	r.limits = append([]algorithms.Limit(nil), limits...)
@@ -46,11 +49,44 @@ func limiter(t *testing.T, cfgJSON string, b core.Backend) *core.Limiter {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if r, ok := b.(*recorder); ok {
+		r.kind = cfg.Algorithm
+	}
 	l, err := core.NewLimiter(cfg, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// memLimiter is a limiter of cfgJSON on a memory store of 100 keys.
+func memLimiter(t *testing.T, cfgJSON string) *core.Limiter {
+	t.Helper()
+	cfg, err := core.ParseConfig([]byte(cfgJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := memory.New(cfg.Algorithm, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return limiter(t, cfgJSON, store)
+}
+
+// TestBackendOfAnotherAlgorithm: a backend serves the one algorithm it was
+// made for; binding it to another configuration is an error.
+func TestBackendOfAnotherAlgorithm(t *testing.T) {
+	cfg, err := core.ParseConfig([]byte(`{"algorithm":"sliding_window","by_user":{"limit":1,"window_s":1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := memory.New(algorithms.TokenBucket, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.NewLimiter(cfg, store); !errors.Is(err, core.ErrConfig) {
+		t.Fatalf("error %v, want ErrConfig", err)
+	}
 }
 
 const allDims = `{"algorithm":"%s","by_user":{"limit":10,"window_s":60},"by_tenant":{"limit":5,"window_s":1},
@@ -194,7 +230,7 @@ func TestUserPerServerAllOrNothing(t *testing.T) {
 			cfg := `{"algorithm":"` + algo + `","by_user":{"limit":3,"window_s":60},` +
 				`"by_user_per_server":{"limit":1,"window_s":60},"by_tenant":{"limit":3,"window_s":60},` +
 				`"by_tool":{"search":{"limit":3,"window_s":60}}}`
-			l := limiter(t, cfg, memory.New(100))
+			l := memLimiter(t, cfg)
 			ev := func(server string) core.Decision {
 				d, err := l.EvaluateRequest(context.Background(),
 					core.Request{User: "u", Server: server, Tenant: "t", Tool: "search", NowUS: 60 * sec})
@@ -307,8 +343,8 @@ func TestBackendErrorWrapped(t *testing.T) {
 func TestAllOrNothing(t *testing.T) {
 	for _, algo := range []string{"fixed_window", "sliding_window", "token_bucket"} {
 		t.Run(algo, func(t *testing.T) {
-			l := limiter(t, fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":3,"window_s":60},
-				"by_tool":{"a":{"limit":1,"window_s":60},"b":{"limit":4,"window_s":60}}}`, algo), memory.New(100))
+			l := memLimiter(t, fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":3,"window_s":60},
+				"by_tool":{"a":{"limit":1,"window_s":60},"b":{"limit":4,"window_s":60}}}`, algo))
 			steps := []struct {
 				user, tool string
 				admitted   bool
@@ -342,7 +378,7 @@ func TestEvaluateAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector")
 	}
-	l := limiter(t, fmt.Sprintf(allDims, "token_bucket"), memory.New(100))
+	l := memLimiter(t, fmt.Sprintf(allDims, "token_bucket"))
 	ctx := context.Background()
 	now := int64(1_700_000_000) * sec
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -360,7 +396,7 @@ func TestEvaluateAllocs(t *testing.T) {
 	// allocates (docs/engine.md, "The memory store").
 	long := core.Request{User: strings.Repeat("u", 200), Server: strings.Repeat("s:", 40), Tenant: "team:1", Tool: "search"}
 	for _, r := range []core.Request{{User: "alice@example.com", Server: "srv-1", Tenant: "team:1", Tool: "search"}, long} {
-		l4 := limiter(t, fmt.Sprintf(fourDims, "fixed_window"), memory.New(100))
+		l4 := memLimiter(t, fmt.Sprintf(fourDims, "fixed_window"))
 		r.NowUS = int64(1_700_000_000) * sec
 		allocs = testing.AllocsPerRun(1000, func() {
 			r.NowUS++

@@ -117,7 +117,7 @@ func Submit(handle int64, user, server, tenant, tool string, nowUS int64) (ticke
 			}
 			queue.complete(t, packed)
 		}()
-		packed = evaluate(l.lim, user, server, tenant, tool, nowUS)
+		packed = evaluate(l, user, server, tenant, tool, nowUS)
 	}()
 	return t
 }

@@ -12,18 +12,14 @@ package pyext
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 
 	"github.com/puzpuzpuz/xsync/v3"
 
-	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
-	"github.com/rate-limiter-go/rate_limiter_go/backends/redis"
-	"github.com/rate-limiter-go/rate_limiter_go/core"
+	"github.com/rate-limiter-go/rate_limiter_go/limiter"
 )
 
 // Error codes returned instead of a packed result (docs/engine.md).
@@ -35,7 +31,7 @@ const (
 )
 
 // Result packing (docs/engine.md): bit 0 admitted, bits 1-3 dimension
-// (core.Dimension: 0 user, 1 user_per_server, 2 tenant, 3 tool, 4 none),
+// (limiter.Dimension: 0 user, 1 user_per_server, 2 tenant, 3 tool, 4 none),
 // bits 4-24 remaining (admitted) or Retry-After seconds (blocked), bits 25-62
 // X-RateLimit-Reset in Unix seconds.
 const (
@@ -53,10 +49,11 @@ func ABIVersion() int64 { return 3 }
 // Add returns a+b. The build's smoke test and the overhead benchmark call it.
 func Add(a, b int64) int64 { return a + b }
 
-// limiter is one NewLimiter handle: the engine and the shared backend it uses.
-type limiter struct {
-	lim     *core.Limiter
-	release func() // drops this limiter's reference to a shared Redis backend
+// evaluator is what a handle refers to: a *limiter.Limiter (tests put in
+// others).
+type evaluator interface {
+	Evaluate(ctx context.Context, r limiter.Request) (limiter.Decision, error)
+	Close()
 }
 
 // table maps handles to limiters: a concurrent map with lock-free reads.
@@ -64,77 +61,25 @@ type limiter struct {
 // reach another engine's limiter.
 type table struct {
 	last atomic.Int64
-	m    *xsync.MapOf[int64, *limiter]
+	m    *xsync.MapOf[int64, evaluator]
 }
 
-var handles = table{m: xsync.NewMapOf[int64, *limiter]()}
+var handles = table{m: xsync.NewMapOf[int64, evaluator]()}
 
-func (t *table) get(h int64) *limiter {
+func (t *table) get(h int64) evaluator {
 	l, _ := t.m.Load(h)
 	return l
 }
 
-func (t *table) add(l *limiter) int64 {
+func (t *table) add(l evaluator) int64 {
 	h := t.last.Add(1)
 	t.m.Store(h, l)
 	return h
 }
 
-func (t *table) remove(h int64) *limiter {
+func (t *table) remove(h int64) evaluator {
 	l, _ := t.m.LoadAndDelete(h)
 	return l
-}
-
-// sharedRedis holds one Redis backend per (name, config), reference counted
-// by the limiters that use it, so every limiter of a plugin shares one pool.
-var sharedRedis = struct {
-	sync.Mutex
-	m map[[2]string]*redisRef
-}{m: map[[2]string]*redisRef{}}
-
-type redisRef struct {
-	b    *redis.Backend
-	refs int
-}
-
-func acquireRedis(name, config string, cfg core.Config) (*redis.Backend, func(), error) {
-	sharedRedis.Lock()
-	defer sharedRedis.Unlock()
-	k := [2]string{name, config}
-	ref := sharedRedis.m[k]
-	if ref == nil {
-		b, err := redis.New(redis.Options{
-			URL:             cfg.RedisURL,
-			ConnectTimeout:  cfg.ConnectTimeout,
-			CommandTimeout:  cfg.CommandTimeout,
-			BreakerFailures: cfg.BreakerFailures,
-			BreakerCooldown: cfg.BreakerCooldown,
-			TLSCAFile:       cfg.RedisTLSCAFile,
-			TLSCertFile:     cfg.RedisTLSCertFile,
-			TLSKeyFile:      cfg.RedisTLSKeyFile,
-
-			TLSSkipHostnameCheck: !cfg.RedisTLSCheckHostname,
-			TrustCertFile:        cfg.HostSSLCertFile,
-			TrustCertDirs:        cfg.HostSSLCertDir,
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		ref = &redisRef{b: b}
-		sharedRedis.m[k] = ref
-	}
-	ref.refs++
-	var once sync.Once
-	return ref.b, func() {
-		once.Do(func() {
-			sharedRedis.Lock()
-			defer sharedRedis.Unlock()
-			if ref.refs--; ref.refs == 0 {
-				delete(sharedRedis.m, k)
-				_ = ref.b.Close()
-			}
-		})
-	}, nil
 }
 
 // NewLimiter parses configJSON (LimiterConfig.canonical_json()) and returns a
@@ -148,26 +93,8 @@ func NewLimiter(name string, configJSON string) (h int64, err error) {
 			h, err = 0, fmt.Errorf("rate limiter: internal error creating the limiter: %v", r)
 		}
 	}()
-	cfg, err := core.ParseConfig([]byte(configJSON))
+	l, err := limiter.Open(name, configJSON)
 	if err != nil {
-		return 0, fmt.Errorf("rate limiter: %w", err)
-	}
-	l := &limiter{release: func() {}}
-	var backend core.Backend
-	switch cfg.Backend {
-	case "memory":
-		backend = memory.Shared(name, configJSON, cfg.MemoryMaxKeys)
-	case "redis":
-		b, release, err := acquireRedis(name, configJSON, cfg)
-		if err != nil {
-			return 0, fmt.Errorf("rate limiter: %w", err)
-		}
-		backend, l.release = b, release
-	default:
-		return 0, fmt.Errorf("rate limiter: backend %q not supported", cfg.Backend)
-	}
-	if l.lim, err = core.NewLimiter(cfg, backend); err != nil {
-		l.release()
 		return 0, fmt.Errorf("rate limiter: %w", err)
 	}
 	return handles.add(l), nil
@@ -178,7 +105,7 @@ func NewLimiter(name string, configJSON string) (h int64, err error) {
 func CloseLimiter(handle int64) {
 	defer recoverTo(new(int64))
 	if l := handles.remove(handle); l != nil {
-		l.release()
+		l.Close()
 	}
 }
 
@@ -187,7 +114,7 @@ func CloseLimiter(handle int64) {
 // for production use: it breaks the sharing of docs/semantics.md §10.
 func ResetMemoryStores() {
 	defer recoverTo(new(int64))
-	memory.ResetShared()
+	limiter.ResetMemoryStores()
 }
 
 // Evaluate checks and, if admitted, consumes one request synchronously (the
@@ -203,13 +130,13 @@ func Evaluate(handle int64, user, server, tenant, tool string, nowUS int64) (pac
 	if l == nil {
 		return CodeUnknownHandle
 	}
-	return evaluate(l.lim, user, server, tenant, tool, nowUS)
+	return evaluate(l, user, server, tenant, tool, nowUS)
 }
 
 // evaluate runs one request and packs the answer or the error code.
-func evaluate(lim *core.Limiter, user, server, tenant, tool string, nowUS int64) int64 {
-	d, err := lim.EvaluateRequest(context.Background(),
-		core.Request{User: user, Server: server, Tenant: tenant, Tool: tool, NowUS: nowUS})
+func evaluate(l evaluator, user, server, tenant, tool string, nowUS int64) int64 {
+	d, err := l.Evaluate(context.Background(),
+		limiter.Request{User: user, Server: server, Tenant: tenant, Tool: tool, NowUS: nowUS})
 	if err != nil {
 		return code(err)
 	}
@@ -218,19 +145,17 @@ func evaluate(lim *core.Limiter, user, server, tenant, tool string, nowUS int64)
 
 // code maps an engine error to its Code*.
 func code(err error) int64 {
-	switch {
-	case errors.Is(err, core.ErrBadArgument),
-		errors.Is(err, memory.ErrBadRequest),
-		errors.Is(err, redis.ErrInvalidRequest):
+	switch limiter.Classify(err) {
+	case limiter.BadArgument:
 		return CodeBadArgument
-	case errors.Is(err, core.ErrBackend):
+	case limiter.Unavailable:
 		return CodeUnavailable
 	}
 	return CodeInternal
 }
 
 // pack encodes a Decision into a non-negative int64 (docs/engine.md).
-func pack(d core.Decision) int64 {
+func pack(d limiter.Decision) int64 {
 	var p int64
 	v := d.Remaining
 	if d.Admitted {

@@ -11,8 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
-	"github.com/rate-limiter-go/rate_limiter_go/core"
+	"github.com/rate-limiter-go/rate_limiter_go/limiter"
 )
 
 const sec = int64(1_000_000)
@@ -50,19 +49,19 @@ func unpack(p int64) unpacked {
 
 func TestPackLayout(t *testing.T) {
 	tests := []struct {
-		d    core.Decision
+		d    limiter.Decision
 		want unpacked
 	}{
-		{core.Decision{Admitted: true, Dimension: core.DimNone}, unpacked{true, 4, 0, 0}},
-		{core.Decision{Admitted: true, Dimension: core.DimUser, Limit: 9, Remaining: 1_000_000, ResetAtUnix: 1_800_000_060},
+		{limiter.Decision{Admitted: true, Dimension: limiter.DimNone}, unpacked{true, 4, 0, 0}},
+		{limiter.Decision{Admitted: true, Dimension: limiter.DimUser, Limit: 9, Remaining: 1_000_000, ResetAtUnix: 1_800_000_060},
 			unpacked{true, 0, 1_000_000, 1_800_000_060}},
-		{core.Decision{Admitted: false, Dimension: core.DimTool, Limit: 3, ResetAtUnix: 1<<38 - 1, RetryAfterS: 3600},
+		{limiter.Decision{Admitted: false, Dimension: limiter.DimTool, Limit: 3, ResetAtUnix: 1<<38 - 1, RetryAfterS: 3600},
 			unpacked{false, 3, 3600, 1<<38 - 1}},
-		{core.Decision{Admitted: false, Dimension: core.DimTenant, RetryAfterS: 1, ResetAtUnix: 7}, unpacked{false, 2, 1, 7}},
-		{core.Decision{Admitted: true, Dimension: core.DimUserPerServer, Remaining: 5, ResetAtUnix: 9},
+		{limiter.Decision{Admitted: false, Dimension: limiter.DimTenant, RetryAfterS: 1, ResetAtUnix: 7}, unpacked{false, 2, 1, 7}},
+		{limiter.Decision{Admitted: true, Dimension: limiter.DimUserPerServer, Remaining: 5, ResetAtUnix: 9},
 			unpacked{true, 1, 5, 9}},
 		// Out-of-range values saturate instead of corrupting neighbouring fields.
-		{core.Decision{Admitted: true, Dimension: core.DimUser, Remaining: 1 << 22, ResetAtUnix: 1 << 40},
+		{limiter.Decision{Admitted: true, Dimension: limiter.DimUser, Remaining: 1 << 22, ResetAtUnix: 1 << 40},
 			unpacked{true, 0, 1<<21 - 1, 1<<38 - 1}},
 	}
 	for _, tt := range tests {
@@ -74,7 +73,7 @@ func TestPackLayout(t *testing.T) {
 			t.Errorf("pack(%+v) unpacks to %+v, want %+v", tt.d, got, tt.want)
 		}
 	}
-	if pack(core.Decision{Admitted: true, Dimension: core.DimNone}) != 9 {
+	if pack(limiter.Decision{Admitted: true, Dimension: limiter.DimNone}) != 9 {
 		t.Error("the no-dimension result must be 9, which engine_go.py relies on")
 	}
 }
@@ -232,24 +231,14 @@ func TestSubmitCompletes(t *testing.T) {
 	}
 }
 
-// panicky is a Backend that panics, standing in for an engine bug.
+// panicky is a limiter that panics, standing in for an engine bug.
 type panicky struct{}
 
-func (panicky) Evaluate(context.Context, algorithms.Kind, []string, []algorithms.Limit, int64, []algorithms.Outcome) (bool, error) {
-	panic("bug")
-}
-func (panicky) Close() error { return nil }
+func (panicky) Evaluate(context.Context, limiter.Request) (limiter.Decision, error) { panic("bug") }
+func (panicky) Close()                                                              {}
 
 func TestPanicsAreRecovered(t *testing.T) {
-	cfg, err := core.ParseConfig([]byte(cfgJSON("")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lim, err := core.NewLimiter(cfg, panicky{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := handles.add(&limiter{lim: lim, release: func() {}})
+	h := handles.add(panicky{})
 	defer CloseLimiter(h)
 	before := PanicCount()
 	if got := Evaluate(h, "u", "", "", "", now); got != CodeInternal {
@@ -280,14 +269,18 @@ func TestCodes(t *testing.T) {
 		err  error
 		want int64
 	}{
-		{fmt.Errorf("x: %w", core.ErrBadArgument), CodeBadArgument},
-		{fmt.Errorf("%w: %w", core.ErrBackend, errors.New("timeout")), CodeUnavailable},
 		{errors.New("something else"), CodeInternal},
 	}
 	for _, tt := range tests {
 		if got := code(tt.err); got != tt.want {
 			t.Errorf("code(%v) = %d, want %d", tt.err, got, tt.want)
 		}
+	}
+	// A Redis nobody listens on: the backend is unavailable (§8).
+	h := newLimiter(t, t.Name(), `{"backend":"redis","redis_url":"redis://127.0.0.1:1/0",`+
+		`"by_user":{"limit":1,"window_s":1},"redis_connect_timeout_ms":20}`)
+	if got := Evaluate(h, "u", "", "", "", now); got != CodeUnavailable {
+		t.Errorf("Evaluate on a closed Redis port = %d, want CodeUnavailable", got)
 	}
 	if !strings.HasPrefix(fmt.Sprint(ABIVersion()), "3") {
 		t.Error("ABIVersion changed: update engine_go.ABI_VERSION too")

@@ -117,7 +117,7 @@ func TestRedisTLSFiles(t *testing.T) {
 				tt.opts.CommandTimeout = 2 * time.Second
 				b := newRedisBackend(t, url, tt.opts)
 				out := make([]algorithms.Outcome, 1)
-				admitted, err := b.Evaluate(context.Background(), algorithms.FixedWindow,
+				admitted, err := b.of(algorithms.FixedWindow).Evaluate(context.Background(),
 					[]string{uniquePrefix(t)}, limits, 0, out)
 				if tt.works {
 					if err != nil || !admitted {
@@ -227,7 +227,7 @@ func TestRedisTLSVerification(t *testing.T) {
 			tt.opts.CommandTimeout = 2 * time.Second
 			b := newRedisBackend(t, url, tt.opts)
 			out := make([]algorithms.Outcome, 1)
-			admitted, err := b.Evaluate(context.Background(), algorithms.FixedWindow, []string{uniquePrefix(t)}, limits, 0, out)
+			admitted, err := b.of(algorithms.FixedWindow).Evaluate(context.Background(), []string{uniquePrefix(t)}, limits, 0, out)
 			if tt.works {
 				if err != nil || !admitted {
 					t.Fatalf("admitted %v, err %v; want the first request admitted over TLS", admitted, err)

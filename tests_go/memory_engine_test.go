@@ -7,22 +7,18 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
-	"github.com/rate-limiter-go/rate_limiter_go/core"
+	"github.com/rate-limiter-go/rate_limiter_go/limiter"
 )
 
-// memLimiter builds a core.Limiter over the shared memory store of (name, cfg),
-// as pyext.NewLimiter does.
-func memLimiter(t *testing.T, name, cfg string) *core.Limiter {
+// memLimiter opens a limiter of (name, cfg) as pyext.NewLimiter does: limiters
+// of one name and configuration share one memory store.
+func memLimiter(t *testing.T, name, cfg string) *limiter.Limiter {
 	t.Helper()
-	parsed, err := core.ParseConfig([]byte(cfg))
+	l, err := limiter.Open(name, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := core.NewLimiter(parsed, memory.Shared(name, cfg, parsed.MemoryMaxKeys))
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(l.Close)
 	return l
 }
 
@@ -32,7 +28,7 @@ func memLimiter(t *testing.T, name, cfg string) *core.Limiter {
 // exactly its limit, and the refused requests spent nothing in the user and
 // tenant dimensions, which a final probe reads back.
 func TestMemoryEngineConcurrentDimensions(t *testing.T) {
-	t.Cleanup(memory.ResetShared)
+	t.Cleanup(limiter.ResetMemoryStores)
 	for _, algo := range []string{"fixed_window", "sliding_window", "token_bucket"} {
 		t.Run(algo, func(t *testing.T) {
 			cfg := fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":1000,"window_s":3600},`+
@@ -54,7 +50,7 @@ func TestMemoryEngineConcurrentDimensions(t *testing.T) {
 					}
 					user := fmt.Sprintf("user%d@example.com", w)
 					for i := 0; i < each; i++ {
-						d, err := l.Evaluate(ctx, user, "team:1", "search", now)
+						d, err := l.Evaluate(ctx, limiter.Request{User: user, Tenant: "team:1", Tool: "search", NowUS: now})
 						if err != nil {
 							t.Error(err)
 							return
@@ -62,7 +58,7 @@ func TestMemoryEngineConcurrentDimensions(t *testing.T) {
 						if d.Admitted {
 							admitted.Add(1)
 							perUser[w].Add(1)
-						} else if d.Dimension != core.DimTool || d.RetryAfterS < 1 {
+						} else if d.Dimension != limiter.DimTool || d.RetryAfterS < 1 {
 							t.Errorf("refused by %v with Retry-After %d, want the tool", d.Dimension, d.RetryAfterS)
 						}
 					}
@@ -73,13 +69,13 @@ func TestMemoryEngineConcurrentDimensions(t *testing.T) {
 				t.Fatalf("admitted %d of %d, want the tool limit 150", admitted.Load(), workers*each)
 			}
 			// Probe without the tool: remaining counts show exactly the admitted requests.
-			d, err := b.Evaluate(ctx, "user0@example.com", "team:1", "", now)
+			d, err := b.Evaluate(ctx, limiter.Request{User: "user0@example.com", Tenant: "team:1", NowUS: now})
 			if err != nil {
 				t.Fatal(err)
 			}
 			wantUser := 1000 - perUser[0].Load() - 1
 			wantTenant := 1000 - admitted.Load() - 1
-			if d.Dimension != core.DimUser && d.Dimension != core.DimTenant {
+			if d.Dimension != limiter.DimUser && d.Dimension != limiter.DimTenant {
 				t.Fatalf("probe reported %v", d.Dimension)
 			}
 			if want := min(wantUser, wantTenant); d.Remaining != want {
@@ -92,10 +88,9 @@ func TestMemoryEngineConcurrentDimensions(t *testing.T) {
 // TestMemoryEngineBoundUnderLoad: many distinct users from many goroutines
 // never grow the store beyond memory_max_keys plus the keys in flight.
 func TestMemoryEngineBoundUnderLoad(t *testing.T) {
-	t.Cleanup(memory.ResetShared)
+	t.Cleanup(limiter.ResetMemoryStores)
 	cfg := `{"algorithm":"sliding_window","by_user":{"limit":5,"window_s":60},"memory_max_keys":500}`
 	l := memLimiter(t, t.Name(), cfg)
-	store := memory.Shared(t.Name(), cfg, 500)
 	ctx := context.Background()
 	const workers = 4
 	var wg sync.WaitGroup
@@ -106,11 +101,11 @@ func TestMemoryEngineBoundUnderLoad(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 5000; i++ {
 				now := int64(1_800_000_000)*secondUS + int64(i)
-				if _, err := l.Evaluate(ctx, fmt.Sprintf("w%d-u%d", w, i), "", "", now); err != nil {
+				if _, err := l.Evaluate(ctx, limiter.Request{User: fmt.Sprintf("w%d-u%d", w, i), NowUS: now}); err != nil {
 					t.Error(err)
 					return
 				}
-				for n, m := int64(store.Len()), maxSeen.Load(); n > m && !maxSeen.CompareAndSwap(m, n); m = maxSeen.Load() {
+				for n, m := int64(l.MemoryKeys()), maxSeen.Load(); n > m && !maxSeen.CompareAndSwap(m, n); m = maxSeen.Load() {
 				}
 			}
 		}(w)
@@ -127,7 +122,7 @@ func TestMemoryEngineBoundUnderLoad(t *testing.T) {
 // user_per_server, and the probes show the refusals spent nothing elsewhere
 // (four keys locked in key order, §4).
 func TestMemoryEngineConcurrentFourDimensions(t *testing.T) {
-	t.Cleanup(memory.ResetShared)
+	t.Cleanup(limiter.ResetMemoryStores)
 	for _, algo := range []string{"fixed_window", "sliding_window", "token_bucket"} {
 		t.Run(algo, func(t *testing.T) {
 			cfg := fmt.Sprintf(`{"algorithm":%q,"by_user":{"limit":1000,"window_s":3600},`+
@@ -148,17 +143,17 @@ func TestMemoryEngineConcurrentFourDimensions(t *testing.T) {
 						l = b
 					}
 					u, s := w%2, (w/2)%2
-					r := core.Request{User: fmt.Sprintf("user%d@example.com", u), Server: fmt.Sprintf("srv:%d", s),
+					r := limiter.Request{User: fmt.Sprintf("user%d@example.com", u), Server: fmt.Sprintf("srv:%d", s),
 						Tenant: "team:1", Tool: "search", NowUS: now}
 					for i := 0; i < each; i++ {
-						d, err := l.EvaluateRequest(ctx, r)
+						d, err := l.Evaluate(ctx, r)
 						if err != nil {
 							t.Error(err)
 							return
 						}
 						if d.Admitted {
 							perPairAdmitted[u][s].Add(1)
-						} else if d.Dimension != core.DimUserPerServer || d.RetryAfterS < 1 {
+						} else if d.Dimension != limiter.DimUserPerServer || d.RetryAfterS < 1 {
 							t.Errorf("refused by %v with Retry-After %d, want user_per_server", d.Dimension, d.RetryAfterS)
 						}
 					}
@@ -173,16 +168,16 @@ func TestMemoryEngineConcurrentFourDimensions(t *testing.T) {
 				}
 			}
 			probes := []struct {
-				r    core.Request
-				dim  core.Dimension
+				r    limiter.Request
+				dim  limiter.Dimension
 				left int64
 			}{
-				{core.Request{User: "user0@example.com", NowUS: now}, core.DimUser, 1000 - 2*perPair - 1},
-				{core.Request{User: "probe", Tool: "search", NowUS: now}, core.DimTool, 150 - 4*perPair - 1},
-				{core.Request{User: "probe2", Tenant: "team:1", NowUS: now}, core.DimTenant, 1000 - 4*perPair - 1},
+				{limiter.Request{User: "user0@example.com", NowUS: now}, limiter.DimUser, 1000 - 2*perPair - 1},
+				{limiter.Request{User: "probe", Tool: "search", NowUS: now}, limiter.DimTool, 150 - 4*perPair - 1},
+				{limiter.Request{User: "probe2", Tenant: "team:1", NowUS: now}, limiter.DimTenant, 1000 - 4*perPair - 1},
 			}
 			for _, p := range probes {
-				d, err := b.EvaluateRequest(ctx, p.r)
+				d, err := b.Evaluate(ctx, p.r)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -36,7 +36,7 @@ func BenchmarkRedisEvaluate(b *testing.B) {
 				ctx := context.Background()
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, err := be.Evaluate(ctx, kind, keys, limits, 0, out); err != nil {
+					if _, err := be.of(kind).Evaluate(ctx, keys, limits, 0, out); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -47,7 +47,7 @@ func BenchmarkRedisEvaluate(b *testing.B) {
 				b.RunParallel(func(pb *testing.PB) {
 					out := make([]algorithms.Outcome, n)
 					for pb.Next() {
-						if _, err := be.Evaluate(ctx, kind, keys, limits, 0, out); err != nil {
+						if _, err := be.of(kind).Evaluate(ctx, keys, limits, 0, out); err != nil {
 							b.Error(err)
 							return
 						}

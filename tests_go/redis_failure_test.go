@@ -19,11 +19,11 @@ var oneLimit = []algorithms.Limit{{Limit: 1000, WindowUS: 60 * secondUS}}
 
 // evalErr runs one request expected to fail and returns how long the call
 // took and its error.
-func evalErr(t *testing.T, b *redis.Backend, key string) (time.Duration, error) {
+func evalErr(t *testing.T, b redisBackends, key string) (time.Duration, error) {
 	t.Helper()
 	out := make([]algorithms.Outcome, 1)
 	start := time.Now()
-	_, err := b.Evaluate(context.Background(), algorithms.FixedWindow, []string{key}, oneLimit, 0, out)
+	_, err := b.of(algorithms.FixedWindow).Evaluate(context.Background(), []string{key}, oneLimit, 0, out)
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("Evaluate succeeded against a failed Redis")
@@ -179,7 +179,7 @@ func TestRedisCallerCancellationDoesNotOpenBreaker(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for i := 0; i < 3; i++ {
-		_, err := b.Evaluate(ctx, algorithms.FixedWindow, []string{uniquePrefix(t)}, oneLimit, 0, out)
+		_, err := b.of(algorithms.FixedWindow).Evaluate(ctx, []string{uniquePrefix(t)}, oneLimit, 0, out)
 		if !errors.Is(err, context.Canceled) || !errors.Is(err, redis.ErrUnavailable) {
 			t.Fatalf("call %d: %v, want context.Canceled wrapped as ErrUnavailable", i, err)
 		}

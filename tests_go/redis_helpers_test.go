@@ -56,24 +56,37 @@ func testOptions(url string, opts redis.Options) redis.Options {
 	return opts
 }
 
-// newRedisBackend builds a Backend for testOptions(url, opts), closed at the
-// end of the test.
-func newRedisBackend(t testing.TB, url string, opts redis.Options) *redis.Backend {
+// redisBackends is one Backend per algorithm (a Backend runs the script of
+// one algorithm) over the same server and options, indexed by Kind.
+type redisBackends [3]*redis.Backend
+
+// of returns the backend of algorithm kind.
+func (r redisBackends) of(kind algorithms.Kind) *redis.Backend { return r[kind] }
+
+// newRedisBackend builds the backends of every algorithm for
+// testOptions(url, opts), closed at the end of the test. Connections are
+// made on first use, so an algorithm a test does not use costs nothing.
+func newRedisBackend(t testing.TB, url string, opts redis.Options) redisBackends {
 	t.Helper()
-	b, err := redis.New(testOptions(url, opts))
-	if err != nil {
-		t.Fatalf("redis.New: %v", err)
+	var r redisBackends
+	for _, kind := range []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket} {
+		opts.Algorithm = kind
+		b, err := redis.New(testOptions(url, opts))
+		if err != nil {
+			t.Fatalf("redis.New: %v", err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		r[kind] = b
 	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b
+	return r
 }
 
-// evalOne evaluates one request and fails the test on an error.
-func evalOne(t testing.TB, b *redis.Backend, kind algorithms.Kind, keys []string, limits []algorithms.Limit,
+// evalOne evaluates one request with algorithm kind and fails the test on an error.
+func evalOne(t testing.TB, b redisBackends, kind algorithms.Kind, keys []string, limits []algorithms.Limit,
 	nowUS int64) (bool, []algorithms.Outcome) {
 	t.Helper()
 	out := make([]algorithms.Outcome, len(keys))
-	admitted, err := b.Evaluate(context.Background(), kind, keys, limits, nowUS, out)
+	admitted, err := b.of(kind).Evaluate(context.Background(), keys, limits, nowUS, out)
 	if err != nil {
 		t.Fatalf("Evaluate at %d: %v", nowUS, err)
 	}

@@ -113,7 +113,7 @@ func TestRedisServerErrorIsSanitised(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := make([]algorithms.Outcome, 1)
-	_, err := b.Evaluate(ctx, algorithms.FixedWindow, []string{key}, []algorithms.Limit{{Limit: 1, WindowUS: secondUS}},
+	_, err := b.of(algorithms.FixedWindow).Evaluate(ctx, []string{key}, []algorithms.Limit{{Limit: 1, WindowUS: secondUS}},
 		0, out)
 	if !errors.Is(err, redis.ErrUnavailable) {
 		t.Fatalf("got %v, want ErrUnavailable", err)
@@ -151,7 +151,7 @@ func TestRedisConcurrentEvaluate(t *testing.T) {
 					defer wg.Done()
 					out := make([]algorithms.Outcome, 1)
 					for i := 0; i < perG; i++ {
-						ok, err := b.Evaluate(context.Background(), kind, []string{key}, limits, now, out)
+						ok, err := b.of(kind).Evaluate(context.Background(), []string{key}, limits, now, out)
 						if err != nil {
 							errs <- err
 							return
@@ -204,7 +204,7 @@ func TestRedisURLForms(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			b := newRedisBackend(t, u, redis.Options{})
 			out := make([]algorithms.Outcome, 1)
-			_, err := b.Evaluate(context.Background(), algorithms.FixedWindow, []string{uniquePrefix(t)}, limits, 0, out)
+			_, err := b.of(algorithms.FixedWindow).Evaluate(context.Background(), []string{uniquePrefix(t)}, limits, 0, out)
 			if !errors.Is(err, redis.ErrUnavailable) {
 				t.Fatalf("got %v, want ErrUnavailable", err)
 			}

@@ -119,12 +119,21 @@ func TestRedisWorkedExamples(t *testing.T) {
 // tool) in one script call, on Redis and on the memory backend.
 func TestAllOrNothingAcrossKeys(t *testing.T) {
 	srv := redistest.Start(t)
+	redisB := newRedisBackend(t, srv.URL(), redis.Options{})
+	var stores [3]*memory.Store
+	for _, kind := range []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket} {
+		s, err := memory.New(kind, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores[kind] = s
+	}
 	backends := []struct {
 		name string
-		b    core.Backend
+		of   func(algorithms.Kind) core.Backend
 	}{
-		{"redis", newRedisBackend(t, srv.URL(), redis.Options{})},
-		{"memory", memory.New(1000)},
+		{"redis", func(k algorithms.Kind) core.Backend { return redisB.of(k) }},
+		{"memory", func(k algorithms.Kind) core.Backend { return stores[k] }},
 	}
 	now := testEpochUS() + 123_456
 	minute := int64(60 * secondUS)
@@ -154,7 +163,7 @@ func TestAllOrNothingAcrossKeys(t *testing.T) {
 					}
 					eval := func(keys []string, limits []algorithms.Limit) (bool, []algorithms.Outcome) {
 						out := make([]algorithms.Outcome, len(keys))
-						admitted, err := be.b.Evaluate(context.Background(), kind, keys, limits, now, out)
+						admitted, err := be.of(kind).Evaluate(context.Background(), keys, limits, now, out)
 						if err != nil {
 							t.Fatalf("Evaluate: %v", err)
 						}

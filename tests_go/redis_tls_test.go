@@ -30,7 +30,7 @@ func TestRedisTLS(t *testing.T) {
 	t.Run("unverified certificate refused", func(t *testing.T) {
 		b := newRedisBackend(t, "rediss://"+addr, redis.Options{BreakerFailures: 100})
 		out := make([]algorithms.Outcome, 1)
-		_, err := b.Evaluate(context.Background(), algorithms.FixedWindow, []string{uniquePrefix(t)}, limits, 0, out)
+		_, err := b.of(algorithms.FixedWindow).Evaluate(context.Background(), []string{uniquePrefix(t)}, limits, 0, out)
 		if !errors.Is(err, redis.ErrUnavailable) {
 			t.Fatalf("got %v, want ErrUnavailable", err)
 		}

@@ -1,6 +1,6 @@
 // Package memory is the in-process backend of the Go engine: per-key state of
-// the three algorithms in a concurrent map, bounded in size, evaluated
-// all-or-nothing across a request's keys (docs/semantics.md §4, §10).
+// one algorithm in a concurrent map, bounded in size, evaluated all-or-nothing
+// across a request's keys (docs/semantics.md §4, §10).
 package memory
 
 import (
@@ -36,52 +36,98 @@ const (
 // (user, user_per_server, tenant, tool; core.MaxDimensions).
 const maxRequestKeys = 4
 
-// entry is one key's state. mu guards everything but pins and slot.
-type entry struct {
+// statePtr is the pointer to an algorithm's state type S, which implements
+// algorithms.State.
+type statePtr[S any] interface {
+	*S
+	algorithms.State
+}
+
+// entry is one key's state of the store's algorithm. mu guards everything but
+// pins and slot.
+type entry[S any] struct {
 	mu          sync.Mutex
 	pins        atomic.Int32 // requests holding this entry between lookup and unlock
 	dead        bool         // removed from the store: a request that locked it must look up again
 	expiresAtUS int64        // Unix µs from which the state is empty (§3)
 	slot        int          // index in Store.slots, guarded by Store.slotsMu
 	key         string
-
-	fw algorithms.FixedWindowState
-	sw algorithms.SlidingWindowState
-	tb algorithms.TokenBucketState
+	state       S
 }
 
-// Store is a bounded in-memory Backend. The zero value is not usable; call New
-// or Shared. It is safe for concurrent use.
+// Store is a bounded in-memory Backend for one algorithm, fixed when it is
+// made. The zero value is not usable; call New. It is safe for concurrent use.
 type Store struct {
+	kind algorithms.Kind
+	impl evaluator
+	now  func() int64 // clock in Unix µs when a call passes nowUS 0
+}
+
+// evaluator is a typedStore of one state type.
+type evaluator interface {
+	evaluate(keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool
+	len() int
+	sweep(nowUS int64)
+	contains(key string) bool // for tests
+	mapLen() int              // for tests
+}
+
+// typedStore holds the entries of one algorithm, whose state type is S.
+type typedStore[S any, P statePtr[S]] struct {
 	maxKeys int
-	m       *xsync.MapOf[string, *entry]
-	now     func() int64 // clock in Unix µs when a call passes nowUS 0
+	m       *xsync.MapOf[string, *entry[S]]
 
 	slotsMu sync.Mutex
-	slots   []*entry // every live entry, for sweeping and sampling
-	cursor  int      // next slot the sweep examines
+	slots   []*entry[S] // every live entry, for sweeping and sampling
+	cursor  int         // next slot the sweep examines
 }
 
-// New returns an empty store holding at most maxKeys keys (>= 1). A request
-// that needs new keys while every key is in use by another request may exceed
-// the bound by the keys of the requests in flight.
-func New(maxKeys int) *Store {
+// New returns an empty store of algorithm kind holding at most maxKeys keys
+// (>= 1). A request that needs new keys while every key is in use by another
+// request may exceed the bound by the keys of the requests in flight.
+func New(kind algorithms.Kind, maxKeys int) (*Store, error) {
 	if maxKeys < 1 {
-		maxKeys = 1
+		return nil, fmt.Errorf("memory backend: maxKeys %d, want at least 1", maxKeys)
 	}
-	return &Store{
+	s := &Store{kind: kind, now: func() int64 { return time.Now().UnixMicro() }}
+	switch kind {
+	case algorithms.FixedWindow:
+		s.impl = newTyped[algorithms.FixedWindowState](maxKeys)
+	case algorithms.SlidingWindow:
+		s.impl = newTyped[algorithms.SlidingWindowState](maxKeys)
+	case algorithms.TokenBucket:
+		s.impl = newTyped[algorithms.TokenBucketState](maxKeys)
+	default:
+		return nil, fmt.Errorf("memory backend: unknown algorithm %v", kind)
+	}
+	return s, nil
+}
+
+func newTyped[S any, P statePtr[S]](maxKeys int) *typedStore[S, P] {
+	return &typedStore[S, P]{
 		maxKeys: maxKeys,
-		m:       xsync.NewMapOf[string, *entry](xsync.WithPresize(min(maxKeys, presize))),
-		now:     func() int64 { return time.Now().UnixMicro() },
+		m:       xsync.NewMapOf[string, *entry[S]](xsync.WithPresize(min(maxKeys, presize))),
 	}
 }
+
+// Algorithm returns the algorithm the store evaluates (core.Backend).
+func (s *Store) Algorithm() algorithms.Kind { return s.kind }
 
 // Len returns the number of keys held.
-func (s *Store) Len() int {
+func (s *Store) Len() int { return s.impl.len() }
+
+func (s *typedStore[S, P]) len() int {
 	s.slotsMu.Lock()
 	defer s.slotsMu.Unlock()
 	return len(s.slots)
 }
+
+func (s *typedStore[S, P]) contains(key string) bool {
+	_, ok := s.m.Load(key)
+	return ok
+}
+
+func (s *typedStore[S, P]) mapLen() int { return s.m.Size() }
 
 // BorrowsKeys reports true: Evaluate copies any key it stores, so the caller
 // may pass views of a buffer it reuses (core.KeyBorrower).
@@ -93,13 +139,10 @@ func (s *Store) Close() error { return nil }
 // Evaluate implements core.Backend for 1 to maxRequestKeys distinct keys. nowUS is the time
 // in Unix µs, 0 for the wall clock. The request's keys are locked in key order
 // for the whole check-then-consume, so no other request on them interleaves.
-func (s *Store) Evaluate(_ context.Context, kind algorithms.Kind, keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
+func (s *Store) Evaluate(_ context.Context, keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
 	n := len(keys)
 	if n < 1 || n > maxRequestKeys || len(limits) != n || len(out) < n {
 		return false, fmt.Errorf("%w: %d keys, %d limits, %d outcomes", ErrBadRequest, n, len(limits), len(out))
-	}
-	if kind != algorithms.FixedWindow && kind != algorithms.SlidingWindow && kind != algorithms.TokenBucket {
-		return false, fmt.Errorf("%w: algorithm %v", ErrBadRequest, kind)
 	}
 	for _, l := range limits[:n] {
 		if l.Limit < 1 || l.WindowUS < 1 {
@@ -112,19 +155,27 @@ func (s *Store) Evaluate(_ context.Context, kind algorithms.Kind, keys []string,
 	if nowUS < 0 {
 		return false, fmt.Errorf("%w: negative time", ErrBadRequest)
 	}
+	for i := 1; i < n; i++ {
+		for j := 0; j < i; j++ {
+			if keys[i] == keys[j] {
+				return false, fmt.Errorf("%w: duplicate key", ErrBadRequest)
+			}
+		}
+	}
+	return s.impl.evaluate(keys, limits, nowUS, out), nil
+}
+
+// evaluate is Evaluate on validated arguments.
+func (s *typedStore[S, P]) evaluate(keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool {
+	n := len(keys)
 	order := [maxRequestKeys]int{0, 1, 2, 3}
 	for i := 1; i < n; i++ { // insertion sort of at most maxRequestKeys indices by key
 		for j := i; j > 0 && keys[order[j]] < keys[order[j-1]]; j-- {
 			order[j], order[j-1] = order[j-1], order[j]
 		}
 	}
-	for j := 1; j < n; j++ {
-		if keys[order[j]] == keys[order[j-1]] {
-			return false, fmt.Errorf("%w: duplicate key", ErrBadRequest)
-		}
-	}
 
-	var es [maxRequestKeys]*entry
+	var es [maxRequestKeys]*entry[S]
 	for {
 		for i := 0; i < n; i++ {
 			es[i] = s.acquire(keys[i], nowUS)
@@ -145,22 +196,24 @@ func (s *Store) Evaluate(_ context.Context, kind algorithms.Kind, keys []string,
 	var ok [maxRequestKeys]bool
 	admitted := true
 	for i := 0; i < n; i++ {
-		ok[i] = es[i].check(kind, limits[i], nowUS)
+		ok[i] = P(&es[i].state).Check(limits[i], nowUS)
 		admitted = admitted && ok[i]
 	}
 	for i := 0; i < n; i++ {
-		out[i] = es[i].finish(kind, limits[i], nowUS, ok[i], admitted)
+		st := P(&es[i].state)
+		out[i] = st.Finish(limits[i], nowUS, ok[i], admitted)
+		es[i].expiresAtUS = st.ExpiresAtUS(limits[i])
 	}
 	s.release(&es, &order, n)
 
 	if rand.Uint32N(sweepOneIn) == 0 { // #nosec G404 -- spreads sweeps over calls; predicting it tells only when expired keys get swept
 		s.sweep(nowUS)
 	}
-	return admitted, nil
+	return admitted
 }
 
 // release unlocks the request's entries in reverse lock order and unpins them.
-func (s *Store) release(es *[maxRequestKeys]*entry, order *[maxRequestKeys]int, n int) {
+func (s *typedStore[S, P]) release(es *[maxRequestKeys]*entry[S], order *[maxRequestKeys]int, n int) {
 	for j := n - 1; j >= 0; j-- {
 		e := es[order[j]]
 		e.mu.Unlock()
@@ -170,12 +223,12 @@ func (s *Store) release(es *[maxRequestKeys]*entry, order *[maxRequestKeys]int, 
 
 // acquire returns the live entry for key, creating it if needed, pinned so
 // that eviction leaves it alone until release.
-func (s *Store) acquire(key string, nowUS int64) *entry {
+func (s *typedStore[S, P]) acquire(key string, nowUS int64) *entry[S] {
 	if e, ok := s.m.Load(key); ok {
 		e.pins.Add(1)
 		return e
 	}
-	ne := &entry{key: strings.Clone(key)} // key may be a view of the caller's buffer
+	ne := &entry[S]{key: strings.Clone(key)} // key may be a view of the caller's buffer
 	ne.pins.Store(1)
 	if e, loaded := s.m.LoadOrStore(ne.key, ne); loaded {
 		e.pins.Add(1)
@@ -191,40 +244,10 @@ func (s *Store) acquire(key string, nowUS int64) *entry {
 	return ne
 }
 
-// check is the entry's algorithm Check; mu must be held.
-func (e *entry) check(kind algorithms.Kind, l algorithms.Limit, nowUS int64) bool {
-	switch kind {
-	case algorithms.FixedWindow:
-		return e.fw.Check(l, nowUS)
-	case algorithms.SlidingWindow:
-		return e.sw.Check(l, nowUS)
-	default:
-		return e.tb.Check(l, nowUS)
-	}
-}
-
-// finish is the entry's algorithm Finish, recording when the state expires;
-// mu must be held.
-func (e *entry) finish(kind algorithms.Kind, l algorithms.Limit, nowUS int64, ok, admitted bool) algorithms.Outcome {
-	var o algorithms.Outcome
-	switch kind {
-	case algorithms.FixedWindow:
-		o = e.fw.Finish(l, nowUS, ok, admitted)
-		e.expiresAtUS = e.fw.ExpiresAtUS(l)
-	case algorithms.SlidingWindow:
-		o = e.sw.Finish(l, nowUS, ok, admitted)
-		e.expiresAtUS = e.sw.ExpiresAtUS(l)
-	default:
-		o = e.tb.Finish(l, nowUS, ok, admitted)
-		e.expiresAtUS = e.tb.ExpiresAtUS(l)
-	}
-	return o
-}
-
 // sweep examines a few keys from a rotating cursor and drops the expired ones
 // (§10: incremental, never a pass over every key). It skips the work if
 // another call is sweeping or inserting.
-func (s *Store) sweep(nowUS int64) {
+func (s *typedStore[S, P]) sweep(nowUS int64) {
 	if !s.slotsMu.TryLock() {
 		return
 	}
@@ -235,7 +258,7 @@ func (s *Store) sweep(nowUS int64) {
 // evictExpired examines up to n keys from the rotating cursor, dropping the
 // expired ones, and stops early once at most keep keys remain (keep 0: never).
 // slotsMu must be held.
-func (s *Store) evictExpired(n int, nowUS int64, keep int) {
+func (s *typedStore[S, P]) evictExpired(n int, nowUS int64, keep int) {
 	for i := 0; i < n && len(s.slots) > keep; i++ {
 		if s.cursor >= len(s.slots) {
 			s.cursor = 0
@@ -250,10 +273,10 @@ func (s *Store) evictExpired(n int, nowUS int64, keep int) {
 // cursor first, else the soonest-expiring of a few random keys. Keys in use
 // are skipped, so the bound may be exceeded by the keys of requests in
 // flight. slotsMu must be held.
-func (s *Store) makeRoom(nowUS int64) {
+func (s *typedStore[S, P]) makeRoom(nowUS int64) {
 	s.evictExpired(spaceScan, nowUS, s.maxKeys)
 	for attempt := 0; attempt < 4 && len(s.slots) > s.maxKeys; attempt++ {
-		var victim *entry
+		var victim *entry[S]
 		var victimExp int64
 		for i := 0; i < spaceSample; i++ {
 			e := s.slots[rand.IntN(len(s.slots))] // #nosec G404 -- samples eviction candidates for spread, not secrecy; a full store evicts either way
@@ -274,7 +297,7 @@ func (s *Store) makeRoom(nowUS int64) {
 
 // tryEvict removes e if it is not in use and, when onlyExpired, has expired
 // at nowUS. It reports whether e was removed. slotsMu must be held.
-func (s *Store) tryEvict(e *entry, nowUS int64, onlyExpired bool) bool {
+func (s *typedStore[S, P]) tryEvict(e *entry[S], nowUS int64, onlyExpired bool) bool {
 	if e.pins.Load() > 0 || !e.mu.TryLock() {
 		return false
 	}

@@ -15,10 +15,20 @@ const sec = int64(1_000_000)
 
 var kinds = []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket}
 
-func eval(t testing.TB, s *Store, kind algorithms.Kind, keys []string, limits []algorithms.Limit, now int64) (bool, []algorithms.Outcome) {
+// newStore is New that fails the test on an error.
+func newStore(t testing.TB, kind algorithms.Kind, maxKeys int) *Store {
+	t.Helper()
+	s, err := New(kind, maxKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func eval(t testing.TB, s *Store, keys []string, limits []algorithms.Limit, now int64) (bool, []algorithms.Outcome) {
 	t.Helper()
 	out := make([]algorithms.Outcome, len(keys))
-	ok, err := s.Evaluate(context.Background(), kind, keys, limits, now, out)
+	ok, err := s.Evaluate(context.Background(), keys, limits, now, out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,29 +36,27 @@ func eval(t testing.TB, s *Store, kind algorithms.Kind, keys []string, limits []
 }
 
 func TestBadRequests(t *testing.T) {
-	s := New(10)
+	s := newStore(t, algorithms.FixedWindow, 10)
 	l := algorithms.Limit{Limit: 1, WindowUS: sec}
 	out := make([]algorithms.Outcome, 5)
 	tests := []struct {
 		name   string
-		kind   algorithms.Kind
 		keys   []string
 		limits []algorithms.Limit
 		now    int64
 	}{
-		{"no keys", algorithms.FixedWindow, nil, nil, 1},
-		{"five keys", algorithms.FixedWindow, []string{"a", "b", "c", "d", "e"}, []algorithms.Limit{l, l, l, l, l}, 1},
-		{"duplicate among four", algorithms.FixedWindow, []string{"d", "b", "c", "b"}, []algorithms.Limit{l, l, l, l}, 1},
-		{"limits mismatch", algorithms.FixedWindow, []string{"a", "b"}, []algorithms.Limit{l}, 1},
-		{"duplicate key", algorithms.FixedWindow, []string{"a", "b", "a"}, []algorithms.Limit{l, l, l}, 1},
-		{"zero limit", algorithms.FixedWindow, []string{"a"}, []algorithms.Limit{{Limit: 0, WindowUS: sec}}, 1},
-		{"zero window", algorithms.FixedWindow, []string{"a"}, []algorithms.Limit{{Limit: 1}}, 1},
-		{"unknown algorithm", algorithms.Kind(9), []string{"a"}, []algorithms.Limit{l}, 1},
-		{"negative time", algorithms.FixedWindow, []string{"a"}, []algorithms.Limit{l}, -5},
+		{"no keys", nil, nil, 1},
+		{"five keys", []string{"a", "b", "c", "d", "e"}, []algorithms.Limit{l, l, l, l, l}, 1},
+		{"duplicate among four", []string{"d", "b", "c", "b"}, []algorithms.Limit{l, l, l, l}, 1},
+		{"limits mismatch", []string{"a", "b"}, []algorithms.Limit{l}, 1},
+		{"duplicate key", []string{"a", "b", "a"}, []algorithms.Limit{l, l, l}, 1},
+		{"zero limit", []string{"a"}, []algorithms.Limit{{Limit: 0, WindowUS: sec}}, 1},
+		{"zero window", []string{"a"}, []algorithms.Limit{{Limit: 1}}, 1},
+		{"negative time", []string{"a"}, []algorithms.Limit{l}, -5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := s.Evaluate(context.Background(), tt.kind, tt.keys, tt.limits, tt.now, out)
+			_, err := s.Evaluate(context.Background(), tt.keys, tt.limits, tt.now, out)
 			if !errors.Is(err, ErrBadRequest) {
 				t.Fatalf("error %v, want ErrBadRequest", err)
 			}
@@ -59,10 +67,25 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
+// TestNewRefuses: a store is made for one known algorithm and at least one key.
+func TestNewRefuses(t *testing.T) {
+	if _, err := New(algorithms.Kind(9), 10); err == nil {
+		t.Error("New accepted an unknown algorithm")
+	}
+	if _, err := New(algorithms.FixedWindow, 0); err == nil {
+		t.Error("New accepted maxKeys 0")
+	}
+	for _, kind := range kinds {
+		if s := newStore(t, kind, 1); s.Algorithm() != kind {
+			t.Errorf("store for %v reports %v", kind, s.Algorithm())
+		}
+	}
+}
+
 func TestClockWhenNowIsZero(t *testing.T) {
-	s := New(10)
+	s := newStore(t, algorithms.FixedWindow, 10)
 	s.now = func() int64 { return 42*sec + 1 }
-	_, out := eval(t, s, algorithms.FixedWindow, []string{"k"}, []algorithms.Limit{{Limit: 2, WindowUS: sec}}, 0)
+	_, out := eval(t, s, []string{"k"}, []algorithms.Limit{{Limit: 2, WindowUS: sec}}, 0)
 	if out[0].ResetAtUS != 43*sec {
 		t.Fatalf("reset %d, want the clock's window end %d", out[0].ResetAtUS, 43*sec)
 	}
@@ -72,7 +95,7 @@ func TestClockWhenNowIsZero(t *testing.T) {
 func TestConcurrentExactCount(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind.String(), func(t *testing.T) {
-			s := New(100)
+			s := newStore(t, kind, 100)
 			const limit, workers, each = 500, 8, 200
 			lim := []algorithms.Limit{{Limit: limit, WindowUS: 60 * sec}}
 			var admitted atomic.Int64
@@ -83,7 +106,7 @@ func TestConcurrentExactCount(t *testing.T) {
 					defer wg.Done()
 					out := make([]algorithms.Outcome, 1)
 					for i := 0; i < each; i++ {
-						ok, err := s.Evaluate(context.Background(), kind, []string{"hot"}, lim, 120*sec, out)
+						ok, err := s.Evaluate(context.Background(), []string{"hot"}, lim, 120*sec, out)
 						if err != nil {
 							t.Error(err)
 							return
@@ -108,7 +131,7 @@ func TestConcurrentExactCount(t *testing.T) {
 func TestConcurrentAllOrNothing(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind.String(), func(t *testing.T) {
-			s := New(100)
+			s := newStore(t, kind, 100)
 			users := []string{"u0", "u1", "u2"}
 			tools := []string{"t0", "t1"}
 			limUser := algorithms.Limit{Limit: 40, WindowUS: 3600 * sec}
@@ -124,7 +147,7 @@ func TestConcurrentAllOrNothing(t *testing.T) {
 					out := make([]algorithms.Outcome, 2)
 					for i := 0; i < 100; i++ {
 						keys := []string{users[(w+i)%3], tools[(w*7+i)%2]}
-						ok, err := s.Evaluate(context.Background(), kind, keys, []algorithms.Limit{limUser, limTool}, now, out)
+						ok, err := s.Evaluate(context.Background(), keys, []algorithms.Limit{limUser, limTool}, now, out)
 						if err != nil {
 							t.Error(err)
 							return
@@ -145,7 +168,7 @@ func TestConcurrentAllOrNothing(t *testing.T) {
 				if k[0] == 't' {
 					lim = limTool
 				}
-				_, out := eval(t, s, kind, []string{k}, []algorithms.Limit{lim}, now)
+				_, out := eval(t, s, []string{k}, []algorithms.Limit{lim}, now)
 				used := lim.Limit - out[0].Remaining
 				if out[0].OK {
 					used-- // the probe itself was admitted
@@ -165,15 +188,15 @@ func TestConcurrentAllOrNothing(t *testing.T) {
 func TestBoundHolds(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind.String(), func(t *testing.T) {
-			s := New(100)
+			s := newStore(t, kind, 100)
 			lim := []algorithms.Limit{{Limit: 5, WindowUS: 3600 * sec}}
 			for i := 0; i < 1000; i++ {
-				eval(t, s, kind, []string{fmt.Sprintf("k%d", i)}, lim, 3600*sec+int64(i))
+				eval(t, s, []string{fmt.Sprintf("k%d", i)}, lim, 3600*sec+int64(i))
 				if s.Len() > 100 {
 					t.Fatalf("after %d keys the store holds %d", i+1, s.Len())
 				}
 			}
-			if n := s.m.Size(); n != s.Len() {
+			if n := s.impl.mapLen(); n != s.Len() {
 				t.Fatalf("map holds %d, slots %d", n, s.Len())
 			}
 		})
@@ -182,20 +205,20 @@ func TestBoundHolds(t *testing.T) {
 
 // TestEvictsExpiredFirst: at capacity, expired keys go before live ones.
 func TestEvictsExpiredFirst(t *testing.T) {
-	s := New(20)
+	s := newStore(t, algorithms.FixedWindow, 20)
 	short := []algorithms.Limit{{Limit: 5, WindowUS: sec}}
 	long := []algorithms.Limit{{Limit: 5, WindowUS: 3600 * sec}}
 	now := 3600 * sec
 	for i := 0; i < 10; i++ {
-		eval(t, s, algorithms.FixedWindow, []string{fmt.Sprintf("live%d", i)}, long, now)
-		eval(t, s, algorithms.FixedWindow, []string{fmt.Sprintf("short%d", i)}, short, now)
+		eval(t, s, []string{fmt.Sprintf("live%d", i)}, long, now)
+		eval(t, s, []string{fmt.Sprintf("short%d", i)}, short, now)
 	}
 	now += 2 * sec // every short key has expired
 	for i := 0; i < 10; i++ {
-		eval(t, s, algorithms.FixedWindow, []string{fmt.Sprintf("new%d", i)}, long, now)
+		eval(t, s, []string{fmt.Sprintf("new%d", i)}, long, now)
 	}
 	for i := 0; i < 10; i++ {
-		if _, ok := s.m.Load(fmt.Sprintf("live%d", i)); !ok {
+		if !s.impl.contains(fmt.Sprintf("live%d", i)) {
 			t.Errorf("live%d evicted while expired keys remained", i)
 		}
 	}
@@ -206,20 +229,20 @@ func TestEvictsExpiredFirst(t *testing.T) {
 
 // TestSweepIsIncremental: expired keys are reclaimed a few per call, not all at once.
 func TestSweepIsIncremental(t *testing.T) {
-	s := New(10_000)
+	s := newStore(t, algorithms.FixedWindow, 10_000)
 	lim := []algorithms.Limit{{Limit: 5, WindowUS: sec}}
 	now := 100 * sec
 	for i := 0; i < 2000; i++ {
-		eval(t, s, algorithms.FixedWindow, []string{fmt.Sprintf("k%d", i)}, lim, now)
+		eval(t, s, []string{fmt.Sprintf("k%d", i)}, lim, now)
 	}
 	before := s.Len()
 	now += 5 * sec
-	eval(t, s, algorithms.FixedWindow, []string{"hot"}, lim, now)
+	eval(t, s, []string{"hot"}, lim, now)
 	if after := s.Len(); before-after > sweepKeys {
 		t.Fatalf("one call evicted %d keys, want at most %d", before-after, sweepKeys)
 	}
 	for i := 0; i < 50_000 && s.Len() > 1; i++ {
-		eval(t, s, algorithms.FixedWindow, []string{"hot"}, lim, now)
+		eval(t, s, []string{"hot"}, lim, now)
 	}
 	if s.Len() != 1 {
 		t.Fatalf("%d keys left after the sweep had time to pass every key", s.Len())
@@ -232,21 +255,21 @@ func TestEvictionIsInvisible(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind.String(), func(t *testing.T) {
 			lim := []algorithms.Limit{{Limit: 3, WindowUS: sec}}
-			kept, evicting := New(1000), New(1000)
+			kept, evicting := newStore(t, kind, 1000), newStore(t, kind, 1000)
 			now := 50 * sec
 			dropped := false
 			for step := 0; step < 60; step++ {
 				now += int64(step%7) * 300_000
 				// Sweep eagerly first: the key is dropped whenever it has expired.
-				evicting.sweep(now)
-				_, present := evicting.m.Load("k")
+				evicting.impl.sweep(now)
+				present := evicting.impl.contains("k")
 				dropped = dropped || !present
-				ok1, o1 := eval(t, kept, kind, []string{"k"}, lim, now)
-				ok2, o2 := eval(t, evicting, kind, []string{"k"}, lim, now)
+				ok1, o1 := eval(t, kept, []string{"k"}, lim, now)
+				ok2, o2 := eval(t, evicting, []string{"k"}, lim, now)
 				if ok1 != ok2 || o1[0] != o2[0] {
 					t.Fatalf("step %d: kept %v %+v, evicting %v %+v", step, ok1, o1[0], ok2, o2[0])
 				}
-				if _, present := kept.m.Load("k"); !present {
+				if !kept.impl.contains("k") {
 					t.Fatal("the big store dropped the key")
 				}
 			}
@@ -254,20 +277,5 @@ func TestEvictionIsInvisible(t *testing.T) {
 				t.Fatal("the trace never let the key expire: the test proves nothing")
 			}
 		})
-	}
-}
-
-func TestSharedRegistry(t *testing.T) {
-	t.Cleanup(ResetShared)
-	a := Shared("p", `{"x":1}`, 10)
-	if Shared("p", `{"x":1}`, 99) != a {
-		t.Fatal("same name and config gave another store")
-	}
-	if Shared("q", `{"x":1}`, 10) == a || Shared("p", `{"x":2}`, 10) == a {
-		t.Fatal("another name or config shared the store")
-	}
-	ResetShared()
-	if Shared("p", `{"x":1}`, 10) == a {
-		t.Fatal("ResetShared kept the store")
 	}
 }

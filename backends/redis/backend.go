@@ -21,13 +21,15 @@ const (
 	maxNowUS    = 1 << 52       // µs since the epoch (year 2112): room below 2^53 for now+window
 )
 
-// Backend evaluates requests against Redis with the shared Lua scripts. It is
-// safe for concurrent use; go-redis's pool serves concurrent callers.
+// Backend evaluates requests against Redis with the shared Lua script of one
+// algorithm, chosen when it is made. It is safe for concurrent use; go-redis's
+// pool serves concurrent callers.
 type Backend struct {
 	client      *goredis.Client
-	scripts     [numKinds]script
-	shaArgs     [numKinds]interface{} // the digests, boxed once
-	callTimeout time.Duration         // context deadline of one Evaluate
+	kind        algorithms.Kind
+	script      script
+	shaArg      interface{}   // the digest, boxed once
+	callTimeout time.Duration // context deadline of one Evaluate
 	breaker     *breaker
 	closed      atomic.Bool
 }
@@ -49,26 +51,25 @@ func newBackend(opts Options, clock func() int64) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	scripts, err := loadScripts()
+	sc, err := loadScript(opts.Algorithm)
 	if err != nil {
 		return nil, fmt.Errorf("redis backend: %w", err)
 	}
 	b := &Backend{
-		client:  goredis.NewClient(co),
-		scripts: scripts,
+		client: goredis.NewClient(co),
+		kind:   opts.Algorithm,
+		script: sc,
+		shaArg: sc.sha,
 		// The whole call, including a NOSCRIPT reload, must end within one
 		// dial plus one command timeout even if the server never answers.
 		callTimeout: opts.ConnectTimeout + opts.CommandTimeout,
 		breaker:     newBreaker(opts.BreakerFailures, opts.BreakerCooldown, clock),
 	}
-	for i := range scripts {
-		b.shaArgs[i] = scripts[i].sha
-	}
 	return b, nil
 }
 
 // Evaluate runs one request's dimensions (keys[i] limited by limits[i], in the
-// order user, user_per_server, tenant, tool) through the script of kind with one EVALSHA, and
+// order user, user_per_server, tenant, tool) through the backend's script with one EVALSHA, and
 // writes each dimension's outcome to out[i]. nowUS is the instant in µs since
 // the Unix epoch, or 0 to use Redis TIME (production; docs/semantics.md §2).
 //
@@ -76,9 +77,9 @@ func newBackend(opts Options, clock func() int64) (*Backend, error) {
 // quota; when false nothing was consumed (§4). On error out is not written:
 // errors wrapping ErrUnavailable mean Redis did not answer usably, errors
 // wrapping ErrInvalidRequest mean the arguments were wrong.
-func (b *Backend) Evaluate(ctx context.Context, kind algorithms.Kind, keys []string, limits []algorithms.Limit,
+func (b *Backend) Evaluate(ctx context.Context, keys []string, limits []algorithms.Limit,
 	nowUS int64, out []algorithms.Outcome) (admitted bool, err error) {
-	if err := validate(kind, keys, limits, nowUS, out); err != nil {
+	if err := validate(keys, limits, nowUS, out); err != nil {
 		return false, err
 	}
 	if b.closed.Load() {
@@ -88,7 +89,7 @@ func (b *Backend) Evaluate(ctx context.Context, kind algorithms.Kind, keys []str
 	if !ok {
 		return false, ErrBreakerOpen
 	}
-	admitted, err = b.call(ctx, kind, keys, limits, nowUS, out)
+	admitted, err = b.call(ctx, keys, limits, nowUS, out)
 	b.breaker.done(probe, resultOf(err))
 	return admitted, err
 }
@@ -107,7 +108,7 @@ func resultOf(err error) callResult {
 
 // call does the network part of Evaluate: EVALSHA, and on NOSCRIPT one
 // SCRIPT LOAD and one more EVALSHA.
-func (b *Backend) call(ctx context.Context, kind algorithms.Kind, keys []string, limits []algorithms.Limit,
+func (b *Backend) call(ctx context.Context, keys []string, limits []algorithms.Limit,
 	nowUS int64, out []algorithms.Outcome) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.callTimeout)
 	defer cancel()
@@ -117,7 +118,7 @@ func (b *Backend) call(ctx context.Context, kind algorithms.Kind, keys []string,
 		buf.reset()
 		argPool.Put(buf)
 	}()
-	args := buf.fill(b.shaArgs[kind], keys, limits, nowUS)
+	args := buf.fill(b.shaArg, keys, limits, nowUS)
 
 	cmd := goredis.NewIntSliceCmd(ctx, args...)
 	err := b.client.Process(ctx, cmd)
@@ -125,11 +126,11 @@ func (b *Backend) call(ctx context.Context, kind algorithms.Kind, keys []string,
 		// The server lost its script cache (restart, failover, SCRIPT FLUSH).
 		// Load the script rather than falling back to EVAL, which would send
 		// the whole source on every call while the cache stays empty.
-		sha, lerr := b.client.ScriptLoad(ctx, b.scripts[kind].src).Result()
+		sha, lerr := b.client.ScriptLoad(ctx, b.script.src).Result()
 		if lerr != nil {
 			return false, sanitize("script load", lerr)
 		}
-		if sha != b.scripts[kind].sha {
+		if sha != b.script.sha {
 			return false, &backendError{op: "script load", kind: "unexpected digest"}
 		}
 		cmd = goredis.NewIntSliceCmd(ctx, args...)
@@ -142,12 +143,9 @@ func (b *Backend) call(ctx context.Context, kind algorithms.Kind, keys []string,
 }
 
 // validate refuses arguments that no correct caller passes, before any I/O.
-func validate(kind algorithms.Kind, keys []string, limits []algorithms.Limit, nowUS int64,
-	out []algorithms.Outcome) error {
+func validate(keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) error {
 	n := len(keys)
 	switch {
-	case int(kind) >= numKinds:
-		return invalid("unknown algorithm kind " + kind.String())
 	case n == 0 || n > maxKeys:
 		return invalid("want 1 to 4 keys")
 	case len(limits) != n:
@@ -171,6 +169,9 @@ func validate(kind algorithms.Kind, keys []string, limits []algorithms.Limit, no
 	}
 	return nil
 }
+
+// Algorithm returns the algorithm whose script the backend runs (core.Backend).
+func (b *Backend) Algorithm() algorithms.Kind { return b.kind }
 
 // BorrowsKeys reports true: Evaluate does not keep any key after it returns
 // (go-redis has written the command before Process returns, and the pooled

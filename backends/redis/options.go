@@ -13,6 +13,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
 )
 
 // Options configures a Backend. The timeouts and the breaker settings have
@@ -20,6 +22,8 @@ import (
 // §8, whose defaults and bounds python/rate_limiter_go/config.py defines),
 // and a value below 1 is an error.
 type Options struct {
+	// Algorithm selects the one Lua script the backend runs.
+	Algorithm algorithms.Kind
 	// URL of the server: redis://[user:password@]host[:port][/db],
 	// rediss://... for TLS (system roots, server name from the host), or
 	// unix://[user:password@]/path/to/socket[?db=N].

@@ -69,6 +69,7 @@ func TestOptionsRejected(t *testing.T) {
 		{"bad db", Options{URL: "redis://h:6379/x"}, "database number"},
 		{"unknown parameter", Options{URL: "redis://h:6379?colour=red"}, "unexpected option"},
 		{"timeout in the URL", Options{URL: "redis://h:6379?read_timeout=5s"}, `"read_timeout" is not allowed`},
+		{"unknown algorithm", Options{URL: "redis://h", Algorithm: algorithms.Kind(7)}, "no script for algorithm"},
 		{"retries in the URL", Options{URL: "redis://h:6379?max_retries=3"}, `"max_retries" is not allowed`},
 		{"empty unix path", Options{URL: "unix://"}, "unix socket path"},
 	}
@@ -162,45 +163,43 @@ func TestValidate(t *testing.T) {
 	out3 := make([]algorithms.Outcome, 3)
 	tests := []struct {
 		name   string
-		kind   algorithms.Kind
 		keys   []string
 		limits []algorithms.Limit
 		nowUS  int64
 		out    []algorithms.Outcome
 		want   string // "" means valid
 	}{
-		{"one key", algorithms.FixedWindow, []string{"k"}, []algorithms.Limit{lim}, 0, out3, ""},
-		{"three keys, explicit now", algorithms.TokenBucket, []string{"a", "b", "c"},
+		{"one key", []string{"k"}, []algorithms.Limit{lim}, 0, out3, ""},
+		{"three keys, explicit now", []string{"a", "b", "c"},
 			[]algorithms.Limit{lim, lim, lim}, 1_800_000_000_000_000, out3, ""},
-		{"largest rate", algorithms.SlidingWindow, []string{"k"},
+		{"largest rate", []string{"k"},
 			[]algorithms.Limit{{Limit: MaxLimit, WindowUS: MaxWindowUS}}, 0, out3, ""},
-		{"unknown kind", algorithms.Kind(7), []string{"k"}, []algorithms.Limit{lim}, 0, out3, "unknown algorithm"},
-		{"no keys", algorithms.FixedWindow, nil, nil, 0, out3, "1 to 4 keys"},
-		{"four keys", algorithms.FixedWindow, []string{"a", "b", "c", "d"},
+		{"no keys", nil, nil, 0, out3, "1 to 4 keys"},
+		{"four keys", []string{"a", "b", "c", "d"},
 			[]algorithms.Limit{lim, lim, lim, lim}, 0, make([]algorithms.Outcome, 4), ""},
-		{"five keys", algorithms.FixedWindow, []string{"a", "b", "c", "d", "e"},
+		{"five keys", []string{"a", "b", "c", "d", "e"},
 			[]algorithms.Limit{lim, lim, lim, lim, lim}, 0, make([]algorithms.Outcome, 5), "1 to 4 keys"},
-		{"limits shorter", algorithms.FixedWindow, []string{"a", "b"}, []algorithms.Limit{lim}, 0, out3, "differ"},
-		{"out shorter", algorithms.FixedWindow, []string{"a", "b"}, []algorithms.Limit{lim, lim}, 0, out3[:1],
+		{"limits shorter", []string{"a", "b"}, []algorithms.Limit{lim}, 0, out3, "differ"},
+		{"out shorter", []string{"a", "b"}, []algorithms.Limit{lim, lim}, 0, out3[:1],
 			"out is shorter"},
-		{"negative now", algorithms.FixedWindow, []string{"k"}, []algorithms.Limit{lim}, -1, out3, "nowUS"},
-		{"now beyond 2^52", algorithms.FixedWindow, []string{"k"}, []algorithms.Limit{lim}, 1<<52 + 1, out3, "nowUS"},
-		{"empty key", algorithms.FixedWindow, []string{"a", ""}, []algorithms.Limit{lim, lim}, 0, out3,
+		{"negative now", []string{"k"}, []algorithms.Limit{lim}, -1, out3, "nowUS"},
+		{"now beyond 2^52", []string{"k"}, []algorithms.Limit{lim}, 1<<52 + 1, out3, "nowUS"},
+		{"empty key", []string{"a", ""}, []algorithms.Limit{lim, lim}, 0, out3,
 			"dimension 1: empty key"},
-		{"long key", algorithms.FixedWindow, []string{strings.Repeat("k", MaxKeyLen+1)}, []algorithms.Limit{lim}, 0,
+		{"long key", []string{strings.Repeat("k", MaxKeyLen+1)}, []algorithms.Limit{lim}, 0,
 			out3, "longer"},
-		{"zero limit", algorithms.FixedWindow, []string{"k"}, []algorithms.Limit{{Limit: 0, WindowUS: 1}}, 0, out3,
+		{"zero limit", []string{"k"}, []algorithms.Limit{{Limit: 0, WindowUS: 1}}, 0, out3,
 			"limit out of range"},
-		{"limit too large", algorithms.FixedWindow, []string{"k"},
+		{"limit too large", []string{"k"},
 			[]algorithms.Limit{{Limit: MaxLimit + 1, WindowUS: 1}}, 0, out3, "limit out of range"},
-		{"zero window", algorithms.FixedWindow, []string{"k"}, []algorithms.Limit{{Limit: 1}}, 0, out3,
+		{"zero window", []string{"k"}, []algorithms.Limit{{Limit: 1}}, 0, out3,
 			"window_us out of range"},
-		{"window too long", algorithms.FixedWindow, []string{"k"},
+		{"window too long", []string{"k"},
 			[]algorithms.Limit{{Limit: 1, WindowUS: MaxWindowUS + 1}}, 0, out3, "window_us out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := validate(tt.kind, tt.keys, tt.limits, tt.nowUS, tt.out)
+			err := validate(tt.keys, tt.limits, tt.nowUS, tt.out)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("valid request refused: %v", err)
@@ -227,7 +226,7 @@ func TestEvaluateWithoutNetwork(t *testing.T) {
 	}
 	out := make([]algorithms.Outcome, 1)
 	for i := 0; i < 3; i++ {
-		_, err = b.Evaluate(context.Background(), algorithms.FixedWindow, []string{""},
+		_, err = b.Evaluate(context.Background(), []string{""},
 			[]algorithms.Limit{{Limit: 1, WindowUS: 1}}, 0, out)
 		if !errors.Is(err, ErrInvalidRequest) {
 			t.Fatalf("got %v, want ErrInvalidRequest", err)
@@ -242,7 +241,7 @@ func TestEvaluateWithoutNetwork(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	_, err = b.Evaluate(context.Background(), algorithms.FixedWindow, []string{"k"},
+	_, err = b.Evaluate(context.Background(), []string{"k"},
 		[]algorithms.Limit{{Limit: 1, WindowUS: 1}}, 0, out)
 	if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Evaluate after Close: %v, want ErrClosed", err)

@@ -32,30 +32,29 @@ var scriptFiles = [...]struct {
 	{algorithms.TokenBucket, "lua/token_bucket.lua"},
 }
 
-// numKinds is the number of algorithms; scripts are indexed by Kind.
-const numKinds = 3
-
-// loadScripts reads the embedded scripts and computes their digests.
-func loadScripts() ([numKinds]script, error) {
-	var out [numKinds]script
+// loadScript reads the embedded script of kind and computes its digest.
+func loadScript(kind algorithms.Kind) (script, error) {
 	for _, f := range scriptFiles {
+		if f.kind != kind {
+			continue
+		}
 		b, err := luaFiles.ReadFile(f.file)
 		if err != nil {
-			return out, fmt.Errorf("read embedded script %s: %w", f.file, err)
+			return script{}, fmt.Errorf("read embedded script %s: %w", f.file, err)
 		}
 		sum := sha1.Sum(b) // #nosec G401 -- EVALSHA names a script by its SHA-1 (Redis protocol), not a security use
-		out[f.kind] = script{src: string(b), sha: hex.EncodeToString(sum[:])}
+		return script{src: string(b), sha: hex.EncodeToString(sum[:])}, nil
 	}
-	return out, nil
+	return script{}, fmt.Errorf("no script for algorithm %v", kind)
 }
 
 // ScriptSHA returns the SHA-1 digest (lower-case hex) under which the script
 // of kind is called with EVALSHA, or "" for an unknown kind. Tests and
 // operators use it to recognise the scripts in SCRIPT EXISTS or slow logs.
 func ScriptSHA(kind algorithms.Kind) string {
-	s, err := loadScripts()
-	if err != nil || int(kind) >= numKinds {
+	s, err := loadScript(kind)
+	if err != nil {
 		return ""
 	}
-	return s[kind].sha
+	return s.sha
 }

@@ -6,8 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
-	"github.com/rate-limiter-go/rate_limiter_go/core"
+	"github.com/rate-limiter-go/rate_limiter_go/limiter"
 )
 
 // poolSize is the number of distinct users (and, modulo 8, tenants) the
@@ -87,22 +86,20 @@ func requests(dims int) []request {
 	return reqs
 }
 
-// newLimiter builds a limiter over a fresh memory store and, for the blocked
+// newLimiter opens a limiter through the composition root, as the binding
+// does, on a fresh memory store (a registry of its own) and, for the blocked
 // path, spends every key's quota so that timed calls are all refused.
-func newLimiter(tb testing.TB, s scenario, clk *clock) (*core.Limiter, []request) {
+func newLimiter(tb testing.TB, s scenario, clk *clock) (*limiter.Limiter, []request) {
 	tb.Helper()
-	cfg, err := core.ParseConfig(s.config())
-	if err != nil {
-		tb.Fatalf("config of %s: %v", s.name(), err)
-	}
-	lim, err := core.NewLimiter(cfg, memory.New(cfg.MemoryMaxKeys))
+	lim, err := limiter.NewRegistry().Open("gobench", string(s.config()))
 	if err != nil {
 		tb.Fatalf("limiter of %s: %v", s.name(), err)
 	}
+	tb.Cleanup(lim.Close)
 	reqs := requests(s.dims)
 	ctx := context.Background()
 	for _, r := range reqs {
-		if _, err := lim.Evaluate(ctx, r.user, r.tenant, r.tool, clk.next()); err != nil {
+		if _, err := lim.Evaluate(ctx, limiter.Request{User: r.user, Tenant: r.tenant, Tool: r.tool, NowUS: clk.next()}); err != nil {
 			tb.Fatalf("warm-up of %s: %v", s.name(), err)
 		}
 	}
@@ -123,7 +120,7 @@ func BenchmarkLimiterMemory(b *testing.B) {
 			for b.Loop() {
 				r := reqs[i%poolSize]
 				i++
-				d, err := lim.Evaluate(ctx, r.user, r.tenant, r.tool, clk.next())
+				d, err := lim.Evaluate(ctx, limiter.Request{User: r.user, Tenant: r.tenant, Tool: r.tool, NowUS: clk.next()})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -155,7 +152,7 @@ func BenchmarkLimiterMemoryParallel(b *testing.B) {
 					// Goroutines draw times from one counter, so a key may see a
 					// time a few ticks older than its newest entry; the limit is
 					// far away, so every request is still admitted.
-					d, err := lim.Evaluate(ctx, r.user, r.tenant, r.tool, clk.next())
+					d, err := lim.Evaluate(ctx, limiter.Request{User: r.user, Tenant: r.tenant, Tool: r.tool, NowUS: clk.next()})
 					if err != nil || !d.Admitted {
 						b.Errorf("%s: admitted=%v err=%v", s.name(), d.Admitted, err)
 						return
@@ -176,14 +173,14 @@ func TestScenarioPaths(t *testing.T) {
 			var clk clock
 			lim, reqs := newLimiter(t, s, &clk)
 			for _, r := range reqs {
-				d, err := lim.Evaluate(ctx, r.user, r.tenant, r.tool, clk.next())
+				d, err := lim.Evaluate(ctx, limiter.Request{User: r.user, Tenant: r.tenant, Tool: r.tool, NowUS: clk.next()})
 				if err != nil {
 					t.Fatal(err)
 				}
 				if d.Admitted == s.blocked {
 					t.Fatalf("admitted=%v, want %v", d.Admitted, !s.blocked)
 				}
-				if d.Dimension == core.DimNone {
+				if d.Dimension == limiter.DimNone {
 					t.Fatalf("no reported dimension")
 				}
 			}

@@ -1,5 +1,6 @@
-// Command chaosflood sends distinct users through a core.Limiter on the
-// memory backend, the path the Go engine's pyext takes, and checks after
+// Command flood sends distinct users through a limiter opened by the
+// composition root (package limiter) on the memory backend, the path the Go
+// engine's pyext takes, and checks after
 // every request that the store never holds more than memory_max_keys keys
 // (docs/semantics.md §10). The Python side cannot see the Go store's size,
 // so `make chaos` runs this next to tools/chaos.py flood. It prints one JSON
@@ -15,8 +16,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/rate-limiter-go/rate_limiter_go/backends/memory"
-	"github.com/rate-limiter-go/rate_limiter_go/core"
+	"github.com/rate-limiter-go/rate_limiter_go/limiter"
 )
 
 func main() {
@@ -24,34 +24,30 @@ func main() {
 	maxKeys := flag.Int("max-keys", 100_000, "memory_max_keys")
 	flag.Parse()
 	if err := run(*identities, *maxKeys); err != nil {
-		fmt.Fprintln(os.Stderr, "chaosflood:", err)
+		fmt.Fprintln(os.Stderr, "flood:", err)
 		os.Exit(1)
 	}
 }
 
 func run(identities, maxKeys int) error {
 	cfgJSON := `{"by_user":{"limit":1000000,"window_s":3600},"memory_max_keys":` + strconv.Itoa(maxKeys) + `}`
-	cfg, err := core.ParseConfig([]byte(cfgJSON))
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	store := memory.New(cfg.MemoryMaxKeys)
-	lim, err := core.NewLimiter(cfg, store)
+	lim, err := limiter.NewRegistry().Open("chaosflood", cfgJSON)
 	if err != nil {
 		return fmt.Errorf("limiter: %w", err)
 	}
+	defer lim.Close()
 	ctx := context.Background()
 	maxLen := 0
 	start := time.Now()
 	for i := 0; i < identities; i++ {
-		d, err := lim.Evaluate(ctx, "flood-"+strconv.Itoa(i)+":%~{tag}@example.com", "", "", 0)
+		d, err := lim.Evaluate(ctx, limiter.Request{User: "flood-" + strconv.Itoa(i) + ":%~{tag}@example.com"})
 		if err != nil {
 			return fmt.Errorf("request %d: %w", i, err)
 		}
 		if !d.Admitted {
 			return fmt.Errorf("request %d: a first request was refused", i)
 		}
-		if n := store.Len(); n > maxLen {
+		if n := lim.MemoryKeys(); n > maxLen {
 			maxLen = n
 		}
 	}
@@ -60,7 +56,7 @@ func run(identities, maxKeys int) error {
 		"identities":      identities,
 		"memory_max_keys": maxKeys,
 		"keys_max":        maxLen,
-		"keys_end":        store.Len(),
+		"keys_end":        lim.MemoryKeys(),
 		"seconds":         elapsed.Seconds(),
 		"ns_per_request":  elapsed.Nanoseconds() / int64(identities),
 	}
