@@ -36,7 +36,7 @@ CHAOS_FLOOD = ( echo "chaos-flood: $(CHAOS_IDENTITIES) identities, memory backen
 		$(VPY) tools/chaos/chaos.py flood --engine $$e --identities $(CHAOS_IDENTITIES) --max-keys $(CHAOS_MAX_KEYS) \
 			--out $(CHAOS_DIR)/flood-$$e.json || frc=1; \
 	done; \
-	go run ./tools/chaosflood -identities $(CHAOS_IDENTITIES) -max-keys $(CHAOS_MAX_KEYS) \
+	go run ./tools/chaos/flood -identities $(CHAOS_IDENTITIES) -max-keys $(CHAOS_MAX_KEYS) \
 		> $(CHAOS_DIR)/flood-go-store.json || frc=1; \
 	echo "chaos-flood: Go store: $$(cat $(CHAOS_DIR)/flood-go-store.json)"; \
 	exit $$frc )

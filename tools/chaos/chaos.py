@@ -411,7 +411,7 @@ def cmd_flood(args: argparse.Namespace) -> int:
     print("flood:", json.dumps(result), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"provenance": prov | {"load_after": loadavg()}, **result}, indent=1) + "\n")
-    # The Go store's key count comes from tools/chaosflood; here only what this process can see is judged.
+    # The Go store's key count comes from tools/chaos/flood; here only what this process can see is judged.
     ok = flood_goals_met(result, {"keys_max": 0} if result["keys_max_sampled"] is None else None)
     if not ok:
         print("flood: goals missed (see docs/reliability.md for the criteria)", flush=True)

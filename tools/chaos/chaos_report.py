@@ -117,7 +117,7 @@ def flood_table(files: list[dict[str, Any]], go_store: dict[str, Any] | None) ->
         if f["keys_max_sampled"] is not None:
             keys = f"{f['keys_max_sampled']} / {f['keys_end']}"
         elif go_store is not None:
-            keys = f"{go_store['keys_max']} / {go_store['keys_end']} (tools/chaosflood, every request)"
+            keys = f"{go_store['keys_max']} / {go_store['keys_end']} (tools/chaos/flood, every request)"
         else:
             keys = "not measured"
         rows.append(

@@ -1,10 +1,10 @@
 // Command flood sends distinct users through a limiter opened by the
 // composition root (package limiter) on the memory backend, the path the Go
-// engine's pyext takes, and checks after
-// every request that the store never holds more than memory_max_keys keys
-// (docs/semantics.md §10). The Python side cannot see the Go store's size,
-// so `make chaos` runs this next to tools/chaos.py flood. It prints one JSON
-// object with the figures and exits 1 if the bound was ever exceeded.
+// engine's pyext takes, and checks after every request that the store never
+// holds more than memory_max_keys keys (docs/semantics.md §10). The Python
+// side cannot see the Go store's size, so `make chaos` runs this next to
+// tools/chaos/chaos.py flood. It prints one JSON object with the figures and
+// exits 1 if the bound was ever exceeded.
 package main
 
 import (
@@ -31,7 +31,7 @@ func main() {
 
 func run(identities, maxKeys int) error {
 	cfgJSON := `{"by_user":{"limit":1000000,"window_s":3600},"memory_max_keys":` + strconv.Itoa(maxKeys) + `}`
-	lim, err := limiter.NewRegistry().Open("chaosflood", cfgJSON)
+	lim, err := limiter.NewRegistry().Open("flood", cfgJSON)
 	if err != nil {
 		return fmt.Errorf("limiter: %w", err)
 	}
