@@ -41,6 +41,10 @@ from typing import Any
 
 RIG_DIR = Path(__file__).resolve().parent
 REPO_DIR = RIG_DIR.parent
+# The one private redis-server helper (standard library only) lives with the tests.
+sys.path.insert(0, str(REPO_DIR / "tests_py"))
+from support.redis_server import RedisUnavailableError, find_redis_server, server_argv, wait_ready  # noqa: E402
+
 RUN_ROOT = RIG_DIR / "run"
 DEFAULT_GATEWAY_VERSION = "1.1.0"
 GATEWAY_VERSION = os.environ.get("GATEWAY_VERSION") or DEFAULT_GATEWAY_VERSION
@@ -611,10 +615,12 @@ def up(opts: RigOptions, link_current: bool = False) -> Path:
     if not GATEWAY_PY.exists():
         raise RigError(f"{GATEWAY_PY} missing: run `make rig-deps` first")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
-    for b in (nginx, redis_server):
-        if not os.access(b, os.X_OK):
-            raise RigError(f"{b} not found: run `make rig-deps` (apt nginx) / install redis-server")
+    if not os.access(nginx, os.X_OK):
+        raise RigError(f"{nginx} not found: run `make rig-deps` (apt nginx)")
+    try:
+        redis_server = find_redis_server()
+    except RedisUnavailableError as e:
+        raise RigError(str(e)) from e
     n = len(opts.engines)
     run_dir = _new_run_dir(opts, link_current)
     run = Run(run_dir)
@@ -640,14 +646,15 @@ def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> No
     user_password = rig_password()
     base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
 
-    # Redis: no persistence, loopback only. DB 0 is the rate limiter's, DB 1 the gateway's own cache.
-    p = run.start(
-        "redis",
-        [redis_server, "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no",
-         "--dir", str(d), "--daemonize", "no", "--protected-mode", "yes"],
-        base_env, d, f"127.0.0.1:{redis_port}",
-    )  # fmt: skip
-    wait_port(redis_port, 10, p, "redis-server")
+    # Redis: the shared private-server command line (no persistence, loopback only), but started and
+    # recorded here, since it outlives this process. DB 0 is the rate limiter's, DB 1 the gateway's cache.
+    (d / "redis").mkdir()
+    argv = server_argv(redis_server, redis_port, d / "redis", args=["--protected-mode", "yes"])
+    p = run.start("redis", argv, base_env, d, f"127.0.0.1:{redis_port}")
+    try:
+        wait_ready(redis_port, 10, proc=p)
+    except RedisUnavailableError as e:
+        raise RigError(f"{e} (see {d / 'redis' / 'redis.log'})") from e
 
     p = run.start(
         "mcp-server",

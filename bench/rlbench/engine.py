@@ -28,8 +28,9 @@ import timeit
 from pathlib import Path
 from typing import Any
 
+from support.redis_server import RedisServer
+
 from rlbench import env_info
-from rlbench.redis_server import PrivateRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "engine.md"
@@ -92,7 +93,7 @@ def redis_async(quick: bool) -> list[tuple[str, float]]:
     from rate_limiter_go.engine_go import GoEngine
     from rate_limiter_go.engine_python.engine import PythonEngine
 
-    server = PrivateRedis().start()
+    server = RedisServer().start()
     url = server.url
     try:
         cfg = parse_config(
@@ -134,7 +135,7 @@ def redis_async(quick: bool) -> list[tuple[str, float]]:
             out.append((f"{label}.check on Redis, 100 in flight (µs per check)", par))
         return out
     finally:
-        server.stop()
+        server.close()
 
 
 def rss_growth(quick: bool) -> tuple[int, float]:

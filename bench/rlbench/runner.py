@@ -32,6 +32,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from support.redis_server import RedisServer
+
 from rlbench import env_info, profiling, targets
 from rlbench.measure import (
     Case,
@@ -43,7 +45,7 @@ from rlbench.measure import (
     timed_batch,
     warm_up,
 )
-from rlbench.redis_server import PrivateRedis, command_delta, snapshot
+from rlbench.redis_counters import command_delta, snapshot
 from rlbench.subjects import OURS, PEERS, SUBJECTS, SubjectUnavailableError, build, supports, versions
 from rlbench.workload import ALGORITHMS, BACKENDS, HOOKS, TOOL, Request, Scenario, request_pool, scenarios
 
@@ -89,7 +91,7 @@ def log(msg: str) -> None:
 class Run:
     """State of one run: the subjects that could be built, the request pool, the Redis server."""
 
-    def __init__(self, settings: Settings, subjects: tuple[str, ...], sections: tuple[str, ...], redis: PrivateRedis):
+    def __init__(self, settings: Settings, subjects: tuple[str, ...], sections: tuple[str, ...], redis: RedisServer):
         self.settings = settings
         self.subjects = subjects
         self.sections = sections
@@ -412,7 +414,7 @@ async def run(settings: Settings, subjects: tuple[str, ...] = SUBJECTS, sections
     started = time.monotonic()
     meta = env_info.machine()
     meta["versions"] = versions()
-    with PrivateRedis() as redis:
+    with RedisServer() as redis:
         meta["redis"] = _redis_version(redis)
         r = Run(settings, subjects, sections, redis)
         await r.build_all()
@@ -436,7 +438,7 @@ async def run(settings: Settings, subjects: tuple[str, ...] = SUBJECTS, sections
     return results
 
 
-def _redis_version(redis: PrivateRedis) -> str:
+def _redis_version(redis: RedisServer) -> str:
     with redis.client() as c:
         info = c.info("server")
     return f"{info.get('redis_version')} ({info.get('redis_mode', 'standalone')}, {redis.binary})"

@@ -252,18 +252,19 @@ def test_report_writes_the_doc_and_a_png(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def redis_server() -> Any:
-    from rlbench.redis_server import PrivateRedis
+    import rlbench  # noqa: F401 - puts tests_py/ on the path for support.redis_server
+    from support.redis_server import RedisServer
 
     if shutil.which("redis-server") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is not installed and CI=true: the Redis tests must run")
         pytest.skip("redis-server is not installed")
-    with PrivateRedis() as server:
+    with RedisServer() as server:
         yield server
 
 
 def test_snapshots_count_commands_inside_scripts_but_one_read_per_round_trip(redis_server: Any) -> None:
-    from rlbench.redis_server import command_delta, snapshot
+    from rlbench.redis_counters import command_delta, snapshot
 
     with redis_server.client() as c:
         before = snapshot(c)

@@ -34,11 +34,9 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess  # nosec B404 # a test harness: starts redis-server, chaos_proxy.py, go test
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -52,8 +50,10 @@ from rate_limiter_go.plugin import RateLimiterPlugin  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tools" / "chaos"))
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests_py"))  # the one private redis-server helper lives with the tests
 from chaos_report import RESULTS_DIR, fault_goals_met, flood_goals_met, max_bound_ms  # noqa: E402
 from docgen import loadavg, provenance  # noqa: E402
+from support.redis_server import RedisServer, free_port  # noqa: E402
 
 KIND = "rate_limiter_go.plugin.RateLimiterPlugin"
 OUTPUTS = ("docs/reliability-results/", "docs/reliability.md")  # rewritten by the run: not "uncommitted changes"
@@ -61,12 +61,6 @@ WATCHDOG_S = 5.0  # a hook call longer than this counts as escaped (hung)
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -96,49 +90,13 @@ def make_plugin(engine: str, config: dict[str, Any]) -> RateLimiterPlugin:
     return plugin
 
 
-class RedisProc:
-    """A private redis-server on a loopback port (no persistence)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(  # nosec B603 B607 # fixed argv, loopback port; redis-server from PATH like the test suites
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not self.ping():
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not answer PING in 10 s")
-            time.sleep(0.01)
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        assert self.proc is not None  # nosec B101 # type narrowing only: with python -O a None proc fails on the next line all the same
-        self.proc.kill()
-        self.proc.wait()
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None  # nosec B101 # type narrowing only: with python -O a None proc fails on the next line all the same
-        os.kill(self.proc.pid, sig)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait()
+def kill_and_reap(redis: RedisServer) -> None:
+    """The "kill" fault: SIGKILL, no shutdown; stop() then only forgets the dead process, and start()
+    brings a new, empty server up on the same port."""
+    assert redis.proc is not None  # nosec B101 # type narrowing only: with python -O a None proc fails on the next line all the same
+    redis.proc.kill()
+    redis.proc.wait()
+    redis.stop()
 
 
 # --- faults --------------------------------------------------------------------------------------
@@ -202,7 +160,7 @@ def summarise(records: list[tuple], fault_start: float, fault_end: float) -> dic
     }
 
 
-async def fault_run(engine: str, fault: str, redis: RedisProc, args: argparse.Namespace) -> dict[str, Any]:
+async def fault_run(engine: str, fault: str, redis: RedisServer, args: argparse.Namespace) -> dict[str, Any]:
     proxy = None
     port = redis.port
     if fault == "slow":
@@ -232,16 +190,16 @@ async def fault_run(engine: str, fault: str, redis: RedisProc, args: argparse.Na
         await asyncio.sleep(args.baseline_s)
         marks["start"] = time.perf_counter() - t0
         if fault == "kill":
-            redis.kill()
+            kill_and_reap(redis)
         elif fault == "pause":
-            redis.signal(signal.SIGSTOP)
+            redis.pause()
         elif proxy is not None:
             proxy.send_signal(signal.SIGUSR1)
         await asyncio.sleep(args.fault_s)
         if fault == "kill":
             await asyncio.to_thread(redis.start)  # returns once the new server answers PING
         elif fault == "pause":
-            redis.signal(signal.SIGCONT)
+            redis.resume()
         elif proxy is not None:
             proxy.send_signal(signal.SIGUSR2)
         marks["end"] = time.perf_counter() - t0
@@ -278,27 +236,21 @@ async def memory_reference(engine: str, args: argparse.Namespace) -> dict[str, A
 def cmd_faults(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {"provenance": provenance(OUTPUTS), "runs": [], "memory": [],
                                "config": vars(args) | {"out": str(args.out)}}  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="chaos-redis-") as tmp:
-        redis = RedisProc(Path(tmp))
-        redis.start()
-        try:
-            for engine in args.engines.split(","):
-                results["memory"].append(asyncio.run(memory_reference(engine, args)))
-                for fault in args.faults.split(","):
-                    if not redis.ping():
-                        redis.start()
-                    summary = asyncio.run(fault_run(engine, fault, redis, args))
-                    results["runs"].append(summary)
-                    print(
-                        f"faults: {engine:6} {fault:5} calls={summary['calls']} blocked_by_fault="
-                        f"{summary['blocked_by_fault']} escaped={summary['escaped']} p99_fault="
-                        f"{summary['p99_fault_ms']:.2f} ms max={summary['max_fault_ms']:.1f} ms "
-                        f"(bound < {max_bound_ms(summary)} ms) "
-                        f"enforce_after={summary['enforce_after_s']}",
-                        flush=True,
-                    )
-        finally:
-            redis.stop()
+    with RedisServer() as redis:  # one server for every run; a killed one is started again on the same port
+        for engine in args.engines.split(","):
+            results["memory"].append(asyncio.run(memory_reference(engine, args)))
+            for fault in args.faults.split(","):
+                redis.ensure_running()
+                summary = asyncio.run(fault_run(engine, fault, redis, args))
+                results["runs"].append(summary)
+                print(
+                    f"faults: {engine:6} {fault:5} calls={summary['calls']} blocked_by_fault="
+                    f"{summary['blocked_by_fault']} escaped={summary['escaped']} p99_fault="
+                    f"{summary['p99_fault_ms']:.2f} ms max={summary['max_fault_ms']:.1f} ms "
+                    f"(bound < {max_bound_ms(summary)} ms) "
+                    f"enforce_after={summary['enforce_after_s']}",
+                    flush=True,
+                )
     results["provenance"]["load_after"] = loadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
