@@ -230,10 +230,10 @@ class Gunicorn:
         self.port = free_port()
         env = dict(os.environ, RL_CONFIG=json.dumps(config), RL_WARMUP="1" if warmup else "0",
                    RL_SERVE_DELAY_MS="40",  # keeps a sync worker busy so the others get requests too
-                   PYTHONPATH=os.pathsep.join([str(PACKAGE_PARENT), str(ROOT / "tools")]))
+                   PYTHONPATH=os.pathsep.join([str(PACKAGE_PARENT), str(ROOT / "tests_py")]))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--preload", "--workers", "4", "--bind", f"127.0.0.1:{self.port}",
-             "--timeout", "20", "--graceful-timeout", "3", "--log-level", "warning", "chaos_gunicorn_app:app"],
+             "--timeout", "20", "--graceful-timeout", "3", "--log-level", "warning", "support.gunicorn_app:app"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30

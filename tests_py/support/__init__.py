@@ -6,6 +6,8 @@
   Standard library only.
 * ``plugin_helpers``, ``go_helpers``: real plugins and cpex calls, the Go
   engine class for tests (these need cpex, pytest and the package).
+* ``gunicorn_app``: a WSGI app serving the plugin, for the gunicorn
+  ``--preload`` fork tests (``support.gunicorn_app:app``; needs cpex).
 
 Import path: pytest puts ``tests_py/`` on ``sys.path`` (rootdir conftest),
 so tests write ``from support.redis_server import RedisServer``. Code run from
