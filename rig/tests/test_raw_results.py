@@ -39,3 +39,14 @@ def test_rig_facts_leave_out_tokens_identities_and_the_redis_url():
     text = json.dumps(facts)
     assert "eyJ" not in text and "@rig.example" not in text and "redis://" not in text
     assert facts["users"] == 1 and facts["plugin_config"] == {"by_user": "5/m"}
+
+
+def test_the_docs_a_run_rewrites_do_not_make_the_tree_dirty():
+    import report
+
+    porcelain = " M docs/loadtest.md\n M docs/loadtest-results/scale-100.json\nM  docs/gateway.md\n"
+    assert not [p for p in report.changed_files(porcelain) if not p.startswith(report.OUTPUTS)]
+    porcelain += " M rig/rigctl.py\nR  a.py -> python/x.py\n"
+    assert [p for p in report.changed_files(porcelain) if not p.startswith(report.OUTPUTS)] == [
+        "rig/rigctl.py", "python/x.py"
+    ]
