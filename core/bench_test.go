@@ -66,7 +66,7 @@ func BenchmarkHotKey(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					r.NowUS++
-					if _, err := l.EvaluateRequest(ctx, r); err != nil {
+					if _, err := l.Evaluate(ctx, r); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -81,12 +81,12 @@ func BenchmarkBlocked(b *testing.B) {
 		b.Run(algo, func(b *testing.B) {
 			l := benchLimiter(b, algo, "blocked")
 			ctx, now := context.Background(), benchStart
-			l.Evaluate(ctx, "alice@example.com", "", "", now)
+			l.Evaluate(ctx, core.Request{User: "alice@example.com", NowUS: now})
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				now++
-				d, err := l.Evaluate(ctx, "alice@example.com", "", "", now)
+				d, err := l.Evaluate(ctx, core.Request{User: "alice@example.com", NowUS: now})
 				if err != nil || d.Admitted {
 					b.Fatal("want blocked", d, err)
 				}
@@ -109,13 +109,13 @@ func BenchmarkManyKeys(b *testing.B) {
 			ctx, now := context.Background(), benchStart
 			for _, id := range ids {
 				now++
-				l.Evaluate(ctx, id, "", "", now)
+				l.Evaluate(ctx, core.Request{User: id, NowUS: now})
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				now++
-				if _, err := l.Evaluate(ctx, ids[(i*7919)%users], "", "", now); err != nil {
+				if _, err := l.Evaluate(ctx, core.Request{User: ids[(i*7919)%users], NowUS: now}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -142,7 +142,7 @@ func BenchmarkParallel(b *testing.B) {
 						id = "worker" + strconv.FormatInt(worker.Add(1), 10) + "@example.com"
 					}
 					for pb.Next() {
-						if _, err := l.Evaluate(ctx, id, "", "", clock.Add(1)); err != nil {
+						if _, err := l.Evaluate(ctx, core.Request{User: id, NowUS: clock.Add(1)}); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -170,7 +170,7 @@ func BenchmarkEntryBytes(b *testing.B) {
 				ctx, now := context.Background(), benchStart
 				for _, id := range ids {
 					now++
-					l.Evaluate(ctx, id, "", "", now)
+					l.Evaluate(ctx, core.Request{User: id, NowUS: now})
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)

@@ -157,16 +157,10 @@ type Request struct {
 	NowUS int64
 }
 
-// Evaluate is EvaluateRequest for a request without a server (so without
-// the user_per_server dimension).
-func (l *Limiter) Evaluate(ctx context.Context, user, tenant, tool string, nowUS int64) (Decision, error) {
-	return l.EvaluateRequest(ctx, Request{User: user, Tenant: tenant, Tool: tool, NowUS: nowUS})
-}
-
-// EvaluateRequest checks and, if admitted, consumes one request (§4). An
+// Evaluate checks and, if admitted, consumes one request (§4). An
 // identity starting with IdentityMarker is already escaped. Errors wrap
 // ErrBadArgument (nothing was evaluated) or ErrBackend.
-func (l *Limiter) EvaluateRequest(ctx context.Context, r Request) (Decision, error) {
+func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	user, tenant, tool, nowUS := r.User, r.Tenant, r.Tool, r.NowUS
 	if nowUS < 0 || nowUS > MaxNowUS {
 		return Decision{}, fmt.Errorf("%w: now_us %d outside 0..2^52", ErrBadArgument, nowUS)

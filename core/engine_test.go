@@ -116,7 +116,7 @@ func TestKeysAndApplicableDimensions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &recorder{admitted: true, outs: make([]algorithms.Outcome, 3)}
 			l := limiter(t, fmt.Sprintf(allDims, tt.algo), r)
-			if _, err := l.Evaluate(context.Background(), tt.user, tt.tenant, tt.tool, 1); err != nil {
+			if _, err := l.Evaluate(context.Background(), core.Request{User: tt.user, Tenant: tt.tenant, Tool: tt.tool, NowUS: 1}); err != nil {
 				t.Fatal(err)
 			}
 			if fmt.Sprint(r.keys) != fmt.Sprint(tt.want) {
@@ -168,7 +168,7 @@ func TestUserPerServerKeys(t *testing.T) {
 			r := &recorder{admitted: true, outs: make([]algorithms.Outcome, 4)}
 			l := limiter(t, fmt.Sprintf(fourDims, tt.algo), r)
 			tt.r.NowUS = 1
-			if _, err := l.EvaluateRequest(context.Background(), tt.r); err != nil {
+			if _, err := l.Evaluate(context.Background(), tt.r); err != nil {
 				t.Fatal(err)
 			}
 			if fmt.Sprint(r.keys) != fmt.Sprint(tt.want) {
@@ -209,8 +209,7 @@ func TestUserPerServerReported(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &recorder{admitted: tt.admitted, outs: tt.outs}
 			l := limiter(t, fmt.Sprintf(fourDims, "fixed_window"), r)
-			d, err := l.EvaluateRequest(context.Background(),
-				core.Request{User: "u", Server: "s", Tenant: "t", Tool: "search", NowUS: 1})
+			d, err := l.Evaluate(context.Background(), core.Request{User: "u", Server: "s", Tenant: "t", Tool: "search", NowUS: 1})
 			if err != nil || d != tt.want {
 				t.Fatalf("got %+v, %v; want %+v", d, err, tt.want)
 			}
@@ -232,8 +231,7 @@ func TestUserPerServerAllOrNothing(t *testing.T) {
 				`"by_tool":{"search":{"limit":3,"window_s":60}}}`
 			l := memLimiter(t, cfg)
 			ev := func(server string) core.Decision {
-				d, err := l.EvaluateRequest(context.Background(),
-					core.Request{User: "u", Server: server, Tenant: "t", Tool: "search", NowUS: 60 * sec})
+				d, err := l.Evaluate(context.Background(), core.Request{User: "u", Server: server, Tenant: "t", Tool: "search", NowUS: 60 * sec})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -261,7 +259,7 @@ func TestUserPerServerAllOrNothing(t *testing.T) {
 func TestNoDimensionApplies(t *testing.T) {
 	r := &recorder{}
 	l := limiter(t, `{"by_tenant":{"limit":1,"window_s":1},"by_tool":{"x":{"limit":1,"window_s":1}}}`, r)
-	d, err := l.Evaluate(context.Background(), "u", "", "y", 0)
+	d, err := l.Evaluate(context.Background(), core.Request{User: "u", Tool: "y", NowUS: 0})
 	if err != nil || d != (core.Decision{Admitted: true, Dimension: core.DimNone}) || r.calls != 0 {
 		t.Fatalf("got %+v, %v after %d backend calls; want admitted, no dimension, no call", d, err, r.calls)
 	}
@@ -293,7 +291,7 @@ func TestReportedAndHeaders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &recorder{admitted: tt.admitted, outs: tt.outs}
 			l := limiter(t, fmt.Sprintf(allDims, "fixed_window"), r)
-			d, err := l.Evaluate(context.Background(), "u", "t", "search", 1)
+			d, err := l.Evaluate(context.Background(), core.Request{User: "u", Tenant: "t", Tool: "search", NowUS: 1})
 			if err != nil || d != tt.want {
 				t.Fatalf("got %+v, %v; want %+v", d, err, tt.want)
 			}
@@ -318,7 +316,7 @@ func TestBadArguments(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := l.Evaluate(context.Background(), tt.user, tt.tenant, tt.tool, tt.now)
+			_, err := l.Evaluate(context.Background(), core.Request{User: tt.user, Tenant: tt.tenant, Tool: tt.tool, NowUS: tt.now})
 			if !errors.Is(err, core.ErrBadArgument) {
 				t.Fatalf("error %v, want ErrBadArgument", err)
 			}
@@ -332,7 +330,7 @@ func TestBadArguments(t *testing.T) {
 func TestBackendErrorWrapped(t *testing.T) {
 	cause := errors.New("connection refused")
 	l := limiter(t, fmt.Sprintf(allDims, "fixed_window"), &recorder{err: cause})
-	_, err := l.Evaluate(context.Background(), "u", "", "", 0)
+	_, err := l.Evaluate(context.Background(), core.Request{User: "u", NowUS: 0})
 	if !errors.Is(err, core.ErrBackend) || !errors.Is(err, cause) {
 		t.Fatalf("error %v: want ErrBackend wrapping the cause", err)
 	}
@@ -362,7 +360,7 @@ func TestAllOrNothing(t *testing.T) {
 			}
 			now := 1_700_000_000 * sec
 			for i, st := range steps {
-				d, err := l.Evaluate(context.Background(), st.user, "", st.tool, now)
+				d, err := l.Evaluate(context.Background(), core.Request{User: st.user, Tool: st.tool, NowUS: now})
 				if err != nil || d.Admitted != st.admitted || d.Dimension != st.dim || d.Remaining != st.remaining {
 					t.Fatalf("step %d: got %+v, %v; want admitted=%v dim=%v remaining=%d",
 						i, d, err, st.admitted, st.dim, st.remaining)
@@ -383,7 +381,7 @@ func TestEvaluateAllocs(t *testing.T) {
 	now := int64(1_700_000_000) * sec
 	allocs := testing.AllocsPerRun(1000, func() {
 		now += 1000
-		if _, err := l.Evaluate(ctx, "alice@example.com", "team:1", "search", now); err != nil {
+		if _, err := l.Evaluate(ctx, core.Request{User: "alice@example.com", Tenant: "team:1", Tool: "search", NowUS: now}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -400,7 +398,7 @@ func TestEvaluateAllocs(t *testing.T) {
 		r.NowUS = int64(1_700_000_000) * sec
 		allocs = testing.AllocsPerRun(1000, func() {
 			r.NowUS++
-			if _, err := l4.EvaluateRequest(ctx, r); err != nil {
+			if _, err := l4.Evaluate(ctx, r); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -50,7 +50,7 @@ type Limiter struct {
 // Evaluate checks and, if admitted, consumes one request (docs/semantics.md
 // §4). Errors are classified by Classify.
 func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
-	return l.lim.EvaluateRequest(ctx, r)
+	return l.lim.Evaluate(ctx, r)
 }
 
 // MemoryKeys returns the number of keys in the limiter's memory store, or -1
@@ -156,8 +156,8 @@ func (g *Registry) memoryStore(k shareKey, cfg core.Config) (*memory.Store, erro
 	return s, nil
 }
 
-// RedisOptions returns the Redis backend options of a configuration.
-func RedisOptions(cfg core.Config) redis.Options {
+// redisOptions returns the Redis backend options of a configuration.
+func redisOptions(cfg core.Config) redis.Options {
 	return redis.Options{
 		Algorithm:            cfg.Algorithm,
 		URL:                  cfg.RedisURL,
@@ -181,7 +181,7 @@ func (g *Registry) acquireRedis(k shareKey, cfg core.Config) (*redis.Backend, fu
 	defer g.mu.Unlock()
 	ref := g.redis[k]
 	if ref == nil {
-		b, err := redis.New(RedisOptions(cfg))
+		b, err := redis.New(redisOptions(cfg))
 		if err != nil {
 			return nil, nil, err
 		}

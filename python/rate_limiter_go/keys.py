@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from rate_limiter_go.config import Rate
+from rate_limiter_go.config import KEY_PREFIX_PATTERN, Rate
 
 __all__ = [
     "ALGORITHM_CODES",
@@ -32,7 +32,7 @@ DIMENSION_NAMES: tuple[str, ...] = ("user", "user_per_server", "tenant", "tool")
 #: An escaped identity longer than this many bytes is replaced by its hash (§6).
 MAX_ESCAPED_IDENTITY = 128
 
-_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PREFIX_RE = re.compile(KEY_PREFIX_PATTERN, re.ASCII)  # the one prefix rule (config.py)
 # Identities made only of kept bytes and short enough need no work at all:
 # one C-level match instead of a per-byte loop. Explicit ranges, no flags, so
 # no non-ASCII character (e.g. the Kelvin sign) can match.
