@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from conftest import PACKAGE_PARENT
 from cpex.framework import GlobalContext, PluginManager, ToolHookType, ToolPreInvokePayload
+from rate_limiter_go.error_log import ERROR_LOG_INTERVAL_S, sanitise_error
 from rate_limiter_go.keys import escape_identity
-from rate_limiter_go.plugin import ERROR_LOG_INTERVAL_S, sanitise_error
 from support.go_helpers import require_go_engine
 from support.plugin_helpers import call_tool, fetch_prompt, make_plugin, plugin_entry, unique_name, write_plugins_yaml
 
