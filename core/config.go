@@ -87,12 +87,8 @@ type rawConfig struct {
 	HostSSLCertDir         *string             `json:"host_ssl_cert_dir"`
 }
 
-// Window lengths in µs of the rate units (§1).
-const (
-	SecondUS = int64(1_000_000)
-	MinuteUS = 60 * SecondUS
-	HourUS   = 3600 * SecondUS
-)
+// SecondUS is one second in µs, the unit of rate windows (§1).
+const SecondUS = int64(1_000_000)
 
 // intSetting is one integer setting of the generated table: its config
 // name, default and inclusive bounds.

@@ -11,6 +11,12 @@ import (
 	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
 )
 
+// Window lengths of the minute and hour units, in µs.
+const (
+	minuteUS = 60 * SecondUS
+	hourUS   = 3600 * SecondUS
+)
+
 // canonical is LimiterConfig(by_user=10/60, by_tool={"search": 5/1}).canonical_json().
 const canonical = `{"algorithm":"fixed_window","backend":"memory","by_tenant":null,"by_tool":{"search":{"limit":5,"window_s":1}},"by_user":{"limit":10,"window_s":60},"fail_mode":"open","memory_max_keys":100000,"redis_breaker_cooldown_ms":1000,"redis_breaker_failures":5,"redis_connect_timeout_ms":50,"redis_key_prefix":"rl","redis_timeout_ms":50,"redis_url":null}`
 
@@ -22,7 +28,7 @@ func TestParseConfigCanonical(t *testing.T) {
 	if cfg.Algorithm != algorithms.FixedWindow || cfg.Backend != "memory" || cfg.KeyPrefix != "rl" {
 		t.Errorf("got %+v", cfg)
 	}
-	if cfg.ByUser == nil || *cfg.ByUser != (algorithms.Limit{Limit: 10, WindowUS: MinuteUS}) {
+	if cfg.ByUser == nil || *cfg.ByUser != (algorithms.Limit{Limit: 10, WindowUS: minuteUS}) {
 		t.Errorf("by_user %+v", cfg.ByUser)
 	}
 	if cfg.ByTenant != nil {
@@ -42,7 +48,7 @@ func TestParseConfigUserPerServer(t *testing.T) {
 		json string
 		want *algorithms.Limit
 	}{
-		{`{"by_user_per_server":{"limit":20,"window_s":3600}}`, &algorithms.Limit{Limit: 20, WindowUS: HourUS}},
+		{`{"by_user_per_server":{"limit":20,"window_s":3600}}`, &algorithms.Limit{Limit: 20, WindowUS: hourUS}},
 		{`{"by_user_per_server":null}`, nil},
 		{canonical, nil}, // written by canonical_json only when set
 	}
@@ -70,7 +76,7 @@ func TestParseConfigRedis(t *testing.T) {
 		BreakerFailures: 3, BreakerCooldown: 250 * time.Millisecond, MemoryMaxKeys: 100_000,
 		RedisTLSCheckHostname: true,
 	}
-	if cfg.ByTenant == nil || *cfg.ByTenant != (algorithms.Limit{Limit: 1_000_000, WindowUS: HourUS}) {
+	if cfg.ByTenant == nil || *cfg.ByTenant != (algorithms.Limit{Limit: 1_000_000, WindowUS: hourUS}) {
 		t.Fatalf("by_tenant %+v", cfg.ByTenant)
 	}
 	if len(cfg.ByTool) != 0 {

@@ -67,9 +67,6 @@ type Store struct {
 type evaluator interface {
 	evaluate(keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool
 	len() int
-	sweep(nowUS int64)
-	contains(key string) bool // for tests
-	mapLen() int              // for tests
 }
 
 // typedStore holds the entries of one algorithm, whose state type is S.
@@ -121,13 +118,6 @@ func (s *typedStore[S, P]) len() int {
 	defer s.slotsMu.Unlock()
 	return len(s.slots)
 }
-
-func (s *typedStore[S, P]) contains(key string) bool {
-	_, ok := s.m.Load(key)
-	return ok
-}
-
-func (s *typedStore[S, P]) mapLen() int { return s.m.Size() }
 
 // BorrowsKeys reports true: Evaluate copies any key it stores, so the caller
 // may pass views of a buffer it reuses (core.KeyBorrower).

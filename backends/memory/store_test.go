@@ -15,6 +15,22 @@ const sec = int64(1_000_000)
 
 var kinds = []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket}
 
+// inspector looks into a store's typedStore (methods below, test-only).
+type inspector interface {
+	contains(key string) bool
+	mapLen() int
+	sweep(nowUS int64)
+}
+
+func inspect(s *Store) inspector { return s.impl.(inspector) }
+
+func (s *typedStore[S, P]) contains(key string) bool {
+	_, ok := s.m.Load(key)
+	return ok
+}
+
+func (s *typedStore[S, P]) mapLen() int { return s.m.Size() }
+
 // newStore is New that fails the test on an error.
 func newStore(t testing.TB, kind algorithms.Kind, maxKeys int) *Store {
 	t.Helper()
@@ -196,7 +212,7 @@ func TestBoundHolds(t *testing.T) {
 					t.Fatalf("after %d keys the store holds %d", i+1, s.Len())
 				}
 			}
-			if n := s.impl.mapLen(); n != s.Len() {
+			if n := inspect(s).mapLen(); n != s.Len() {
 				t.Fatalf("map holds %d, slots %d", n, s.Len())
 			}
 		})
@@ -218,7 +234,7 @@ func TestEvictsExpiredFirst(t *testing.T) {
 		eval(t, s, []string{fmt.Sprintf("new%d", i)}, long, now)
 	}
 	for i := 0; i < 10; i++ {
-		if !s.impl.contains(fmt.Sprintf("live%d", i)) {
+		if !inspect(s).contains(fmt.Sprintf("live%d", i)) {
 			t.Errorf("live%d evicted while expired keys remained", i)
 		}
 	}
@@ -261,15 +277,15 @@ func TestEvictionIsInvisible(t *testing.T) {
 			for step := 0; step < 60; step++ {
 				now += int64(step%7) * 300_000
 				// Sweep eagerly first: the key is dropped whenever it has expired.
-				evicting.impl.sweep(now)
-				present := evicting.impl.contains("k")
+				inspect(evicting).sweep(now)
+				present := inspect(evicting).contains("k")
 				dropped = dropped || !present
 				ok1, o1 := eval(t, kept, []string{"k"}, lim, now)
 				ok2, o2 := eval(t, evicting, []string{"k"}, lim, now)
 				if ok1 != ok2 || o1[0] != o2[0] {
 					t.Fatalf("step %d: kept %v %+v, evicting %v %+v", step, ok1, o1[0], ok2, o2[0])
 				}
-				if !kept.impl.contains("k") {
+				if !inspect(kept).contains("k") {
 					t.Fatal("the big store dropped the key")
 				}
 			}
