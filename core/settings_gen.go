@@ -15,6 +15,9 @@ const KeyPrefixPattern = `[A-Za-z0-9_.-]{1,64}`
 // MaxRateLimit is the largest count of a rate, requests per window (§1).
 const MaxRateLimit = 1000000
 
+// MaxRateWindowS is the longest rate window in seconds (§1).
+const MaxRateWindowS = 3600
+
 // rateWindowsS are the window lengths in seconds of the rate units (§1).
 var rateWindowsS = [...]int64{1, 60, 3600}
 

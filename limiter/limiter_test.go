@@ -137,3 +137,22 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestLargestRate: the largest rate the configuration allows (MaxRateLimit
+// per the longest window, both generated from config.py) works on every
+// backend and algorithm, so a backend's own request bounds never refuse
+// what the configuration accepted.
+func TestLargestRate(t *testing.T) {
+	srv := redistest.Start(t)
+	g := NewRegistry()
+	for _, backend := range []string{`"memory"`, `"redis","redis_url":"` + srv.URL() + `"`} {
+		for _, algo := range []string{"fixed_window", "sliding_window", "token_bucket"} {
+			cfg := fmt.Sprintf(`{"backend":%s,"algorithm":%q,"redis_key_prefix":"largest","by_user":{"limit":%d,"window_s":%d}}`,
+				backend, algo, core.MaxRateLimit, core.MaxRateWindowS)
+			l := open(t, g, "largest", cfg)
+			if got := remaining(t, l, "u"); got != core.MaxRateLimit-1 {
+				t.Errorf("%s: remaining %d after one request, want %d", cfg, got, core.MaxRateLimit-1)
+			}
+		}
+	}
+}

@@ -58,6 +58,9 @@ const KeyPrefixPattern = {_go_string(config.KEY_PREFIX_PATTERN)}
 // MaxRateLimit is the largest count of a rate, requests per window (§1).
 const MaxRateLimit = {config.MAX_RATE_COUNT}
 
+// MaxRateWindowS is the longest rate window in seconds (§1).
+const MaxRateWindowS = {windows[-1]}
+
 // rateWindowsS are the window lengths in seconds of the rate units (§1).
 var rateWindowsS = [...]int64{{{", ".join(str(w) for w in windows)}}}
 
