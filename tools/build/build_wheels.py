@@ -36,12 +36,13 @@ import re
 import shutil
 import subprocess  # nosec B404 # a build script: runs pip, go, auditwheel, the target Pythons
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-from build_native import elf_needed
+from build_native import elf_needed, go_exe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/: docgen, shared by the doc writers
 from docgen import git_commit, replace_section  # noqa: E402
@@ -50,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "dist"  # --dist changes it (and WORK, which lives inside it)
 WORK = DIST / ".work"
 DOC = ROOT / "docs" / "build.md"
+# The pins (docs/build.md, "Pins") reach the isolated build environments too: pip reads PIP_CONSTRAINT
+# when it installs pyproject's build requirements (setuptools, pybindgen) for the sdist and each wheel.
+BUILD_ENV = {"PIP_CONSTRAINT": str(ROOT / "constraints.txt"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 RESULTS = ROOT / "docs" / "results" / "wheels.json"
 
 
@@ -80,9 +84,28 @@ def tool(name: str) -> str:
 def build_sdist() -> Path:
     for old in DIST.glob("rate_limiter_go-*.tar.gz"):
         old.unlink()
-    run([sys.executable, "-m", "build", "--sdist", "--outdir", str(DIST), str(ROOT)], WORK / "sdist.log")
+    run([sys.executable, "-m", "build", "--sdist", "--outdir", str(DIST), str(ROOT)], WORK / "sdist.log",
+        env=dict(os.environ, **BUILD_ENV))
     (sdist,) = DIST.glob("rate_limiter_go-*.tar.gz")
+    check_sdist_go_sources(sdist)
     return sdist
+
+
+def check_sdist_go_sources(sdist: Path) -> None:
+    """Fail unless the sdist holds every non-test Go file of every package of this module that the
+    extension (./pyext) imports: MANIFEST.in names the package directories one by one, and a new
+    package missing there only shows when the wheel build, far from the sdist, asks the Go proxy for it."""
+    listing = subprocess.run([go_exe(), "list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", "./pyext"],  # nosec B603 # the Go toolchain with a fixed argv, no shell
+                             cwd=ROOT, check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
+    dirs = [Path(d) for d in listing if Path(d).is_relative_to(ROOT)]
+    with tarfile.open(sdist) as tar:
+        names = set(tar.getnames())
+    top = sdist.name.removesuffix(".tar.gz")
+    missing = [str(f.relative_to(ROOT)) for d in dirs for f in sorted(d.glob("*.go"))
+               if not f.name.endswith("_test.go") and f"{top}/{f.relative_to(ROOT)}" not in names]  # fmt: skip
+    if missing:
+        raise RuntimeError(f"the sdist lacks Go sources the extension builds from (add them to MANIFEST.in): {missing}")
+    log(f"sdist: the Go sources of {len(dirs)} packages are in it")
 
 
 def cp_tag(version: str) -> str:
@@ -93,7 +116,7 @@ def build_wheel(version: str, py: str, sdist: Path) -> dict:
     raw_dir = WORK / "raw" / cp_tag(version)
     shutil.rmtree(raw_dir, ignore_errors=True)
     raw_dir.mkdir(parents=True)
-    env = dict(os.environ, RATE_LIMITER_GO_NATIVE="require", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env = dict(os.environ, RATE_LIMITER_GO_NATIVE="require", **BUILD_ENV)
     t0 = time.monotonic()
     run([py, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(raw_dir), str(sdist)], WORK / f"{cp_tag(version)}.log", env=env)
     built_s = time.monotonic() - t0
