@@ -118,7 +118,7 @@ func DefaultConfig() Config {
 		BreakerFailures:       int(settingRedisBreakerFailures.def),
 		BreakerCooldown:       ms(settingRedisBreakerCooldownMS),
 		MemoryMaxKeys:         int(settingMemoryMaxKeys.def),
-		RedisTLSCheckHostname: true,
+		RedisTLSCheckHostname: DefaultRedisTLSCheckHostname,
 	}
 }
 

@@ -9,6 +9,9 @@ const (
 	DefaultKeyPrefix = "rl"
 )
 
+// DefaultRedisTLSCheckHostname is the default of redis_ssl_check_hostname.
+const DefaultRedisTLSCheckHostname = true
+
 // KeyPrefixPattern is the regular expression a redis_key_prefix matches in full (§6).
 const KeyPrefixPattern = `[A-Za-z0-9_.-]{1,64}`
 

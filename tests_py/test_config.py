@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rate_limiter_go import _native
 from rate_limiter_go.config import (
+    ALGORITHMS,
     FAIL_MODES,
     INT_SETTINGS,
     KNOWN_KEYS,
@@ -524,6 +525,10 @@ def _bound_cases() -> list[tuple[str, Any, dict[str, Any]]]:
             cases.append((f"{name}={v}", v, {name: v}))
     for v in ("", "a", "a" * 64, "a" * 65, "a:b", "A.b-c_9", "\u00e9", "a b"):
         cases.append((f"redis_key_prefix={v!r}", v, {"redis_key_prefix": v}))
+    for v in (*ALGORITHMS, "leaky_bucket", "Fixed_Window"):
+        cases.append((f"algorithm={v!r}", v, {"algorithm": v}))
+    for v in ("memory", "disk", "Memory"):
+        cases.append((f"backend={v!r}", v, {"backend": v}))
     return cases
 
 

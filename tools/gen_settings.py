@@ -52,6 +52,9 @@ const (
 \tDefaultKeyPrefix = "{config.DEFAULT_KEY_PREFIX}"
 )
 
+// DefaultRedisTLSCheckHostname is the default of redis_ssl_check_hostname.
+const DefaultRedisTLSCheckHostname = {str(config.DEFAULT_TLS_CHECK_HOSTNAME).lower()}
+
 // KeyPrefixPattern is the regular expression a redis_key_prefix matches in full (§6).
 const KeyPrefixPattern = {_go_string(config.KEY_PREFIX_PATTERN)}
 

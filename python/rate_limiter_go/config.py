@@ -46,6 +46,7 @@ INT_SETTINGS: Mapping[str, IntSetting] = MappingProxyType(
 DEFAULT_ALGORITHM = "fixed_window"
 DEFAULT_BACKEND = "memory"
 DEFAULT_KEY_PREFIX = "rl"
+DEFAULT_TLS_CHECK_HOSTNAME = True
 #: §6: what a redis_key_prefix may be (ASCII letters, digits, _ . -; 1 to 64 of them).
 KEY_PREFIX_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 #: §1: the largest count of a rate.
@@ -109,7 +110,7 @@ class LimiterConfig:
     redis_tls_key_file: str | None = None
     # False: verify the server's certificate chain but not that it names the host (config key
     # redis_ssl_check_hostname). Only used with rediss://.
-    redis_tls_check_hostname: bool = True
+    redis_tls_check_hostname: bool = DEFAULT_TLS_CHECK_HOSTNAME
     # The plugin layer, not the engines: hand an admitted call's X-RateLimit-* headers to the
     # HTTP response through the http_post_request hook (when that hook is listed). Not in
     # canonical_json: it changes no count.
