@@ -1,0 +1,115 @@
+"""Redis Cluster evaluation of the Python engine (docs/semantics.md §11.1) on a real local Cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+import redis.asyncio.cluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from rate_limiter_go.engine_python.redis_cluster import ClusterClock, GroupRunner, call_script, key_slot, slot_groups
+from rate_limiter_go.scripts import give_back_text, script_text
+
+from support.redis_cluster import RedisCluster
+from support.redis_server import RedisUnavailableError
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    try:
+        with RedisCluster() as c:
+            yield c
+    except RedisUnavailableError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {e}", pytrace=False)
+        pytest.skip(str(e))
+
+
+KEYS = ["rl:fw:user:10/60:{alice}", "rl:fw:user_per_server:10/60:{alice}:srv1", "rl:fw:tenant:5/1:{t%3A1}",
+        "rl:fw:tool:3/3600:{search}", "plain", "a{}b", "x{y}z{w}", "{}{y}", "caf\u00e9{\u00e9t\u00e9}", "{a"]
+
+
+def test_key_slot_is_the_servers(cluster: RedisCluster) -> None:
+    with cluster.nodes[0].client() as c:
+        for key in KEYS:
+            assert key_slot(key) == c.execute_command("CLUSTER", "KEYSLOT", key), key
+
+
+def test_slot_groups_keep_a_users_keys_together() -> None:
+    assert slot_groups(KEYS[:4]) == [[0, 1], [2], [3]]
+    assert slot_groups(["{a}1", "{b}", "{a}2"]) == [[0, 2], [1]]
+
+
+def _client(cluster: RedisCluster) -> redis.asyncio.cluster.RedisCluster:
+    return redis.asyncio.cluster.RedisCluster.from_url(cluster.url, retry=Retry(NoBackoff(), 0), socket_timeout=2)
+
+
+def _tags_on_three_primaries(cluster: RedisCluster) -> list[str]:
+    """Three hash tags whose slots are served by three different primaries."""
+    tags: dict[int, str] = {}
+    for i in range(1000):
+        tag = f"t{i}"
+        port = cluster.primary_for("{" + tag + "}").port
+        tags.setdefault(port, tag)
+        if len(tags) == 3:
+            return list(tags.values())
+    raise AssertionError("no three primaries found")
+
+
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "token_bucket"])
+def test_groups_on_three_primaries_are_all_or_nothing(cluster: RedisCluster, algorithm: str) -> None:
+    """The tenant (3/h) refuses: user and tool (10/h) consumed in their groups and were given back."""
+
+    async def scenario() -> None:
+        client = _client(cluster)
+        cache: dict[str, str] = {}
+        runner = GroupRunner(lambda text, keys, args: call_script(client, cache, text, keys, args))
+        run_id = uuid.uuid4().hex[:8]
+        user, tenant, tool = (f"{run_id}:{{{tag}}}" for tag in _tags_on_three_primaries(cluster))
+        keys = [user, tenant, tool]
+        pairs = [("10", "3600000000"), ("3", "3600000000"), ("10", "3600000000")]
+        check, give_back = script_text(algorithm), give_back_text(algorithm)
+        now = time.time_ns() // 1000
+        answers = [await runner.run(check, give_back, keys, pairs, now + i) for i in range(6)]
+        assert [a[0] for a in answers] == [1, 1, 1, 0, 0, 0]
+        assert [a[1] for a in answers] == [now + i for i in range(6)]  # one clock for every group
+        for a in answers[3:]:
+            assert a[2 + 4 * 1] == 0  # the tenant refused
+            assert a[2] == 1 and a[2 + 4 * 2] == 1  # user and tool would have admitted
+        # One more request for the user and tool alone: exactly 3 were consumed before it.
+        reply = await runner.run(check, give_back, [user, tool], [pairs[0], pairs[2]], now + 10)
+        assert reply[0] == 1 and reply[3] == 10 - 4 and reply[7] == 10 - 4
+        assert runner.give_backs_lost == 0
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_cluster_clock_follows_redis_time_and_never_goes_back(cluster: RedisCluster) -> None:
+    async def scenario() -> None:
+        client = _client(cluster)
+        await client.initialize()
+        node = client.get_node_from_key("rl:clock")
+
+        async def sample() -> int:
+            seconds, micros = await client.time(target_nodes=node)
+            return seconds * 1_000_000 + micros
+
+        clock = ClusterClock(sample, refresh_s=0.05)
+        seen = []
+        for _ in range(50):
+            seen.append(await clock.now_us())
+            await asyncio.sleep(0.002)
+        assert seen == sorted(seen)
+        server = await sample()
+        assert abs(await clock.now_us() - server) < 50_000  # loopback: well within 50 ms
+        await client.aclose()
+
+    asyncio.run(scenario())
