@@ -14,7 +14,9 @@ deployments in tests_go/redistest (cluster.go, sentinel.go).
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import subprocess  # nosec B404 # redis-cli and sentinels: test fixtures
 import tempfile
 import time
@@ -40,6 +42,24 @@ def _redis_cli() -> str:
     if found is None:
         raise RedisUnavailableError("redis-cli is not installed (it comes with redis-server)")
     return found
+
+
+def free_cluster_port() -> int:
+    """A port P with P and P+10000 (the node's cluster bus) both free a moment ago.
+
+    Redis refuses a cluster port above 55535; below 22768 both stay under
+    Linux's default ephemeral range, where client sockets would take them.
+    """
+    for _ in range(200):
+        port = random.randrange(12000, 22000)  # nosec B311 # a test port, not a secret
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RedisUnavailableError("no free port pair for a cluster node")
 
 
 def _wait(what: str, probe: Any, timeout_s: float = _READY_TIMEOUT_S) -> None:
@@ -72,7 +92,7 @@ class RedisCluster:
     def start(self) -> RedisCluster:
         try:
             for _ in range(6):
-                node = RedisServer(args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                node = RedisServer(port=free_cluster_port(), args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                                          "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
                                          "--enable-debug-command", "local"])
                 self.nodes.append(node.start())
