@@ -1,0 +1,55 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestClusterClockFollowsTheSampleAndNeverGoesBack(t *testing.T) {
+	var server atomic.Int64
+	server.Store(1_700_000_000_000_000)
+	var samples atomic.Int64
+	c := newClusterClock(func(context.Context) (int64, error) {
+		samples.Add(1)
+		return server.Load(), nil
+	}, 20*time.Millisecond, time.Second)
+	ctx := context.Background()
+	first, err := c.NowUS(ctx)
+	if err != nil || first < 1_700_000_000_000_000 || first > 1_700_000_000_000_000+100_000 {
+		t.Fatalf("first NowUS = %d, %v: want the sampled time", first, err)
+	}
+	// The server's clock steps back by a second: the clock holds still instead of going back.
+	server.Store(1_700_000_000_000_000 - 1_000_000)
+	time.Sleep(30 * time.Millisecond)
+	prev := first
+	deadline := time.Now().Add(2 * time.Second)
+	for samples.Load() < 2 && time.Now().Before(deadline) {
+		now, err := c.NowUS(ctx)
+		if err != nil || now < prev {
+			t.Fatalf("NowUS = %d after %d (%v): went back", now, prev, err)
+		}
+		prev = now
+		time.Sleep(time.Millisecond)
+	}
+	if samples.Load() < 2 {
+		t.Fatal("a stale sample was never refreshed")
+	}
+	now, _ := c.NowUS(ctx)
+	if now < prev {
+		t.Fatalf("NowUS = %d after %d: went back", now, prev)
+	}
+}
+
+func TestClusterClockReportsAFailedFirstSample(t *testing.T) {
+	boom := errors.New("no primary")
+	c := newClusterClock(func(context.Context) (int64, error) { return 0, boom }, time.Second, time.Second)
+	if _, err := c.NowUS(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("NowUS error = %v, want the sample's", err)
+	}
+	if c.sampleErr.Load() != 1 {
+		t.Fatalf("sampleErr = %d, want 1", c.sampleErr.Load())
+	}
+}
