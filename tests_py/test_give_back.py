@@ -15,7 +15,6 @@ import uuid
 
 import pytest
 import redis
-
 from rate_limiter_go.scripts import give_back_text, script_text
 
 pytestmark = pytest.mark.usefixtures("redis_server")

@@ -11,12 +11,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 import redis.asyncio.cluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from rate_limiter_go.engine_python.redis_cluster import ClusterClock, GroupRunner, call_script, key_slot, slot_groups
 from rate_limiter_go.scripts import give_back_text, script_text
-
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from support.redis_cluster import RedisCluster
 from support.redis_server import RedisUnavailableError
 

@@ -18,6 +18,10 @@ from typing import Any, Mapping
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 BACKENDS = ("memory", "redis")
 FAIL_MODES = ("open", "closed")
+#: §11: how the redis backend reaches Redis.
+REDIS_MODES = ("standalone", "sentinel", "cluster")
+#: §11: at most this many sentinel addresses.
+MAX_SENTINELS = 16
 
 # --- the settings table --------------------------------------------------------
 # The one definition of every bound and default, for both engines: the Go engine's
@@ -111,6 +115,11 @@ class LimiterConfig:
     # False: verify the server's certificate chain but not that it names the host (config key
     # redis_ssl_check_hostname). Only used with rediss://.
     redis_tls_check_hostname: bool = DEFAULT_TLS_CHECK_HOSTNAME
+    # §11: standalone (one Redis at redis_url), sentinel (the primary named redis_sentinel_master,
+    # found through redis_sentinels, "host:port" each) or cluster (redis_url is a seed node).
+    redis_mode: str = "standalone"
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str | None = None
     # The plugin layer, not the engines: hand an admitted call's X-RateLimit-* headers to the
     # HTTP response through the http_post_request hook (when that hook is listed). Not in
     # canonical_json: it changes no count.
@@ -149,6 +158,11 @@ class LimiterConfig:
                 doc[key] = value
         if not self.redis_tls_check_hostname:
             doc["redis_tls_check_hostname"] = False
+        if self.redis_mode != "standalone":
+            doc["redis_mode"] = self.redis_mode
+        if self.redis_mode == "sentinel":
+            doc["redis_sentinels"] = list(self.redis_sentinels)
+            doc["redis_sentinel_master"] = self.redis_sentinel_master
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
@@ -176,6 +190,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "algorithm": ALGORITHMS,
     "backend": BACKENDS,
     "fail_mode": FAIL_MODES,
+    "redis_mode": REDIS_MODES,
 }
 #: Every setting name a config may use: the documented names and the field names.
 KNOWN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(LimiterConfig)) + tuple(SETTING_ALIASES)
@@ -342,6 +357,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> LimiterConfig:
     # Accepted with any URL (cpex-rate-limiter's default config carries it); used only with rediss://.
     check_hostname = _bool_setting(raw, "redis_tls_check_hostname", spelled, problems)
     admitted_headers = _bool_setting(raw, "admitted_headers", spelled, problems)
+    deployment = _deployment(raw, backend, redis_url, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -356,6 +372,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> LimiterConfig:
         **ints,
         **tls,
         redis_tls_check_hostname=check_hostname,
+        **deployment,
         admitted_headers=admitted_headers,
     )
 
@@ -421,3 +438,62 @@ def _tls_files(
         present = spelled["redis_tls_cert_file" if has_cert else "redis_tls_key_file"]
         problems.append(f"{present}: needs {missing} too (a client certificate and its key go together)")
     return files
+
+
+_SENTINEL_MASTER_RE = re.compile(r"[!-~]{1,128}", re.ASCII)  # printable ASCII, no spaces
+_HOST_PORT_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})", re.ASCII)
+
+
+def _deployment(raw: Mapping[Any, Any], backend: str, redis_url: object, problems: list[str]) -> dict[str, Any]:
+    """redis_mode and its settings (§11): sentinels and master only in sentinel mode, a Cluster URL without a database."""
+    mode = _choice_setting(raw, "redis_mode", "standalone", problems)
+    out: dict[str, Any] = {"redis_mode": mode}
+    if mode != "standalone" and backend != "redis":
+        problems.append(f"redis_mode: {mode} needs backend redis")
+    if mode != "sentinel":
+        for key in ("redis_sentinels", "redis_sentinel_master"):
+            if raw.get(key) is not None:
+                problems.append(f"{key}: only with redis_mode sentinel")
+    if mode != "standalone" and isinstance(redis_url, str) and redis_url.startswith("unix://"):
+        problems.append(f"redis_url: redis_mode {mode} needs redis:// or rediss://, not a unix socket")
+    if mode == "cluster" and isinstance(redis_url, str) and _url_database(redis_url) not in (None, 0):
+        problems.append("redis_url: a Redis Cluster has only database 0")
+    if mode == "sentinel":
+        out["redis_sentinels"] = _sentinel_addresses(raw.get("redis_sentinels"), problems)
+        master = raw.get("redis_sentinel_master")
+        if not isinstance(master, str) or _SENTINEL_MASTER_RE.fullmatch(master) is None:
+            problems.append(
+                "redis_sentinel_master: required with redis_mode sentinel: the monitored name "
+                f"(1 to 128 printable characters, no spaces), got {_show(master)}"
+            )
+        else:
+            out["redis_sentinel_master"] = master
+    return out
+
+
+def _url_database(url: str) -> int | None:
+    """The database number in a redis URL's path, None when it has none, -1 when it is not a number."""
+    path = url.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
+    _, slash, db = path.partition("/")
+    if not slash or db == "":
+        return None
+    return int(db) if db.isdigit() else -1
+
+
+def _sentinel_addresses(value: object, problems: list[str]) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_SENTINELS:
+        problems.append(
+            f"redis_sentinels: required with redis_mode sentinel: a list of 1 to {MAX_SENTINELS} "
+            f"'host:port' strings, got {_show(value)}"
+        )
+        return ()
+    addresses = []
+    for item in value:
+        match = _HOST_PORT_RE.fullmatch(item) if isinstance(item, str) else None
+        if match is None or not 1 <= int(match.group(2)) <= 65535:
+            problems.append(f"redis_sentinels: {_show(item)} is not a 'host:port' with a port from 1 to 65535")
+            continue
+        addresses.append(item)
+    if len(set(addresses)) != len(addresses):
+        problems.append("redis_sentinels: an address is listed twice")
+    return tuple(addresses)

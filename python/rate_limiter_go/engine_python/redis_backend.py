@@ -1,6 +1,8 @@
 """The Redis side of the Python engine: one EVALSHA per request, timeouts, a circuit breaker.
 
-docs/semantics.md §8 (failures, breaker) and §9 (scripts, calling convention).
+docs/semantics.md §8 (failures, breaker), §9 (scripts, calling convention)
+and §11 (standalone, Sentinel and Cluster; Cluster requests go through
+``redis_cluster``'s slot groups).
 Every failure leaves here as rate_limiter_go.engine.EngineError; the plugin
 applies fail_mode. Messages never contain keys, so never an identity.
 """
@@ -13,18 +15,24 @@ import time
 from collections.abc import Callable, Sequence
 
 import redis.asyncio
+import redis.asyncio.cluster
+from redis.asyncio.connection import BlockingConnectionPool, parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from rate_limiter_go.config import LimiterConfig
 from rate_limiter_go.engine import EngineError
-from rate_limiter_go.scripts import script_text
+from rate_limiter_go.engine_python.redis_cluster import ClusterClock, GroupRunner, call_script
+from rate_limiter_go.scripts import give_back_text, script_text
 
-__all__ = ["MAX_CONNECTIONS", "CircuitBreaker", "RedisBackend"]
+__all__ = ["MAX_CONNECTIONS", "SENTINEL_CHECK_S", "CircuitBreaker", "RedisBackend"]
 
 #: Connections per backend (per plugin instance); more concurrent requests queue for one.
 MAX_CONNECTIONS = 100
+#: Sentinel mode: how often the sentinels are asked which node is the primary (§11).
+SENTINEL_CHECK_S = 0.25
 
 
 class CircuitBreaker:
@@ -108,16 +116,35 @@ class RedisBackend:
         if not config.redis_tls_check_hostname and config.redis_url.startswith("rediss://"):
             # Verify the chain, not the name (redis_ssl_check_hostname: false).
             tls.update(ssl_check_hostname=False, ssl_cert_reqs="required")
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            config.redis_url,
-            **tls,
-            max_connections=MAX_CONNECTIONS,
-            timeout=self._budget_s,
+        # No retries anywhere: a script that may have run is never sent again (§11.1, "At most once").
+        common = dict(
             socket_connect_timeout=config.redis_connect_timeout_ms / 1000,
             socket_timeout=config.redis_timeout_ms / 1000,
             retry=Retry(NoBackoff(), 0),
         )
-        self._client = redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
+        self._mode = config.redis_mode
+        self._cluster: GroupRunner | None = None
+        if config.redis_mode == "cluster":
+            self._client = redis.asyncio.cluster.RedisCluster.from_url(
+                config.redis_url, **tls, **common, max_connections=MAX_CONNECTIONS
+            )
+            self._shas: dict[str, str] = {}
+            # The cluster client has no blocking pool: beyond max_connections per node it fails at
+            # once. Calls beyond that many wait here instead, within the call's budget.
+            self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS)
+            self._give_back = give_back_text(config.algorithm)
+            self._cluster = GroupRunner(self._cluster_call)
+            self._clock = ClusterClock(self._clock_sample)
+            self._clock_key = f"{config.redis_key_prefix}:clock"
+        elif config.redis_mode == "sentinel":
+            self._client = _sentinel_client(config, tls, common, self._budget_s)
+            self._primary_checked_at = time.monotonic()
+            self._primary_check: asyncio.Task[object] | None = None
+        else:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                config.redis_url, **tls, **common, max_connections=MAX_CONNECTIONS, timeout=self._budget_s
+            )
+            self._client = redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
     @property
     def script_sha(self) -> str:
@@ -134,11 +161,16 @@ class RedisBackend:
             raise EngineError("redis backend is closed")
         if not self.breaker.allow():
             raise EngineError("redis circuit breaker is open: failing fast without calling redis")
-        args = [str(now_us) if now_us else ""]
-        for pair in limits_windows:
-            args.extend(pair)
+        if self._mode == "sentinel":
+            self._watch_primary()
         try:
-            reply = await asyncio.wait_for(self._call(keys, args), self._budget_s)
+            if self._cluster is not None:
+                reply = await asyncio.wait_for(self._run_cluster(keys, limits_windows, now_us), self._budget_s)
+            else:
+                args = [str(now_us) if now_us else ""]
+                for pair in limits_windows:
+                    args.extend(pair)
+                reply = await asyncio.wait_for(self._call(keys, args), self._budget_s)
         except (RedisError, OSError, EngineError) as exc:  # OSError covers TimeoutError (asyncio's too)
             self.breaker.record_failure()
             if isinstance(exc, EngineError):
@@ -149,6 +181,51 @@ class RedisBackend:
             raise
         self.breaker.record_success()
         return reply
+
+    async def _run_cluster(self, keys: Sequence[str], pairs: Sequence[tuple[str, str]], now_us: int) -> list:
+        """§11.1: the cluster clock (unless a test gave a time), then the slot groups."""
+        assert self._cluster is not None  # nosec B101 # only called in cluster mode
+        if not now_us:
+            now_us = await self._clock.now_us()
+        return await self._cluster.run(self._script, self._give_back, keys, pairs, now_us)
+
+    async def _cluster_call(self, text: str, keys: Sequence[str], args: list[str]) -> list:
+        async with self._in_flight:
+            return await call_script(self._client, self._shas, text, keys, args)
+
+    async def _clock_sample(self) -> int:
+        """TIME of the primary serving the clock key's slot, in Unix µs (§11.1)."""
+        client = self._client
+        await client.initialize()
+        seconds, micros = await client.time(target_nodes=client.get_node_from_key(self._clock_key))
+        return int(seconds) * 1_000_000 + int(micros)
+
+    def _watch_primary(self) -> None:
+        """Ask the sentinels for the primary at most every SENTINEL_CHECK_S, in the background.
+
+        redis-py asks them only when it opens a connection, so pooled connections would keep
+        writing to a demoted primary until the sentinels reconfigure it (their INFO period,
+        up to 10 s), and those writes are lost. A changed answer drops the idle connections,
+        and in-use ones are dropped when released (the pool owns only the primary's).
+        """
+        now = time.monotonic()
+        if self._primary_check is not None or now - self._primary_checked_at < SENTINEL_CHECK_S:
+            return
+        self._primary_checked_at = now
+        pool = self._client.connection_pool
+        self._primary_check = asyncio.ensure_future(pool.get_master_address())
+        self._primary_check.add_done_callback(self._primary_checked)
+
+    def _primary_checked(self, task: asyncio.Task[object]) -> None:
+        # A failed check keeps the current primary: data calls report their own failures.
+        if not task.cancelled():
+            task.exception()
+        self._primary_check = None
+
+    @property
+    def give_backs_lost(self) -> int:
+        """Cluster give-backs that failed (§11.1, Bounds); 0 outside cluster mode."""
+        return 0 if self._cluster is None else self._cluster.give_backs_lost
 
     async def _call(self, keys: Sequence[str], args: list[str]) -> list:
         if not self._loaded:
@@ -170,4 +247,84 @@ class RedisBackend:
     async def close(self) -> None:
         """Close the client and its connection pool; later calls raise EngineError."""
         self._closed = True
+        check = getattr(self, "_primary_check", None)
+        if check is not None:
+            check.cancel()
         await self._client.aclose()
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's primary-tracking pool with the blocking pool's wait for a free connection.
+
+    SentinelConnectionPool alone fails at once with "Too many connections"
+    beyond its size, as the default pool does; a burst should wait within the
+    call's budget instead, as on a standalone Redis.
+    """
+
+    async def get_master_address(self) -> tuple[str, int]:
+        """The primary as ``SENTINEL GET-MASTER-ADDR-BY-NAME`` names it.
+
+        redis-py reads ``SENTINEL MASTERS``, which keeps naming the old primary
+        until the whole failover has ended (replicas reconfigured): seconds
+        during which the new primary already serves and the old one still takes
+        writes that will be lost. This answer names the promoted replica as
+        soon as it is promoted. A change drops the idle connections; in-use
+        ones are dropped when released (the pool owns only the primary's).
+        """
+        address = None
+        for sentinel in self.sentinel_manager.sentinels:
+            try:
+                found = await sentinel.sentinel_get_master_addr_by_name(self.service_name)
+            except (ConnectionError, TimeoutError, RedisError):
+                continue
+            if found:
+                host = found[0].decode("ascii") if isinstance(found[0], bytes) else str(found[0])
+                address = (host, int(found[1]))
+                break
+        if address is None:
+            return await super().get_master_address()  # raises MasterNotFoundError with every sentinel's error
+        if self.master_address != address:
+            self.master_address = address
+            await self.disconnect(inuse_connections=False)
+        return address
+
+    async def get_connection(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """A pooled connection, reconnected first if it still points at a former primary.
+
+        Connections in use when the primary changed are not dropped on release by the blocking
+        pool; this catches them before their next command instead of at the old node's READONLY.
+        """
+        connection = await super().get_connection(*args, **kwargs)
+        primary = self.master_address
+        if primary is not None and connection.is_connected and (connection.host, connection.port) != primary:
+            try:
+                await connection.disconnect()
+                await connection.connect()
+            except BaseException:
+                await self.release(connection)
+                raise
+        return connection
+
+
+def _sentinel_client(config: LimiterConfig, tls: dict, common: dict, budget_s: float) -> redis.asyncio.Redis:
+    """A client of the primary named ``redis_sentinel_master`` (§11): found through the sentinels,
+    found again after a failover; a demoted primary's READONLY drops the connection."""
+    url = parse_url(config.redis_url)
+    sentinels = []
+    for address in config.redis_sentinels:
+        host, _, port = address.rpartition(":")
+        sentinels.append((host.strip("[]"), int(port)))
+    # The sentinels get the same time bounds; the data nodes' credentials and TLS are not theirs.
+    manager = Sentinel(sentinels, sentinel_kwargs=dict(common), **common)
+    data: dict = {key: url[key] for key in ("username", "password", "db") if url.get(key) is not None}
+    if config.redis_url.startswith("rediss://"):
+        data["ssl"] = True
+        data.update(tls)
+    return manager.master_for(
+        config.redis_sentinel_master,
+        redis_class=redis.asyncio.Redis,
+        connection_pool_class=_BlockingSentinelPool,
+        max_connections=MAX_CONNECTIONS,
+        timeout=budget_s,
+        **data,
+    )

@@ -1,0 +1,161 @@
+"""The Python engine on Redis Sentinel and Redis Cluster (docs/semantics.md §11), real local deployments.
+
+Decisions on a Cluster, with a request's dimensions on three different
+primaries, equal the decisions on one Redis for the same requests and
+clocks; a Sentinel failover is followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from rate_limiter_go.config import parse_config
+from rate_limiter_go.engine import EngineError
+from rate_limiter_go.engine_python.engine import PythonEngine
+from rate_limiter_go.engine_python.redis_cluster import key_slot
+from support.redis_cluster import SENTINEL_MASTER, RedisCluster, RedisSentinel
+from support.redis_server import RedisUnavailableError
+
+ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
+
+
+def _deployment(factory: Any) -> Iterator[Any]:
+    try:
+        with factory() as d:
+            yield d
+    except RedisUnavailableError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {e}", pytrace=False)
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    yield from _deployment(RedisCluster)
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> Iterator[RedisSentinel]:
+    yield from _deployment(RedisSentinel)
+
+
+def _config(algorithm: str, url: str, prefix: str, **extra: Any) -> Any:
+    return parse_config({
+        "backend": "redis", "redis_url": url, "redis_key_prefix": prefix, "algorithm": algorithm,
+        "by_user": "4/s", "by_tenant": "6/s", "by_tool": {"search": "3/s", "fetch": "5/s"},
+        "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000, **extra,
+    })
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_cluster_decides_as_one_redis(cluster: RedisCluster, redis_url: str, algorithm: str) -> None:
+    rng = random.Random(algorithm)
+    users = ["alice", "bob", "carol"]
+    tenants = [None, "t1", "t2"]
+    tools = [None, "search", "fetch"]
+    # Explicit clocks ahead of the real one: state expires by Redis's own clock (PEXPIREAT), and
+    # both runs must see it alive.
+    # Times only move forward, as the cluster clock does (§11.1).
+    now = time.time_ns() // 1000 + 300_000_000
+    requests = []
+    for _ in range(120):
+        now += rng.randrange(0, 90_000)
+        requests.append((rng.choice(users), rng.choice(tenants), rng.choice(tools), now))
+
+    async def decide(config: Any) -> list:
+        engine = PythonEngine(config, "deploy")
+        try:
+            return [await engine.check(u, t, tool, now) for u, t, tool, now in requests]
+        finally:
+            await engine.close()
+
+    prefix = "d" + uuid.uuid4().hex[:8]
+    one = asyncio.run(decide(_config(algorithm, redis_url, prefix)))
+    on_cluster = asyncio.run(decide(_config(algorithm, cluster.url, prefix, redis_mode="cluster")))
+    assert on_cluster == one
+    assert any(not d.admitted for d in one) and any(d.admitted for d in one)
+
+
+def test_cluster_groups_span_primaries(cluster: RedisCluster) -> None:
+    """The test above is only meaningful if a request's keys sit on several primaries."""
+    keys = ["rl:fw:user:4/1:alice", "rl:fw:tenant:6/1:t1", "rl:fw:tool:3/1:search"]
+    assert len({key_slot(k) for k in keys}) == 3
+    assert len({cluster.primary_for(k).port for k in keys}) >= 2
+
+
+def test_cluster_refusal_consumes_nothing_under_concurrency(cluster: RedisCluster) -> None:
+    """Three dimensions on three primaries, 200 concurrent requests: admitted never exceeds the
+    tightest limit, and the counters settle to exactly the admitted count."""
+    user, tenant, tool = "u-" + uuid.uuid4().hex[:6], "t-" + uuid.uuid4().hex[:6], "search"
+    prefix = "c" + uuid.uuid4().hex[:8]
+    config = parse_config({
+        "backend": "redis", "redis_url": cluster.url, "redis_key_prefix": prefix, "redis_mode": "cluster",
+        "by_user": "50/h", "by_tenant": "30/h", "by_tool": {"search": "40/h"},
+        "redis_timeout_ms": 5000, "redis_connect_timeout_ms": 5000,
+    })
+
+    async def scenario() -> list:
+        engine = PythonEngine(config, "conc")
+        try:
+            return await asyncio.gather(*(engine.check(user, tenant, tool) for _ in range(200)))
+        finally:
+            assert engine._redis is not None and engine._redis.give_backs_lost == 0
+            await engine.close()
+
+    decisions = asyncio.run(scenario())
+    admitted = sum(d.admitted for d in decisions)
+    assert admitted == 30
+    import redis
+
+    client = redis.cluster.RedisCluster.from_url(cluster.url)
+    try:
+        for dimension, rate, identity in (("user", "50/3600", user), ("tenant", "30/3600", tenant),
+                                          ("tool", "40/3600", tool)):
+            count = client.hget(f"{prefix}:fw:{dimension}:{rate}:{identity}", "c")
+            assert int(count) == admitted, dimension
+    finally:
+        client.close()
+
+
+def test_sentinel_limits_and_follows_a_failover(sentinel: RedisSentinel) -> None:
+    config = parse_config({
+        "backend": "redis", "redis_url": "redis://ignored.invalid:1/0", "redis_key_prefix": "s" + uuid.uuid4().hex[:8],
+        "redis_mode": "sentinel", "redis_sentinels": sentinel.sentinel_addrs, "redis_sentinel_master": SENTINEL_MASTER,
+        "by_user": "3/h", "redis_timeout_ms": 1000, "redis_connect_timeout_ms": 1000, "redis_breaker_cooldown_ms": 200,
+    })
+
+    async def scenario() -> None:
+        engine = PythonEngine(config, "sentinel")
+        try:
+            assert [(await engine.check("alice", None, None)).admitted for _ in range(4)] == [True] * 3 + [False]
+            new_port = await asyncio.to_thread(sentinel.failover)
+            promoted = time.monotonic()
+            # Enforcement has resumed when a decision is written to the new primary. Until the
+            # sentinels demote the old primary it still takes writes (Sentinel's known window:
+            # those writes are lost); then it answers READONLY and the client asks the sentinels.
+            with sentinel.node(new_port).client() as new_primary:
+                for attempt in range(10_000):
+                    user = f"bob{attempt}"
+                    try:
+                        decision = await engine.check(user, None, None)
+                    except EngineError:
+                        decision = None
+                    if decision is not None and new_primary.exists(f"{config.redis_key_prefix}:fw:user:3/3600:{user}"):
+                        break
+                    assert time.monotonic() - promoted < 10, "no decision on the new primary 10 s after the failover"
+                    await asyncio.sleep(0.02)
+            resumed_s = time.monotonic() - promoted
+            print(f"sentinel failover: decisions on the new primary {resumed_s:.2f} s after its promotion")
+            assert decision.admitted
+            assert resumed_s < 2 + config.redis_breaker_cooldown_ms / 1000
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
