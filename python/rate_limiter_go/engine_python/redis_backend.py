@@ -314,12 +314,12 @@ def _sentinel_client(config: LimiterConfig, tls: dict, common: dict, budget_s: f
     for address in config.redis_sentinels:
         host, _, port = address.rpartition(":")
         sentinels.append((host.strip("[]"), int(port)))
-    # The sentinels get the same time bounds; the data nodes' credentials and TLS are not theirs.
-    manager = Sentinel(sentinels, sentinel_kwargs=dict(common), **common)
+    # The sentinels get the same time bounds and, with rediss://, the same TLS (as go-redis does);
+    # the data nodes' user, password and database are not theirs.
+    secure = dict(ssl=True, **tls) if config.redis_url.startswith("rediss://") else {}
+    manager = Sentinel(sentinels, sentinel_kwargs={**common, **secure}, **common)
     data: dict = {key: url[key] for key in ("username", "password", "db") if url.get(key) is not None}
-    if config.redis_url.startswith("rediss://"):
-        data["ssl"] = True
-        data.update(tls)
+    data.update(secure)
     return manager.master_for(
         config.redis_sentinel_master,
         redis_class=redis.asyncio.Redis,
