@@ -28,13 +28,18 @@ type Config struct {
 	ByTenant        *algorithms.Limit           // nil: no tenant dimension
 	ByTool          map[string]algorithms.Limit // normalised tool name -> its limit
 
-	RedisURL        string
-	KeyPrefix       string        // §6 prefix, used by both backends
-	ConnectTimeout  time.Duration // Redis connect timeout
-	CommandTimeout  time.Duration // Redis command timeout
-	BreakerFailures int           // consecutive failures that open the breaker
-	BreakerCooldown time.Duration // how long an open breaker fails fast
-	MemoryMaxKeys   int           // bound on keys in the memory store (§10)
+	RedisURL string
+	// RedisMode is standalone, sentinel or cluster (§11); RedisSentinels
+	// ("host:port" each) and RedisSentinelMaster are set in sentinel mode only.
+	RedisMode           string
+	RedisSentinels      []string
+	RedisSentinelMaster string
+	KeyPrefix           string        // §6 prefix, used by both backends
+	ConnectTimeout      time.Duration // Redis connect timeout
+	CommandTimeout      time.Duration // Redis command timeout
+	BreakerFailures     int           // consecutive failures that open the breaker
+	BreakerCooldown     time.Duration // how long an open breaker fails fast
+	MemoryMaxKeys       int           // bound on keys in the memory store (§10)
 
 	// PEM files for a rediss:// URL ("" when not set): a CA that replaces the
 	// system roots, and a client certificate with its key (mTLS). Pass them to
@@ -85,6 +90,9 @@ type rawConfig struct {
 	RedisTLSCheckHostname  *bool               `json:"redis_tls_check_hostname"`
 	HostSSLCertFile        *string             `json:"host_ssl_cert_file"`
 	HostSSLCertDir         *string             `json:"host_ssl_cert_dir"`
+	RedisMode              *string             `json:"redis_mode"`
+	RedisSentinels         []string            `json:"redis_sentinels"`
+	RedisSentinelMaster    *string             `json:"redis_sentinel_master"`
 }
 
 // SecondUS is one second in µs, the unit of rate windows (§1).
@@ -119,6 +127,7 @@ func DefaultConfig() Config {
 		BreakerCooldown:       ms(settingRedisBreakerCooldownMS),
 		MemoryMaxKeys:         int(settingMemoryMaxKeys.def),
 		RedisTLSCheckHostname: DefaultRedisTLSCheckHostname,
+		RedisMode:             DefaultRedisMode,
 	}
 }
 
@@ -242,6 +251,7 @@ func ParseConfig(data []byte) (Config, error) {
 	if cfg.Backend == "redis" && cfg.RedisURL == "" {
 		fail("redis_url is required with backend redis")
 	}
+	parseDeployment(&raw, &cfg, fail)
 	// in reads an integer setting within the generated bounds; absent keeps the default.
 	in := func(s intSetting, v *int64) (int64, bool) {
 		if v == nil {
@@ -318,4 +328,40 @@ func trimSpace(s string) string {
 		s = s[:len(s)-n]
 	}
 	return s
+}
+
+// parseDeployment reads redis_mode and the Sentinel settings (§11): the mode
+// is one of redisModes, other than the default only with backend redis;
+// 1 to MaxSentinels sentinel addresses and a master name in sentinel mode,
+// neither in the others. Addresses are checked by the Redis backend.
+func parseDeployment(raw *rawConfig, cfg *Config, fail func(string, ...any)) {
+	cfg.RedisMode = DefaultRedisMode
+	if raw.RedisMode != nil {
+		cfg.RedisMode = *raw.RedisMode
+		known := false
+		for _, m := range redisModes {
+			known = known || m == cfg.RedisMode
+		}
+		if !known {
+			fail("redis_mode %q: want one of %v", cfg.RedisMode, redisModes)
+		}
+		if cfg.RedisMode != DefaultRedisMode && cfg.Backend != "redis" {
+			fail("redis_mode %s needs backend redis", cfg.RedisMode)
+		}
+	}
+	if cfg.RedisMode != "sentinel" {
+		if raw.RedisSentinels != nil || raw.RedisSentinelMaster != nil {
+			fail("redis_sentinels and redis_sentinel_master: only with redis_mode sentinel")
+		}
+		return
+	}
+	if n := len(raw.RedisSentinels); n < 1 || n > MaxSentinels {
+		fail("redis_sentinels: want 1 to %d addresses, got %d", MaxSentinels, n)
+	}
+	cfg.RedisSentinels = append([]string(nil), raw.RedisSentinels...)
+	if raw.RedisSentinelMaster == nil || *raw.RedisSentinelMaster == "" {
+		fail("redis_sentinel_master is required with redis_mode sentinel")
+	} else {
+		cfg.RedisSentinelMaster = *raw.RedisSentinelMaster
+	}
 }

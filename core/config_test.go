@@ -74,7 +74,7 @@ func TestParseConfigRedis(t *testing.T) {
 		Algorithm: algorithms.TokenBucket, Backend: "redis", RedisURL: "redis://127.0.0.1:1/0", KeyPrefix: "a.b-c_1",
 		ConnectTimeout: 30 * time.Millisecond, CommandTimeout: 20 * time.Millisecond,
 		BreakerFailures: 3, BreakerCooldown: 250 * time.Millisecond, MemoryMaxKeys: 100_000,
-		RedisTLSCheckHostname: true,
+		RedisTLSCheckHostname: true, RedisMode: "standalone",
 	}
 	if cfg.ByTenant == nil || *cfg.ByTenant != (algorithms.Limit{Limit: 1_000_000, WindowUS: hourUS}) {
 		t.Fatalf("by_tenant %+v", cfg.ByTenant)
@@ -185,4 +185,41 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseConfigDeployments(t *testing.T) {
+	const redis = `"backend":"redis","redis_url":"redis://127.0.0.1:1/0"`
+	tests := []struct {
+		json    string
+		mode    string
+		sents   []string
+		master  string
+		problem string // "" when valid
+	}{
+		{`{` + redis + `}`, "standalone", nil, "", ""},
+		{`{` + redis + `,"redis_mode":"cluster"}`, "cluster", nil, "", ""},
+		{`{` + redis + `,"redis_mode":"sentinel","redis_sentinels":["a:1","b:2"],"redis_sentinel_master":"m"}`,
+			"sentinel", []string{"a:1", "b:2"}, "m", ""},
+		{`{` + redis + `,"redis_mode":"ring"}`, "", nil, "", "redis_mode"},
+		{`{"redis_mode":"cluster"}`, "", nil, "", "needs backend redis"},
+		{`{` + redis + `,"redis_sentinels":["a:1"]}`, "", nil, "", "only with redis_mode sentinel"},
+		{`{` + redis + `,"redis_mode":"sentinel","redis_sentinel_master":"m"}`, "", nil, "", "redis_sentinels"},
+		{`{` + redis + `,"redis_mode":"sentinel","redis_sentinels":["a:1"]}`, "", nil, "", "redis_sentinel_master"},
+	}
+	for _, tc := range tests {
+		cfg, err := ParseConfig([]byte(tc.json))
+		if tc.problem != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.problem) {
+				t.Errorf("%s: error %v, want one naming %q", tc.json, err, tc.problem)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.json, err)
+			continue
+		}
+		if cfg.RedisMode != tc.mode || !reflect.DeepEqual(cfg.RedisSentinels, tc.sents) || cfg.RedisSentinelMaster != tc.master {
+			t.Errorf("%s: mode %q sentinels %v master %q", tc.json, cfg.RedisMode, cfg.RedisSentinels, cfg.RedisSentinelMaster)
+		}
+	}
 }

@@ -7,10 +7,17 @@ const (
 	DefaultAlgorithm = "fixed_window"
 	DefaultBackend   = "memory"
 	DefaultKeyPrefix = "rl"
+	DefaultRedisMode = "standalone"
 )
 
 // DefaultRedisTLSCheckHostname is the default of redis_ssl_check_hostname.
 const DefaultRedisTLSCheckHostname = true
+
+// redisModes are the values of redis_mode (§11).
+var redisModes = [...]string{"standalone", "sentinel", "cluster"}
+
+// MaxSentinels is the most addresses redis_sentinels may list (§11).
+const MaxSentinels = 16
 
 // KeyPrefixPattern is the regular expression a redis_key_prefix matches in full (§6).
 const KeyPrefixPattern = `[A-Za-z0-9_.-]{1,64}`

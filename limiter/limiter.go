@@ -43,8 +43,9 @@ var ErrConfig = core.ErrConfig
 // shared) backend. It is safe for concurrent use.
 type Limiter struct {
 	lim     *core.Limiter
-	store   *memory.Store // the memory backend, nil on Redis
-	release func()        // drops this limiter's share of a Redis backend; idempotent
+	store   *memory.Store  // the memory backend, nil on Redis
+	redis   *redis.Backend // the Redis backend, nil on memory
+	release func()         // drops this limiter's share of a Redis backend; idempotent
 }
 
 // Evaluate checks and, if admitted, consumes one request (docs/semantics.md
@@ -60,6 +61,16 @@ func (l *Limiter) MemoryKeys() int {
 		return -1
 	}
 	return l.store.Len()
+}
+
+// GiveBacksLost returns how many Redis Cluster give-backs of the limiter's
+// backend failed (docs/semantics.md §11.1, Bounds); 0 on memory and on a
+// single Redis. A shared backend counts its limiters' together.
+func (l *Limiter) GiveBacksLost() int64 {
+	if l.redis == nil {
+		return 0
+	}
+	return l.redis.GiveBacksLost()
 }
 
 // Close releases the limiter's share of a Redis backend, which is closed with
@@ -122,7 +133,7 @@ func (g *Registry) Open(name, configJSON string) (*Limiter, error) {
 		if err != nil {
 			return nil, err
 		}
-		backend, l.release = b, release
+		backend, l.redis, l.release = b, b, release
 	default:
 		return nil, fmt.Errorf("%w: backend %q not supported", ErrConfig, cfg.Backend)
 	}
@@ -156,9 +167,18 @@ func (g *Registry) memoryStore(k shareKey, cfg core.Config) (*memory.Store, erro
 	return s, nil
 }
 
-// redisOptions returns the Redis backend options of a configuration.
-func redisOptions(cfg core.Config) redis.Options {
+// redisOptions returns the Redis backend options of a configuration. A
+// redis_mode the backend does not know is an error.
+func redisOptions(cfg core.Config) (redis.Options, error) {
+	mode, err := redis.ParseMode(cfg.RedisMode)
+	if err != nil {
+		return redis.Options{}, err
+	}
 	return redis.Options{
+		Mode:                 mode,
+		SentinelAddrs:        cfg.RedisSentinels,
+		SentinelMaster:       cfg.RedisSentinelMaster,
+		ClusterClockKey:      clusterClockKey(cfg),
 		Algorithm:            cfg.Algorithm,
 		URL:                  cfg.RedisURL,
 		ConnectTimeout:       cfg.ConnectTimeout,
@@ -171,7 +191,16 @@ func redisOptions(cfg core.Config) redis.Options {
 		TLSSkipHostnameCheck: !cfg.RedisTLSCheckHostname,
 		TrustCertFile:        cfg.HostSSLCertFile,
 		TrustCertDirs:        cfg.HostSSLCertDir,
+	}, nil
+}
+
+// clusterClockKey is the key whose slot's primary serves the cluster clock
+// (docs/semantics.md §11.1), "" outside cluster mode.
+func clusterClockKey(cfg core.Config) string {
+	if cfg.RedisMode != "cluster" {
+		return ""
 	}
+	return cfg.KeyPrefix + ":clock"
 }
 
 // acquireRedis returns the Redis backend of k, made on first use, and a
@@ -181,7 +210,11 @@ func (g *Registry) acquireRedis(k shareKey, cfg core.Config) (*redis.Backend, fu
 	defer g.mu.Unlock()
 	ref := g.redis[k]
 	if ref == nil {
-		b, err := redis.New(redisOptions(cfg))
+		opts, err := redisOptions(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := redis.New(opts)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -50,10 +50,17 @@ const (
 \tDefaultAlgorithm = "{config.DEFAULT_ALGORITHM}"
 \tDefaultBackend   = "{config.DEFAULT_BACKEND}"
 \tDefaultKeyPrefix = "{config.DEFAULT_KEY_PREFIX}"
+\tDefaultRedisMode = "{config.DEFAULT_REDIS_MODE}"
 )
 
 // DefaultRedisTLSCheckHostname is the default of redis_ssl_check_hostname.
 const DefaultRedisTLSCheckHostname = {str(config.DEFAULT_TLS_CHECK_HOSTNAME).lower()}
+
+// redisModes are the values of redis_mode (§11).
+var redisModes = [...]string{{{", ".join(f'"{m}"' for m in config.REDIS_MODES)}}}
+
+// MaxSentinels is the most addresses redis_sentinels may list (§11).
+const MaxSentinels = {config.MAX_SENTINELS}
 
 // KeyPrefixPattern is the regular expression a redis_key_prefix matches in full (§6).
 const KeyPrefixPattern = {_go_string(config.KEY_PREFIX_PATTERN)}

@@ -25,13 +25,21 @@ const (
 // algorithm, chosen when it is made. It is safe for concurrent use; go-redis's
 // pool serves concurrent callers.
 type Backend struct {
-	client      *goredis.Client
+	client      redisClient
 	kind        algorithms.Kind
 	script      script
 	shaArg      interface{}   // the digest, boxed once
 	callTimeout time.Duration // context deadline of one Evaluate
 	breaker     *breaker
 	closed      atomic.Bool
+
+	// ModeCluster only (nil otherwise): the cluster client, the cluster
+	// clock and the give-back script of §11.1.
+	cluster       *goredis.ClusterClient
+	clock         *clusterClock
+	giveBack      script
+	giveBackArg   interface{}
+	giveBacksLost atomic.Int64
 }
 
 // New validates opts and returns a Backend. It does not contact Redis:
@@ -55,8 +63,12 @@ func newBackend(opts Options, clock func() int64) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis backend: %w", err)
 	}
+	client, cluster, err := opts.newClient(co)
+	if err != nil {
+		return nil, err
+	}
 	b := &Backend{
-		client: goredis.NewClient(co),
+		client: client,
 		kind:   opts.Algorithm,
 		script: sc,
 		shaArg: sc.sha,
@@ -64,6 +76,12 @@ func newBackend(opts Options, clock func() int64) (*Backend, error) {
 		// dial plus one command timeout even if the server never answers.
 		callTimeout: opts.ConnectTimeout + opts.CommandTimeout,
 		breaker:     newBreaker(opts.BreakerFailures, opts.BreakerCooldown, clock),
+	}
+	if cluster != nil {
+		if err := b.initCluster(cluster, opts); err != nil {
+			_ = cluster.Close()
+			return nil, err
+		}
 	}
 	return b, nil
 }
@@ -89,7 +107,11 @@ func (b *Backend) Evaluate(ctx context.Context, keys []string, limits []algorith
 	if !ok {
 		return false, ErrBreakerOpen
 	}
-	admitted, err = b.call(ctx, keys, limits, nowUS, out)
+	if b.cluster != nil {
+		admitted, err = b.callCluster(ctx, keys, limits, nowUS, out)
+	} else {
+		admitted, err = b.call(ctx, keys, limits, nowUS, out)
+	}
 	b.breaker.done(probe, resultOf(err))
 	return admitted, err
 }
@@ -106,13 +128,19 @@ func resultOf(err error) callResult {
 	return resultFailure
 }
 
-// call does the network part of Evaluate: EVALSHA, and on NOSCRIPT one
-// SCRIPT LOAD and one more EVALSHA.
+// call does the network part of Evaluate on one Redis (standalone or the
+// Sentinel primary): one script call with every key.
 func (b *Backend) call(ctx context.Context, keys []string, limits []algorithms.Limit,
 	nowUS int64, out []algorithms.Outcome) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.callTimeout)
 	defer cancel()
+	return b.evalCheck(ctx, keys, limits, nowUS, out)
+}
 
+// evalCheck runs the backend's script for keys: EVALSHA, and on NOSCRIPT one
+// SCRIPT LOAD and one more EVALSHA.
+func (b *Backend) evalCheck(ctx context.Context, keys []string, limits []algorithms.Limit,
+	nowUS int64, out []algorithms.Outcome) (bool, error) {
 	buf := argPool.Get().(*argBuf)
 	defer func() {
 		buf.reset()
@@ -121,25 +149,42 @@ func (b *Backend) call(ctx context.Context, keys []string, limits []algorithms.L
 	args := buf.fill(b.shaArg, keys, limits, nowUS)
 
 	cmd := goredis.NewIntSliceCmd(ctx, args...)
-	err := b.client.Process(ctx, cmd)
+	err := b.process(ctx, cmd)
 	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
-		// The server lost its script cache (restart, failover, SCRIPT FLUSH).
-		// Load the script rather than falling back to EVAL, which would send
-		// the whole source on every call while the cache stays empty.
-		sha, lerr := b.client.ScriptLoad(ctx, b.script.src).Result()
-		if lerr != nil {
-			return false, sanitize("script load", lerr)
-		}
-		if sha != b.script.sha {
-			return false, &backendError{op: "script load", kind: "unexpected digest"}
+		if err := b.reload(ctx, b.script); err != nil {
+			return false, err
 		}
 		cmd = goredis.NewIntSliceCmd(ctx, args...)
-		err = b.client.Process(ctx, cmd)
+		err = b.process(ctx, cmd)
 	}
 	if err != nil {
 		return false, sanitize("evalsha", err)
 	}
 	return parseReply(cmd.Val(), limits, nowUS, out)
+}
+
+// process sends cmd; on a Cluster marked so that it is never sent again
+// after it may have run (§11.1, "At most once").
+func (b *Backend) process(ctx context.Context, cmd *goredis.IntSliceCmd) error {
+	if b.cluster != nil {
+		return b.client.Process(ctx, onceIntSliceCmd{cmd})
+	}
+	return b.client.Process(ctx, cmd)
+}
+
+// reload loads sc after a NOSCRIPT: the server lost its script cache
+// (restart, failover, SCRIPT FLUSH; the cache is not replicated). Loading
+// beats falling back to EVAL, which would send the whole source on every
+// call while the cache stays empty. On a Cluster it loads on every primary.
+func (b *Backend) reload(ctx context.Context, sc script) error {
+	sha, err := b.client.ScriptLoad(ctx, sc.src).Result()
+	if err != nil {
+		return sanitize("script load", err)
+	}
+	if sha != sc.sha {
+		return &backendError{op: "script load", kind: "unexpected digest"}
+	}
+	return nil
 }
 
 // validate refuses arguments that no correct caller passes, before any I/O.

@@ -64,6 +64,15 @@ type Options struct {
 	// hold no certificate are skipped, as OpenSSL and crypto/x509 skip them.
 	TrustCertFile string
 	TrustCertDirs string
+	// Mode is how Redis is reached (§11); the zero value is ModeStandalone.
+	Mode Mode
+	// SentinelAddrs ("host:port" each) and SentinelMaster (the monitored
+	// name) find the primary in ModeSentinel; empty in the other modes.
+	SentinelAddrs  []string
+	SentinelMaster string
+	// ClusterClockKey is the key whose slot's primary serves the cluster
+	// clock's TIME in ModeCluster (§11.1: "<prefix>:clock").
+	ClusterClockKey string
 }
 
 // reservedQuery are URL query parameters that go-redis would accept but that
@@ -95,7 +104,7 @@ func (o Options) validate() error {
 	if o.PoolSize < 0 {
 		return fmt.Errorf("redis backend: PoolSize must not be negative, got %d", o.PoolSize)
 	}
-	return nil
+	return o.validateDeployment()
 }
 
 // clientOptions turns o (already validated) into go-redis options. Errors

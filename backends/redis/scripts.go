@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
 )
@@ -34,13 +35,25 @@ var scriptFiles = [...]struct {
 
 // loadScript reads the embedded script of kind and computes its digest.
 func loadScript(kind algorithms.Kind) (script, error) {
+	return loadFile(kind, ".lua")
+}
+
+// loadGiveBack reads the embedded Cluster give-back script of kind (§11.1).
+func loadGiveBack(kind algorithms.Kind) (script, error) {
+	return loadFile(kind, "_give_back.lua")
+}
+
+// loadFile reads the script of kind whose file name ends with suffix instead
+// of ".lua", and computes its digest.
+func loadFile(kind algorithms.Kind, suffix string) (script, error) {
 	for _, f := range scriptFiles {
 		if f.kind != kind {
 			continue
 		}
-		b, err := luaFiles.ReadFile(f.file)
+		name := strings.TrimSuffix(f.file, ".lua") + suffix
+		b, err := luaFiles.ReadFile(name)
 		if err != nil {
-			return script{}, fmt.Errorf("read embedded script %s: %w", f.file, err)
+			return script{}, fmt.Errorf("read embedded script %s: %w", name, err)
 		}
 		sum := sha1.Sum(b) // #nosec G401 -- EVALSHA names a script by its SHA-1 (Redis protocol), not a security use
 		return script{src: string(b), sha: hex.EncodeToString(sum[:])}, nil

@@ -18,10 +18,6 @@ from typing import Any, Mapping
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 BACKENDS = ("memory", "redis")
 FAIL_MODES = ("open", "closed")
-#: §11: how the redis backend reaches Redis.
-REDIS_MODES = ("standalone", "sentinel", "cluster")
-#: §11: at most this many sentinel addresses.
-MAX_SENTINELS = 16
 
 # --- the settings table --------------------------------------------------------
 # The one definition of every bound and default, for both engines: the Go engine's
@@ -51,6 +47,11 @@ DEFAULT_ALGORITHM = "fixed_window"
 DEFAULT_BACKEND = "memory"
 DEFAULT_KEY_PREFIX = "rl"
 DEFAULT_TLS_CHECK_HOSTNAME = True
+#: §11: how the redis backend reaches Redis, the default first.
+REDIS_MODES = ("standalone", "sentinel", "cluster")
+DEFAULT_REDIS_MODE = REDIS_MODES[0]
+#: §11: at most this many sentinel addresses.
+MAX_SENTINELS = 16
 #: §6: what a redis_key_prefix may be (ASCII letters, digits, _ . -; 1 to 64 of them).
 KEY_PREFIX_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 #: §1: the largest count of a rate.
@@ -117,7 +118,7 @@ class LimiterConfig:
     redis_tls_check_hostname: bool = DEFAULT_TLS_CHECK_HOSTNAME
     # §11: standalone (one Redis at redis_url), sentinel (the primary named redis_sentinel_master,
     # found through redis_sentinels, "host:port" each) or cluster (redis_url is a seed node).
-    redis_mode: str = "standalone"
+    redis_mode: str = DEFAULT_REDIS_MODE
     redis_sentinels: tuple[str, ...] = ()
     redis_sentinel_master: str | None = None
     # The plugin layer, not the engines: hand an admitted call's X-RateLimit-* headers to the
@@ -158,7 +159,7 @@ class LimiterConfig:
                 doc[key] = value
         if not self.redis_tls_check_hostname:
             doc["redis_tls_check_hostname"] = False
-        if self.redis_mode != "standalone":
+        if self.redis_mode != DEFAULT_REDIS_MODE:
             doc["redis_mode"] = self.redis_mode
         if self.redis_mode == "sentinel":
             doc["redis_sentinels"] = list(self.redis_sentinels)
@@ -446,15 +447,15 @@ _HOST_PORT_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})",
 
 def _deployment(raw: Mapping[Any, Any], backend: str, redis_url: object, problems: list[str]) -> dict[str, Any]:
     """redis_mode and its settings (§11): sentinels and master only in sentinel mode, a Cluster URL without a database."""
-    mode = _choice_setting(raw, "redis_mode", "standalone", problems)
+    mode = _choice_setting(raw, "redis_mode", DEFAULT_REDIS_MODE, problems)
     out: dict[str, Any] = {"redis_mode": mode}
-    if mode != "standalone" and backend != "redis":
+    if mode != DEFAULT_REDIS_MODE and backend != "redis":
         problems.append(f"redis_mode: {mode} needs backend redis")
     if mode != "sentinel":
         for key in ("redis_sentinels", "redis_sentinel_master"):
             if raw.get(key) is not None:
                 problems.append(f"{key}: only with redis_mode sentinel")
-    if mode != "standalone" and isinstance(redis_url, str) and redis_url.startswith("unix://"):
+    if mode != DEFAULT_REDIS_MODE and isinstance(redis_url, str) and redis_url.startswith("unix://"):
         problems.append(f"redis_url: redis_mode {mode} needs redis:// or rediss://, not a unix socket")
     if mode == "cluster" and isinstance(redis_url, str) and _url_database(redis_url) not in (None, 0):
         problems.append("redis_url: a Redis Cluster has only database 0")
