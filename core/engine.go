@@ -128,13 +128,13 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 	}
 	for name, lim := range cfg.ByTool {
 		esc := EscapeIdentity(name)
-		key := keyPrefix(cfg.KeyPrefix, tag, "tool", lim.Limit, lim.WindowUS) + esc
+		key := keyPrefix(cfg.KeyPrefix, tag, "tool", lim.Limit, lim.WindowUS) + "{" + esc + "}"
 		l.tools[esc] = toolDim{key: key, limit: lim}
 	}
 	l.pool.New = func() any {
 		s := &scratch{esc: make([]byte, 0, hashedLen+MaxEscapedIdentity)}
 		for i := range s.bufs {
-			s.bufs[i] = make([]byte, 0, 512) // room for a composed user_per_server identity before hashing
+			s.bufs[i] = make([]byte, 0, 1024) // room for a composed user_per_server identity and its copy for hashing
 		}
 		return s
 	}
@@ -176,7 +176,7 @@ func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	n := 0
 	var err error
 	if l.hasUser {
-		if s.bufs[n], err = appendIdentity(append(s.bufs[n][:0], l.userPrefix...), user); err != nil {
+		if s.bufs[n], err = appendTagged(append(s.bufs[n][:0], l.userPrefix...), user); err != nil {
 			return Decision{}, fmt.Errorf("user: %w", err)
 		}
 		s.limits[n], s.dims[n] = l.userLimit, DimUser
@@ -190,7 +190,7 @@ func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 		n++
 	}
 	if l.hasTenant && tenant != "" {
-		if s.bufs[n], err = appendIdentity(append(s.bufs[n][:0], l.tenPrefix...), tenant); err != nil {
+		if s.bufs[n], err = appendTagged(append(s.bufs[n][:0], l.tenPrefix...), tenant); err != nil {
 			return Decision{}, fmt.Errorf("tenant: %w", err)
 		}
 		s.limits[n], s.dims[n] = l.tenLimit, DimTenant
@@ -240,23 +240,31 @@ func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	return d, nil
 }
 
-// appendUserServer appends the user_per_server identity (§6) to dst, whose
-// first start bytes are the key prefix: escape(user) ":" escape(server), or
-// "~" and the SHA-256 hex of that when it is longer than MaxEscapedIdentity.
-// It does not allocate when dst has room.
+// appendUserServer appends the user_per_server key segment (§6) to dst,
+// whose first start bytes are the key prefix: "{" escape(user) "}:"
+// escape(server), the hash tag on the user part so that a user's user and
+// user_per_server keys share a Cluster slot; or, when the composed identity
+// escape(user) ":" escape(server) is longer than MaxEscapedIdentity, "{~"
+// and its SHA-256 hex "}". It does not allocate when dst has room.
 func appendUserServer(dst []byte, start int, user, server string) ([]byte, error) {
 	var err error
-	if dst, err = appendIdentity(dst, user); err != nil {
+	if dst, err = appendIdentity(append(dst, '{'), user); err != nil {
 		return dst, fmt.Errorf("user: %w", err)
 	}
-	dst = append(dst, ':')
-	if dst, err = appendIdentity(dst, server); err != nil {
+	userEnd := len(dst)
+	if dst, err = appendIdentity(append(dst, '}', ':'), server); err != nil {
 		return dst, fmt.Errorf("server: %w", err)
 	}
-	if len(dst)-start > MaxEscapedIdentity {
-		sum := sha256.Sum256(dst[start:])
-		dst = append(dst[:start], '~')
+	if composed := len(dst) - start - 2; composed > MaxEscapedIdentity {
+		// Hash the composed identity (no braces): copy it after the segment,
+		// contiguous, where the buffer has room.
+		end := len(dst)
+		dst = append(dst, dst[start+1:userEnd]...)
+		dst = append(dst, dst[userEnd+1:end]...)
+		sum := sha256.Sum256(dst[end:])
+		dst = append(dst[:start], '{', '~')
 		dst = hex.AppendEncode(dst, sum[:])
+		dst = append(dst, '}')
 	}
 	return dst, nil
 }

@@ -98,19 +98,19 @@ func TestKeysAndApplicableDimensions(t *testing.T) {
 		want                           []string
 	}{
 		{"§6 user example", "fixed_window", "alice@example.com", "", "",
-			[]string{"rl:fw:user:10/60:alice@example.com"}},
+			[]string{"rl:fw:user:10/60:{alice@example.com}"}},
 		{"§6 tenant example", "token_bucket", "u", "team:1 {a}", "",
-			[]string{"rl:tb:user:10/60:u", "rl:tb:tenant:5/1:team%3A1%20%7Ba%7D"}},
+			[]string{"rl:tb:user:10/60:{u}", "rl:tb:tenant:5/1:{team%3A1%20%7Ba%7D}"}},
 		{"§5 all three in order", "sliding_window", "u", "t", "search",
-			[]string{"rl:sw:user:10/60:u", "rl:sw:tenant:5/1:t", "rl:sw:tool:3/3600:search"}},
-		{"§5 tool not configured", "fixed_window", "u", "t", "other", []string{"rl:fw:user:10/60:u", "rl:fw:tenant:5/1:t"}},
-		{"§6 tool name escaped", "fixed_window", "u", "", "a b:c", []string{"rl:fw:user:10/60:u", "rl:fw:tool:2/1:a%20b%3Ac"}},
+			[]string{"rl:sw:user:10/60:{u}", "rl:sw:tenant:5/1:{t}", "rl:sw:tool:3/3600:{search}"}},
+		{"§5 tool not configured", "fixed_window", "u", "t", "other", []string{"rl:fw:user:10/60:{u}", "rl:fw:tenant:5/1:{t}"}},
+		{"§6 tool name escaped", "fixed_window", "u", "", "a b:c", []string{"rl:fw:user:10/60:{u}", "rl:fw:tool:2/1:{a%20b%3Ac}"}},
 		{"marked identity used verbatim", "fixed_window", "\x01a%00b", "\x01%ED%A0%80", "",
-			[]string{"rl:fw:user:10/60:a%00b", "rl:fw:tenant:5/1:%ED%A0%80"}},
+			[]string{"rl:fw:user:10/60:{a%00b}", "rl:fw:tenant:5/1:{%ED%A0%80}"}},
 		{"marked tool matches the escaped name", "fixed_window", "u", "", "\x01a%20b%3Ac",
-			[]string{"rl:fw:user:10/60:u", "rl:fw:tool:2/1:a%20b%3Ac"}},
+			[]string{"rl:fw:user:10/60:{u}", "rl:fw:tool:2/1:{a%20b%3Ac}"}},
 		{"long identity hashed", "fixed_window", strings.Repeat("x", 129), "", "",
-			[]string{"rl:fw:user:10/60:" + core.EscapeIdentity(strings.Repeat("x", 129))}},
+			[]string{"rl:fw:user:10/60:{" + core.EscapeIdentity(strings.Repeat("x", 129)) + "}"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,26 +142,26 @@ func TestUserPerServerKeys(t *testing.T) {
 		want       []string
 	}{
 		{"§6 example", "sliding_window", core.Request{User: "bob", Server: "srv 1"},
-			[]string{"rl:sw:user:10/60:bob", "rl:sw:user_per_server:4/60:bob:srv%201"}},
+			[]string{"rl:sw:user:10/60:{bob}", "rl:sw:user_per_server:4/60:{bob}:srv%201"}},
 		{"§5 all four in order", "fixed_window", core.Request{User: "u", Server: "s", Tenant: "t", Tool: "search"},
-			[]string{"rl:fw:user:10/60:u", "rl:fw:user_per_server:4/60:u:s", "rl:fw:tenant:5/1:t",
-				"rl:fw:tool:3/3600:search"}},
+			[]string{"rl:fw:user:10/60:{u}", "rl:fw:user_per_server:4/60:{u}:s", "rl:fw:tenant:5/1:{t}",
+				"rl:fw:tool:3/3600:{search}"}},
 		{"§5 no server: skipped", "token_bucket", core.Request{User: "u", Tenant: "t"},
-			[]string{"rl:tb:user:10/60:u", "rl:tb:tenant:5/1:t"}},
+			[]string{"rl:tb:user:10/60:{u}", "rl:tb:tenant:5/1:{t}"}},
 		{"colons in both parts are escaped", "fixed_window", core.Request{User: "a:b", Server: "c:d"},
-			[]string{"rl:fw:user:10/60:a%3Ab", "rl:fw:user_per_server:4/60:a%3Ab:c%3Ad"}},
+			[]string{"rl:fw:user:10/60:{a%3Ab}", "rl:fw:user_per_server:4/60:{a%3Ab}:c%3Ad"}},
 		{"marked parts used verbatim", "fixed_window", core.Request{User: "\x01a%00b", Server: "\x01%ED%A0%80"},
-			[]string{"rl:fw:user:10/60:a%00b", "rl:fw:user_per_server:4/60:a%00b:%ED%A0%80"}},
+			[]string{"rl:fw:user:10/60:{a%00b}", "rl:fw:user_per_server:4/60:{a%00b}:%ED%A0%80"}},
 		{"128 bytes composed: kept", "fixed_window",
 			core.Request{User: strings.Repeat("a", 63), Server: strings.Repeat("b", 64)},
-			[]string{"rl:fw:user:10/60:" + strings.Repeat("a", 63),
-				"rl:fw:user_per_server:4/60:" + strings.Repeat("a", 63) + ":" + strings.Repeat("b", 64)}},
+			[]string{"rl:fw:user:10/60:{" + strings.Repeat("a", 63) + "}",
+				"rl:fw:user_per_server:4/60:{" + strings.Repeat("a", 63) + "}:" + strings.Repeat("b", 64)}},
 		{"129 bytes composed: hashed", "fixed_window",
 			core.Request{User: strings.Repeat("a", 64), Server: strings.Repeat("b", 64)},
-			[]string{"rl:fw:user:10/60:" + strings.Repeat("a", 64),
-				"rl:fw:user_per_server:4/60:~" + hex.EncodeToString(sum[:])}},
+			[]string{"rl:fw:user:10/60:{" + strings.Repeat("a", 64) + "}",
+				"rl:fw:user_per_server:4/60:{~" + hex.EncodeToString(sum[:]) + "}"}},
 		{"long user hashed first, then kept", "fixed_window", core.Request{User: strings.Repeat("u", 200), Server: "s"},
-			[]string{"rl:fw:user:10/60:" + longUser, "rl:fw:user_per_server:4/60:" + longUser + ":s"}},
+			[]string{"rl:fw:user:10/60:{" + longUser + "}", "rl:fw:user_per_server:4/60:{" + longUser + "}:s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,8 +175,8 @@ func TestUserPerServerKeys(t *testing.T) {
 				t.Fatalf("keys %q, want %q", r.keys, tt.want)
 			}
 			for _, k := range r.keys {
-				if len(k) > 225 {
-					t.Fatalf("key of %d bytes, §6 allows 225", len(k))
+				if len(k) > 227 {
+					t.Fatalf("key of %d bytes, §6 allows 227", len(k))
 				}
 			}
 		})

@@ -90,6 +90,14 @@ func appendIdentity(dst []byte, id string) ([]byte, error) {
 	return AppendEscapedIdentity(dst, id), nil
 }
 
+// appendTagged appends the key segment of an identity as received from the
+// binding: its escaped form inside a hash tag, "{" escaped "}" (§6), so that
+// on a Redis Cluster the key's slot depends on the identity alone.
+func appendTagged(dst []byte, id string) ([]byte, error) {
+	dst, err := appendIdentity(append(dst, '{'), id)
+	return append(dst, '}'), err
+}
+
 // IsEscapedIdentity reports whether s is a form EscapeIdentity can return for
 // a non-empty identity: kept bytes and %XX escapes, at most
 // MaxEscapedIdentity bytes, or "~" and 64 lower-case hex digits.

@@ -113,7 +113,7 @@ func TestClusterConcurrentAllOrNothing(t *testing.T) {
 	c := redistest.StartCluster(t)
 	cl := c.Client(t)
 	prefix := uniquePrefix(t)
-	user, tenant, tool := spreadIdentities(t, c, prefix)
+	user, tenant, tool := spreadIdentities(t, c)
 	l := openLimiter(t, fmt.Sprintf(`{"backend":"redis","redis_url":%q,"redis_key_prefix":%q,"redis_mode":"cluster",`+
 		`"by_user":{"limit":50,"window_s":3600},"by_tenant":{"limit":30,"window_s":3600},`+
 		`"by_tool":{"search":{"limit":40,"window_s":3600}},"redis_timeout_ms":5000,"redis_connect_timeout_ms":5000}`,
@@ -142,8 +142,8 @@ func TestClusterConcurrentAllOrNothing(t *testing.T) {
 		t.Fatalf("admitted %d, want 1 to the tenant's 30", admitted)
 	}
 	ctx := context.Background()
-	keys := []string{prefix + ":fw:user:50/3600:" + user, prefix + ":fw:tenant:30/3600:" + tenant,
-		prefix + ":fw:tool:40/3600:" + tool}
+	keys := []string{prefix + ":fw:user:50/3600:{" + user + "}", prefix + ":fw:tenant:30/3600:{" + tenant + "}",
+		prefix + ":fw:tool:40/3600:{" + tool + "}"}
 	for _, k := range keys {
 		n, err := cl.HGet(ctx, k, "c").Int()
 		if err != nil || n != admitted {
@@ -169,17 +169,17 @@ func TestClusterConcurrentAllOrNothing(t *testing.T) {
 	}
 }
 
-// spreadIdentities returns a user and a tenant whose keys (with the limits
-// of TestClusterConcurrentAllOrNothing) sit on two primaries other than the
-// one of the tool "search" and of each other.
-func spreadIdentities(t *testing.T, c *redistest.Cluster, prefix string) (user, tenant, tool string) {
+// spreadIdentities returns a user and a tenant whose keys sit on two
+// primaries other than the one of the tool "search" and of each other: a
+// key's slot is its identity's, the hash tag (§6).
+func spreadIdentities(t *testing.T, c *redistest.Cluster) (user, tenant, tool string) {
 	t.Helper()
 	tool = "search"
-	used := map[int]bool{c.PrimaryFor(t, prefix+":fw:tool:40/3600:"+tool).Port: true}
-	pick := func(dimension, rate, stem string) string {
+	used := map[int]bool{c.PrimaryFor(t, "{"+tool+"}").Port: true}
+	pick := func(stem string) string {
 		for i := 0; i < 1000; i++ {
 			name := fmt.Sprintf("%s%d", stem, i)
-			if port := c.PrimaryFor(t, prefix+":fw:"+dimension+":"+rate+":"+name).Port; !used[port] {
+			if port := c.PrimaryFor(t, "{"+name+"}").Port; !used[port] {
 				used[port] = true
 				return name
 			}
@@ -187,7 +187,7 @@ func spreadIdentities(t *testing.T, c *redistest.Cluster, prefix string) (user, 
 		t.Fatal("no identity found on a free primary")
 		return ""
 	}
-	return pick("user", "50/3600", "u"), pick("tenant", "30/3600", "t"), tool
+	return pick("u"), pick("t"), tool
 }
 
 // On Sentinel, the Go engine limits, and after a failover its decisions
@@ -220,7 +220,7 @@ func TestSentinelFollowsAFailover(t *testing.T) {
 	for attempt := 0; ; attempt++ {
 		user := fmt.Sprintf("bob%d", attempt)
 		dec, err := l.Evaluate(ctx, limiter.Request{User: user})
-		if err == nil && dec.Admitted && newPrimary.Exists(ctx, prefix+":fw:user:3/3600:"+user).Val() == 1 {
+		if err == nil && dec.Admitted && newPrimary.Exists(ctx, prefix+":fw:user:3/3600:{"+user+"}").Val() == 1 {
 			break
 		}
 		if time.Since(promoted) > 10*time.Second {

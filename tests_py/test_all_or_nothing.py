@@ -17,7 +17,7 @@ from rate_limiter_go.config import parse_config
 from rate_limiter_go.engine import NO_LIMIT
 from rate_limiter_go.engine_python.engine import PythonEngine
 from rate_limiter_go.engine_python.selection import reported_index
-from rate_limiter_go.keys import key_prefix, state_key, user_server_identity
+from rate_limiter_go.keys import key_prefix, state_key, user_server_segment
 
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 S = 1_000_000
@@ -169,11 +169,11 @@ async def test_four_dimensions_blocked_request_leaves_redis_state_untouched(
     cfg = parse_config(config)
     keys = [
         state_key("rl", algorithm, "user", cfg.by_user, "alice"),
-        key_prefix("rl", algorithm, "user_per_server", cfg.by_user_per_server) + user_server_identity("alice", "srv 1"),
+        key_prefix("rl", algorithm, "user_per_server", cfg.by_user_per_server) + user_server_segment("alice", "srv 1"),
         state_key("rl", algorithm, "tenant", cfg.by_tenant, "t1"),
         state_key("rl", algorithm, "tool", cfg.by_tool["search"], "search"),
     ]
-    assert keys[1].endswith(":user_per_server:3/1:alice:srv%201")
+    assert keys[1].endswith(":user_per_server:3/1:{alice}:srv%201")
 
     def snapshot() -> list[Any]:
         if algorithm == "sliding_window":

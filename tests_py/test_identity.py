@@ -100,8 +100,8 @@ def test_tool_key(name: object, expected: str) -> None:
 
 LIMIT = 3
 BIG = 64 * 1024
-#: §6: prefix (<= 64) + ":" algo ":" dimension ":" rate ":" identity (<= 128 escaped or "~" + 64 hex).
-MAX_KEY_BYTES = 64 + 4 + 7 + 17 + 128 + 4
+#: §6: prefix (<= 64) + ":" algo ":" dimension ":" rate ":" "{" identity (<= 128 escaped or "~" + 64 hex) "}".
+MAX_KEY_BYTES = 64 + 4 + 7 + 17 + 128 + 4 + 2
 
 
 class BrokenStr:
@@ -283,7 +283,8 @@ async def test_values_that_cannot_be_read_do_not_escape(backend: dict[str, Any],
 
 
 async def test_redis_keys_are_bounded_and_escaped(redis_url: str, redis_server: Any) -> None:
-    """§6: every key written for hostile identities is <= 224 bytes, has exactly the four separators and no brace."""
+    """§6: every key written for hostile identities is <= 226 bytes, has exactly the four separators, and braces
+    only around the whole identity (the hash tag: an identity never brings a brace of its own)."""
     prefix = "p" * 64  # the longest prefix allowed
     plugin = make_plugin(
         {
@@ -307,9 +308,11 @@ async def test_redis_keys_are_bounded_and_escaped(redis_url: str, redis_server: 
     for key in keys:
         assert len(key) <= MAX_KEY_BYTES, (len(key), key[:100])
         assert key.count(b":") == 4, key[:100]
-        assert b"{" not in key and b"}" not in key, key[:100]
+        head, _, segment = key.rpartition(b":")
+        assert segment.startswith(b"{") and segment.endswith(b"}"), key[:100]
+        assert b"{" not in head + segment[1:-1] and b"}" not in head + segment[1:-1], key[:100]
         assert all(0x21 <= b < 0x7F for b in key), key[:100]  # printable ASCII only
-    hashed = [k for k in keys if k.rsplit(b":", 1)[1].startswith(b"~")]
+    hashed = [k for k in keys if k.rsplit(b":", 1)[1].startswith(b"{~")]
     assert len(hashed) >= 4  # the 64 KiB strings, "x"*129 and "~"*43 went through SHA-256
 
 

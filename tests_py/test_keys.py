@@ -15,6 +15,7 @@ from rate_limiter_go.keys import (
     key_prefix,
     state_key,
     user_server_identity,
+    user_server_segment,
 )
 
 KEPT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@+"
@@ -29,9 +30,9 @@ def spec_escape(identity: str) -> str:
 
 def test_section6_examples() -> None:
     assert state_key("rl", "fixed_window", "user", Rate(10, 60), "alice@example.com") == (
-        "rl:fw:user:10/60:alice@example.com"
+        "rl:fw:user:10/60:{alice@example.com}"
     )
-    assert state_key("rl", "token_bucket", "tenant", Rate(5, 1), "team:1 {a}") == "rl:tb:tenant:5/1:team%3A1%20%7Ba%7D"
+    assert state_key("rl", "token_bucket", "tenant", Rate(5, 1), "team:1 {a}") == "rl:tb:tenant:5/1:{team%3A1%20%7Ba%7D}"
 
 
 @pytest.mark.parametrize(
@@ -80,15 +81,15 @@ def test_hash_uses_surrogatepass_bytes() -> None:
 
 
 def test_key_is_bounded() -> None:
-    """§6: at most 225 bytes, for every dimension and the longest prefix and rate."""
-    longest = 64 + 1 + 2 + 1 + len("user_per_server") + 1 + len("1000000/3600") + 1 + 128
-    assert longest == 225
+    """§6: at most 227 bytes, for every dimension and the longest prefix and rate."""
+    longest = 64 + 1 + 2 + 1 + len("user_per_server") + 1 + len("1000000/3600") + 1 + 2 + 128
+    assert longest == 227
     rate = Rate(1_000_000, 3600)
     for dimension in DIMENSION_NAMES:
         assert len(state_key("p" * 64, "sliding_window", dimension, rate, "x" * 10_000).encode()) <= longest
     prefix = key_prefix("p" * 64, "sliding_window", "user_per_server", rate)
     for user, server in [("x" * 128, "y" * 128), ("x" * 10_000, "%" * 10_000), ("a" * 63, "b" * 64)]:
-        assert len((prefix + user_server_identity(user, server)).encode()) <= longest
+        assert len((prefix + user_server_segment(user, server)).encode()) <= longest
 
 
 def spec_user_server(user: str, server: str) -> str:
@@ -161,3 +162,24 @@ def test_non_string_identity_is_a_type_error() -> None:
         escape_identity(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         escape_identity(b"alice")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("user", "server", "segment"),
+    [
+        ("bob", "srv 1", "{bob}:srv%201"),  # the §6 example: the tag holds the user part
+        ("a" * 63, "b" * 64, "{" + "a" * 63 + "}:" + "b" * 64),  # composed 128 bytes: kept
+        ("a" * 64, "b" * 64, "{~" + hashlib.sha256(("a" * 64 + ":" + "b" * 64).encode()).hexdigest() + "}"),
+    ],
+)
+def test_user_server_segment_tags_the_user(user: str, server: str, segment: str) -> None:
+    assert user_server_segment(user, server) == segment
+
+
+def test_a_users_keys_share_a_cluster_slot() -> None:
+    """§6, §11: the hash tag makes a user's user and user_per_server keys one slot."""
+    from rate_limiter_go.engine_python.redis_cluster import key_slot
+
+    user_key = state_key("rl", "fixed_window", "user", Rate(10, 60), "alice")
+    per_server = key_prefix("rl", "fixed_window", "user_per_server", Rate(2, 1)) + user_server_segment("alice", "s")
+    assert key_slot(user_key) == key_slot(per_server) == key_slot("{alice}")

@@ -214,15 +214,17 @@ async def test_cancelled_probe_does_not_wedge_the_breaker(hung_redis) -> None:
 
 async def test_foreign_data_under_our_key_is_an_engine_error(redis_url: str, clock) -> None:
     """A key of the wrong type (WRONGTYPE from the script) fails cleanly and is left as it was."""
-    engine = PythonEngine(parse_config(redis_config(redis_url)), "wrongtype")
+    # Generous timeouts: the point is the script's error, not a busy host's connect time.
+    slow_ok = redis_config(redis_url, redis_timeout_ms=2000, redis_connect_timeout_ms=2000)
+    engine = PythonEngine(parse_config(slow_ok), "wrongtype")
     with redis.Redis.from_url(redis_url) as rc:
-        rc.set("rl:fw:user:100/60:alice", "not a hash")
+        rc.set("rl:fw:user:100/60:{alice}", "not a hash")
         try:
             with pytest.raises(EngineError, match="ResponseError"):
                 await engine.check("alice", None, None, clock.at(0.0))
         finally:
             await engine.close()
-        assert rc.get("rl:fw:user:100/60:alice") == b"not a hash"
+        assert rc.get("rl:fw:user:100/60:{alice}") == b"not a hash"
 
 
 async def test_close_releases_the_connections(redis_url: str, redis_server, clock) -> None:

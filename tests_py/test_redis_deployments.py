@@ -85,26 +85,26 @@ def test_cluster_decides_as_one_redis(cluster: RedisCluster, redis_url: str, alg
 
 def test_cluster_groups_span_primaries(cluster: RedisCluster) -> None:
     """The test above is only meaningful if a request's keys sit on several primaries."""
-    keys = ["rl:fw:user:4/1:alice", "rl:fw:tenant:6/1:t1", "rl:fw:tool:3/1:search"]
+    keys = ["rl:fw:user:4/1:{alice}", "rl:fw:tenant:6/1:{t1}", "rl:fw:tool:3/1:{search}"]
     assert len({key_slot(k) for k in keys}) == 3
     assert len({cluster.primary_for(k).port for k in keys}) >= 2
 
 
-def _spread_identities(cluster: RedisCluster, prefix: str) -> tuple[str, str, str]:
+def _spread_identities(cluster: RedisCluster) -> tuple[str, str, str]:
     """A user and a tenant whose keys sit on two primaries other than tool "search"'s and each other's."""
     tool = "search"
-    used = {cluster.primary_for(f"{prefix}:fw:tool:40/3600:{tool}").port}
+    used = {cluster.primary_for(f"{{{tool}}}").port}  # a key's slot is its identity's, the hash tag (§6)
 
-    def pick(dimension: str, rate: str, stem: str) -> str:
+    def pick(stem: str) -> str:
         for i in range(1000):
             name = f"{stem}{i}"
-            port = cluster.primary_for(f"{prefix}:fw:{dimension}:{rate}:{name}").port
+            port = cluster.primary_for(f"{{{name}}}").port
             if port not in used:
                 used.add(port)
                 return name
         raise AssertionError("no identity found on a free primary")
 
-    return pick("user", "50/3600", "u"), pick("tenant", "30/3600", "t"), tool
+    return pick("u"), pick("t"), tool
 
 
 def test_cluster_refusal_consumes_nothing_under_concurrency(cluster: RedisCluster) -> None:
@@ -113,7 +113,7 @@ def test_cluster_refusal_consumes_nothing_under_concurrency(cluster: RedisCluste
     its give-back landed). Refusals in flight may hold units and refuse others meanwhile (§11.1,
     Bounds); requests one at a time afterwards admit exactly the rest of the limit."""
     prefix = "c" + uuid.uuid4().hex[:8]
-    user, tenant, tool = _spread_identities(cluster, prefix)
+    user, tenant, tool = _spread_identities(cluster)
     config = parse_config({
         "backend": "redis", "redis_url": cluster.url, "redis_key_prefix": prefix, "redis_mode": "cluster",
         "by_user": "50/h", "by_tenant": "30/h", "by_tool": {"search": "40/h"},
@@ -131,7 +131,7 @@ def test_cluster_refusal_consumes_nothing_under_concurrency(cluster: RedisCluste
             try:
                 for dimension, rate, identity in (("user", "50/3600", user), ("tenant", "30/3600", tenant),
                                                   ("tool", "40/3600", tool)):
-                    counts.append(int(client.hget(f"{prefix}:fw:{dimension}:{rate}:{identity}", "c")))
+                    counts.append(int(client.hget(f"{prefix}:fw:{dimension}:{rate}:{{{identity}}}", "c")))
             finally:
                 client.close()
             assert counts == [burst] * 3
@@ -169,7 +169,7 @@ def test_sentinel_limits_and_follows_a_failover(sentinel: RedisSentinel) -> None
                         decision = await engine.check(user, None, None)
                     except EngineError:
                         decision = None
-                    if decision is not None and new_primary.exists(f"{config.redis_key_prefix}:fw:user:3/3600:{user}"):
+                    if decision is not None and new_primary.exists(f"{config.redis_key_prefix}:fw:user:3/3600:{{{user}}}"):
                         break
                     assert time.monotonic() - promoted < 10, "no decision on the new primary 10 s after the failover"
                     await asyncio.sleep(0.02)
@@ -181,3 +181,39 @@ def test_sentinel_limits_and_follows_a_failover(sentinel: RedisSentinel) -> None
             await engine.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.skipif(
+    os.environ.get("RATE_LIMITER_ENGINE", "").strip().lower() == "python",
+    reason="builds both engines itself; it runs in the RATE_LIMITER_ENGINE=go (or auto) pass",
+)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_go_and_python_share_counters_on_cluster(cluster: RedisCluster, algorithm: str) -> None:
+    """§11: a Go and a Python instance on one Cluster count together, request by request, as one
+    engine on one Redis does: alternating engines give the single-engine answers."""
+    from support.go_helpers import require_go_engine
+
+    go_engine_class = require_go_engine()
+    prefix = "x" + uuid.uuid4().hex[:8]
+    config = _config(algorithm, cluster.url, prefix, redis_mode="cluster")
+    now = time.time_ns() // 1000 + 300_000_000
+    requests = [("alice", "t1", "search", now + i * 1000) for i in range(8)]
+
+    async def alternate() -> list:
+        go, py = go_engine_class(config, "mix"), PythonEngine(config, "mix")
+        try:
+            return [await (go if i % 2 else py).check(*r) for i, r in enumerate(requests)]
+        finally:
+            await go.close()
+            await py.close()
+
+    async def alone() -> list:
+        py = PythonEngine(_config(algorithm, cluster.url, prefix + "one", redis_mode="cluster"), "one")
+        try:
+            return [await py.check(*r) for r in requests]
+        finally:
+            await py.close()
+
+    mixed, single = asyncio.run(alternate()), asyncio.run(alone())
+    assert mixed == single
+    assert [d.admitted for d in single] == [True] * 3 + [False] * 5  # the tool's 3/s binds

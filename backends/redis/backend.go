@@ -17,7 +17,7 @@ import (
 const (
 	MaxLimit    = 1_000_000     // requests per window (§1)
 	MaxWindowUS = 3_600_000_000 // one hour in µs, the longest §1 unit
-	MaxKeyLen   = 256           // bytes; §6 keys are at most 225
+	MaxKeyLen   = 256           // bytes; §6 keys are at most 227
 	maxNowUS    = 1 << 52       // µs since the epoch (year 2112): room below 2^53 for now+window
 )
 

@@ -61,6 +61,15 @@ type redisClient interface {
 // clusterClockRefresh is how often the cluster clock samples TIME (§11.1).
 const clusterClockRefresh = time.Second
 
+// sentinelConnLifetime bounds how long a Sentinel-mode connection is reused.
+// go-redis's failover client asks the sentinels for the primary on every
+// dial and then drops connections to a former primary, but otherwise moves
+// only on the sentinels' +switch-master, sent when the whole failover has
+// ended (seconds after the promotion, while the old primary still takes
+// writes that will be lost). Redialling each connection at this age moves
+// the client within about this long of the promotion.
+const sentinelConnLifetime = time.Second
+
 // validateDeployment checks the mode's own options.
 func (o Options) validateDeployment() error {
 	switch o.Mode {
@@ -114,6 +123,7 @@ func (o Options) newClient(co *goredis.Options) (redisClient, *goredis.ClusterCl
 			PoolSize:              co.PoolSize,
 			PoolTimeout:           co.PoolTimeout,
 			DisableIdentity:       co.DisableIdentity,
+			ConnMaxLifetime:       sentinelConnLifetime,
 		}), nil, nil
 	case ModeCluster:
 		if co.Network == "unix" {

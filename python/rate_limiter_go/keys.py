@@ -1,4 +1,6 @@
-"""State keys: ``<prefix>:<algo>:<dimension>:<limit>/<window_s>:<identity>`` (docs/semantics.md §6).
+"""State keys: ``<prefix>:<algo>:<dimension>:<limit>/<window_s>:{<identity>}`` (docs/semantics.md §6).
+
+The braces are a Redis Cluster hash tag (§11): a key's slot depends on its identity alone.
 
 Both backends use the same keys, so the escaping here is part of the contract
 with the Go engine: same identity in, same bytes out.
@@ -17,8 +19,10 @@ __all__ = [
     "MAX_ESCAPED_IDENTITY",
     "escape_identity",
     "key_prefix",
-    "user_server_identity",
+    "key_segment",
     "state_key",
+    "user_server_identity",
+    "user_server_segment",
 ]
 
 #: Algorithm name (config) -> the short code used in keys (§6).
@@ -71,6 +75,25 @@ def user_server_identity(user: str, server: str) -> str:
     return composed
 
 
+def key_segment(identity: str) -> str:
+    """The last segment of a user, tenant or tool key (§6): the escaped identity in a hash tag."""
+    return "{" + escape_identity(identity) + "}"
+
+
+def user_server_segment(user: str, server: str) -> str:
+    """The last segment of a ``user_per_server`` key (§6): ``{escape(user)}:escape(server)``.
+
+    The hash tag holds the user part, so a user's ``user`` and ``user_per_server`` keys
+    share a Cluster slot. A composed identity longer than 128 bytes is hashed whole and
+    tagged whole: ``{~<hex>}``.
+    """
+    user_part = escape_identity(user)
+    server_part = escape_identity(server)
+    if len(user_part) + 1 + len(server_part) > MAX_ESCAPED_IDENTITY:
+        return "{" + user_server_identity(user, server) + "}"
+    return "{" + user_part + "}:" + server_part
+
+
 def key_prefix(prefix: str, algorithm: str, dimension: str, rate: Rate) -> str:
     """Everything of a state key before the identity, ending with ``:``.
 
@@ -93,4 +116,4 @@ def key_prefix(prefix: str, algorithm: str, dimension: str, rate: Rate) -> str:
 
 def state_key(prefix: str, algorithm: str, dimension: str, rate: Rate, identity: str) -> str:
     """The full state key of one dimension for one identity (§6)."""
-    return key_prefix(prefix, algorithm, dimension, rate) + escape_identity(identity)
+    return key_prefix(prefix, algorithm, dimension, rate) + key_segment(identity)

@@ -14,7 +14,7 @@ from rate_limiter_go.engine import NO_LIMIT, Decision
 from rate_limiter_go.engine_python.algorithms import ALGORITHMS
 from rate_limiter_go.engine_python.memory import shared_store
 from rate_limiter_go.engine_python.selection import decision_from_script_reply, reported_index, to_decision
-from rate_limiter_go.keys import escape_identity, key_prefix, user_server_identity
+from rate_limiter_go.keys import key_prefix, key_segment, user_server_segment
 
 __all__ = ["KEY_CACHE_SIZE", "MAX_NOW_US", "PythonEngine"]
 
@@ -85,7 +85,7 @@ class PythonEngine:
         )
         # Tool names come from the configuration, so their keys are complete already.
         self._tools = {
-            tool: _Dimension("tool", key_prefix(prefix, algorithm, "tool", rate) + escape_identity(tool), rate)
+            tool: _Dimension("tool", key_prefix(prefix, algorithm, "tool", rate) + key_segment(tool), rate)
             for tool, rate in config.by_tool.items()
         }
         # identity -> full key: escaping is the costliest step of building a key and callers repeat.
@@ -111,7 +111,7 @@ class PythonEngine:
         if self._user is not None:
             key = self._user_keys.get(user)
             if key is None:
-                key = _remember(self._user_keys, user, self._user.key + escape_identity(user))
+                key = _remember(self._user_keys, user, self._user.key + key_segment(user))
             dims.append((self._user, key))
         if server is not None and self._user_server is not None:
             pair = (user, server)
@@ -119,7 +119,7 @@ class PythonEngine:
             if key is None:
                 if not server or not isinstance(server, str):
                     raise ValueError("server must be None or a non-empty str")
-                key = self._user_server.key + user_server_identity(user, server)
+                key = self._user_server.key + user_server_segment(user, server)
                 if len(self._user_server_keys) >= KEY_CACHE_SIZE:
                     self._user_server_keys.clear()
                 self._user_server_keys[pair] = key
@@ -129,7 +129,7 @@ class PythonEngine:
             if key is None:
                 if not tenant or not isinstance(tenant, str):
                     raise ValueError("tenant must be None or a non-empty str")
-                key = _remember(self._tenant_keys, tenant, self._tenant.key + escape_identity(tenant))
+                key = _remember(self._tenant_keys, tenant, self._tenant.key + key_segment(tenant))
             dims.append((self._tenant, key))
         if tool is not None:
             spec = self._tools.get(tool)
