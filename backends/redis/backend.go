@@ -158,6 +158,12 @@ func (b *Backend) evalCheck(ctx context.Context, keys []string, limits []algorit
 		err = b.process(ctx, cmd)
 	}
 	if err != nil {
+		if b.cluster != nil {
+			// A dead or demoted node: learn the new slot owners now rather than
+			// at go-redis's periodic reload (seconds away), so that decisions
+			// resume as soon as a replica has taken over. Reloads are coalesced.
+			b.cluster.ReloadState(ctx)
+		}
 		return false, sanitize("evalsha", err)
 	}
 	return parseReply(cmd.Val(), limits, nowUS, out)

@@ -44,7 +44,11 @@ func StartCluster(t testing.TB) *Cluster {
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout/time.Millisecond)),
-			"--enable-debug-command", "local")
+			"--enable-debug-command", "local",
+			// Sync replicas at once (Redis 7 waits 5 s for more replicas
+			// before a diskless sync): a replica that never synced does not
+			// take over from a dead primary.
+			"--repl-diskless-sync-delay", "0")
 		c.Nodes = append(c.Nodes, s)
 		addrs = append(addrs, s.Addr)
 	}
@@ -155,6 +159,24 @@ func (c *Cluster) health() string {
 		if p, r := countRoles(nodes); p != 3 || r != 3 {
 			return fmt.Sprintf("%s sees %d serving primaries and %d attached replicas", n.Addr, p, r)
 		}
+		if msg := replicaLinkDown(ctx, n.Addr); msg != "" {
+			return msg
+		}
+	}
+	return ""
+}
+
+// replicaLinkDown returns "" unless the node at addr is a replica whose
+// replication link to its primary is not up yet (it has not synced).
+func replicaLinkDown(ctx context.Context, addr string) string {
+	cl := goredis.NewClient(&goredis.Options{Addr: addr, DisableIdentity: true})
+	defer func() { _ = cl.Close() }()
+	info, err := cl.Info(ctx, "replication").Result()
+	if err != nil {
+		return fmt.Sprintf("%s: %v", addr, err)
+	}
+	if strings.Contains(info, "role:slave") && !strings.Contains(info, "master_link_status:up") {
+		return addr + ": replica not synced yet"
 	}
 	return ""
 }

@@ -33,10 +33,13 @@ type Sentinel struct {
 // until every sentinel knows the primary and both replicas.
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
-	d := &Sentinel{Primary: Start(t, "--enable-debug-command", "local")}
+	d := &Sentinel{Primary: Start(t, "--enable-debug-command", "local", "--repl-diskless-sync-delay", "0")}
 	for i := 0; i < 2; i++ {
 		d.Replicas = append(d.Replicas, Start(t, "--enable-debug-command", "local",
 			"--replicaof", "127.0.0.1", strconv.Itoa(d.Primary.Port)))
+	}
+	for _, r := range d.Replicas {
+		waitSynced(t, r.Addr)
 	}
 	for i := 0; i < 3; i++ {
 		d.Sentinels = append(d.Sentinels, startSentinelProcess(t, d.Primary.Port))
@@ -186,4 +189,20 @@ func isPrimary(addr string) bool {
 	defer func() { _ = c.Close() }()
 	role, err := c.Do(ctx, "ROLE").Slice()
 	return err == nil && len(role) > 0 && role[0] == "master"
+}
+
+// waitSynced waits until the replica at addr has synced with its primary.
+func waitSynced(t testing.TB, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(clusterReadyTimeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		msg := replicaLinkDown(ctx, addr)
+		cancel()
+		if msg == "" {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("redistest: replica %s did not sync within %v", addr, clusterReadyTimeout)
 }

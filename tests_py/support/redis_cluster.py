@@ -94,7 +94,10 @@ class RedisCluster:
             for _ in range(6):
                 node = RedisServer(port=free_cluster_port(), args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                                          "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
-                                         "--enable-debug-command", "local"])
+                                         "--enable-debug-command", "local",
+                                         # Sync replicas at once (Redis 7 waits 5 s for more replicas before
+                                         # a diskless sync): a replica that never synced does not take over.
+                                         "--repl-diskless-sync-delay", "0"])
                 self.nodes.append(node.start())
             addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
             subprocess.run([_redis_cli(), "--cluster", "create", *addrs, "--cluster-replicas", "1", "--cluster-yes"],  # nosec B603 # redis-cli at a resolved path, loopback addresses
@@ -129,6 +132,8 @@ class RedisCluster:
                     replicas += 1
             if (primaries, replicas) != (3, 3):
                 return f"node {node.port} sees {primaries} serving primaries and {replicas} attached replicas"
+            if _replica_not_synced(node):
+                return f"replica {node.port} has not synced yet"
         return ""
 
     def wait_healthy(self, timeout_s: float = _READY_TIMEOUT_S) -> None:
@@ -159,6 +164,13 @@ class RedisCluster:
         self.close()
 
 
+def _replica_not_synced(node: RedisServer) -> bool:
+    """Whether ``node`` is a replica whose replication link is not up yet."""
+    with node.client() as c:
+        info = c.info("replication")
+    return info.get("role") == "slave" and info.get("master_link_status") != "up"
+
+
 class RedisSentinel:
     """One primary with two replicas, watched by three sentinels (quorum 2).
 
@@ -181,11 +193,13 @@ class RedisSentinel:
 
     def start(self) -> RedisSentinel:
         try:
-            self.primary = RedisServer(args=["--enable-debug-command", "local"]).start()
+            self.primary = RedisServer(args=["--enable-debug-command", "local", "--repl-diskless-sync-delay", "0"]).start()
             for _ in range(2):
                 replica = RedisServer(args=["--enable-debug-command", "local",
                                             "--replicaof", "127.0.0.1", str(self.primary.port)])
                 self.replicas.append(replica.start())
+            for replica in self.replicas:
+                _wait("replica sync", lambda r=replica: "not synced" if _replica_not_synced(r) else "")
             self._tmp = tempfile.TemporaryDirectory(prefix="rl-sentinel-")
             for i in range(3):
                 self._start_sentinel(Path(self._tmp.name) / f"s{i}", self.primary.port)

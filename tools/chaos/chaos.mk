@@ -12,7 +12,7 @@ CHAOS_IDENTITIES ?= 1000000
 CHAOS_MAX_KEYS ?= 100000
 CHAOS_FUZZTIME ?= 20s
 
-.PHONY: chaos chaos-faults chaos-flood chaos-fuzz chaos-report
+.PHONY: chaos chaos-faults chaos-flood chaos-fuzz chaos-failover chaos-report
 
 # Every step runs even if an earlier one missed a goal, so the report always
 # has all the figures; the target fails at the end if any step failed.
@@ -22,6 +22,7 @@ chaos: deps-system build
 	$(CHAOS_FAULTS) || rc=1; \
 	$(CHAOS_FLOOD) || rc=1; \
 	$(CHAOS_FUZZ) || rc=1; \
+	$(CHAOS_FAILOVER) || rc=1; \
 	$(CHAOS_REPORT); \
 	if [ $$rc != 0 ]; then echo "chaos: FAILED (a goal was missed or a run failed; see above)"; exit 1; fi; \
 	echo "chaos: all goals met"
@@ -47,6 +48,17 @@ CHAOS_FUZZ = echo "chaos-fuzz: go test -fuzz, $(CHAOS_FUZZTIME) per target"; \
 	$(VPY) tools/chaos/chaos.py fuzz --fuzztime $(CHAOS_FUZZTIME) --out $(CHAOS_DIR)/fuzz.json
 chaos-fuzz:
 	@$(CHAOS_FUZZ)
+
+# Redis Cluster and Sentinel failovers under load (docs/semantics.md §11): the primary
+# killed with SIGKILL; raw results one JSON line per run (tests_go/redis_failover_chaos_test.go).
+CHAOS_FAILOVER = echo "chaos-failover: kill -9 of a Cluster primary and of the Sentinel primary under load, Go engine"; \
+	rm -f $(CHAOS_DIR)/failover.jsonl; \
+	RL_CHAOS=1 RL_CHAOS_OUT=$(abspath $(CHAOS_DIR))/failover.jsonl \
+	RL_CHAOS_COMMIT=$$(git rev-parse --short HEAD)$$(git diff --quiet HEAD -- . ':!$(CHAOS_DIR)' || echo +dirty) \
+	go test -count=1 -v \
+		-run 'TestClusterPrimaryKilledUnderLoad|TestSentinelPrimaryKilledUnderLoad' ./tests_go/
+chaos-failover:
+	@mkdir -p $(CHAOS_DIR); $(CHAOS_FAILOVER)
 
 CHAOS_REPORT = $(VPY) tools/chaos/chaos_report.py --dir $(CHAOS_DIR)
 chaos-report:
