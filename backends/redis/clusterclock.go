@@ -67,7 +67,7 @@ func (c *clusterClock) NowUS(ctx context.Context) (int64, error) {
 		}
 		c.mu.Unlock()
 	} else if time.Since(s.at) >= c.refresh && c.sampling.CompareAndSwap(false, true) {
-		go func() {
+		go func() { // #nosec G118 -- the refresh outlives the request that noticed the stale sample (its context ends when it returns); it has its own timeout
 			defer c.sampling.Store(false)
 			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 			defer cancel()
