@@ -113,27 +113,28 @@ func (ld *load) run(l *limiter.Limiter, users []string, stop <-chan struct{}) *s
 	return &wg
 }
 
-// The primary serving every user's slot is killed (SIGKILL) under load: its
-// replica takes over, requests fail meanwhile (fail_mode applies), none
-// panics, and decisions resume within 2 s of the promotion. The counts the
-// old primary had not replicated are lost, and measured.
-func TestClusterPrimaryKilledUnderLoad(t *testing.T) {
-	chaosEnabled(t)
-	c := redistest.StartCluster(t)
-	victim := c.PrimaryFor(t, "{chaos}")
-	users := []string{"chaos"} // one hash tag: every request on the victim
-	prefix := uniquePrefix(t)
-	l := openLimiter(t, fmt.Sprintf(`{"backend":"redis","redis_url":%q,"redis_key_prefix":%q,"redis_mode":"cluster",`+
-		`"by_user":{"limit":1000000,"window_s":3600},"redis_timeout_ms":100,"redis_connect_timeout_ms":100,`+
-		`"redis_breaker_failures":5,"redis_breaker_cooldown_ms":200}`, c.SeedURL(), prefix))
+// failoverConfig is the canonical JSON of the chaos runs: a limit never
+// reached, short timeouts and a short breaker cooldown.
+const failoverConfig = `{"backend":"redis","redis_key_prefix":%q,%s,` +
+	`"by_user":{"limit":1000000,"window_s":3600},"redis_timeout_ms":100,"redis_connect_timeout_ms":100,` +
+	`"redis_breaker_failures":5,"redis_breaker_cooldown_ms":200}`
+
+// failoverUnderLoad drives l from 8 goroutines for the user "chaos" (one
+// hash tag), calls fault after 2 s (it breaks the primary and returns once
+// the new primary is promoted), waits for the first decision after the
+// promotion, and returns what it measured. count reads the user's counter
+// from the new primary afterwards. It fails the test when decisions do not
+// resume within 2 s of the promotion.
+func failoverUnderLoad(t *testing.T, scenario string, l *limiter.Limiter, fault func() time.Time,
+	count func() int64) {
+	t.Helper()
 	var ld load
 	stop := make(chan struct{})
-	wg := ld.run(l, users, stop)
+	wg := ld.run(l, []string{"chaos"}, stop)
 	time.Sleep(2 * time.Second)
 	ld.faulted.Store(true)
 	faultAt := time.Now()
-	victim.Kill()
-	promotedAt := waitPromotion(t, c, victim)
+	promotedAt := fault()
 	ld.promotedAtNS.Store(promotedAt.UnixNano())
 	deadline := time.Now().Add(10 * time.Second)
 	for ld.firstOKAfter.Load() == 0 && time.Now().Before(deadline) {
@@ -146,20 +147,33 @@ func TestClusterPrimaryKilledUnderLoad(t *testing.T) {
 	if first == 0 {
 		t.Fatalf("no decision within 10 s of the promotion")
 	}
-	counted := countOf(t, c, prefix+":fw:user:1000000/3600:{chaos}")
 	r := failoverRun{
-		Scenario: "cluster: kill -9 of the primary", Requests: ld.requests.Load(), Failed: ld.failed.Load(),
+		Scenario: scenario, Requests: ld.requests.Load(), Failed: ld.failed.Load(),
 		OutageS: promotedAt.Sub(faultAt).Seconds(), ResumedAfterS: time.Unix(0, first).Sub(promotedAt).Seconds(),
 		AdmittedBefore: ld.admittedBefore.Load(),
+		// Admissions after the fault went to the new primary; the rest of
+		// its count is what survived of those before the fault.
+		CountedAfter: count() - ld.admittedAfter.Load(),
 	}
-	// Admissions after the fault were written to the new primary; the rest
-	// of its count is what survived of those before the fault.
-	r.CountedAfter = counted - ld.admittedAfter.Load()
 	r.NetCountsLost = r.AdmittedBefore - r.CountedAfter
 	recordRun(t, r)
 	if r.ResumedAfterS > 2 {
 		t.Fatalf("decisions resumed %.2f s after the promotion, want within 2 s", r.ResumedAfterS)
 	}
+}
+
+// The Cluster primary serving the user's slot is killed (SIGKILL) under
+// load: its replica takes over, requests fail meanwhile (the plugin applies
+// fail_mode), none panics, and decisions resume within 2 s of the promotion.
+func TestClusterPrimaryKilledUnderLoad(t *testing.T) {
+	chaosEnabled(t)
+	c := redistest.StartCluster(t)
+	victim := c.PrimaryFor(t, "{chaos}")
+	prefix := uniquePrefix(t)
+	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(`"redis_url":%q,"redis_mode":"cluster"`, c.SeedURL())))
+	failoverUnderLoad(t, "cluster: kill -9 of the primary", l,
+		func() time.Time { victim.Kill(); return waitPromotion(t, c, victim) },
+		func() int64 { return countOf(t, c, prefix+":fw:user:1000000/3600:{chaos}") })
 }
 
 // waitPromotion waits until a surviving node reports a new primary for the
@@ -218,52 +232,29 @@ func countOf(t *testing.T, c *redistest.Cluster, key string) int64 {
 
 // The Sentinel primary is killed (SIGKILL) under load: the sentinels promote
 // a replica, requests fail meanwhile, and decisions resume within 2 s of the
-// promotion. Counts the old primary had not replicated are measured.
+// promotion.
 func TestSentinelPrimaryKilledUnderLoad(t *testing.T) {
 	chaosEnabled(t)
 	d := redistest.StartSentinel(t)
 	prefix := uniquePrefix(t)
-	l := openLimiter(t, fmt.Sprintf(`{"backend":"redis","redis_url":"redis://ignored.invalid:1/0","redis_key_prefix":%q,`+
-		`"redis_mode":"sentinel","redis_sentinels":[%q,%q,%q],"redis_sentinel_master":%q,`+
-		`"by_user":{"limit":1000000,"window_s":3600},"redis_timeout_ms":100,"redis_connect_timeout_ms":100,`+
-		`"redis_breaker_failures":5,"redis_breaker_cooldown_ms":200}`, prefix, d.Sentinels[0].Addr, d.Sentinels[1].Addr,
-		d.Sentinels[2].Addr, redistest.SentinelMaster))
-	var ld load
-	stop := make(chan struct{})
-	wg := ld.run(l, []string{"chaos"}, stop)
-	time.Sleep(2 * time.Second)
-	before := d.CurrentPrimary(t)
-	ld.faulted.Store(true)
-	faultAt := time.Now()
-	d.Primary.Kill()
-	d.WaitPrimaryChange(t, before)
-	promotedAt := time.Now()
-	ld.promotedAtNS.Store(promotedAt.UnixNano())
-	deadline := time.Now().Add(10 * time.Second)
-	for ld.firstOKAfter.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
-	first := ld.firstOKAfter.Load()
-	if first == 0 {
-		t.Fatalf("no decision within 10 s of the promotion")
-	}
-	primary := goredis.NewClient(&goredis.Options{Addr: d.CurrentPrimary(t), DisableIdentity: true})
-	defer func() { _ = primary.Close() }()
-	counted, err := primary.HGet(context.Background(), prefix+":fw:user:1000000/3600:{chaos}", "c").Int64()
-	if err != nil && err != goredis.Nil {
-		t.Fatal(err)
-	}
-	r := failoverRun{
-		Scenario: "sentinel: kill -9 of the primary", Requests: ld.requests.Load(), Failed: ld.failed.Load(),
-		OutageS: promotedAt.Sub(faultAt).Seconds(), ResumedAfterS: time.Unix(0, first).Sub(promotedAt).Seconds(),
-		AdmittedBefore: ld.admittedBefore.Load(), CountedAfter: counted - ld.admittedAfter.Load(),
-	}
-	r.NetCountsLost = r.AdmittedBefore - r.CountedAfter
-	recordRun(t, r)
-	if r.ResumedAfterS > 2 {
-		t.Fatalf("decisions resumed %.2f s after the promotion, want within 2 s", r.ResumedAfterS)
-	}
+	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(
+		`"redis_url":"redis://ignored.invalid:1/0","redis_mode":"sentinel","redis_sentinels":[%q,%q,%q],`+
+			`"redis_sentinel_master":%q`,
+		d.Sentinels[0].Addr, d.Sentinels[1].Addr, d.Sentinels[2].Addr, redistest.SentinelMaster)))
+	failoverUnderLoad(t, "sentinel: kill -9 of the primary", l,
+		func() time.Time {
+			before := d.CurrentPrimary(t)
+			d.Primary.Kill()
+			d.WaitPrimaryChange(t, before)
+			return time.Now()
+		},
+		func() int64 {
+			primary := goredis.NewClient(&goredis.Options{Addr: d.CurrentPrimary(t), DisableIdentity: true})
+			defer func() { _ = primary.Close() }()
+			n, err := primary.HGet(context.Background(), prefix+":fw:user:1000000/3600:{chaos}", "c").Int64()
+			if err != nil && err != goredis.Nil {
+				t.Fatal(err)
+			}
+			return n
+		})
 }

@@ -46,6 +46,7 @@ from rate_limiter_go import _native
 from rate_limiter_go.config import parse_config
 from rate_limiter_go.engine import Engine
 from rate_limiter_go.engine_python.memory import reset_registry
+from support.redis_cluster import RedisCluster, RedisSentinel
 from support.redis_server import RedisServer, RedisUnavailableError, find_redis_server
 
 #: Where ``import rate_limiter_go`` comes from in this run (see the module docstring).
@@ -194,6 +195,34 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     binary = require_command("redis-server")
     with RedisServer(binary=binary, workdir=tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """The session's local Redis Cluster, 3 primaries + 3 replicas (support/redis_cluster.py).
+
+    Tests share it through unique key prefixes; one that kills or pauses a node must restore it."""
+    require_command("redis-server")
+    try:
+        with RedisCluster() as cluster:
+            yield cluster
+    except RedisUnavailableError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {e}", pytrace=False)
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinel]:
+    """The session's local Sentinel deployment: 1 primary, 2 replicas, 3 sentinels (support/redis_cluster.py)."""
+    require_command("redis-server")
+    try:
+        with RedisSentinel() as deployment:
+            yield deployment
+    except RedisUnavailableError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {e}", pytrace=False)
+        pytest.skip(str(e))
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -16,26 +14,13 @@ from rate_limiter_go.scripts import give_back_text, script_text
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from support.redis_cluster import RedisCluster
-from support.redis_server import RedisUnavailableError
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisCluster]:
-    try:
-        with RedisCluster() as c:
-            yield c
-    except RedisUnavailableError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {e}", pytrace=False)
-        pytest.skip(str(e))
-
 
 KEYS = ["rl:fw:user:10/60:{alice}", "rl:fw:user_per_server:10/60:{alice}:srv1", "rl:fw:tenant:5/1:{t%3A1}",
         "rl:fw:tool:3/3600:{search}", "plain", "a{}b", "x{y}z{w}", "{}{y}", "caf\u00e9{\u00e9t\u00e9}", "{a"]
 
 
-def test_key_slot_is_the_servers(cluster: RedisCluster) -> None:
-    with cluster.nodes[0].client() as c:
+def test_key_slot_is_the_servers(redis_cluster: RedisCluster) -> None:
+    with redis_cluster.nodes[0].client() as c:
         for key in KEYS:
             assert key_slot(key) == c.execute_command("CLUSTER", "KEYSLOT", key), key
 
@@ -45,16 +30,16 @@ def test_slot_groups_keep_a_users_keys_together() -> None:
     assert slot_groups(["{a}1", "{b}", "{a}2"]) == [[0, 2], [1]]
 
 
-def _client(cluster: RedisCluster) -> redis.asyncio.cluster.RedisCluster:
-    return redis.asyncio.cluster.RedisCluster.from_url(cluster.url, retry=Retry(NoBackoff(), 0), socket_timeout=2)
+def _client(redis_cluster: RedisCluster) -> redis.asyncio.cluster.RedisCluster:
+    return redis.asyncio.cluster.RedisCluster.from_url(redis_cluster.url, retry=Retry(NoBackoff(), 0), socket_timeout=2)
 
 
-def _tags_on_three_primaries(cluster: RedisCluster) -> list[str]:
+def _tags_on_three_primaries(redis_cluster: RedisCluster) -> list[str]:
     """Three hash tags whose slots are served by three different primaries."""
     tags: dict[int, str] = {}
     for i in range(1000):
         tag = f"t{i}"
-        port = cluster.primary_for("{" + tag + "}").port
+        port = redis_cluster.primary_for("{" + tag + "}").port
         tags.setdefault(port, tag)
         if len(tags) == 3:
             return list(tags.values())
@@ -62,15 +47,15 @@ def _tags_on_three_primaries(cluster: RedisCluster) -> list[str]:
 
 
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "token_bucket"])
-def test_groups_on_three_primaries_are_all_or_nothing(cluster: RedisCluster, algorithm: str) -> None:
+def test_groups_on_three_primaries_are_all_or_nothing(redis_cluster: RedisCluster, algorithm: str) -> None:
     """The tenant (3/h) refuses: user and tool (10/h) consumed in their groups and were given back."""
 
     async def scenario() -> None:
-        client = _client(cluster)
+        client = _client(redis_cluster)
         cache: dict[str, str] = {}
         runner = GroupRunner(lambda text, keys, args: call_script(client, cache, text, keys, args))
         run_id = uuid.uuid4().hex[:8]
-        user, tenant, tool = (f"{run_id}:{{{tag}}}" for tag in _tags_on_three_primaries(cluster))
+        user, tenant, tool = (f"{run_id}:{{{tag}}}" for tag in _tags_on_three_primaries(redis_cluster))
         keys = [user, tenant, tool]
         pairs = [("10", "3600000000"), ("3", "3600000000"), ("10", "3600000000")]
         check, give_back = script_text(algorithm), give_back_text(algorithm)
@@ -90,9 +75,9 @@ def test_groups_on_three_primaries_are_all_or_nothing(cluster: RedisCluster, alg
     asyncio.run(scenario())
 
 
-def test_cluster_clock_follows_redis_time_and_never_goes_back(cluster: RedisCluster) -> None:
+def test_cluster_clock_follows_redis_time_and_never_goes_back(redis_cluster: RedisCluster) -> None:
     async def scenario() -> None:
-        client = _client(cluster)
+        client = _client(redis_cluster)
         await client.initialize()
         node = client.get_node_from_key("rl:clock")
 

@@ -12,7 +12,6 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,29 +20,14 @@ from rate_limiter_go.engine import EngineError
 from rate_limiter_go.engine_python.engine import PythonEngine
 from rate_limiter_go.engine_python.redis_cluster import key_slot
 from support.redis_cluster import SENTINEL_MASTER, RedisCluster, RedisSentinel
-from support.redis_server import RedisUnavailableError
 
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 
 
-def _deployment(factory: Any) -> Iterator[Any]:
-    try:
-        with factory() as d:
-            yield d
-    except RedisUnavailableError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {e}", pytrace=False)
-        pytest.skip(str(e))
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisCluster]:
-    yield from _deployment(RedisCluster)
 
 
-@pytest.fixture(scope="module")
-def sentinel() -> Iterator[RedisSentinel]:
-    yield from _deployment(RedisSentinel)
 
 
 def _config(algorithm: str, url: str, prefix: str, **extra: Any) -> Any:
@@ -55,14 +39,14 @@ def _config(algorithm: str, url: str, prefix: str, **extra: Any) -> Any:
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_cluster_decides_as_one_redis(cluster: RedisCluster, redis_url: str, algorithm: str) -> None:
+def test_cluster_decides_as_one_redis(redis_cluster: RedisCluster, redis_url: str, algorithm: str) -> None:
     rng = random.Random(algorithm)
     users = ["alice", "bob", "carol"]
     tenants = [None, "t1", "t2"]
     tools = [None, "search", "fetch"]
     # Explicit clocks ahead of the real one: state expires by Redis's own clock (PEXPIREAT), and
     # both runs must see it alive.
-    # Times only move forward, as the cluster clock does (§11.1).
+    # Times only move forward, as the redis_cluster clock does (§11.1).
     now = time.time_ns() // 1000 + 300_000_000
     requests = []
     for _ in range(120):
@@ -78,27 +62,27 @@ def test_cluster_decides_as_one_redis(cluster: RedisCluster, redis_url: str, alg
 
     prefix = "d" + uuid.uuid4().hex[:8]
     one = asyncio.run(decide(_config(algorithm, redis_url, prefix)))
-    on_cluster = asyncio.run(decide(_config(algorithm, cluster.url, prefix, redis_mode="cluster")))
+    on_cluster = asyncio.run(decide(_config(algorithm, redis_cluster.url, prefix, redis_mode="cluster")))
     assert on_cluster == one
     assert any(not d.admitted for d in one) and any(d.admitted for d in one)
 
 
-def test_cluster_groups_span_primaries(cluster: RedisCluster) -> None:
+def test_cluster_groups_span_primaries(redis_cluster: RedisCluster) -> None:
     """The test above is only meaningful if a request's keys sit on several primaries."""
     keys = ["rl:fw:user:4/1:{alice}", "rl:fw:tenant:6/1:{t1}", "rl:fw:tool:3/1:{search}"]
     assert len({key_slot(k) for k in keys}) == 3
-    assert len({cluster.primary_for(k).port for k in keys}) >= 2
+    assert len({redis_cluster.primary_for(k).port for k in keys}) >= 2
 
 
-def _spread_identities(cluster: RedisCluster) -> tuple[str, str, str]:
+def _spread_identities(redis_cluster: RedisCluster) -> tuple[str, str, str]:
     """A user and a tenant whose keys sit on two primaries other than tool "search"'s and each other's."""
     tool = "search"
-    used = {cluster.primary_for(f"{{{tool}}}").port}  # a key's slot is its identity's, the hash tag (§6)
+    used = {redis_cluster.primary_for(f"{{{tool}}}").port}  # a key's slot is its identity's, the hash tag (§6)
 
     def pick(stem: str) -> str:
         for i in range(1000):
             name = f"{stem}{i}"
-            port = cluster.primary_for(f"{{{name}}}").port
+            port = redis_cluster.primary_for(f"{{{name}}}").port
             if port not in used:
                 used.add(port)
                 return name
@@ -107,15 +91,15 @@ def _spread_identities(cluster: RedisCluster) -> tuple[str, str, str]:
     return pick("u"), pick("t"), tool
 
 
-def test_cluster_refusal_consumes_nothing_under_concurrency(cluster: RedisCluster) -> None:
+def test_cluster_refusal_consumes_nothing_under_concurrency(redis_cluster: RedisCluster) -> None:
     """Three dimensions on three primaries, 200 concurrent requests: never more than the tightest
     limit admitted, and every counter settles to the admitted count (a refusal consumed nothing once
     its give-back landed). Refusals in flight may hold units and refuse others meanwhile (§11.1,
     Bounds); requests one at a time afterwards admit exactly the rest of the limit."""
     prefix = "c" + uuid.uuid4().hex[:8]
-    user, tenant, tool = _spread_identities(cluster)
+    user, tenant, tool = _spread_identities(redis_cluster)
     config = parse_config({
-        "backend": "redis", "redis_url": cluster.url, "redis_key_prefix": prefix, "redis_mode": "cluster",
+        "backend": "redis", "redis_url": redis_cluster.url, "redis_key_prefix": prefix, "redis_mode": "cluster",
         "by_user": "50/h", "by_tenant": "30/h", "by_tool": {"search": "40/h"},
         "redis_timeout_ms": 5000, "redis_connect_timeout_ms": 5000,
     })
@@ -127,7 +111,7 @@ def test_cluster_refusal_consumes_nothing_under_concurrency(cluster: RedisCluste
             counts = []
             import redis
 
-            client = redis.cluster.RedisCluster.from_url(cluster.url)
+            client = redis.cluster.RedisCluster.from_url(redis_cluster.url)
             try:
                 for dimension, rate, identity in (("user", "50/3600", user), ("tenant", "30/3600", tenant),
                                                   ("tool", "40/3600", tool)):
@@ -146,10 +130,10 @@ def test_cluster_refusal_consumes_nothing_under_concurrency(cluster: RedisCluste
     assert burst + after == 30
 
 
-def test_sentinel_limits_and_follows_a_failover(sentinel: RedisSentinel) -> None:
+def test_sentinel_limits_and_follows_a_failover(redis_sentinel: RedisSentinel) -> None:
     config = parse_config({
         "backend": "redis", "redis_url": "redis://ignored.invalid:1/0", "redis_key_prefix": "s" + uuid.uuid4().hex[:8],
-        "redis_mode": "sentinel", "redis_sentinels": sentinel.sentinel_addrs, "redis_sentinel_master": SENTINEL_MASTER,
+        "redis_mode": "sentinel", "redis_sentinels": redis_sentinel.sentinel_addrs, "redis_sentinel_master": SENTINEL_MASTER,
         "by_user": "3/h", "redis_timeout_ms": 1000, "redis_connect_timeout_ms": 1000, "redis_breaker_cooldown_ms": 200,
     })
 
@@ -157,12 +141,12 @@ def test_sentinel_limits_and_follows_a_failover(sentinel: RedisSentinel) -> None
         engine = PythonEngine(config, "sentinel")
         try:
             assert [(await engine.check("alice", None, None)).admitted for _ in range(4)] == [True] * 3 + [False]
-            new_port = await asyncio.to_thread(sentinel.failover)
+            new_port = await asyncio.to_thread(redis_sentinel.failover)
             promoted = time.monotonic()
             # Enforcement has resumed when a decision is written to the new primary. Until the
             # sentinels demote the old primary it still takes writes (Sentinel's known window:
             # those writes are lost); then it answers READONLY and the client asks the sentinels.
-            with sentinel.node(new_port).client() as new_primary:
+            with redis_sentinel.node(new_port).client() as new_primary:
                 for attempt in range(10_000):
                     user = f"bob{attempt}"
                     try:
@@ -188,14 +172,14 @@ def test_sentinel_limits_and_follows_a_failover(sentinel: RedisSentinel) -> None
     reason="builds both engines itself; it runs in the RATE_LIMITER_ENGINE=go (or auto) pass",
 )
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_go_and_python_share_counters_on_cluster(cluster: RedisCluster, algorithm: str) -> None:
+def test_go_and_python_share_counters_on_cluster(redis_cluster: RedisCluster, algorithm: str) -> None:
     """§11: a Go and a Python instance on one Cluster count together, request by request, as one
     engine on one Redis does: alternating engines give the single-engine answers."""
     from support.go_helpers import require_go_engine
 
     go_engine_class = require_go_engine()
     prefix = "x" + uuid.uuid4().hex[:8]
-    config = _config(algorithm, cluster.url, prefix, redis_mode="cluster")
+    config = _config(algorithm, redis_cluster.url, prefix, redis_mode="cluster")
     now = time.time_ns() // 1000 + 300_000_000
     requests = [("alice", "t1", "search", now + i * 1000) for i in range(8)]
 
@@ -208,7 +192,7 @@ def test_go_and_python_share_counters_on_cluster(cluster: RedisCluster, algorith
             await py.close()
 
     async def alone() -> list:
-        py = PythonEngine(_config(algorithm, cluster.url, prefix + "one", redis_mode="cluster"), "one")
+        py = PythonEngine(_config(algorithm, redis_cluster.url, prefix + "one", redis_mode="cluster"), "one")
         try:
             return [await py.check(*r) for r in requests]
         finally:
