@@ -143,6 +143,26 @@ def fuzz_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+#: The failover goal (docs/semantics.md §11): decisions resume within this long of the promotion.
+FAILOVER_RESUME_S = 2.0
+
+
+def failover_table(runs: list[dict[str, Any]]) -> str:
+    """tests_go/redis_failover_chaos_test.go's JSON lines (make chaos-failover) as a table."""
+    rows = [
+        "| scenario | commit | load average | requests | failed (fail_mode) | outage s | resumed after promotion s "
+        f"| within {FAILOVER_RESUME_S:g} s | net counts lost |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        rows.append(
+            f"| {r['scenario']} | {r['commit'] or 'unknown'} | {r['load_average']} | {r['requests']:,} "
+            f"| {r['failed']:,} | {r['outage_s']:.2f} | {r['resumed_after_s']:.3f} "
+            f"| {_yes(r['resumed_after_s'] <= FAILOVER_RESUME_S)} | {r['net_counts_lost']:,} |"
+        )
+    return "\n".join(rows)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- chaos:{name}:begin -->\n).*?(<!-- chaos:{name}:end -->)", re.S)
     if not pattern.search(text):
@@ -174,6 +194,10 @@ def main() -> int:
     section("flood", lambda: flood_table(floods, go_store) if floods else None)
     fuzz = load(args.dir / "fuzz.json")
     section("fuzz", lambda: fuzz_table(fuzz) if fuzz else None)
+    failover_path = args.dir / "failover.jsonl"
+    failovers = [json.loads(line) for line in failover_path.read_text().splitlines() if line.strip()] if (
+        failover_path.exists()) else []
+    section("failover", lambda: failover_table(failovers) if failovers else None)
     def meta() -> str:
         lines = []
         for label, data in (("faults", faults), *((f"flood {f['engine']}", f) for f in floods), ("fuzz", fuzz)):
