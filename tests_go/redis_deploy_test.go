@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,5 +233,102 @@ func TestSentinelFollowsAFailover(t *testing.T) {
 	t.Logf("sentinel failover: decisions on the new primary %v after its promotion", resumed)
 	if resumed > 2*time.Second+200*time.Millisecond {
 		t.Fatalf("decisions resumed on the new primary after %v, want within 2 s plus the breaker cooldown", resumed)
+	}
+}
+
+// After SCRIPT FLUSH on every primary (what a failover to a replica looks
+// like to the script cache, which is not replicated), the next request
+// reloads the scripts and is decided; counts carry on.
+func TestClusterReloadsFlushedScripts(t *testing.T) {
+	c := redistest.StartCluster(t)
+	cl := c.Client(t)
+	ctx := context.Background()
+	prefix := uniquePrefix(t)
+	l := openLimiter(t, deployConfig("sliding_window", c.SeedURL(), prefix, `,"redis_mode":"cluster"`))
+	req := limiter.Request{User: "alice", Tenant: "t1", Tool: "search"} // three groups: the give-back script too
+	var remaining []int64
+	for i := 0; i < 4; i++ {
+		if i == 2 {
+			if err := cl.ForEachMaster(ctx, func(ctx context.Context, n *goredis.Client) error {
+				return n.ScriptFlush(ctx).Err()
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d, err := l.Evaluate(ctx, req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		remaining = append(remaining, d.Remaining)
+	}
+	// The tool (3/s) reports: 2, 1, 0 left, then refused with 0 left.
+	if !reflect.DeepEqual(remaining, []int64{2, 1, 0, 0}) {
+		t.Fatalf("remaining %v, want [2 1 0 0]", remaining)
+	}
+	// The refused fourth request was given back in the user's group too
+	// (its give-back script was flushed as well).
+	if n := cl.ZCard(ctx, prefix+":sw:user:4/1:{alice}").Val(); n != 3 || l.GiveBacksLost() != 0 {
+		t.Fatalf("user entries %d (want 3), give-backs lost %d", n, l.GiveBacksLost())
+	}
+}
+
+// A slot moves to another primary (MOVED and ASK redirections) while
+// requests keep coming: no request is counted twice or lost, so the count on
+// the new owner equals the admissions. Requests that failed meanwhile (a
+// TRYAGAIN, say) are errors to the plugin, which applies fail_mode.
+func TestClusterSlotMigrationUnderLoad(t *testing.T) {
+	c := redistest.StartCluster(t)
+	prefix := uniquePrefix(t)
+	l := openLimiter(t, fmt.Sprintf(`{"backend":"redis","redis_url":%q,"redis_key_prefix":%q,"redis_mode":"cluster",`+
+		`"by_user":{"limit":1000000,"window_s":3600},"redis_timeout_ms":1000,"redis_connect_timeout_ms":1000}`,
+		c.SeedURL(), prefix))
+	key := prefix + ":fw:user:1000000/3600:{mig}"
+	from := c.PrimaryFor(t, key)
+	var to *redistest.Server // another primary: the owner of some other tag's slot
+	for i := 0; to == nil && i < 1000; i++ {
+		if p := c.PrimaryFor(t, fmt.Sprintf("{other%d}", i)); p != from {
+			to = p
+		}
+	}
+	var admitted, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				d, err := l.Evaluate(context.Background(), limiter.Request{User: "mig"})
+				switch {
+				case err != nil:
+					failed.Add(1)
+				case d.Admitted:
+					admitted.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	c.MigrateSlot(t, key, to, 300*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if got := c.PrimaryFor(t, key); got != to {
+		t.Fatalf("slot owner %s after the migration, want %s", got.Addr, to.Addr)
+	}
+	dst := goredis.NewClient(&goredis.Options{Addr: to.Addr, DisableIdentity: true})
+	defer func() { _ = dst.Close() }()
+	count, err := dst.HGet(context.Background(), key, "c").Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("admitted %d, failed %d, counted on the new owner %d", admitted.Load(), failed.Load(), count)
+	if count != admitted.Load() {
+		t.Fatalf("counted %d on the new owner, admitted %d", count, admitted.Load())
 	}
 }

@@ -201,3 +201,34 @@ def test_go_and_python_share_counters_on_cluster(redis_cluster: RedisCluster, al
     mixed, single = asyncio.run(alternate()), asyncio.run(alone())
     assert mixed == single
     assert [d.admitted for d in single] == [True] * 3 + [False] * 5  # the tool's 3/s binds
+
+
+def test_cluster_reloads_flushed_scripts(redis_cluster: RedisCluster) -> None:
+    """SCRIPT FLUSH on every node (the script cache is not replicated: a failover looks like this): the
+    next request loads the scripts again, the refused one's give-back too, and counts carry on."""
+    prefix = "f" + uuid.uuid4().hex[:8]
+    config = _config("sliding_window", redis_cluster.url, prefix, redis_mode="cluster")
+
+    async def scenario() -> list:
+        engine = PythonEngine(config, "flush")
+        try:
+            remaining = []
+            for i in range(4):
+                if i == 2:
+                    for node in redis_cluster.nodes:
+                        with node.client() as c:
+                            c.script_flush()
+                remaining.append((await engine.check("alice", "t1", "search")).remaining)
+            assert engine._redis is not None and engine._redis.give_backs_lost == 0
+            return remaining
+        finally:
+            await engine.close()
+
+    assert asyncio.run(scenario()) == [2, 1, 0, 0]  # the tool's 3/s reports, then refuses
+    import redis
+
+    client = redis.cluster.RedisCluster.from_url(redis_cluster.url)
+    try:
+        assert client.zcard(f"{prefix}:sw:user:4/1:{{alice}}") == 3  # the refused request was given back
+    finally:
+        client.close()

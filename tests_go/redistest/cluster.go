@@ -225,3 +225,61 @@ func (s *Server) Running() bool {
 	defer s.mu.Unlock()
 	return s.cmd != nil
 }
+
+// MigrateSlot moves the hash slot of key to the primary to, the way
+// `redis-cli --cluster reshard` moves a slot: IMPORTING and MIGRATING, the
+// keys with MIGRATE (pausing pause before and after, so that clients meet
+// the ASK window), then the new owner announced to every primary.
+func (c *Cluster) MigrateSlot(t testing.TB, key string, to *Server, pause time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	from := c.PrimaryFor(t, key)
+	if from == to {
+		t.Fatal("redistest: the slot is already on that primary")
+	}
+	src := goredis.NewClient(&goredis.Options{Addr: from.Addr, DisableIdentity: true})
+	dst := goredis.NewClient(&goredis.Options{Addr: to.Addr, DisableIdentity: true})
+	defer func() { _, _ = src.Close(), dst.Close() }()
+	slot, err := src.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcID, err1 := src.ClusterMyID(ctx).Result()
+	dstID, err2 := dst.ClusterMyID(ctx).Result()
+	if err1 != nil || err2 != nil {
+		t.Fatalf("redistest: CLUSTER MYID: %v %v", err1, err2)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("redistest: migrate slot %d: %v", slot, err)
+		}
+	}
+	must(dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err())
+	must(src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID).Err())
+	time.Sleep(pause)
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, int(slot), 100).Result()
+		must(err)
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", "127.0.0.1", to.Port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		must(src.Do(ctx, args...).Err())
+	}
+	time.Sleep(pause)
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		cl := goredis.NewClient(&goredis.Options{Addr: n.Addr, DisableIdentity: true})
+		role, _ := cl.Do(ctx, "ROLE").Slice()
+		if len(role) > 0 && role[0] == "master" {
+			must(cl.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err())
+		}
+		_ = cl.Close()
+	}
+}
