@@ -248,13 +248,81 @@ func TestSentinelPrimaryKilledUnderLoad(t *testing.T) {
 			d.WaitPrimaryChange(t, before)
 			return time.Now()
 		},
-		func() int64 {
-			primary := goredis.NewClient(&goredis.Options{Addr: d.CurrentPrimary(t), DisableIdentity: true})
-			defer func() { _ = primary.Close() }()
-			n, err := primary.HGet(context.Background(), prefix+":fw:user:1000000/3600:{chaos}", "c").Int64()
-			if err != nil && err != goredis.Nil {
+		func() int64 { return sentinelCount(t, d, prefix+":fw:user:1000000/3600:{chaos}") })
+}
+
+// A manual CLUSTER FAILOVER on the replica of the user's primary under load:
+// the replica takes over in agreement with its primary, so nothing is lost;
+// decisions resume within 2 s of the promotion.
+func TestClusterManualFailoverUnderLoad(t *testing.T) {
+	chaosEnabled(t)
+	c := redistest.StartCluster(t)
+	victim := c.PrimaryFor(t, "{chaos}")
+	prefix := uniquePrefix(t)
+	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(`"redis_url":%q,"redis_mode":"cluster"`, c.SeedURL())))
+	failoverUnderLoad(t, "cluster: CLUSTER FAILOVER on the replica", l,
+		func() time.Time {
+			replica := c.ReplicaOf(t, victim)
+			cl := goredis.NewClient(&goredis.Options{Addr: replica.Addr, DisableIdentity: true})
+			defer func() { _ = cl.Close() }()
+			if err := cl.Do(context.Background(), "CLUSTER", "FAILOVER").Err(); err != nil {
 				t.Fatal(err)
 			}
-			return n
-		})
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if c.PrimaryFor(t, "{chaos}") == replica {
+					return time.Now()
+				}
+			}
+			t.Fatal("the replica did not take over within 30 s")
+			return time.Time{}
+		},
+		func() int64 { return countOf(t, c, prefix+":fw:user:1000000/3600:{chaos}") })
+}
+
+// The user's Cluster primary stalls for 1 s (DEBUG SLEEP, shorter than the
+// node timeout, so no failover): calls time out and the breaker opens
+// (fail_mode applies); decisions resume within 2 s of the stall's end.
+func TestClusterPrimaryStallsUnderLoad(t *testing.T) {
+	chaosEnabled(t)
+	c := redistest.StartCluster(t)
+	victim := c.PrimaryFor(t, "{chaos}")
+	prefix := uniquePrefix(t)
+	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(`"redis_url":%q,"redis_mode":"cluster"`, c.SeedURL())))
+	failoverUnderLoad(t, "cluster: DEBUG SLEEP 1 on the primary", l,
+		func() time.Time {
+			cl := goredis.NewClient(&goredis.Options{Addr: victim.Addr, DisableIdentity: true, ReadTimeout: 5 * time.Second})
+			defer func() { _ = cl.Close() }()
+			if err := cl.Do(context.Background(), "DEBUG", "SLEEP", "1").Err(); err != nil {
+				t.Fatal(err)
+			}
+			return time.Now() // the stall is over when DEBUG SLEEP replies
+		},
+		func() int64 { return countOf(t, c, prefix+":fw:user:1000000/3600:{chaos}") })
+}
+
+// SENTINEL FAILOVER under load: the sentinels promote a replica and demote
+// the primary; decisions resume within 2 s of the promotion.
+func TestSentinelFailoverUnderLoad(t *testing.T) {
+	chaosEnabled(t)
+	d := redistest.StartSentinel(t)
+	prefix := uniquePrefix(t)
+	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(
+		`"redis_url":"redis://ignored.invalid:1/0","redis_mode":"sentinel","redis_sentinels":[%q,%q,%q],`+
+			`"redis_sentinel_master":%q`,
+		d.Sentinels[0].Addr, d.Sentinels[1].Addr, d.Sentinels[2].Addr, redistest.SentinelMaster)))
+	failoverUnderLoad(t, "sentinel: SENTINEL FAILOVER", l,
+		func() time.Time { d.Failover(t); return time.Now() },
+		func() int64 { return sentinelCount(t, d, prefix+":fw:user:1000000/3600:{chaos}") })
+}
+
+// sentinelCount reads a fixed-window key's count from the current primary.
+func sentinelCount(t *testing.T, d *redistest.Sentinel, key string) int64 {
+	t.Helper()
+	primary := goredis.NewClient(&goredis.Options{Addr: d.CurrentPrimary(t), DisableIdentity: true})
+	defer func() { _ = primary.Close() }()
+	n, err := primary.HGet(context.Background(), key, "c").Int64()
+	if err != nil && err != goredis.Nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -61,15 +61,6 @@ type redisClient interface {
 // clusterClockRefresh is how often the cluster clock samples TIME (§11.1).
 const clusterClockRefresh = time.Second
 
-// sentinelConnLifetime bounds how long a Sentinel-mode connection is reused.
-// go-redis's failover client asks the sentinels for the primary on every
-// dial and then drops connections to a former primary, but otherwise moves
-// only on the sentinels' +switch-master, sent when the whole failover has
-// ended (seconds after the promotion, while the old primary still takes
-// writes that will be lost). Redialling each connection at this age moves
-// the client within about this long of the promotion.
-const sentinelConnLifetime = time.Second
-
 // validateDeployment checks the mode's own options.
 func (o Options) validateDeployment() error {
 	switch o.Mode {
@@ -105,7 +96,7 @@ func (o Options) newClient(co *goredis.Options) (redisClient, *goredis.ClusterCl
 		if co.Network == "unix" {
 			return nil, nil, errors.New("redis backend: ModeSentinel needs a redis:// or rediss:// URL")
 		}
-		return goredis.NewFailoverClient(&goredis.FailoverOptions{
+		fo := &goredis.FailoverOptions{
 			MasterName:    o.SentinelMaster,
 			SentinelAddrs: o.SentinelAddrs,
 			Username:      co.Username,
@@ -123,8 +114,15 @@ func (o Options) newClient(co *goredis.Options) (redisClient, *goredis.ClusterCl
 			PoolSize:              co.PoolSize,
 			PoolTimeout:           co.PoolTimeout,
 			DisableIdentity:       co.DisableIdentity,
-			ConnMaxLifetime:       sentinelConnLifetime,
-		}), nil, nil
+		}
+		// The watcher asks the first sentinel, as go-redis's failover client
+		// does first; the same time bounds and TLS, no data credentials.
+		so := &goredis.Options{
+			Addr: o.SentinelAddrs[0], TLSConfig: co.TLSConfig, DialTimeout: co.DialTimeout,
+			ReadTimeout: co.ReadTimeout, WriteTimeout: co.WriteTimeout, MaxRetries: -1, DisableIdentity: true,
+		}
+		return newSentinelClient(func() *goredis.Client { return goredis.NewFailoverClient(fo) }, so,
+			o.SentinelMaster, 2*(o.ConnectTimeout+o.CommandTimeout)), nil, nil
 	case ModeCluster:
 		if co.Network == "unix" {
 			return nil, nil, errors.New("redis backend: ModeCluster needs a redis:// or rediss:// URL")

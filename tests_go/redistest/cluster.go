@@ -283,3 +283,37 @@ func (c *Cluster) MigrateSlot(t testing.TB, key string, to *Server, pause time.D
 		_ = cl.Close()
 	}
 }
+
+// ReplicaOf returns the running replica of the primary p.
+func (c *Cluster) ReplicaOf(t testing.TB, p *Server) *Server {
+	t.Helper()
+	ctx := context.Background()
+	pc := goredis.NewClient(&goredis.Options{Addr: p.Addr, DisableIdentity: true})
+	id, err := pc.ClusterMyID(ctx).Result()
+	_ = pc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes {
+		if n == p || !n.Running() {
+			continue
+		}
+		cl := goredis.NewClient(&goredis.Options{Addr: n.Addr, DisableIdentity: true})
+		role, err := cl.Do(ctx, "ROLE").Slice()
+		myself := ""
+		if err == nil && len(role) > 1 && role[0] == "slave" {
+			nodes, _ := cl.ClusterNodes(ctx).Result()
+			for _, line := range strings.Split(nodes, "\n") {
+				if f := strings.Fields(line); len(f) > 3 && strings.Contains(f[2], "myself") {
+					myself = f[3]
+				}
+			}
+		}
+		_ = cl.Close()
+		if myself == id {
+			return n
+		}
+	}
+	t.Fatalf("redistest: no running replica of %s", p.Addr)
+	return nil
+}

@@ -51,12 +51,12 @@ chaos-fuzz:
 
 # Redis Cluster and Sentinel failovers under load (docs/semantics.md §11): the primary
 # killed with SIGKILL; raw results one JSON line per run (tests_go/redis_failover_chaos_test.go).
-CHAOS_FAILOVER = echo "chaos-failover: kill -9 of a Cluster primary and of the Sentinel primary under load, Go engine"; \
+CHAOS_FAILOVER = echo "chaos-failover: Cluster (kill -9, CLUSTER FAILOVER, DEBUG SLEEP) and Sentinel (kill -9, SENTINEL FAILOVER) under load, Go engine"; \
 	rm -f $(CHAOS_DIR)/failover.jsonl; \
 	RL_CHAOS=1 RL_CHAOS_OUT=$(abspath $(CHAOS_DIR))/failover.jsonl \
 	RL_CHAOS_COMMIT=$$(git rev-parse --short HEAD)$$(git diff --quiet HEAD -- . ':!$(CHAOS_DIR)' || echo +dirty) \
 	go test -count=1 -v \
-		-run 'TestClusterPrimaryKilledUnderLoad|TestSentinelPrimaryKilledUnderLoad' ./tests_go/
+		-run 'TestCluster(PrimaryKilled|ManualFailover|PrimaryStalls)UnderLoad|TestSentinel(PrimaryKilled|Failover)UnderLoad' ./tests_go/
 chaos-failover:
 	@mkdir -p $(CHAOS_DIR); $(CHAOS_FAILOVER)
 
