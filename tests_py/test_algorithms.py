@@ -92,7 +92,7 @@ class RedisKey:
 
     def __init__(self, url: str, algorithm: str, limit: int, window_us: int) -> None:
         config = parse_config(
-            {"by_user": "1/s", "algorithm": algorithm, "backend": "redis", "redis_url": url, "redis_timeout_ms": 2000}
+            {"by_user": "1/s", "algorithm": algorithm, "backend": "redis", "redis_url": url, "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000}
         )
         self.backend = RedisBackend(config)
         self.key = f"rl:test:{algorithm}:{limit}/{window_us}"
@@ -136,7 +136,7 @@ async def test_worked_example_in_microseconds(single_key, clock, algorithm: str)
 def backend_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "memory":
         return {"backend": "memory"}
-    return {"backend": "redis", "redis_url": request.getfixturevalue("redis_url"), "redis_timeout_ms": 2000}
+    return {"backend": "redis", "redis_url": request.getfixturevalue("redis_url"), "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000}
 
 
 @pytest.mark.parametrize("algorithm", sorted(WORKED_EXAMPLES))
@@ -294,7 +294,7 @@ async def test_memory_and_redis_engines_agree_on_three_dimensions(make_engine, r
     rng = random.Random(7)
     raw = {"by_user": "4/s", "by_tenant": "6/s", "by_tool": {"search": "5/s", "fetch": "2/s"}, "algorithm": algorithm}
     memory_engine = make_engine({**raw, "backend": "memory"})
-    redis_engine = make_engine({**raw, "backend": "redis", "redis_url": redis_url, "redis_timeout_ms": 2000})
+    redis_engine = make_engine({**raw, "backend": "redis", "redis_url": redis_url, "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000})
     now = clock.at(0.0)
     for step in range(400):
         now += rng.choice([0, 0, 1, 50_000, 250_000, S])

@@ -27,7 +27,7 @@ S = 1_000_000
 def backend_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "memory":
         return {"backend": "memory"}
-    return {"backend": "redis", "redis_url": request.getfixturevalue("redis_url"), "redis_timeout_ms": 2000}
+    return {"backend": "redis", "redis_url": request.getfixturevalue("redis_url"), "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000}
 
 
 def three_dimensions(tight: str, algorithm: str) -> dict[str, Any]:

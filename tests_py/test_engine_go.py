@@ -52,7 +52,7 @@ def memory_engine(cls: type, rate: str = "2/s", name: str = "t", **extra: Any) -
 
 
 def redis_engine(cls: type, url: str, rate: str = "3/m", **extra: Any) -> Any:
-    raw = {"by_user": rate, "backend": "redis", "redis_url": url, "redis_timeout_ms": 2000, **extra}
+    raw = {"by_user": rate, "backend": "redis", "redis_url": url, "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000, **extra}
     return cls(parse_config(raw), "t")
 
 
@@ -289,7 +289,7 @@ def test_gunicorn_preload_redis_workers_share_the_limit(redis_url: str) -> None:
     """Redis: 4 forked workers together admit exactly the limit, whichever worker serves."""
     _gunicorn()
     server = Gunicorn({"by_user": "10/h", "backend": "redis", "redis_url": redis_url,
-                       "redis_key_prefix": unique_name("gun"), "redis_timeout_ms": 2000})
+                       "redis_key_prefix": unique_name("gun"), "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000})
     try:
         replies = _requests(server, "shared@example.com", 60)
     finally:

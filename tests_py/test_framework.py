@@ -45,7 +45,7 @@ def backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "memory":
         return {"backend": "memory"}
     url = request.getfixturevalue("redis_url")
-    return {"backend": "redis", "redis_url": url, "redis_key_prefix": unique_name("fw"), "redis_timeout_ms": 2000}
+    return {"backend": "redis", "redis_url": url, "redis_key_prefix": unique_name("fw"), "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000}
 
 
 async def _tool(pm: PluginManager, tool: str = "search", user: str = "alice@example.com", **kw: Any) -> Any:

@@ -74,7 +74,7 @@ def test_rss_flat_over_5m_memory_evaluations(GoEngine: type) -> None:
 def test_rss_flat_over_redis_submissions(GoEngine: type, redis_url: str) -> None:
     """100,000 asynchronous checks (Submit + eventfd + TakeResult): RSS grows < 5 MB."""
     engine = GoEngine(
-        parse_config({"by_user": "1000000/h", "backend": "redis", "redis_url": redis_url, "redis_timeout_ms": 5000}),
+        parse_config({"by_user": "1000000/h", "backend": "redis", "redis_url": redis_url, "redis_timeout_ms": 5000, "redis_connect_timeout_ms": 5000}),
         "rss-redis",
     )
 

@@ -118,7 +118,7 @@ async def test_admitted_responses_carry_the_rate_limit_headers(tmp_path: Path, b
                                                                request: pytest.FixtureRequest) -> None:
     config: dict[str, Any] = {"by_user": "2/h"}
     if backend == "redis":
-        config |= {"backend": "redis", "redis_url": request.getfixturevalue("redis_url"), "redis_timeout_ms": 2000}
+        config |= {"backend": "redis", "redis_url": request.getfixturevalue("redis_url"), "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000}
     pm = await _manager(tmp_path, config, HTTP_HOOKS)
     try:
         first = await _request(pm, "req-1", "alice@example.com")

@@ -294,7 +294,7 @@ async def test_redis_keys_are_bounded_and_escaped(redis_url: str, redis_server: 
             "backend": "redis",
             "redis_url": redis_url,
             "redis_key_prefix": prefix,
-            "redis_timeout_ms": 2000,
+            "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000,
         }
     )
     users = _distinct(HOSTILE_STRINGS + NON_STRING_USERS, user_identity)

@@ -94,7 +94,7 @@ async def test_different_plugin_name_has_separate_counters() -> None:
 
 async def test_redis_counters_survive_instances(redis_url: str) -> None:
     # On Redis the state lives in Redis: a new instance (even another name) continues it (§6 keys).
-    config = {"by_user": "3/h", "backend": "redis", "redis_url": redis_url, "redis_timeout_ms": 2000}
+    config = {"by_user": "3/h", "backend": "redis", "redis_url": redis_url, "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000}
     first = make_plugin(config)
     assert _remaining(await call_tool(first)) == "2"
     await first.shutdown()

@@ -61,7 +61,7 @@ def _redis_config(url: str, fail_mode: str, **extra: Any) -> dict[str, Any]:
         "redis_url": url,
         "redis_key_prefix": unique_name("log"),
         "fail_mode": fail_mode,
-        "redis_timeout_ms": 2000,
+        "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000,
         **extra,
     }
 

@@ -29,7 +29,7 @@ async def _tool(plugin: Any, extensions: Any, user: str = "alice@example.com") -
 async def test_traced_calls_carry_allowed_throttled_backend(backend: str, request: pytest.FixtureRequest) -> None:
     config: dict[str, Any] = {"by_user": "1/h"}
     if backend == "redis":
-        config |= {"backend": "redis", "redis_url": request.getfixturevalue("redis_url"), "redis_timeout_ms": 2000}
+        config |= {"backend": "redis", "redis_url": request.getfixturevalue("redis_url"), "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000}
     plugin = make_plugin(config)
     admitted = await _tool(plugin, TRACED)
     refused = await _tool(plugin, TRACED)
