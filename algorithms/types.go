@@ -28,19 +28,6 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
-// KeyTag returns the short tag used in state keys (docs/semantics.md §6).
-func (k Kind) KeyTag() string {
-	switch k {
-	case FixedWindow:
-		return "fw"
-	case SlidingWindow:
-		return "sw"
-	case TokenBucket:
-		return "tb"
-	}
-	return ""
-}
-
 // ParseKind maps a configuration name to its Kind.
 func ParseKind(name string) (Kind, error) {
 	switch name {

@@ -103,7 +103,7 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 	if backend.Algorithm() != cfg.Algorithm {
 		return nil, fmt.Errorf("%w: a %v backend for a %v configuration", ErrConfig, backend.Algorithm(), cfg.Algorithm)
 	}
-	tag := cfg.Algorithm.KeyTag()
+	tag := algorithmKeyTags[cfg.Algorithm.String()]
 	if tag == "" {
 		return nil, fmt.Errorf("%w: algorithm %v", ErrConfig, cfg.Algorithm)
 	}

@@ -22,7 +22,7 @@ func BenchmarkRedisEvaluate(b *testing.B) {
 	p := uniquePrefix(b)
 	for _, kind := range []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket} {
 		for _, n := range []int{1, 3} {
-			tag := p + ":" + kind.KeyTag() + ":" + strconv.Itoa(n)
+			tag := p + ":" + kind.String() + ":" + strconv.Itoa(n)
 			keys := []string{tag + ":user:bench", tag + ":tenant:bench", tag + ":tool:bench"}[:n]
 			limits := make([]algorithms.Limit, n)
 			for i := range limits {

@@ -34,7 +34,7 @@ func TestRedisOneEvalshaPerEvaluate(t *testing.T) {
 	kinds := []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket}
 	// Load every script once (a fresh server answers NOSCRIPT first).
 	for _, kind := range kinds {
-		evalOne(t, b, kind, []string{p + ":" + kind.KeyTag() + ":warm"}, limits[:1], 0)
+		evalOne(t, b, kind, []string{p + ":" + kind.String() + ":warm"}, limits[:1], 0)
 	}
 	if err := inspect.ConfigResetStat(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -44,7 +44,7 @@ func TestRedisOneEvalshaPerEvaluate(t *testing.T) {
 	for _, kind := range kinds {
 		for i := 0; i < perKind; i++ {
 			n := 1 + i%3
-			tag := p + ":" + kind.KeyTag()
+			tag := p + ":" + kind.String()
 			keys := []string{tag + ":u", tag + ":t", tag + ":x"}[:n]
 			evalOne(t, b, kind, keys, limits[:n], 0)
 			calls++
@@ -139,7 +139,7 @@ func TestRedisConcurrentEvaluate(t *testing.T) {
 	const goroutines, perG, limit = 40, 25, 300
 	for _, kind := range []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket} {
 		t.Run(kind.String(), func(t *testing.T) {
-			key := uniquePrefix(t) + ":" + kind.KeyTag() + ":tool:shared"
+			key := uniquePrefix(t) + ":" + kind.String() + ":tool:shared"
 			limits := []algorithms.Limit{{Limit: limit, WindowUS: 3600 * secondUS}}
 			now := testEpochUS()
 			var admitted atomic.Int64

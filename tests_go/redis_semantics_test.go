@@ -83,7 +83,7 @@ func TestRedisWorkedExamples(t *testing.T) {
 	epoch := testEpochUS()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			key := uniquePrefix(t) + ":" + tt.kind.KeyTag() + ":user:x"
+			key := uniquePrefix(t) + ":" + tt.kind.String() + ":user:x"
 			for i, r := range tt.rows {
 				now := epoch + r.atUS
 				admitted, out := evalOne(t, b, tt.kind, []string{key}, []algorithms.Limit{tt.limit}, now)
@@ -150,7 +150,7 @@ func TestAllOrNothingAcrossKeys(t *testing.T) {
 		for _, kind := range []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket} {
 			for _, tt := range tests {
 				t.Run(be.name+"/"+kind.String()+"/"+tt.name, func(t *testing.T) {
-					p := uniquePrefix(t) + ":" + kind.KeyTag()
+					p := uniquePrefix(t) + ":" + kind.String()
 					keys := make([]string, len(tt.dims))
 					limits := make([]algorithms.Limit, len(tt.dims))
 					tight := -1
@@ -217,7 +217,7 @@ func TestRedisServerClockAndExpiry(t *testing.T) {
 	p := uniquePrefix(t)
 	for _, kind := range []algorithms.Kind{algorithms.FixedWindow, algorithms.SlidingWindow, algorithms.TokenBucket} {
 		t.Run(kind.String(), func(t *testing.T) {
-			key := p + ":" + kind.KeyTag() + ":user:clock"
+			key := p + ":" + kind.String() + ":user:clock"
 			limit := algorithms.Limit{Limit: 2, WindowUS: 60 * secondUS}
 			before := time.Now().UnixMicro()
 			admitted, out := evalOne(t, b, kind, []string{key}, []algorithms.Limit{limit}, 0)

@@ -490,8 +490,8 @@ def test_valid_config_is_accepted_by_both_engines(cfg: dict[str, Any]) -> None:
 
 
 def test_go_settings_file_is_generated_from_this_table() -> None:
-    """core/settings_gen.go is tools/gen_settings.py's rendering of config.py's table (run it after a change)."""
-    spec = importlib.util.spec_from_file_location("gen_settings", REPO / "tools" / "gen_settings.py")
+    """core/settings_gen.go is tools/build/gen_settings.py's rendering of config.py's table (run it after a change)."""
+    spec = importlib.util.spec_from_file_location("gen_settings", REPO / "tools" / "build" / "gen_settings.py")
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)

@@ -21,7 +21,7 @@ FAIL_MODES = ("open", "closed")
 
 # --- the settings table --------------------------------------------------------
 # The one definition of every bound and default, for both engines: the Go engine's
-# core/settings_gen.go is rendered from these names by tools/gen_settings.py, and
+# core/settings_gen.go is rendered from these names by tools/build/gen_settings.py, and
 # tests_py/test_config.py fails when that file is stale.
 
 
@@ -42,6 +42,10 @@ INT_SETTINGS: Mapping[str, IntSetting] = MappingProxyType(
         "redis_breaker_cooldown_ms": IntSetting(default=1000, lo=1, hi=600_000),
         "memory_max_keys": IntSetting(default=100_000, lo=1, hi=100_000_000),
     }
+)
+#: §6: algorithm name -> its short tag in state keys (the algorithm is part of every key).
+ALGORITHM_KEY_TAGS: Mapping[str, str] = MappingProxyType(
+    {"fixed_window": "fw", "sliding_window": "sw", "token_bucket": "tb"}  # nosec B105 # key tags, not passwords
 )
 DEFAULT_ALGORITHM = "fixed_window"
 DEFAULT_BACKEND = "memory"

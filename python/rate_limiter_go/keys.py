@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 
-from rate_limiter_go.config import KEY_PREFIX_PATTERN, Rate
+from rate_limiter_go.config import ALGORITHM_KEY_TAGS, KEY_PREFIX_PATTERN, Rate
 
 __all__ = [
     "ALGORITHM_CODES",
@@ -25,12 +26,8 @@ __all__ = [
     "user_server_segment",
 ]
 
-#: Algorithm name (config) -> the short code used in keys (§6).
-ALGORITHM_CODES: dict[str, str] = {
-    "fixed_window": "fw",
-    "sliding_window": "sw",
-    "token_bucket": "tb",  # nosec B105 # an algorithm code in state keys, not a password
-}
+#: Algorithm name (config) -> the short code used in keys (§6): the one table in config.py.
+ALGORITHM_CODES: Mapping[str, str] = ALGORITHM_KEY_TAGS
 #: Dimension names allowed in keys, in evaluation order (§4).
 DIMENSION_NAMES: tuple[str, ...] = ("user", "user_per_server", "tenant", "tool")
 #: An escaped identity longer than this many bytes is replaced by its hash (§6).
