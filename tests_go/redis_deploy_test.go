@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -53,14 +54,23 @@ func TestKeySlotIsTheServers(t *testing.T) {
 	}
 }
 
-// The Go engine decides on a Cluster as on one Redis: the same requests at
-// the same (forward-moving) times get the same answers, with a request's
-// dimensions on different primaries.
-func TestClusterDecidesAsOneRedis(t *testing.T) {
+// The Go engine decides on a Cluster (a request's dimensions on different
+// primaries) and on Sentinel as on one Redis: the same requests at the same
+// (forward-moving) times get the same answers.
+func TestDeploymentsDecideAsOneRedis(t *testing.T) {
 	c := redistest.StartCluster(t)
+	d := redistest.StartSentinel(t)
 	one := redistest.Start(t)
-	for _, algorithm := range []string{"fixed_window", "sliding_window", "token_bucket"} {
-		t.Run(algorithm, func(t *testing.T) {
+	deployments := map[string]string{
+		"cluster": `,"redis_mode":"cluster"`,
+		"sentinel": fmt.Sprintf(`,"redis_mode":"sentinel","redis_sentinels":[%q,%q,%q],"redis_sentinel_master":%q`,
+			d.Sentinels[0].Addr, d.Sentinels[1].Addr, d.Sentinels[2].Addr, redistest.SentinelMaster),
+	}
+	urls := map[string]string{"cluster": c.SeedURL(), "sentinel": "redis://ignored.invalid:1/0"}
+	for _, name := range []string{"cluster/fixed_window", "cluster/sliding_window", "cluster/token_bucket",
+		"sentinel/fixed_window", "sentinel/sliding_window", "sentinel/token_bucket"} {
+		deployment, algorithm, _ := strings.Cut(name, "/")
+		t.Run(name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(len(algorithm))))
 			users, tenants, tools := []string{"alice", "bob", "carol"}, []string{"", "t1", "t2"}, []string{"", "search", "fetch"}
 			now := time.Now().UnixMicro() + 300_000_000 // ahead of the clock: PEXPIREAT keeps the state alive
@@ -83,11 +93,11 @@ func TestClusterDecidesAsOneRedis(t *testing.T) {
 				return out
 			}
 			want := decide(openLimiter(t, deployConfig(algorithm, one.URL(), prefix, "")))
-			got := decide(openLimiter(t, deployConfig(algorithm, c.SeedURL(), prefix, `,"redis_mode":"cluster"`)))
+			got := decide(openLimiter(t, deployConfig(algorithm, urls[deployment], prefix, deployments[deployment])))
 			if !reflect.DeepEqual(got, want) {
 				for i := range want {
 					if got[i] != want[i] {
-						t.Fatalf("request %d %+v: cluster %+v, one Redis %+v", i, reqs[i], got[i], want[i])
+						t.Fatalf("request %d %+v: %s %+v, one Redis %+v", i, reqs[i], deployment, got[i], want[i])
 					}
 				}
 			}

@@ -38,15 +38,19 @@ def _config(algorithm: str, url: str, prefix: str, **extra: Any) -> Any:
     })
 
 
+@pytest.mark.parametrize("deployment", ["cluster", "sentinel"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_cluster_decides_as_one_redis(redis_cluster: RedisCluster, redis_url: str, algorithm: str) -> None:
+def test_deployment_decides_as_one_redis(
+    request: pytest.FixtureRequest, redis_url: str, algorithm: str, deployment: str
+) -> None:
+    """§11: on a Cluster (dimensions on different primaries) and on Sentinel, the same requests at the
+    same times get the same answers as on one Redis."""
     rng = random.Random(algorithm)
     users = ["alice", "bob", "carol"]
     tenants = [None, "t1", "t2"]
     tools = [None, "search", "fetch"]
     # Explicit clocks ahead of the real one: state expires by Redis's own clock (PEXPIREAT), and
-    # both runs must see it alive.
-    # Times only move forward, as the redis_cluster clock does (§11.1).
+    # both runs must see it alive. Times only move forward, as the cluster clock does (§11.1).
     now = time.time_ns() // 1000 + 300_000_000
     requests = []
     for _ in range(120):
@@ -61,9 +65,18 @@ def test_cluster_decides_as_one_redis(redis_cluster: RedisCluster, redis_url: st
             await engine.close()
 
     prefix = "d" + uuid.uuid4().hex[:8]
+    if deployment == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        extra: dict[str, Any] = {"redis_mode": "cluster"}
+        url = cluster.url
+    else:
+        sentinel: RedisSentinel = request.getfixturevalue("redis_sentinel")
+        extra = {"redis_mode": "sentinel", "redis_sentinels": sentinel.sentinel_addrs,
+                 "redis_sentinel_master": SENTINEL_MASTER}
+        url = "redis://ignored.invalid:1/0"
     one = asyncio.run(decide(_config(algorithm, redis_url, prefix)))
-    on_cluster = asyncio.run(decide(_config(algorithm, redis_cluster.url, prefix, redis_mode="cluster")))
-    assert on_cluster == one
+    deployed = asyncio.run(decide(_config(algorithm, url, prefix, **extra)))
+    assert deployed == one
     assert any(not d.admitted for d in one) and any(d.admitted for d in one)
 
 
