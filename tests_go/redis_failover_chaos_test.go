@@ -162,18 +162,25 @@ func failoverUnderLoad(t *testing.T, scenario string, l *limiter.Limiter, fault 
 	}
 }
 
+// clusterChaos starts a Cluster and a limiter on it for the failover runs,
+// and returns the primary serving the user "chaos" and the user's key.
+func clusterChaos(t *testing.T) (*redistest.Cluster, *redistest.Server, *limiter.Limiter, string) {
+	t.Helper()
+	c := redistest.StartCluster(t)
+	prefix := uniquePrefix(t)
+	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(`"redis_url":%q,"redis_mode":"cluster"`, c.SeedURL())))
+	return c, c.PrimaryFor(t, "{chaos}"), l, prefix + ":fw:user:1000000/3600:{chaos}"
+}
+
 // The Cluster primary serving the user's slot is killed (SIGKILL) under
 // load: its replica takes over, requests fail meanwhile (the plugin applies
 // fail_mode), none panics, and decisions resume within 2 s of the promotion.
 func TestClusterPrimaryKilledUnderLoad(t *testing.T) {
 	chaosEnabled(t)
-	c := redistest.StartCluster(t)
-	victim := c.PrimaryFor(t, "{chaos}")
-	prefix := uniquePrefix(t)
-	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(`"redis_url":%q,"redis_mode":"cluster"`, c.SeedURL())))
+	c, victim, l, key := clusterChaos(t)
 	failoverUnderLoad(t, "cluster: kill -9 of the primary", l,
 		func() time.Time { victim.Kill(); return waitPromotion(t, c, victim) },
-		func() int64 { return countOf(t, c, prefix+":fw:user:1000000/3600:{chaos}") })
+		func() int64 { return countOf(t, c, key) })
 }
 
 // waitPromotion waits until a surviving node reports a new primary for the
@@ -256,10 +263,7 @@ func TestSentinelPrimaryKilledUnderLoad(t *testing.T) {
 // decisions resume within 2 s of the promotion.
 func TestClusterManualFailoverUnderLoad(t *testing.T) {
 	chaosEnabled(t)
-	c := redistest.StartCluster(t)
-	victim := c.PrimaryFor(t, "{chaos}")
-	prefix := uniquePrefix(t)
-	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(`"redis_url":%q,"redis_mode":"cluster"`, c.SeedURL())))
+	c, victim, l, key := clusterChaos(t)
 	failoverUnderLoad(t, "cluster: CLUSTER FAILOVER on the replica", l,
 		func() time.Time {
 			replica := c.ReplicaOf(t, victim)
@@ -276,7 +280,7 @@ func TestClusterManualFailoverUnderLoad(t *testing.T) {
 			t.Fatal("the replica did not take over within 30 s")
 			return time.Time{}
 		},
-		func() int64 { return countOf(t, c, prefix+":fw:user:1000000/3600:{chaos}") })
+		func() int64 { return countOf(t, c, key) })
 }
 
 // The user's Cluster primary stalls for 1 s (DEBUG SLEEP, shorter than the
@@ -284,10 +288,7 @@ func TestClusterManualFailoverUnderLoad(t *testing.T) {
 // (fail_mode applies); decisions resume within 2 s of the stall's end.
 func TestClusterPrimaryStallsUnderLoad(t *testing.T) {
 	chaosEnabled(t)
-	c := redistest.StartCluster(t)
-	victim := c.PrimaryFor(t, "{chaos}")
-	prefix := uniquePrefix(t)
-	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(`"redis_url":%q,"redis_mode":"cluster"`, c.SeedURL())))
+	c, victim, l, key := clusterChaos(t)
 	failoverUnderLoad(t, "cluster: DEBUG SLEEP 1 on the primary", l,
 		func() time.Time {
 			cl := goredis.NewClient(&goredis.Options{Addr: victim.Addr, DisableIdentity: true, ReadTimeout: 5 * time.Second})
@@ -297,7 +298,7 @@ func TestClusterPrimaryStallsUnderLoad(t *testing.T) {
 			}
 			return time.Now() // the stall is over when DEBUG SLEEP replies
 		},
-		func() int64 { return countOf(t, c, prefix+":fw:user:1000000/3600:{chaos}") })
+		func() int64 { return countOf(t, c, key) })
 }
 
 // SENTINEL FAILOVER under load: the sentinels promote a replica and demote

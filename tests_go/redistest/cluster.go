@@ -124,15 +124,22 @@ func (c *Cluster) Client(t testing.TB) *goredis.ClusterClient {
 // sees 3 primaries serving all 16384 slots, each with a replica attached.
 func (c *Cluster) WaitHealthy(t testing.TB) {
 	t.Helper()
+	waitFor(t, "cluster healthy", c.health)
+}
+
+// waitFor polls probe (it returns "" when ready, else what is missing)
+// until it is ready, or fails the test after clusterReadyTimeout.
+func waitFor(t testing.TB, what string, probe func() string) {
+	t.Helper()
 	deadline := time.Now().Add(clusterReadyTimeout)
 	var last string
 	for time.Now().Before(deadline) {
-		if last = c.health(); last == "" {
+		if last = probe(); last == "" {
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("redistest: cluster not healthy within %v: %s", clusterReadyTimeout, last)
+	t.Fatalf("redistest: not %s within %v: %s", what, clusterReadyTimeout, last)
 }
 
 // health returns "" when the cluster is healthy, else what is missing.

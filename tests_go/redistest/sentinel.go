@@ -114,15 +114,7 @@ func (d *Sentinel) CurrentPrimary(t testing.TB) string {
 // sentinels, so that a failover can reach its quorum.
 func (d *Sentinel) waitReady(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(clusterReadyTimeout)
-	var last string
-	for time.Now().Before(deadline) {
-		if last = d.health(); last == "" {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("redistest: sentinels not ready within %v: %s", clusterReadyTimeout, last)
+	waitFor(t, "sentinels ready", d.health)
 }
 
 // health returns "" when every sentinel sees 2 replicas and 2 other
@@ -194,15 +186,9 @@ func isPrimary(addr string) bool {
 // waitSynced waits until the replica at addr has synced with its primary.
 func waitSynced(t testing.TB, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(clusterReadyTimeout)
-	for time.Now().Before(deadline) {
+	waitFor(t, "replica "+addr+" synced", func() string {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		msg := replicaLinkDown(ctx, addr)
-		cancel()
-		if msg == "" {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("redistest: replica %s did not sync within %v", addr, clusterReadyTimeout)
+		defer cancel()
+		return replicaLinkDown(ctx, addr)
+	})
 }
