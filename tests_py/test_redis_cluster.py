@@ -92,7 +92,9 @@ def test_cluster_clock_follows_redis_time_and_never_goes_back(redis_cluster: Red
             await asyncio.sleep(0.002)
         assert seen == sorted(seen)
         server = await sample()
-        assert abs(await clock.now_us() - server) < 50_000  # loopback: well within 50 ms
+        # Loopback: the error is half a round trip; 0.5 s leaves room for a loaded host. A broken
+        # estimate (wrong units, a sample never carried forward) would be off by far more.
+        assert abs(await clock.now_us() - server) < 500_000
         await client.aclose()
 
     asyncio.run(scenario())
