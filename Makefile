@@ -43,7 +43,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "targets: deps-system venv build wheels lint test-go test-py test-py-X.Y test-py-dev test-wheels test-rig test demo demo-framework clean distclean"
-	@echo "  docs (re-render generated docs) | bench bench-ab bench-ab-quick bench-engine | chaos chaos-report | rig-up rig-down demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale"
+	@echo "  docs (re-render generated docs) | bench bench-ab bench-ab-quick bench-engine | chaos chaos-report | rig-up rig-down demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale loadtest-render"
 	@echo "  PYTHONS='$(PYTHONS)'  ENGINES='$(ENGINES)'  DIST=$(DIST)  SKIP_WHEELS=$(SKIP_WHEELS)  VENV=$(VENV)"
 
 # System packages.  redis-server is installed but NOT started: the tests run
@@ -218,3 +218,5 @@ docs: venv bench-venv
 	$(BENCH_ENV) $(VPY) -m rlbench.engine --render
 	$(BENCH_ENV) $(BENCH_PY) -m rlbench.report bench/results/results.json --doc docs/benchmarks.md --chart docs/benchmarks.png
 	python3 rig/features.py render
+	python3 rig/discover.py render
+	python3 rig/loadtest/run.py render

@@ -14,6 +14,10 @@ Phases, each on its own one-gateway rig (about 5 minutes in all):
    without SSL_CERT_DIR.
 
 Usage: python rig/discover.py [--no-doc] [--cost-seconds 15]
+       python rig/discover.py render     # rewrite the sections from docs/gateway-results/discover-*.json only
+
+Each section is rendered from its raw results alone (the same code at measurement time and for
+`render`, which `make docs` runs), so the committed doc text can be checked against them.
 """
 
 from __future__ import annotations
@@ -145,50 +149,57 @@ def contexts(rebuild_wait_s: int) -> list[str]:
             known[h(vs)] = "virtual server id"
         if tool_team:
             known.setdefault(h(tool_team), "tool's team id")
-
-        def shape(v: dict) -> str:
-            if v["type"] == "None":
-                return "None"
-            if v["type"] == "dict":
-                return "dict: " + ", ".join(f"{k}={known.get(x, '(other)')}" for k, x in v["hashed"].items())
-            return f"{v['type']}: {known.get(v.get('hash', ''), '(other)')}"
-
-        hooks = [r for r in recs if r["event"] in ("tool_pre_invoke", "prompt_pre_fetch")]
-        rows = []
-        rids = Counter(r["request_id"].get("hash") for r in hooks)
-        for r in hooks:
-            rid = r["request_id"]
-            if rid.get("hash") in sent:
-                rid_text = "the X-Request-ID the client sent"
-            elif rid.get("hash") in response_ids:
-                rid_text = f"{rid['type']}: {response_ids[rid['hash']]}, not the X-Request-ID sent"
-            else:
-                rid_text = f"{rid['type']}, not the X-Request-ID sent"
-            rid_text += ", unique" if rids[rid.get("hash")] == 1 else ", shared with another call"
-            rows.append([labels.get(r.get("label") or "", "?"), r["event"], f"{r['instance']} ({r['tag']})",
-                         shape(r["user"]), shape(r["tenant_id"]), shape(r["server_id"]), rid_text])  # fmt: skip
-        RAW["contexts"] = {"calls": labels, "probe_records": recs, "binding": binding, "table": rows,
-                           "known_hashes": known}  # fmt: skip
-        inits = [r for r in recs if r["event"] == "init"]
-        shutdowns = [r for r in recs if r["event"] == "shutdown"]
-        per_instance = Counter(f"{r['instance']} ({r['tag']})" for r in hooks)
-        t0 = min((r["t"] for r in recs), default=t_up)
-        life = ", ".join(
-            f"{r['instance']} ({r['tag']}) at +{r['t'] - t0:.0f} s" for r in inits
-        )
-        ended = ", ".join(f"{r['instance']} at +{r['t'] - t0:.0f} s" for r in shutdowns) or "none"
-        return [
-            "**What a plugin receives** (probe plugin; each row one hook call, in order; identities compared by "
-            "SHA-256, never stored; every call sent its own `X-Request-ID`; the MCP test server is registered in "
-            "the user's team, so its tool is team-owned):",
-            table(["call", "hook", "plugin instance (tag)", "user", "tenant_id", "server_id", "request_id"], rows),
-            f"Plugin instances built: {len(inits)} ({len(at_start)} already at start-up, before any call): {life}. "
-            f"Shut down: {ended}. Hook calls per instance: {dict(per_instance)}. Probe lines before the "
-            f"{rebuild_wait_s} s wait: {n_before_wait}. Per-tool binding: {binding}; instances tagged `db-binding` "
-            "were built from it (config from the database, not from the YAML).",
-        ]
+        RAW["contexts"] = {"calls": labels, "probe_records": recs, "binding": binding, "known_hashes": known,
+                           "sent_hashes": sent, "response_id_hashes": response_ids, "inits_at_start": len(at_start),
+                           "records_before_wait": n_before_wait, "rebuild_wait_s": rebuild_wait_s,
+                           "t_up": t_up}  # fmt: skip
+        return render_contexts(RAW["contexts"])
 
     return with_rig(rigctl.RigOptions(engines=["python"], plugin="probe", users=1, teams=1, tool_team=True), body)
+
+
+def render_contexts(raw: dict[str, Any]) -> list[str]:
+    """The contexts phase's lines, from its raw results alone."""
+    recs, known, labels = raw["probe_records"], raw["known_hashes"], raw["calls"]
+    sent, response_ids, rebuild_wait_s = raw["sent_hashes"], raw["response_id_hashes"], raw["rebuild_wait_s"]
+
+    def shape(v: dict) -> str:
+        if v["type"] == "None":
+            return "None"
+        if v["type"] == "dict":
+            return "dict: " + ", ".join(f"{k}={known.get(x, '(other)')}" for k, x in v["hashed"].items())
+        return f"{v['type']}: {known.get(v.get('hash', ''), '(other)')}"
+
+    hooks = [r for r in recs if r["event"] in ("tool_pre_invoke", "prompt_pre_fetch")]
+    rows = []
+    rids = Counter(r["request_id"].get("hash") for r in hooks)
+    for r in hooks:
+        rid = r["request_id"]
+        if rid.get("hash") in sent:
+            rid_text = "the X-Request-ID the client sent"
+        elif rid.get("hash") in response_ids:
+            rid_text = f"{rid['type']}: {response_ids[rid['hash']]}, not the X-Request-ID sent"
+        else:
+            rid_text = f"{rid['type']}, not the X-Request-ID sent"
+        rid_text += ", unique" if rids[rid.get("hash")] == 1 else ", shared with another call"
+        rows.append([labels.get(r.get("label") or "", "?"), r["event"], f"{r['instance']} ({r['tag']})",
+                     shape(r["user"]), shape(r["tenant_id"]), shape(r["server_id"]), rid_text])  # fmt: skip
+    inits = [r for r in recs if r["event"] == "init"]
+    shutdowns = [r for r in recs if r["event"] == "shutdown"]
+    per_instance = Counter(f"{r['instance']} ({r['tag']})" for r in hooks)
+    t0 = min((r["t"] for r in recs), default=raw["t_up"])
+    life = ", ".join(f"{r['instance']} ({r['tag']}) at +{r['t'] - t0:.0f} s" for r in inits)
+    ended = ", ".join(f"{r['instance']} at +{r['t'] - t0:.0f} s" for r in shutdowns) or "none"
+    return [
+        "**What a plugin receives** (probe plugin; each row one hook call, in order; identities compared by "
+        "SHA-256, never stored; every call sent its own `X-Request-ID`; the MCP test server is registered in "
+        "the user's team, so its tool is team-owned):",
+        table(["call", "hook", "plugin instance (tag)", "user", "tenant_id", "server_id", "request_id"], rows),
+        f"Plugin instances built: {len(inits)} ({raw['inits_at_start']} already at start-up, before any call): {life}. "
+        f"Shut down: {ended}. Hook calls per instance: {dict(per_instance)}. Probe lines before the "
+        f"{rebuild_wait_s} s wait: {raw['records_before_wait']}. Per-tool binding: {raw['binding']}; instances tagged "
+        "`db-binding` were built from it (config from the database, not from the YAML).",
+    ]
 
 
 def refusals() -> list[str]:
@@ -227,13 +238,19 @@ def refusals() -> list[str]:
         else:
             rows.append(["/servers (create)", "refused", "-", "-"])
         RAW["refusals"] = {"table": rows}
-        return [
-            "**Headers and status over HTTP** (probe admitting with `X-Probe-Admitted: <n>` on its result, then "
-            "refusing every call with HTTP 429, `Retry-After: 1`, `X-Probe-Call`):",
-            table(["request", "status", "plugin headers in the response", "body"], rows),
-        ]
+        return render_refusals(RAW["refusals"])
 
     return with_rig(rigctl.RigOptions(engines=["python"], plugin="probe", users=1, teams=1, probe_block_after=3), body)
+
+
+def render_refusals(raw: dict[str, Any]) -> list[str]:
+    """The refusals phase's lines, from its raw results alone."""
+    rows = raw["table"]
+    return [
+        "**Headers and status over HTTP** (probe admitting with `X-Probe-Admitted: <n>` on its result, then "
+        "refusing every call with HTTP 429, `Retry-After: 1`, `X-Probe-Call`):",
+        table(["request", "status", "plugin headers in the response", "body"], rows),
+    ]
 
 
 LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")
@@ -248,10 +265,14 @@ def forks(rig: dict[str, Any], run_dir: Path) -> str:
     gw_go = maps_contain(gw["pid"], "_pyext")
     RAW["forks"] = {"children": len(kids), "children_with_go": len(with_go), "gateway_with_go": gw_go,
                     "children_cmd": sorted({rigctl._cmdline(k)[:120] for k in kids})}  # fmt: skip
+    return render_forks(RAW["forks"])
+
+
+def render_forks(raw: dict[str, Any]) -> str:
     return (
-        f"Processes: the gateway process has {len(kids)} child process(es) of its own after these calls; the Go "
-        f"extension is {'mapped' if gw_go else 'NOT mapped'} in the gateway and mapped in {len(with_go)} of its "
-        "children (a child forked after the Go runtime started would have it mapped)."
+        f"Processes: the gateway process has {raw['children']} child process(es) of its own after these calls; the "
+        f"Go extension is {'mapped' if raw['gateway_with_go'] else 'NOT mapped'} in the gateway and mapped in "
+        f"{raw['children_with_go']} of its children (a child forked after the Go runtime started would have it mapped)."
     )
 
 
@@ -264,18 +285,25 @@ def gateway_limiter_clash() -> list[str]:
             msg = doc.get("error", {}).get("message", "") if isinstance(doc, dict) else ""
             rows.append([n, st] + [hdr.get(k, "-") for k in LIMIT_HEADERS] + [msg[:90] or "-"])
         RAW["limiter"] = {"table": rows}
-        return [
-            "**The gateway's own limiter left on** (`RATE_LIMITING_ENABLED=true`), this plugin (Go engine) at "
-            "`by_user: 3/m`, memory backend, four calls by one user on `/rpc`:",
-            table(["call", "status", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After",
-                   "message"], rows),  # fmt: skip
-            forks(rig, run_dir),
-        ]
+        forks(rig, run_dir)
+        return render_limiter(RAW["limiter"], RAW["forks"])
 
     opts = rigctl.RigOptions(
         engines=["go"], backend="memory", by_user="3/m", users=1, teams=1, gateway_rate_limiting=True
     )
     return with_rig(opts, body)
+
+
+def render_limiter(raw: dict[str, Any], forks_raw: dict[str, Any]) -> list[str]:
+    """The limiter phase's lines (with the fork check made on its rig), from its raw results alone."""
+    rows = raw["table"]
+    return [
+        "**The gateway's own limiter left on** (`RATE_LIMITING_ENABLED=true`), this plugin (Go engine) at "
+        "`by_user: 3/m`, memory backend, four calls by one user on `/rpc`:",
+        table(["call", "status", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After",
+               "message"], rows),  # fmt: skip
+        render_forks(forks_raw),
+    ]
 
 
 def load_cpu(rig: dict[str, Any], run_dir: Path, seconds: float, threads: int) -> dict[str, float]:
@@ -316,14 +344,20 @@ def cost(seconds: float) -> list[str]:
         ("admitted, gateway default CA loading", dict(probe_block_after=None, no_ssl_cert_dir=True)),
         ("refused by the plugin, SSL_CERT_DIR set", dict(probe_block_after=1, no_ssl_cert_dir=False)),
     ]
-    rows = []
+    measured = []
     for label, kw in cases:
         opts = rigctl.RigOptions(engines=["python"], plugin="probe", users=2, teams=1, **kw)
         m = with_rig(opts, lambda rig, run_dir: load_cpu(rig, run_dir, seconds, threads=4))
-        rows.append(
-            [label, m["n"], f"{m['rps']:.1f}", f"{m['gw_ms']:.1f}", f"{m['mcp_ms']:.1f}", f"{m['ready_s']:.1f}"]
-        )
-    RAW["cost"] = {"seconds": seconds, "table": rows}
+        measured.append({"case": label, **m})
+    RAW["cost"] = {"seconds": seconds, "cases": measured, "threads": 4}
+    return render_cost(RAW["cost"])
+
+
+def render_cost(raw: dict[str, Any]) -> list[str]:
+    """The cost phase's lines, from its raw results alone."""
+    seconds = raw["seconds"]
+    rows = [[m["case"], m["n"], f"{m['rps']:.1f}", f"{m['gw_ms']:.1f}", f"{m['mcp_ms']:.1f}", f"{m['ready_s']:.1f}"]
+            for m in raw["cases"]]  # fmt: skip
     return [
         f"**Cost of a tools/call** on `/rpc`, one gateway with the probe plugin, 4 client threads for {seconds:.0f} s "
         "each (client on the same machine), CPU from /proc/<pid>/stat:",
@@ -340,6 +374,12 @@ def install_times() -> list[str]:
             d = json.loads(f.read_text())
             rows.append([d["detail"], d["seconds"], d["when"]])
     RAW["install"] = {"table": rows}
+    return render_install(RAW["install"])
+
+
+def render_install(raw: dict[str, Any]) -> list[str]:
+    """The install-times lines, from the raw results alone."""
+    rows = raw["table"]
     if not rows:
         return ["Install times: none recorded yet (rig/install.sh records them when it installs)."]
     return ["**Install times** recorded by rig/install.sh:", table(["step", "seconds", "when (UTC)"], rows)]
@@ -348,8 +388,47 @@ def install_times() -> list[str]:
 PHASES = ("install", "contexts", "refusals", "limiter", "cost")
 
 
+#: The raw results' format: 2 holds every input of the section (render_section needs nothing else).
+RAW_FORMAT = 2
+RENDER = {
+    "install": lambda raw: render_install(raw["install"]),
+    "contexts": lambda raw: render_contexts(raw["contexts"]),
+    "refusals": lambda raw: render_refusals(raw["refusals"]),
+    "limiter": lambda raw: render_limiter(raw["limiter"], raw["forks"]),
+    "cost": lambda raw: render_cost(raw["cost"]),
+}
+
+
+def render_section(raw: dict[str, Any]) -> tuple[str, str]:
+    """(section name, markdown) of a discover run, from its raw results alone."""
+    if raw.get("format") != RAW_FORMAT:
+        raise ValueError(f"raw results of gateway {raw.get('versions', {}).get('gateway', '?')} without the inputs of "
+                         f"format {RAW_FORMAT}: re-measure with rig/discover.py")  # fmt: skip
+    versions = rigctl.versions_text(raw["versions"])
+    parts = [line for p in PHASES if p in raw["phases"] for line in RENDER[p](raw)]
+    text = "\n\n".join(
+        [f"#### Gateway {raw['gateway']}", f"Run: {raw['run']}. {versions[0].upper()}{versions[1:]}, one gateway per phase.",
+         *parts]
+    )  # fmt: skip
+    return f"discover-{raw['gateway']}", text
+
+
+def render_saved(raw_dir: Path | None = None) -> dict[str, str]:
+    """Every discover section whose raw results are in raw_dir (default docs/gateway-results/): name -> markdown."""
+    out = {}
+    for f in sorted((raw_dir or RAW_DIR).glob("discover-*.json")):
+        try:
+            name, text = render_section(json.loads(f.read_text(encoding="utf-8")))
+        except ValueError as e:
+            raise ValueError(f"{f}: {e}") from None
+        out[name] = text
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cmd", nargs="?", choices=("run", "render"), default="run",
+                    help="run: measure (default); render: rewrite the sections from docs/gateway-results/, run nothing")  # fmt: skip
     ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/gateway.md")
     ap.add_argument("--cost-seconds", type=float, default=15.0)
     ap.add_argument("--rebuild-wait-s", type=int, default=32)
@@ -357,6 +436,16 @@ def main() -> int:
         "--phases", default=",".join(PHASES), help="comma-separated subset (implies --no-doc unless all are run)"
     )
     a = ap.parse_args()
+    if a.cmd == "render":
+        try:
+            sections = render_saved()
+        except ValueError as e:
+            print(f"discover render: {e}", file=sys.stderr)
+            return 1
+        for name, text in sections.items():
+            update_section(name, text, doc=DOC, heading=HEADING)
+        print(f"docs/gateway.md: {len(sections)} discover section(s) re-rendered from {RAW_DIR.relative_to(REPO)}/")
+        return 0
     phases = [p.strip() for p in a.phases.split(",") if p.strip()]
     unknown = [p for p in phases if p not in PHASES]
     if unknown:
@@ -373,23 +462,23 @@ def main() -> int:
         "cost": lambda: cost(a.cost_seconds),
     }
     try:
-        parts = [line for p in PHASES if p in phases for line in run[p]()]
+        for p in PHASES:
+            if p in phases:
+                run[p]()
     except rigctl.RigError as e:
         print(f"discover: {e}", file=sys.stderr)
         return 1
-    versions = rigctl.versions_text(rigctl.installed_versions())
-    gw = rigctl.installed_versions().get("gateway", rigctl.GATEWAY_VERSION)
-    text = "\n\n".join(
-        [f"#### Gateway {gw}", f"Run: {env_line}. {versions[0].upper()}{versions[1:]}, one gateway per phase.", *parts]
-    )
+    versions = rigctl.installed_versions()
+    raw = {"format": RAW_FORMAT, "run": env_line, "versions": versions, "phases": phases,
+           "gateway": versions.get("gateway", rigctl.GATEWAY_VERSION), **RAW}  # fmt: skip
+    data = json.dumps(raw, indent=1, sort_keys=True) + "\n"
+    name, text = render_section(json.loads(data))  # rendered from exactly what is saved, as `render` will
     print(text)
     if not a.no_doc:
-        name = f"discover-{gw}"
         update_section(name, text, doc=DOC, heading=HEADING)
         RAW_DIR.mkdir(parents=True, exist_ok=True)
         raw_file = RAW_DIR / f"{name}.json"
-        raw = {"run": env_line, "versions": rigctl.installed_versions(), **RAW}
-        raw_file.write_text(json.dumps(raw, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        raw_file.write_text(data, encoding="utf-8")
         print(f"\n(section {name!r} of docs/gateway.md updated; raw results in {raw_file.relative_to(REPO)})")
     return 0
 

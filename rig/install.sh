@@ -133,8 +133,8 @@ print("rig-deps: Go extension in the gateway venv:", "present" if reason is None
 EOF
 
 # --- the rig's tools venv ---------------------------------------------------------------------
-if [ ! -x "$RIG_VENV/bin/locust" ]; then
-  say "creating $RIG_VENV (locust, pytest, ruff)"
+if [ ! -x "$RIG_VENV/bin/locust" ] || ! "$RIG_VENV/bin/python" -c "import redis" 2>/dev/null; then
+  say "creating $RIG_VENV (locust, redis-py, pytest, ruff)"
   "$PY" -m venv "$RIG_VENV"
   "$RIG_VENV/bin/pip" install -q --upgrade pip
   "$RIG_VENV/bin/pip" install -q -r "$RIG_DIR/requirements-rig.txt" -c "$RIG_DIR/../constraints.txt"

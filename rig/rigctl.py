@@ -15,7 +15,9 @@ rig/run/current points at the rig `up` left running; drivers that start and stop
 (load tests, probes, the demo) never move it. `down` without a run directory stops every run under
 rig/run/ that still has a recorded process alive, so no rig started here is left without a way to stop it.
 
-Standard library only, so any python3 can run it; the gateway runs from
+Standard library only, so any python3 can run it, except `--redis-mode cluster` (REDIS_MODE=cluster):
+the local Redis Cluster comes from tests_py/support/redis_cluster.py, whose health checks use redis-py,
+so that needs rig/.venv-rig/bin/python (`make rig-up` uses it). The gateway runs from
 rig/.venv-gateway-<GATEWAY_VERSION> (default 1.1.0; `GATEWAY_VERSION=1.0.7` for the older one), or
 from the venv named by RIG_GATEWAY_VENV.
 """
@@ -57,6 +59,9 @@ TOOL_NAME = "rig-rig-echo"
 PROMPT_NAME = "rig-rig-greeting"
 PLUGIN_KIND = "rate_limiter_go.plugin.RateLimiterPlugin"
 PROBE_KIND = "rig_probe.ProbePlugin"
+#: The plugin's redis_mode values the rig can run: one redis-server, or a local Redis Cluster of 3 primaries
+#: and 3 replicas (tests_py/support/redis_cluster.py, the project's one launcher).
+REDIS_MODES = ("standalone", "cluster")
 
 
 class RigError(RuntimeError):
@@ -73,6 +78,7 @@ class RigOptions:
     engines: list[str] = field(default_factory=lambda: ["go", "python", "go"])
     plugin: str = "rate_limiter"  # rate_limiter | probe | none
     backend: str = "redis"
+    redis_mode: str = "standalone"  # REDIS_MODES; cluster: the plugin gets redis_mode cluster and a seed node
     algorithm: str = "fixed_window"
     by_user: str | None = "20/s"
     by_tenant: str | None = None
@@ -110,6 +116,8 @@ class RigOptions:
             cfg["by_tool"] = dict(self.by_tool)
         if self.backend == "redis":
             cfg["redis_url"] = redis_url
+            if self.redis_mode != "standalone":
+                cfg["redis_mode"] = self.redis_mode
         cfg.update(self.plugin_options)
         return cfg
 
@@ -318,9 +326,13 @@ class Run:
             start_new_session=True,
         )
         log.close()
-        self.procs.append({"name": name, "pid": proc.pid, "match": match})
-        self._save()
+        self.adopt(name, proc.pid, match)
         return proc
+
+    def adopt(self, name: str, pid: int, match: str) -> None:
+        """Record a process started elsewhere (a Cluster node) so that stop_all stops it too."""
+        self.procs.append({"name": name, "pid": pid, "match": match})
+        self._save()
 
     def stop_all(self, timeout_s: float = 15.0) -> list[str]:
         """SIGTERM every recorded process still running (newest first), SIGKILL after timeout_s."""
@@ -637,6 +649,10 @@ def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> No
     d = run.dir
     redis_port, mcp_port, nginx_port, *gw_ports = free_ports(3 + n)
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    if opts.redis_mode not in REDIS_MODES:
+        raise RigError(f"redis_mode {opts.redis_mode!r}: the rig runs {' or '.join(REDIS_MODES)}")
+    if opts.redis_mode == "cluster" and opts.gateway_cache == "redis":
+        raise RigError("the gateway's Redis cache uses database 1, which a Cluster does not have: use GW_CACHE=memory")
     sec = {
         "jwt": secrets.token_urlsafe(48),
         "enc": secrets.token_urlsafe(48),
@@ -648,13 +664,18 @@ def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> No
 
     # Redis: the shared private-server command line (no persistence, loopback only), but started and
     # recorded here, since it outlives this process. DB 0 is the rate limiter's, DB 1 the gateway's cache.
-    (d / "redis").mkdir()
-    argv = server_argv(redis_server, redis_port, d / "redis", args=["--protected-mode", "yes"])
-    p = run.start("redis", argv, base_env, d, f"127.0.0.1:{redis_port}")
-    try:
-        wait_ready(redis_port, 10, proc=p)
-    except RedisUnavailableError as e:
-        raise RigError(f"{e} (see {d / 'redis' / 'redis.log'})") from e
+    if opts.redis_mode == "cluster":
+        redis_url = start_cluster(run)
+        redis_pids = [p["pid"] for p in run.procs if p["name"].startswith("redis-")]
+    else:
+        (d / "redis").mkdir()
+        argv = server_argv(redis_server, redis_port, d / "redis", args=["--protected-mode", "yes"])
+        p = run.start("redis", argv, base_env, d, f"127.0.0.1:{redis_port}")
+        try:
+            wait_ready(redis_port, 10, proc=p)
+        except RedisUnavailableError as e:
+            raise RigError(f"{e} (see {d / 'redis' / 'redis.log'})") from e
+        redis_pids = [p.pid]
 
     p = run.start(
         "mcp-server",
@@ -706,8 +727,10 @@ def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> No
         "nginx_url": f"http://127.0.0.1:{nginx_port}",
         "gateways": gateways,
         "redis_url": redis_url,
-        "redis_port": redis_port,
-        "redis_pid": next(p["pid"] for p in run.procs if p["name"] == "redis"),
+        "redis_mode": opts.redis_mode,
+        "redis_port": int(redis_url.rsplit(":", 1)[1].split("/")[0]),
+        "redis_pid": redis_pids[0],  # the seed node on a Cluster
+        "redis_pids": redis_pids,
         "mcp_url": f"http://127.0.0.1:{mcp_port}/mcp",
         "tool": TOOL_NAME,
         "prompt": PROMPT_NAME,
@@ -725,6 +748,26 @@ def _up(opts: RigOptions, run: Run, nginx: str, redis_server: str, n: int) -> No
     rig_json = d / "rig.json"
     rig_json.write_text(json.dumps(rig, indent=1))
     os.chmod(rig_json, 0o600)
+
+
+def start_cluster(run: Run) -> str:
+    """Start a local Redis Cluster (3 primaries + 3 replicas, loopback) with the project's launcher, files in
+    <run>/redis-cluster/, its nodes recorded as redis-1..redis-6 so that `down` stops them; the seed node's URL."""
+    try:
+        import redis  # noqa: F401
+        from support.redis_cluster import RedisCluster  # its health checks need redis-py (rig/.venv-rig has it)
+    except ImportError as e:
+        raise RigError(f"REDIS_MODE=cluster needs redis-py ({e}): run with rig/.venv-rig/bin/python (make rig-up does)") from e
+    cluster = RedisCluster(workdir=run.dir / "redis-cluster")
+    try:
+        cluster.start()
+    except (RedisUnavailableError, subprocess.SubprocessError, OSError) as e:
+        raise RigError(f"local Redis Cluster did not start: {e}") from e
+    url = cluster.url
+    for i, node in enumerate(cluster.nodes):
+        run.adopt(f"redis-{i + 1}", node.pid, f"127.0.0.1:{node.port}")
+    cluster.detach()
+    return url
 
 
 ENGINE_LINE = re.compile(r"rate limiter (?P<plugin>\S+): engine=(?P<engine>\w+) backend=(?P<backend>\w+)")
@@ -809,6 +852,7 @@ def _options_from_args(a: argparse.Namespace) -> RigOptions:
         engines=engines,
         plugin=a.plugin,
         backend=a.backend,
+        redis_mode=a.redis_mode,
         algorithm=a.algorithm,
         by_user=a.by_user or None,
         by_tenant=a.by_tenant or None,
@@ -835,6 +879,12 @@ def add_rig_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--engines", default=env("GW_ENGINES", "go python go"), help="one RATE_LIMITER_ENGINE per gateway")
     ap.add_argument("--plugin", choices=("rate_limiter", "probe", "none"), default=env("RIG_PLUGIN", "rate_limiter"))
     ap.add_argument("--backend", choices=("redis", "memory"), default=env("RL_BACKEND", "redis"))
+    ap.add_argument(
+        "--redis-mode",
+        choices=REDIS_MODES,
+        default=env("REDIS_MODE") or "standalone",
+        help="cluster: a local Redis Cluster (3 primaries + 3 replicas) instead of one redis-server",
+    )
     ap.add_argument(
         "--algorithm",
         choices=("fixed_window", "sliding_window", "token_bucket"),
@@ -899,7 +949,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  nginx  {rig['nginx_url']}   (POST /rpc, tool {rig['tool']})")
         for g in rig["gateways"]:
             print(f"  {g['name']}    {g['url']}   RATE_LIMITER_ENGINE={g['engine']}")
-        print(f"  redis  {rig['redis_url']}")
+        print(f"  redis  {rig['redis_url']}" + (f" (Redis Cluster seed node, {len(rig['redis_pids'])} nodes)"
+                                                if rig.get("redis_mode") == "cluster" else ""))
         print(f"  users  {len(rig['users'])} (tokens in {d}/rig.json)")
         return 0
     run_dir = Path(a.run_dir) if a.run_dir else None

@@ -5,6 +5,11 @@ numbers, writes its section of docs/loadtest.md and exits non-zero on failure.
     python rig/loadtest/run.py correctness --backend memory          # the N-fold leak, measured
     python rig/loadtest/run.py capacity-ab                           # RATE_LIMITER_ENGINE go vs python
     python rig/loadtest/run.py scale --users 100
+    python rig/loadtest/run.py correctness --redis-mode cluster      # on a local Redis Cluster
+    python rig/loadtest/run.py render        # rewrite every section from docs/loadtest-results/, runs nothing
+
+Each section is rendered from its raw results alone (inputs and events, saved beside the doc), the
+same code at measurement time and for `render`, so `make docs` reproduces it byte for byte.
 
 Each test brings up its own rig (fresh Redis, fresh gateways: the checks rely on fresh limiter
 state), runs locust headless for a bounded time, and always takes the rig down again.
@@ -35,7 +40,7 @@ import rigctl  # noqa: E402
 from analyze import KeyReport, analyse, window_totals  # noqa: E402
 from classify import ADMITTED, INFRA, RATE_LIMITED, TOOL_ERROR  # noqa: E402
 from procstat import CpuSampler, maps_contain  # noqa: E402
-from report import REPO, environment_line, percentile, table, update_section  # noqa: E402
+from report import DOC, REPO, environment_line, percentile, table, update_section  # noqa: E402
 
 RAW_DIR = REPO / "docs" / "loadtest-results"  # raw results beside docs/loadtest.md: <section>.json, events
 LOCUST = Path(os.environ.get("RIG_LOCUST", RIG_DIR / ".venv-rig" / "bin" / "locust"))
@@ -115,12 +120,12 @@ def plugin_engine_errors(run_dir: str) -> dict[str, int]:
     return out
 
 
-def infra_line(s: dict[str, Any], events: list[dict], rig: dict[str, Any]) -> str:
+def infra_line(s: dict[str, Any], events: list[dict], facts: dict[str, Any]) -> str:
     """Which infrastructure errors occurred (the most frequent kinds) and which gateways answered them."""
     if not s["infra"]:
         return "No infrastructure errors."
     kinds = "; ".join(f"{n} x {what}" for what, n in s["infra_details"])
-    names = {g["url"].removeprefix("http://"): f"{g['name']} ({g['engine']})" for g in rig["gateways"]}
+    names = {g["url"].removeprefix("http://"): f"{g['name']} ({g['engine']})" for g in facts["gateways"]}
     where = Counter(names.get(e.get("up") or "", "no gateway") for e in events if e["cat"] in INFRA)
     by = ", ".join(f"{k}: {v}" for k, v in sorted(where.items()))
     return f"Infrastructure errors (not counted as admitted or rate-limited): {kinds}. By gateway: {by}."
@@ -134,12 +139,12 @@ def align_to_window(window_s: int, min_left_s: float = 15.0) -> None:
         time.sleep(left + 0.05)
 
 
-def config_line(rig: dict[str, Any], fail_mode: str) -> str:
-    """The plugin configuration of the run (Redis URL left out) and the engine errors it logged."""
-    cfg = {k: v for k, v in (rig.get("plugin_config") or {}).items() if k != "redis_url"}
-    per_gw = plugin_engine_errors(rig["run_dir"])
+def config_line(facts: dict[str, Any], per_gw: dict[str, int], fail_mode: str) -> str:
+    """The plugin configuration of the run (Redis URL left out) and the engine errors it logged
+    (``per_gw``: plugin_engine_errors of the run)."""
+    cfg = facts.get("plugin_config") or {}
     errs = sum(per_gw.values())
-    engines = {g["name"]: g["engine"] for g in rig["gateways"]}
+    engines = {g["name"]: g["engine"] for g in facts["gateways"]}
     where = ", ".join(f"{k} ({engines.get(k, '?')}): {v}" for k, v in per_gw.items() if v)
     effect = "each refused with a 503" if fail_mode == "closed" else "each admitted without a check"
     return f"Plugin config: `{json.dumps(cfg, sort_keys=True)}`. Engine/backend errors the plugin logged: {errs}" + (
@@ -253,38 +258,55 @@ def save_raw(name: str, raw: dict[str, Any], events: dict[str, list[dict]]) -> l
 
 
 def rig_facts(rig: dict[str, Any]) -> dict[str, Any]:
-    """What a raw result records about the rig that ran it (no tokens, no identities)."""
+    """What a raw result records about the rig that ran it: everything rendering its section needs
+    (gateways with their loopback URLs, each user's team as an index, the tool name), no tokens, no
+    identities, no Redis URL."""
+    team_index: dict[str, int] = {}
+    for u in rig["users"]:
+        if u.get("team") and u["team"] not in team_index:
+            team_index[u["team"]] = len(team_index)
     return {
         "versions": rig.get("versions", {}),
         "engines": rig["engines"],
-        "gateways": [{k: g.get(k) for k in ("name", "engine", "ready_s")} for g in rig["gateways"]],
+        "gateways": [{k: g.get(k) for k in ("name", "engine", "ready_s", "url")} for g in rig["gateways"]],
         "plugin_config": {k: v for k, v in (rig.get("plugin_config") or {}).items() if k != "redis_url"},
+        "redis_mode": rig.get("redis_mode", "standalone"),
         "users": len(rig["users"]),
         "teams": len(rig["teams"]),
+        "user_teams": [team_index[u["team"]] if u.get("team") else None for u in rig["users"]],
+        "tool": rig["tool"],
     }
 
 
-def _finish(
-    name: str,
-    title: str,
-    lines: list[str],
-    problems: list[str],
-    write_doc: bool,
-    raw: dict[str, Any] | None = None,
-    events: dict[str, list[dict]] | None = None,
-) -> int:
+def facts_users(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The users as analyse() takes them, from rig_facts (team labels instead of team ids)."""
+    return [{"team": None if t is None else f"t{t}"} for t in facts["user_teams"]]
+
+
+def section_text(title: str, lines: list[str], problems: list[str]) -> str:
+    """The markdown of a section: title, lines, verdict."""
     verdict = "PASS" if not problems else "FAIL"
-    body = "\n\n".join(
+    return "\n\n".join(
         [f"### {title}", *lines, f"**Verdict: {verdict}**" + ("" if not problems else ": " + "; ".join(problems))]
     )
+
+
+def _finish(inputs: dict[str, Any], events: dict[str, list[dict]], write_doc: bool) -> int:
+    """Render a measured section from its inputs and events (exactly as `render` will from the saved
+    files), print it, and unless told not to, write it and its raw results."""
+    events = {k: sorted(v, key=lambda e: e["t0"]) for k, v in events.items()}  # the order save_raw keeps
+    inputs = json.loads(json.dumps(_jsonable(inputs), sort_keys=True))  # exactly what render_saved will read
+    lines, problems, derived = RENDERERS[inputs["kind"]](inputs, events)
+    body = section_text(inputs["title"], lines, problems)
     print(body)
     if write_doc:
-        update_section(name, body)
+        name = inputs["section"]
+        update_section(name, body, doc=DOC)
         print(f"\n(section {name!r} of docs/loadtest.md updated)")
-        if raw is not None:
-            raw = {"section": name, "title": title, "verdict": verdict, "problems": problems, **raw}
-            paths = save_raw(name, raw, events or {})
-            print("(raw results: " + ", ".join(str(p.relative_to(REPO)) for p in paths) + ")")
+        raw = {**inputs, "verdict": "PASS" if not problems else "FAIL", "problems": problems, "derived": derived}
+        raw["event_runs"] = sorted(events)
+        paths = save_raw(name, raw, events)
+        print("(raw results: " + ", ".join(str(p) for p in paths) + ")")
     return 0 if not problems else 1
 
 
@@ -303,113 +325,185 @@ def _with_rig(opts: rigctl.RigOptions, keep: bool, fn):
                 print(f"rig down: {line}")
 
 
+# --------------------------------------------------------------------------- re-rendering
+
+
+def load_events(name: str, runs: list[str], raw_dir: Path | None = None) -> dict[str, list[dict]]:
+    """The events files save_raw wrote for section ``name``."""
+    raw_dir = raw_dir or RAW_DIR
+    out = {}
+    for run in runs:
+        path = raw_dir / (f"{name}.events.jsonl.gz" if not run else f"{name}-{run}.events.jsonl.gz")
+        text = gzip.decompress(path.read_bytes()).decode()
+        out[run] = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return out
+
+
+def render_saved(raw_dir: Path | None = None) -> dict[str, str]:
+    """Every section whose raw results are in raw_dir (default docs/loadtest-results/), rendered from
+    them alone: section name -> markdown. A raw file without the inputs (format) raises ValueError."""
+    raw_dir = raw_dir or RAW_DIR
+    out = {}
+    for f in sorted(raw_dir.glob("*.json")):
+        raw = json.loads(f.read_text(encoding="utf-8"))
+        if raw.get("format") != RAW_FORMAT:
+            raise ValueError(f"{f}: raw results without the inputs of format {RAW_FORMAT}: re-measure this section")
+        lines, problems, _ = RENDERERS[raw["kind"]](raw, load_events(raw["section"], raw["event_runs"], raw_dir))
+        out[raw["section"]] = section_text(raw["title"], lines, problems)
+    return out
+
+
+def render_command() -> int:
+    """`run.py render`: rewrite every generated section of docs/loadtest.md from the raw results."""
+    try:
+        sections = render_saved()
+    except ValueError as e:
+        print(f"render: {e}", file=sys.stderr)
+        return 1
+    for name, body in sections.items():
+        update_section(name, body, doc=DOC)
+    print(f"docs/loadtest.md: {len(sections)} section(s) re-rendered from {RAW_DIR.relative_to(REPO)}/")
+    return 0
+
+
 # --------------------------------------------------------------------------- tests
 
 
+def _mode_suffix(redis_mode: str) -> tuple[str, str]:
+    """Section-name and title parts of a Redis mode ('' for standalone, which keeps the old names)."""
+    return ("", "") if redis_mode == "standalone" else (f"-{redis_mode}", f" (Redis {redis_mode.title()})")
+
+
 def correctness(a: argparse.Namespace) -> int:
-    limit, window_s = a.limit
     opts = rigctl.RigOptions(
         engines=a.engines.split(), backend=a.backend, algorithm=a.algorithm, by_user=a.limit_text, users=a.users,
         teams=max(1, min(a.users, 2)), gateway_log_level=a.gateway_log_level, fail_mode=a.fail_mode,
-        plugin_options=rigctl.parse_plugin_options(a.plugin_option),
+        plugin_options=rigctl.parse_plugin_options(a.plugin_option), redis_mode=a.redis_mode,
     )  # fmt: skip
-    per_gateway = a.backend == "memory"
     env_line = environment_line()
+    mode_name, mode_title = _mode_suffix(a.redis_mode if a.backend == "redis" else "standalone")
+    name = f"correctness-{a.backend}{mode_name}-{a.algorithm}" + ("-fail-open" if a.fail_mode == "open" else "")
+    title = f"Correctness: {a.algorithm}, {a.backend} backend{mode_title}" + (
+        ", fail_mode open" if a.fail_mode == "open" else ""
+    )
 
-    def body(rig: dict[str, Any]) -> tuple[list[str], list[str], dict[str, Any], list[dict]]:
+    def body(rig: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
         if a.algorithm == "fixed_window":
-            align_to_window(window_s)
+            align_to_window(a.limit[1])
         events = run_locust(rig, Path(rig["run_dir"]) / "events.jsonl", a.duration, a.clients, a.tool_error_every)
-        problems = engine_check(rig)
-        s = summarize(events)
-        problems += infra_verdict(s, a.max_infra_pct)
-        reports = analyse(
-            events, a.algorithm, {"user": (limit, window_s)}, rig["users"], rig["tool"], set(), per_gateway
-        )
-        bad = [r for r in reports if not r.ok]
-        for r in bad:
-            problems += [f"{r.key}: {x}" for x in (r.over + r.under)[:3]]
-        checked = sum(r.checks for r in reports)
-        if checked == 0:
-            problems.append("no key ever reached its limit: the demand was too low to check the lower bound")
-        lines = [
-            f"{len(rig['gateways'])} gateways behind nginx (RATE_LIMITER_ENGINE: {' '.join(rig['engines'])}), "
-            f"backend `{a.backend}`, algorithm `{a.algorithm}`, `by_user: {a.limit_text}`; {a.users} users, "
-            f"{a.clients} locust clients (closed loop), {a.duration} s, every {a.tool_error_every}th call asks the tool "
-            f"to fail. Run: {env_line}; {rigctl.versions_text(rig.get('versions', {}))}.",
-            table(COUNTS_HEADER, [counts_row(s)]),
-            infra_line(s, events, rig),
-            config_line(rig, a.fail_mode),
-            "Per limiter key"
-            + (
-                " (memory backend: one store per gateway process, so keys are per answering gateway)"
-                if per_gateway
-                else ""
-            )
-            + ". `checks`: windows (fixed window) or refusal instants (sliding window) or refusal runs (token bucket) "
-            "where the key refused, so its full quota must have been admitted; `exact`: checks where the admitted "
-            "count is pinned to the limit (certain = possible = limit, or refill within one token).",
-            table(KEY_HEADER, key_rows(reports)),
-        ]
-        if a.algorithm == "fixed_window":
-            rows = []
-            for r in reports:
-                for w in r.windows:
-                    rows.append([r.key, time.strftime("%H:%M:%S", time.gmtime(w["window_start"])), r.limit,
-                                 w["certain"], w["possible"], w["refused"]])  # fmt: skip
-            lines.append("Fixed windows (UTC start): admissions certain / possible inside the window, refusals.")
-            lines.append(table(["key", "window", "limit", "certain", "possible", "refused"], rows[:24]))
-        if a.algorithm == "token_bucket":
-            rows = [[r.key, time.strftime("%H:%M:%S", time.gmtime(w["from"])), f"{w['to'] - w['from']:.1f}",
-                     f"{w['refill_lo']:.1f}..{w['refill_hi']:.1f}", w["certain"], w["possible"]]
-                    for r in reports for w in r.windows]  # fmt: skip
-            lines.append(
-                "Token bucket, runs of refusals (bucket empty at each): admissions between the first and the last "
-                "refusal vs the refill over that time (limit/window per second)."
-            )
-            lines.append(table(["key", "from (UTC)", "seconds", "refill tokens", "certain", "possible"], rows[:24]))
-        if per_gateway:
-            totals = window_totals(events, window_s)
-            exhausted = [v["admitted"] for v in totals.values() if v["refused"]]
-            worst = max((v["admitted"] for v in totals.values()), default=0)
-            n = len(rig["gateways"])
-            lines.append(
-                f"All gateways together, per user and window: up to **{worst}** admissions for a limit of {limit} "
-                f"(factor {worst / limit:.2f}; {n} independent stores allow up to {n}x). Windows with refusals: "
-                f"{len(exhausted)}, mean admissions there {sum(exhausted) / max(1, len(exhausted)):.1f}. This is the "
-                f"documented N-fold leak of the memory backend behind a load balancer; use the Redis backend."
-            )
-            if worst <= limit:
-                problems.append("memory backend: no window admitted more than the limit, the N-fold leak did not show")
-        else:
-            over = sum(len(r.over) for r in reports)
-            under = sum(len(r.under) for r in reports)
-            exact = sum(r.exact for r in reports)
-            lines.append(
-                f"Shared Redis: {checked} checks over {len(reports)} keys, {exact} exact, {over} over-admissions, "
-                f"{under} under-admissions beyond 1 %."
-            )
-        raw = {
-            "run": env_line, "rig": rig_facts(rig), "duration_s": a.duration, "clients": a.clients,
-            "algorithm": a.algorithm, "backend": a.backend, "limit": a.limit_text, "fail_mode": a.fail_mode,
-            "summary": s, "engine_errors_logged": plugin_engine_errors(rig["run_dir"]), "keys": reports,
+        inputs = {
+            "format": RAW_FORMAT, "kind": "correctness", "section": name, "title": title, "run": env_line,
+            "rig": rig_facts(rig), "duration_s": a.duration, "clients": a.clients,
+            "tool_error_every": a.tool_error_every, "algorithm": a.algorithm, "backend": a.backend,
+            "limit": a.limit_text, "fail_mode": a.fail_mode, "max_infra_pct": a.max_infra_pct,
+            "engine_problems": engine_check(rig), "engine_errors_logged": plugin_engine_errors(rig["run_dir"]),
         }  # fmt: skip
-        if per_gateway:
-            raw["window_totals"] = [{"key": list(k), **v} for k, v in window_totals(events, window_s).items()]
-        return lines, problems, raw, events
+        return inputs, events
 
-    name = f"correctness-{a.backend}-{a.algorithm}" + ("-fail-open" if a.fail_mode == "open" else "")
-    title = f"Correctness: {a.algorithm}, {a.backend} backend" + (", fail_mode open" if a.fail_mode == "open" else "")
-    lines, problems, raw, events = _with_rig(opts, a.keep, body)
-    return _finish(name, title, lines, problems, not a.no_doc, raw, {"": events})
+    inputs, events = _with_rig(opts, a.keep, body)
+    return _finish(inputs, {"": events}, not a.no_doc)
+
+
+CLUSTER_NOTE = (
+    "Redis Cluster: each request has one key (by_user only), so one slot group and the one atomic script on the "
+    "primary serving that slot. Decisions are made at the cluster clock (docs/semantics.md §11.1: one primary's "
+    "`TIME`, sampled at most once a second per gateway process and carried forward on its monotonic clock, off by "
+    "at most half the sampled round trip); every node and gateway runs on this host, and the checks use the same "
+    "send/receive spans as on one Redis, with no slack for that error."
+)
+
+
+def render_correctness(raw: dict[str, Any], all_events: dict[str, list[dict]]) -> tuple[list[str], list[str], dict]:
+    """Lines, problems and derived figures of a correctness section, from its inputs and events alone."""
+    events = all_events[""]
+    facts = raw["rig"]
+    limit, window_s = parse_rate(raw["limit"])
+    per_gateway = raw["backend"] == "memory"
+    problems = list(raw["engine_problems"])
+    s = summarize(events)
+    problems += infra_verdict(s, raw["max_infra_pct"])
+    reports = analyse(
+        events, raw["algorithm"], {"user": (limit, window_s)}, facts_users(facts), facts["tool"], set(), per_gateway
+    )
+    bad = [r for r in reports if not r.ok]
+    for r in bad:
+        problems += [f"{r.key}: {x}" for x in (r.over + r.under)[:3]]
+    checked = sum(r.checks for r in reports)
+    if checked == 0:
+        problems.append("no key ever reached its limit: the demand was too low to check the lower bound")
+    lines = [
+        f"{len(facts['gateways'])} gateways behind nginx (RATE_LIMITER_ENGINE: {' '.join(facts['engines'])}), "
+        f"backend `{raw['backend']}`"
+        + (f" on Redis {facts['redis_mode'].title()}" if facts["redis_mode"] != "standalone" else "")
+        + f", algorithm `{raw['algorithm']}`, `by_user: {raw['limit']}`; {facts['users']} users, "
+        f"{raw['clients']} locust clients (closed loop), {raw['duration_s']} s, every {raw['tool_error_every']}th call "
+        f"asks the tool to fail. Run: {raw['run']}; {rigctl.versions_text(facts.get('versions', {}))}.",
+        table(COUNTS_HEADER, [counts_row(s)]),
+        infra_line(s, events, facts),
+        config_line(facts, raw["engine_errors_logged"], raw["fail_mode"]),
+        "Per limiter key"
+        + (
+            " (memory backend: one store per gateway process, so keys are per answering gateway)"
+            if per_gateway
+            else ""
+        )
+        + ". `checks`: windows (fixed window) or refusal instants (sliding window) or refusal runs (token bucket) "
+        "where the key refused, so its full quota must have been admitted; `exact`: checks where the admitted "
+        "count is pinned to the limit (certain = possible = limit, or refill within one token).",
+        table(KEY_HEADER, key_rows(reports)),
+    ]
+    if raw["algorithm"] == "fixed_window":
+        rows = []
+        for r in reports:
+            for w in r.windows:
+                rows.append([r.key, time.strftime("%H:%M:%S", time.gmtime(w["window_start"])), r.limit,
+                             w["certain"], w["possible"], w["refused"]])  # fmt: skip
+        lines.append("Fixed windows (UTC start): admissions certain / possible inside the window, refusals.")
+        lines.append(table(["key", "window", "limit", "certain", "possible", "refused"], rows[:24]))
+    if raw["algorithm"] == "token_bucket":
+        rows = [[r.key, time.strftime("%H:%M:%S", time.gmtime(w["from"])), f"{w['to'] - w['from']:.1f}",
+                 f"{w['refill_lo']:.1f}..{w['refill_hi']:.1f}", w["certain"], w["possible"]]
+                for r in reports for w in r.windows]  # fmt: skip
+        lines.append(
+            "Token bucket, runs of refusals (bucket empty at each): admissions between the first and the last "
+            "refusal vs the refill over that time (limit/window per second)."
+        )
+        lines.append(table(["key", "from (UTC)", "seconds", "refill tokens", "certain", "possible"], rows[:24]))
+    derived: dict[str, Any] = {"summary": s, "keys": reports}
+    if per_gateway:
+        totals = window_totals(events, window_s)
+        exhausted = [v["admitted"] for v in totals.values() if v["refused"]]
+        worst = max((v["admitted"] for v in totals.values()), default=0)
+        n = len(facts["gateways"])
+        lines.append(
+            f"All gateways together, per user and window: up to **{worst}** admissions for a limit of {limit} "
+            f"(factor {worst / limit:.2f}; {n} independent stores allow up to {n}x). Windows with refusals: "
+            f"{len(exhausted)}, mean admissions there {sum(exhausted) / max(1, len(exhausted)):.1f}. This is the "
+            f"documented N-fold leak of the memory backend behind a load balancer; use the Redis backend."
+        )
+        if worst <= limit:
+            problems.append("memory backend: no window admitted more than the limit, the N-fold leak did not show")
+        derived["window_totals"] = [{"key": list(k), **v} for k, v in totals.items()]
+    else:
+        over = sum(len(r.over) for r in reports)
+        under = sum(len(r.under) for r in reports)
+        exact = sum(r.exact for r in reports)
+        where = "Shared Redis" if facts["redis_mode"] == "standalone" else f"Shared Redis {facts['redis_mode'].title()}"
+        lines.append(
+            f"{where}: {checked} checks over {len(reports)} keys, {exact} exact, {over} over-admissions, "
+            f"{under} under-admissions beyond 1 %."
+        )
+        if facts["redis_mode"] == "cluster":
+            lines.append(CLUSTER_NOTE)
+    return lines, problems, derived
 
 
 def capacity_ab(a: argparse.Namespace) -> int:
     arms = a.arms.split()
     rate = "1000000/m"  # never reached: every request is evaluated on three dimensions and admitted
     results: list[dict[str, Any]] = []
-    problems: list[str] = []
     env_line = environment_line()
+    events: dict[str, list[dict]] = {}
     for rnd in range(a.repeat):
         # ABBA...: alternate the order so a slow drift of the machine does not favour one arm
         for arm in arms if rnd % 2 == 0 else list(reversed(arms)):
@@ -419,7 +513,7 @@ def capacity_ab(a: argparse.Namespace) -> int:
                 fail_mode=a.fail_mode, plugin_options=rigctl.parse_plugin_options(a.plugin_option),
             )  # fmt: skip
 
-            def body(rig: dict[str, Any], arm: str = arm) -> dict[str, Any]:
+            def body(rig: dict[str, Any], arm: str = arm) -> tuple[dict[str, Any], list[dict]]:
                 pids = {g["name"]: g["pid"] for g in rig["gateways"]}
                 pids["redis"] = rig["redis_pid"]
                 run = json.loads((Path(rig["run_dir"]) / "pids.json").read_text())
@@ -427,34 +521,55 @@ def capacity_ab(a: argparse.Namespace) -> int:
                 t_start = time.time()
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 with CpuSampler(pids) as sampler:
-                    events = run_locust(rig, Path(rig["run_dir"]) / "events.jsonl", a.warmup + a.duration, a.clients, 0)
+                    evs = run_locust(rig, Path(rig["run_dir"]) / "events.jsonl", a.warmup + a.duration, a.clients, 0)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)  # locust has been reaped: its CPU
                 locust_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-                t0 = min(e["t0"] for e in events) if events else t_start
+                t0 = min(e["t0"] for e in evs) if evs else t_start
                 m0, m1 = t0 + a.warmup, t0 + a.warmup + a.duration
-                s = summarize(events, m0, m1)
-                cpu = sampler.usage(m0, m1)
-                gw_cpu = sum(v for k, v in cpu.items() if k.startswith("gw"))
-                ok = s["cats"].get(ADMITTED, 0) + s["cats"].get(TOOL_ERROR, 0)
                 return {
-                    "arm": arm, "round": rnd + 1, "summary": s, "cpu": cpu, "gw_cpu_s": gw_cpu,
-                    "gw_cpu_ms_per_req": 1000 * gw_cpu / max(1, s["n"]),
-                    "redis_cpu_ms_per_req": 1000 * cpu.get("redis", 0.0) / max(1, s["n"]),
-                    "gw_cores": gw_cpu / max(cpu["_wall_s"], 1e-9), "admitted": ok,
-                    "engine_problems": engine_check(rig), "infra_problems": infra_verdict(s, a.max_infra_pct),
-                    "config_line": config_line(rig, a.fail_mode),
-                    "infra_line": infra_line(s, [e for e in events if m0 <= e["t0"] < m1], rig),
-                    "locust_cpu_s": locust_cpu, "locust_wall_s": a.warmup + a.duration,
-                    "rig": rig_facts(rig), "events": events, "measured_from_to": [m0, m1],
-                }  # fmt: skip
+                    "arm": arm, "round": rnd + 1, "cpu": sampler.usage(m0, m1), "locust_cpu_s": locust_cpu,
+                    "locust_wall_s": a.warmup + a.duration, "engine_problems": engine_check(rig),
+                    "engine_errors_logged": plugin_engine_errors(rig["run_dir"]), "rig": rig_facts(rig),
+                    "measured_from_to": [m0, m1],
+                }, evs  # fmt: skip
 
-            r = _with_rig(opts, a.keep, body)
+            r, evs = _with_rig(opts, a.keep, body)
+            r["events"] = f"run{len(results) + 1}-{r['arm']}-round{r['round']}"
+            events[r["events"]] = evs
             results.append(r)
-            problems += [f"{arm} round {rnd + 1}: {p}" for p in r["engine_problems"] + r["infra_problems"]]
-            if r["summary"]["cats"].get(RATE_LIMITED, 0):
-                problems.append(
-                    f"{arm}: {r['summary']['cats'][RATE_LIMITED]} requests rate-limited at a limit never reached"
-                )
+    inputs = {
+        "format": RAW_FORMAT, "kind": "capacity-ab", "section": "capacity-ab",
+        "title": "Capacity A/B: RATE_LIMITER_ENGINE go vs python", "run": env_line, "gateways": a.gateways,
+        "clients": a.clients, "users": a.users, "warmup_s": a.warmup, "duration_s": a.duration, "repeat": a.repeat,
+        "arm_order": arms, "rate": rate, "algorithm": a.algorithm, "fail_mode": a.fail_mode,
+        "max_infra_pct": a.max_infra_pct, "arms": results,
+    }  # fmt: skip
+    return _finish(inputs, events, not a.no_doc)
+
+
+def render_capacity_ab(raw: dict[str, Any], events: dict[str, list[dict]]) -> tuple[list[str], list[str], dict]:
+    """Lines, problems and derived figures of the capacity A/B section, from its inputs and events alone."""
+    results = []
+    problems: list[str] = []
+    for arm in raw["arms"]:
+        evs = events[arm["events"]]
+        m0, m1 = arm["measured_from_to"]
+        s = summarize(evs, m0, m1)
+        cpu = arm["cpu"]
+        gw_cpu = sum(v for k, v in cpu.items() if k.startswith("gw"))
+        r = {
+            **arm, "summary": s, "gw_cpu_s": gw_cpu, "gw_cpu_ms_per_req": 1000 * gw_cpu / max(1, s["n"]),
+            "redis_cpu_ms_per_req": 1000 * cpu.get("redis", 0.0) / max(1, s["n"]),
+            "gw_cores": gw_cpu / max(cpu["_wall_s"], 1e-9),
+            "admitted": s["cats"].get(ADMITTED, 0) + s["cats"].get(TOOL_ERROR, 0),
+            "infra_problems": infra_verdict(s, raw["max_infra_pct"]),
+            "config_line": config_line(arm["rig"], arm["engine_errors_logged"], raw["fail_mode"]),
+            "infra_line": infra_line(s, [e for e in evs if m0 <= e["t0"] < m1], arm["rig"]),
+        }  # fmt: skip
+        results.append(r)
+        problems += [f"{r['arm']} round {r['round']}: {p}" for p in r["engine_problems"] + r["infra_problems"]]
+        if s["cats"].get(RATE_LIMITED, 0):
+            problems.append(f"{r['arm']}: {s['cats'][RATE_LIMITED]} requests rate-limited at a limit never reached")
     rows = []
     for r in results:
         s = r["summary"]
@@ -475,28 +590,16 @@ def capacity_ab(a: argparse.Namespace) -> int:
             f"{sum(r['gw_cpu_ms_per_req'] for r in rs) / len(rs):.2f}",
         ])  # fmt: skip
     lines = [
-        f"{a.gateways} gateways behind nginx, all with the same RATE_LIMITER_ENGINE per arm; Redis backend, "
-        f"`{a.algorithm}`, limits by user, tenant and tool of {rate} (never reached, so every request runs all three "
-        f"dimensions and is admitted). {a.clients} locust clients (closed loop), {a.users} users; {a.warmup} s warm-up "
-        f"then {a.duration} s measured, {a.repeat} round(s), arms in the order {' '.join(arms)} then reversed "
-        f"(ABBA), each on a fresh rig. CPU from /proc/<pid>/stat over the measured interval; the load generator runs "
-        f"on the same 2 cores (its CPU is shown). Run: {env_line}; "
+        f"{raw['gateways']} gateways behind nginx, all with the same RATE_LIMITER_ENGINE per arm; Redis backend, "
+        f"`{raw['algorithm']}`, limits by user, tenant and tool of {raw['rate']} (never reached, so every request runs "
+        f"all three dimensions and is admitted). {raw['clients']} locust clients (closed loop), {raw['users']} users; "
+        f"{raw['warmup_s']} s warm-up then {raw['duration_s']} s measured, {raw['repeat']} round(s), arms in the order "
+        f"{' '.join(raw['arm_order'])} then reversed (ABBA), each on a fresh rig. CPU from /proc/<pid>/stat over the "
+        f"measured interval; the load generator runs on the same 2 cores (its CPU is shown). Run: {raw['run']}; "
         f"{rigctl.versions_text(results[0]['rig']['versions'] if results else {})}.",
         table(
-            [
-                "engine",
-                "round",
-                "requests",
-                "req/s",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
-                "gateway CPU cores",
-                "gateway CPU ms/req",
-                "Redis CPU ms/req",
-                "locust CPU cores",
-                "infra errors",
-            ],
+            ["engine", "round", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "gateway CPU cores",
+             "gateway CPU ms/req", "Redis CPU ms/req", "locust CPU cores", "infra errors"],
             rows,
         ),  # fmt: skip
         table(["engine", "mean req/s", "mean p50 ms", "mean p99 ms", "mean gateway CPU ms/req"], agg),
@@ -504,15 +607,13 @@ def capacity_ab(a: argparse.Namespace) -> int:
         *[f"{r['arm']} round {r['round']}: {r['infra_line']}" for r in results if r["summary"]["infra"]],
         spread_verdict(by_arm),
     ]
-    raw = {
-        "run": env_line, "gateways": a.gateways, "clients": a.clients, "users": a.users, "warmup_s": a.warmup,
-        "duration_s": a.duration, "repeat": a.repeat, "algorithm": a.algorithm, "fail_mode": a.fail_mode,
-        "arms": [{k: v for k, v in r.items() if k != "events"} for r in results],
-    }  # fmt: skip
-    events = {f"run{i + 1}-{r['arm']}-round{r['round']}": r["events"] for i, r in enumerate(results)}
-    return _finish(
-        "capacity-ab", "Capacity A/B: RATE_LIMITER_ENGINE go vs python", lines, problems, not a.no_doc, raw, events
-    )
+    derived = {
+        f"{r['arm']}-round{r['round']}": {
+            k: r[k] for k in ("summary", "gw_cpu_s", "gw_cpu_ms_per_req", "redis_cpu_ms_per_req", "gw_cores", "admitted")
+        }
+        for r in results
+    }
+    return lines, problems, derived
 
 
 def spread_verdict(by_arm: dict[str, list[dict[str, Any]]]) -> str:
@@ -552,7 +653,6 @@ def spread_verdict(by_arm: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def scale(a: argparse.Namespace) -> int:
-    limit, window_s = a.limit
     opts = rigctl.RigOptions(
         engines=a.engines.split(), backend="redis", algorithm=a.algorithm, by_user=a.limit_text, users=a.users,
         teams=max(1, a.users // 10), gateway_log_level=a.gateway_log_level, fail_mode=a.fail_mode,
@@ -560,71 +660,71 @@ def scale(a: argparse.Namespace) -> int:
     )  # fmt: skip
     env_line = environment_line()
 
-    def body(rig: dict[str, Any]) -> tuple[list[str], list[str], dict[str, Any], list[dict]]:
-        clients = a.clients
+    def body(rig: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
         if a.algorithm == "fixed_window":
-            align_to_window(window_s)
-        events = run_locust(rig, Path(rig["run_dir"]) / "events.jsonl", a.duration, clients, 0, rotate=True)
-        problems = engine_check(rig)
-        s = summarize(events)
-        problems += infra_verdict(s, a.max_infra_pct)
-        reports = analyse(events, a.algorithm, {"user": (limit, window_s)}, rig["users"], rig["tool"], set())
-        bad = [r for r in reports if not r.ok]
-        for r in bad[:5]:
-            problems += [f"{r.key}: {x}" for x in (r.over + r.under)[:2]]
-        if len(bad) > 5:
-            problems.append(f"... {len(bad)} keys failed in all")
-        saturated = [r for r in reports if r.checks]
-        if len(saturated) < 0.9 * a.users:
-            problems.append(f"only {len(saturated)} of {a.users} users reached their limit: demand too low to check")
-        checks = sum(r.checks for r in reports)
-        exact = sum(r.exact for r in reports)
-        admitted = sorted(r.admitted for r in reports)
-        lines = [
-            f"{len(rig['gateways'])} gateways (RATE_LIMITER_ENGINE: {' '.join(rig['engines'])}), Redis backend, "
-            f"`{a.algorithm}`, `by_user: {a.limit_text}`; {a.users} users in {opts.teams} teams, {clients} locust "
-            f"clients taking the users in turn (each call as the next user), {a.duration} s. Run: {env_line}; "
-            f"{rigctl.versions_text(rig.get('versions', {}))}.",
-            table(COUNTS_HEADER, [counts_row(s)]),
-            infra_line(s, events, rig),
-            config_line(rig, a.fail_mode),
-            table(
-                [
-                    "users seen",
-                    "users that reached the limit",
-                    "checks",
-                    "exact",
-                    "keys with over-admission",
-                    "keys with under-admission",
-                    "admitted per user min / median / max",
-                ],
-                [
-                    [
-                        len(reports),
-                        len(saturated),
-                        checks,
-                        exact,
-                        sum(1 for r in reports if r.over),
-                        sum(1 for r in reports if r.under),
-                        f"{admitted[0] if admitted else 0} / {admitted[len(admitted) // 2] if admitted else 0} / "
-                        f"{admitted[-1] if admitted else 0}",
-                    ]
-                ],
-            ),  # fmt: skip
-        ]
-        if bad:
-            lines.append(table(KEY_HEADER, key_rows(bad[:20])))
-        raw = {
-            "run": env_line, "rig": rig_facts(rig), "duration_s": a.duration, "clients": clients,
-            "algorithm": a.algorithm, "limit": a.limit_text, "fail_mode": a.fail_mode, "summary": s,
-            "engine_errors_logged": plugin_engine_errors(rig["run_dir"]), "keys": reports,
+            align_to_window(a.limit[1])
+        events = run_locust(rig, Path(rig["run_dir"]) / "events.jsonl", a.duration, a.clients, 0, rotate=True)
+        inputs = {
+            "format": RAW_FORMAT, "kind": "scale", "section": f"scale-{a.users}",
+            "title": f"Scale: {a.users} users, {a.algorithm}", "run": env_line, "rig": rig_facts(rig),
+            "duration_s": a.duration, "clients": a.clients, "algorithm": a.algorithm, "limit": a.limit_text,
+            "fail_mode": a.fail_mode, "max_infra_pct": a.max_infra_pct, "engine_problems": engine_check(rig),
+            "engine_errors_logged": plugin_engine_errors(rig["run_dir"]),
         }  # fmt: skip
-        return lines, problems, raw, events
+        return inputs, events
 
-    lines, problems, raw, events = _with_rig(opts, a.keep, body)
-    return _finish(
-        f"scale-{a.users}", f"Scale: {a.users} users, {a.algorithm}", lines, problems, not a.no_doc, raw, {"": events}
-    )
+    inputs, events = _with_rig(opts, a.keep, body)
+    return _finish(inputs, {"": events}, not a.no_doc)
+
+
+def render_scale(raw: dict[str, Any], all_events: dict[str, list[dict]]) -> tuple[list[str], list[str], dict]:
+    """Lines, problems and derived figures of a scale section, from its inputs and events alone."""
+    events = all_events[""]
+    facts = raw["rig"]
+    limit, window_s = parse_rate(raw["limit"])
+    users = facts["users"]
+    problems = list(raw["engine_problems"])
+    s = summarize(events)
+    problems += infra_verdict(s, raw["max_infra_pct"])
+    reports = analyse(events, raw["algorithm"], {"user": (limit, window_s)}, facts_users(facts), facts["tool"], set())
+    bad = [r for r in reports if not r.ok]
+    for r in bad[:5]:
+        problems += [f"{r.key}: {x}" for x in (r.over + r.under)[:2]]
+    if len(bad) > 5:
+        problems.append(f"... {len(bad)} keys failed in all")
+    saturated = [r for r in reports if r.checks]
+    if len(saturated) < 0.9 * users:
+        problems.append(f"only {len(saturated)} of {users} users reached their limit: demand too low to check")
+    checks = sum(r.checks for r in reports)
+    exact = sum(r.exact for r in reports)
+    admitted = sorted(r.admitted for r in reports)
+    lines = [
+        f"{len(facts['gateways'])} gateways (RATE_LIMITER_ENGINE: {' '.join(facts['engines'])}), Redis backend, "
+        f"`{raw['algorithm']}`, `by_user: {raw['limit']}`; {users} users in {facts['teams']} teams, {raw['clients']} "
+        f"locust clients taking the users in turn (each call as the next user), {raw['duration_s']} s. "
+        f"Run: {raw['run']}; {rigctl.versions_text(facts.get('versions', {}))}.",
+        table(COUNTS_HEADER, [counts_row(s)]),
+        infra_line(s, events, facts),
+        config_line(facts, raw["engine_errors_logged"], raw["fail_mode"]),
+        table(
+            ["users seen", "users that reached the limit", "checks", "exact", "keys with over-admission",
+             "keys with under-admission", "admitted per user min / median / max"],
+            [[
+                len(reports), len(saturated), checks, exact, sum(1 for r in reports if r.over),
+                sum(1 for r in reports if r.under),
+                f"{admitted[0] if admitted else 0} / {admitted[len(admitted) // 2] if admitted else 0} / "
+                f"{admitted[-1] if admitted else 0}",
+            ]],
+        ),  # fmt: skip
+    ]
+    if bad:
+        lines.append(table(KEY_HEADER, key_rows(bad[:20])))
+    return lines, problems, {"summary": s, "keys": reports}
+
+
+#: The raw results' format: 2 holds every input of its section (render_saved needs nothing else).
+RAW_FORMAT = 2
+RENDERERS = {"correctness": render_correctness, "capacity-ab": render_capacity_ab, "scale": render_scale}
 
 
 # --------------------------------------------------------------------------- CLI
@@ -661,6 +761,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=int(env("LT_USERS", "2")))
     p.add_argument("--engines", default=env("GW_ENGINES", "go python go"))
     p.add_argument("--tool-error-every", type=int, default=int(env("LT_TOOL_ERROR_EVERY", "20")))
+    p.add_argument("--redis-mode", choices=rigctl.REDIS_MODES, default=env("REDIS_MODE") or "standalone",
+                   help="standalone: one redis-server; cluster: a local Redis Cluster (3 primaries + 3 replicas)")  # fmt: skip
 
     p = sub.add_parser("capacity-ab", help="throughput, latency and CPU with RATE_LIMITER_ENGINE=go vs python")
     common(p, 30, 8)
@@ -679,7 +781,11 @@ def main(argv: list[str] | None = None) -> int:
                    default=env("RL_ALGORITHM", "fixed_window"))  # fmt: skip
     p.add_argument("--engines", default=env("GW_ENGINES", "go python go"))
 
+    sub.add_parser("render", help="re-render every section of docs/loadtest.md from docs/loadtest-results/ only")
+
     a = ap.parse_args(argv)
+    if a.test == "render":
+        return render_command()
     rigctl.stop_on_sigterm()
     if a.redis_timeout_ms < 0 or a.redis_timeout_ms > 60000:
         ap.error("--redis-timeout-ms must be 0..60000")

@@ -33,7 +33,7 @@ def test_rig_facts_leave_out_tokens_identities_and_the_redis_url():
         "gateways": [{"name": "gw1", "engine": "go", "ready_s": 3.0, "url": "http://127.0.0.1:1", "pid": 7}],
         "plugin_config": {"by_user": "5/m", "redis_url": "redis://127.0.0.1:6379/0"},
         "users": [{"email": "user000@rig.example", "team": "t1", "token": "eyJ.secret.x"}],
-        "admin_token": "eyJ.admin.x",
+        "admin_token": "eyJ.admin.x", "tool": "rig-rig-echo",
     }  # fmt: skip
     facts = run.rig_facts(rig)
     text = json.dumps(facts)

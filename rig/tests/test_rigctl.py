@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -218,3 +219,57 @@ def test_down_of_one_run_leaves_the_others(tmp_path, monkeypatch):
     finally:
         ra.stop_all(timeout_s=1)
         rb.stop_all(timeout_s=1)
+
+
+def test_cluster_mode_gives_the_plugin_redis_mode_cluster_and_a_seed_node():
+    cfg = rigctl.RigOptions(backend="redis", redis_mode="cluster").plugin_config("redis://127.0.0.1:12001/0")
+    assert cfg["redis_mode"] == "cluster" and cfg["redis_url"] == "redis://127.0.0.1:12001/0"
+    assert "redis_mode" not in rigctl.RigOptions(backend="redis").plugin_config("redis://127.0.0.1:1/0")
+    ap = __import__("argparse").ArgumentParser()
+    rigctl.add_rig_arguments(ap)
+    assert rigctl._options_from_args(ap.parse_args(["--redis-mode", "cluster"])).redis_mode == "cluster"
+
+
+def test_cluster_mode_refuses_the_gateways_redis_cache_before_starting_anything(tmp_path):
+    run = rigctl.Run(tmp_path)
+    opts = rigctl.RigOptions(redis_mode="cluster", gateway_cache="redis")
+    try:
+        rigctl._up(opts, run, "/nonexistent/nginx", "/nonexistent/redis-server", 3)
+    except rigctl.RigError as e:
+        assert "database 1" in str(e)
+    else:
+        raise AssertionError("no error")
+    assert run.procs == []
+
+
+def test_a_cluster_started_by_an_exited_process_is_recorded_and_stopped_by_down(tmp_path, monkeypatch):
+    # `make rig-up REDIS_MODE=cluster`: the process that starts the Cluster exits, the 6 nodes keep running,
+    # and `make rig-down` (down() without a run directory) stops them like every other rig process
+    root = tmp_path / "run"
+    monkeypatch.setattr(rigctl, "RUN_ROOT", root)
+    d = rigctl._new_run_dir(rigctl.RigOptions(), link_current=True)
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import rigctl; "
+        "print(rigctl.start_cluster(rigctl.Run(Path(sys.argv[2]))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(Path(rigctl.__file__).parent), str(d)],
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    nodes = [p for p in rigctl.Run(d).procs if p["name"].startswith("redis-")]
+    try:
+        assert out.returncode == 0, out.stderr
+        assert [p["name"] for p in nodes] == [f"redis-{i}" for i in range(1, 7)]
+        ports = [int(p["match"].rsplit(":", 1)[1]) for p in nodes]
+        assert out.stdout.strip() == f"redis://127.0.0.1:{ports[0]}/0"
+        assert all(port <= 55535 for port in ports)  # a cluster bus port is port + 10000
+        assert all(_alive(p["pid"]) for p in nodes), "the nodes died with the process that started them"
+        import redis
+
+        with redis.Redis(host="127.0.0.1", port=ports[0], socket_timeout=5) as c:
+            assert "cluster_state:ok" in c.execute_command("CLUSTER", "INFO").decode()
+        assert rigctl.running_runs() == [d.resolve()]
+        report = rigctl.down()
+        time.sleep(0.2)
+        assert not [p for p in nodes if _alive(p["pid"])], report
+        assert rigctl.running_runs() == []
+    finally:
+        rigctl.Run(d).stop_all(timeout_s=2)

@@ -82,17 +82,20 @@ class RedisCluster:
 
     ``nodes`` are RedisServer objects (stop(), pause() and start() work on
     them for failover tests; DEBUG is allowed from loopback); ``url`` is a
-    seed node's URL.
+    seed node's URL. ``workdir``: keep the nodes' files there (the rig's run directory);
+    ``detach()`` leaves the nodes running for a caller that stops them by pid.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, workdir: Path | None = None) -> None:
         self.nodes: list[RedisServer] = []
         self.url = ""
+        self.workdir = workdir  # node i's files in workdir/node<i>; None: a temporary directory each
 
     def start(self) -> RedisCluster:
         try:
-            for _ in range(6):
-                node = RedisServer(port=free_cluster_port(), args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            for i in range(6):
+                node_dir = self.workdir / f"node{i + 1}" if self.workdir is not None else None
+                node = RedisServer(workdir=node_dir, port=free_cluster_port(), args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                                          "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
                                          "--enable-debug-command", "local",
                                          # Sync replicas at once (Redis 7 waits 5 s for more replicas before
@@ -151,6 +154,12 @@ class RedisCluster:
                         port = int(primary[1])
                         return next(n for n in self.nodes if n.port == port)
         raise RedisUnavailableError("no running node answers CLUSTER SLOTS")
+
+    def detach(self) -> list[tuple[int, int]]:
+        """Leave every node running beyond this object (RedisServer.detach); (port, pid) of each."""
+        out = [(node.port, node.detach()) for node in self.nodes]
+        self.nodes = []
+        return out
 
     def close(self) -> None:
         for node in self.nodes:

@@ -285,6 +285,18 @@ class RedisServer:
             if proc.stderr is not None:
                 proc.stderr.close()
 
+    def detach(self) -> int:
+        """Leave the running server to the caller, who stops it by the returned pid: it outlives this
+        object and the interpreter (the rig keeps a Cluster running after `rig-up` exits)."""
+        pid = self.pid
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.stderr is not None:
+            proc.stderr.close()  # redis-server logs to its file and ignores SIGPIPE
+        return pid
+
     def close(self) -> None:
         """stop(), and remove the working directory if this object created it."""
         self.stop()
