@@ -8,6 +8,11 @@ a proven under-admission is ``possible < limit - tolerance`` at an instant where
 (tolerance = 1 % of the limit, rounded down). Requests whose outcome is unknown (infrastructure
 errors) count as possible admissions only.
 
+On a Redis Cluster the limiter decides at the cluster clock (docs/semantics.md §11.1), not at the
+TIME of the node holding the key; it can be off this host's clock by up to ``clock_slack_s``. The
+checks then take each decision to lie in ``[t0 - slack, t1 + slack]``: a wider span, so fewer certain
+and more possible admissions near window boundaries (weaker checks, stated with the result).
+
 Each run starts on fresh state (new Redis, new gateway processes), which is what makes the lower
 bounds exact: a refusal by dimension X of a key means that key's state was full at that instant.
 
@@ -213,10 +218,12 @@ def build_observations(
     tool: str,
     tools_limited: set[str],
     per_gateway: bool,
+    clock_slack_s: float = 0.0,
 ) -> dict[tuple[str, str], KeyObservations]:
     """Group events by (dimension, key). Keys are ``u<index>``, ``t<team index>``, the tool name,
     prefixed by the answering gateway when ``per_gateway`` (memory backend: one store per process).
-    No identity (email, team id) appears in a key."""
+    No identity (email, team id) appears in a key. ``clock_slack_s`` widens every span on both sides
+    (the limiter's clock may be that far from this host's)."""
     teams: dict[str, int] = {}
     for u in users:
         if u.get("team") and u["team"] not in teams:
@@ -232,7 +239,7 @@ def build_observations(
         if "tool" in dimensions and tool.strip().lower() in tools_limited:
             keys["tool"] = tool.strip().lower()
         scope = (e.get("up") or "?") + "/" if per_gateway else ""
-        span = Span(e["t0"], e["t1"])
+        span = Span(e["t0"] - clock_slack_s, e["t1"] + clock_slack_s)
         cat = e["cat"]
         for dim, key in keys.items():
             obs = out[(dim, scope + key)]
@@ -256,9 +263,10 @@ def analyse(
     tool: str,
     tools_limited: set[str],
     per_gateway: bool = False,
+    clock_slack_s: float = 0.0,
 ) -> list[KeyReport]:
     """Reports for every key seen, sorted by dimension and key."""
-    obs = build_observations(events, dimensions, users, tool, tools_limited, per_gateway)
+    obs = build_observations(events, dimensions, users, tool, tools_limited, per_gateway, clock_slack_s)
     reports = []
     for (dim, key), o in sorted(obs.items()):
         limit, window_s = dimensions[dim]

@@ -401,6 +401,7 @@ def correctness(a: argparse.Namespace) -> int:
             "tool_error_every": a.tool_error_every, "algorithm": a.algorithm, "backend": a.backend,
             "limit": a.limit_text, "fail_mode": a.fail_mode, "max_infra_pct": a.max_infra_pct,
             "engine_problems": engine_check(rig), "engine_errors_logged": plugin_engine_errors(rig["run_dir"]),
+            "clock_slack_s": CLUSTER_CLOCK_SLACK_S if rig.get("redis_mode") == "cluster" else 0.0,
         }  # fmt: skip
         return inputs, events
 
@@ -408,12 +409,18 @@ def correctness(a: argparse.Namespace) -> int:
     return _finish(inputs, {"": events}, not a.no_doc)
 
 
+#: How far a Cluster's clock may be from this host's, for the checks (docs/loadtest.md, "Redis Cluster"):
+#: the engine estimates it from one primary's TIME within half the sample's round trip (§11.1), and on this
+#: loaded 2-core host that round trip includes the gateway's event-loop lag; the project's own Cluster
+#: test allows 0.5 s between the cluster clock and a fresh TIME here (tests_py/test_redis_cluster.py).
+CLUSTER_CLOCK_SLACK_S = 0.5
+
 CLUSTER_NOTE = (
     "Redis Cluster: each request has one key (by_user only), so one slot group and the one atomic script on the "
     "primary serving that slot. Decisions are made at the cluster clock (docs/semantics.md §11.1: one primary's "
     "`TIME`, sampled at most once a second per gateway process and carried forward on its monotonic clock, off by "
-    "at most half the sampled round trip); every node and gateway runs on this host, and the checks use the same "
-    "send/receive spans as on one Redis, with no slack for that error."
+    "at most half the sampled round trip), so the checks take each decision to lie within {slack} s of its "
+    "send/receive span on this host's clock."
 )
 
 
@@ -426,9 +433,9 @@ def render_correctness(raw: dict[str, Any], all_events: dict[str, list[dict]]) -
     problems = list(raw["engine_problems"])
     s = summarize(events)
     problems += infra_verdict(s, raw["max_infra_pct"])
-    reports = analyse(
-        events, raw["algorithm"], {"user": (limit, window_s)}, facts_users(facts), facts["tool"], set(), per_gateway
-    )
+    slack = raw.get("clock_slack_s", 0.0)  # absent in sections measured before it existed: 0
+    dims, users = {"user": (limit, window_s)}, facts_users(facts)
+    reports = analyse(events, raw["algorithm"], dims, users, facts["tool"], set(), per_gateway, slack)
     bad = [r for r in reports if not r.ok]
     for r in bad:
         problems += [f"{r.key}: {x}" for x in (r.over + r.under)[:3]]
@@ -498,7 +505,15 @@ def render_correctness(raw: dict[str, Any], all_events: dict[str, list[dict]]) -
             f"{under} under-admissions beyond 1 %."
         )
         if facts["redis_mode"] == "cluster":
-            lines.append(CLUSTER_NOTE)
+            lines.append(CLUSTER_NOTE.format(slack=slack))
+        if slack:
+            strict = analyse(events, raw["algorithm"], dims, users, facts["tool"], set(), per_gateway)
+            found = [f"{r.key}: {x}" for r in strict for x in r.over + r.under]
+            lines.append(
+                "The same checks with no clock slack (each decision inside its send/receive span on this host's "
+                f"clock): {sum(len(r.over) for r in strict)} over-admissions, {sum(len(r.under) for r in strict)} "
+                "under-admissions beyond 1 %" + (": " + "; ".join(found[:6]) if found else "") + "."
+            )
     return lines, problems, derived
 
 

@@ -131,3 +131,18 @@ def test_keys_never_contain_identities():
     reps = analyse(events, "fixed_window", {"user": (5, 1), "tenant": (5, 1), "tool": (5, 1)}, users,
                    "Rig-Tool", {"rig-tool"})  # fmt: skip
     assert sorted(r.key for r in reps) == ["tenant:t0", "tool:rig-tool", "user:u0"]
+
+
+def test_a_limiter_clock_ahead_of_the_host_fails_strict_checks_and_passes_within_the_slack():
+    # a Cluster's clock (docs/semantics.md §11.1) may run ahead of this host's: the limiter opens its next
+    # fixed window early, so a host window holds admissions of two limiter windows
+    inner = ideal("fixed_window", 100, 10)
+    events = simulate("fixed_window", 100, 10, n=3000, rate_hz=40, seed=3, decide=lambda d: inner(d + 0.3))
+    [strict] = analyse(events, "fixed_window", {"user": (100, 10)}, USERS, "tool", set())
+    assert strict.over
+    [slack] = analyse(events, "fixed_window", {"user": (100, 10)}, USERS, "tool", set(), clock_slack_s=0.5)
+    assert slack.ok and slack.checks > 0, (slack.over, slack.under)
+    # the slack is no licence: a limiter admitting twice its limit still fails
+    double = simulate("fixed_window", 100, 10, n=3000, rate_hz=40, seed=3, decide=ideal("fixed_window", 200, 10))
+    [rep] = analyse(double, "fixed_window", {"user": (100, 10)}, USERS, "tool", set(), clock_slack_s=0.5)
+    assert rep.over
