@@ -52,7 +52,7 @@ chaos-fuzz:
 # Redis Cluster and Sentinel failovers under load (docs/semantics.md §11): raw results one JSON
 # line per run. tools/chaos/failover_hook.py drives the plugin hook, once per engine;
 # tests_go/redis_failover_chaos_test.go drives the Go library (limiter.Evaluate).
-CHAOS_FAILOVER = ( echo "chaos-failover: Cluster (kill -9, CLUSTER FAILOVER, DEBUG SLEEP) and Sentinel (kill -9, SENTINEL FAILOVER) under load: plugin hook (engines python, go), Go library"; \
+CHAOS_FAILOVER = ( echo "chaos-failover: Cluster (kill -9, CLUSTER FAILOVER, DEBUG SLEEP, slot migration: hook only) and Sentinel (kill -9, SENTINEL FAILOVER) under load: plugin hook (engines python, go), Go library"; \
 	rm -f $(CHAOS_DIR)/failover.jsonl; \
 	export RL_CHAOS=1 RL_CHAOS_OUT=$(abspath $(CHAOS_DIR))/failover.jsonl \
 		RL_CHAOS_COMMIT=$$(git rev-parse --short HEAD)$$(git diff --quiet HEAD -- . ':!$(CHAOS_DIR)' ':!docs/reliability.md' || echo +dirty); \

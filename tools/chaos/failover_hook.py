@@ -11,7 +11,8 @@ RateLimiterPlugin instances on it, one with ``fail_mode: open`` and one with
 ``redis_timeout_ms`` 100, breaker 5 failures / 200 ms). Eight asyncio tasks,
 four per plugin, call ``tool_pre_invoke`` without pause (2 ms after a fail_mode answer, as
 the Go library's runs do after an error); after 2 s the fault
-hits the primary serving the user, and the run goes on until both plugins
+hits the primary serving the user (or its slot moves to another primary:
+``redis-cli --cluster reshard``), and the run goes on until both plugins
 decided again after the promotion (at most 10 s), then 1 s more.
 
 Each call is classified: ``decided`` (admitted with X-RateLimit-* headers,
@@ -31,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess  # nosec B404 # redis-cli --cluster reshard, a test fixture
 import sys
 import time
 import uuid
@@ -46,9 +48,11 @@ sys.path.insert(0, str(ROOT / "tests_py"))  # the one launcher of local deployme
 
 from cpex.framework import GlobalContext, PluginConfig, PluginContext, ToolPreInvokePayload  # noqa: E402
 from rate_limiter_go.config import parse_config  # noqa: E402
+from rate_limiter_go.engine_python.redis_cluster import key_slot  # noqa: E402
 from rate_limiter_go.keys import state_key  # noqa: E402
 from rate_limiter_go.plugin import RateLimiterPlugin  # noqa: E402
 from support.redis_cluster import SENTINEL_MASTER, RedisCluster, RedisSentinel  # noqa: E402
+from support.redis_cluster import _redis_cli as redis_cli  # noqa: E402  # the launcher's own lookup
 from support.redis_server import RedisServer  # noqa: E402
 
 KIND = "rate_limiter_go.plugin.RateLimiterPlugin"
@@ -67,6 +71,7 @@ SCENARIOS = {
     "cluster: kill -9 of the primary": "cluster",
     "cluster: CLUSTER FAILOVER on the replica": "cluster",
     "cluster: DEBUG SLEEP 1 on the primary": "cluster",
+    "cluster: slot migration (redis-cli --cluster reshard)": "cluster",
     "sentinel: kill -9 of the primary": "sentinel",
     "sentinel: SENTINEL FAILOVER": "sentinel",
 }
@@ -155,8 +160,8 @@ class Deployment:
             return int(c.hget(key, "c") or 0)
 
     def fault(self, scenario: str, key: str) -> float:
-        """Break the primary serving ``key`` as ``scenario`` says; return (perf_counter) when the new primary
-        was promoted, or for DEBUG SLEEP when the stall ended. Blocking: run in a thread."""
+        """Break the primary serving ``key`` (or move its slot) as ``scenario`` says; return (perf_counter)
+        when the new primary was promoted, or when the stall or the reshard ended. Blocking: run in a thread."""
         victim = self.primary(key)
         if scenario.endswith("kill -9 of the primary"):
             before = victim.port
@@ -178,11 +183,42 @@ class Deployment:
             with victim.client() as c:
                 c.execute_command("DEBUG", "SLEEP", "1")
             return time.perf_counter()  # the stall is over when DEBUG SLEEP replies
+        if scenario.endswith("(redis-cli --cluster reshard)"):
+            return self._reshard_first_slot(victim, key)
         if scenario.endswith("SENTINEL FAILOVER"):
             assert self.sentinel is not None  # nosec B101
             self.sentinel.failover()
             return time.perf_counter()
         raise ValueError(f"unknown scenario {scenario!r}")
+
+    def _reshard_first_slot(self, source: RedisServer, key: str) -> float:
+        """Move ``source``'s lowest slot (the user's, see user_for) to another primary with redis-cli, which
+        sets the slot MIGRATING / IMPORTING, MIGRATEs its keys (ASK meanwhile) and then assigns it (MOVED)."""
+        assert self.cluster is not None  # nosec B101
+
+        def ask(node: RedisServer, *command: str) -> Any:
+            with node.client(decode_responses=True) as c:
+                return c.execute_command(*command)
+
+        target = next(n for n in self.cluster.nodes if n.running and n is not source and ask(n, "ROLE")[0] == "master")
+        ids = {node.port: ask(node, "CLUSTER", "MYID") for node in (source, target)}
+        subprocess.run([redis_cli(), "--cluster", "reshard", f"127.0.0.1:{source.port}",  # nosec B603 # redis-cli at a resolved path, loopback
+                        "--cluster-from", ids[source.port], "--cluster-to", ids[target.port],
+                        "--cluster-slots", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        done = time.perf_counter()
+        if self.primary(key) is not target:
+            raise RuntimeError("redis-cli --cluster reshard did not move the user's slot")
+        return done
+
+    def user_for(self, scenario: str, key_of: Callable[[str], str]) -> str:
+        """The user the load runs as: "chaos", or for the slot migration a user whose key's slot is the
+        lowest of its primary's (redis-cli moves a node's slots lowest first)."""
+        if not scenario.endswith("(redis-cli --cluster reshard)"):
+            return USER
+        assert self.cluster is not None  # nosec B101
+        with self.primary(key_of(USER)).client() as c:
+            lowest = {int(start) for start, *_ in c.execute_command("CLUSTER", "SLOTS")}
+        return next(u for u in (f"{USER}{i}" for i in range(1_000_000)) if key_slot(key_of(u)) in lowest)
 
     def _node(self, port: int) -> RedisServer:
         assert self.cluster is not None  # nosec B101
@@ -200,11 +236,11 @@ class Deployment:
         raise RuntimeError(f"no new primary for the user's slot within {timeout_s} s")
 
 
-async def drive(plugins: dict[str, RateLimiterPlugin], stop: asyncio.Event, calls: list[Call]) -> None:
+async def drive(plugins: dict[str, RateLimiterPlugin], user: str, stop: asyncio.Event, calls: list[Call]) -> None:
     payload = ToolPreInvokePayload(name="work", args={})
 
     async def worker(mode: str, plugin: RateLimiterPlugin, i: int) -> None:
-        ctx = PluginContext(global_context=GlobalContext(request_id=f"r{mode}{i}", user=USER))
+        ctx = PluginContext(global_context=GlobalContext(request_id=f"r{mode}{i}", user=user))
         while not stop.is_set():
             start = time.perf_counter()
             try:
@@ -231,11 +267,17 @@ async def run_scenario(engine: str, scenario: str, commit: str) -> Row:
         base = {"backend": "redis", "redis_key_prefix": prefix, "by_user": "1000000/h",
                 "redis_timeout_ms": 100, "redis_connect_timeout_ms": 100, "redis_breaker_failures": 5,
                 "redis_breaker_cooldown_ms": 200, **deployment.settings()}
-        key = state_key(prefix, "fixed_window", "user", parse_config(base).by_user, USER)  # type: ignore[arg-type]
+        rate = parse_config(base).by_user
+
+        def key_of(user: str) -> str:
+            return state_key(prefix, "fixed_window", "user", rate, user)  # type: ignore[arg-type]
+
+        user = deployment.user_for(scenario, key_of)
+        key = key_of(user)
         plugins = {mode: make_plugin({**base, "fail_mode": mode}, engine) for mode in ("open", "closed")}
         calls: list[Call] = []
         stop = asyncio.Event()
-        load = asyncio.create_task(drive(plugins, stop, calls))
+        load = asyncio.create_task(drive(plugins, user, stop, calls))
         await asyncio.sleep(BASELINE_S)
         fault_at = time.perf_counter()
         promoted_at = await asyncio.to_thread(deployment.fault, scenario, key)
