@@ -15,7 +15,7 @@ from typing import Any
 
 from rlbench import targets
 from rlbench.targets import RATIO_STAT, SCRIPT_ENTRY, hook_stat
-from rlbench.workload import ADMITTED_RATE, ALGO_SHORT, BLOCKED_RATE, HOOK_SHORT, POOL_TENANTS, POOL_USERS
+from rlbench.workload import ADMITTED_RATE, ALGO_SHORT, BLOCKED_RATE, HOOK_SHORT, PARTIAL, POOL_TENANTS, POOL_USERS
 
 COLUMNS = ("floor", "go", "python", "cpex-rate-limiter", "limits")
 COLOURS = {"floor": "#9e9e9e", "go": "#00add8", "python": "#3776ab", "cpex-rate-limiter": "#b7410e",
@@ -284,7 +284,9 @@ def _concurrency_md(results: dict[str, Any]) -> list[str]:
     out = ["| subject | backend | " + " | ".join(f"{n} in flight" for n in levels) + " |",
            "|---|---|" + "---|" * len(levels)]  # fmt: skip
     order = {s: i for i, s in enumerate(COLUMNS)}
-    for (subject, backend), by_n in sorted(table.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))):
+    backends = {"memory": 0, "redis": 1, "cluster": 2, "–": 3}
+    for (subject, backend), by_n in sorted(table.items(), key=lambda kv: (backends.get(kv[0][1], 9), kv[0][1],
+                                                                          order.get(kv[0][0], 9))):  # fmt: skip
         out.append(f"| {subject} | {backend} | "
                    + " | ".join(f"**{by_n[n][0]:,.0f}** ({by_n[n][1]:,.0f})" if n in by_n else "–" for n in levels)
                    + " |")  # fmt: skip
@@ -311,12 +313,187 @@ def _redis_md(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _cost_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r["subject"], r["algorithm"], r["dims"], r["path"])
+
+
+def cluster_pairs(results: dict[str, Any]) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:
+    """(standalone row or None, cluster row) for every Cluster cost cell, in table order."""
+    cl = results.get("cluster") or {}
+    single = {_cost_key(r): r for r in [*results.get("redis_cost", []), *cl.get("standalone_partial", [])]
+              if r["subject"] != "floor"}  # fmt: skip
+    order = {"go": 0, "python": 1, "fixed_window": 0, "sliding_window": 1, "token_bucket": 2, "admitted": 0,
+             "blocked": 1, PARTIAL: 2}  # fmt: skip
+    rows = sorted(cl.get("cost", []), key=lambda r: (order.get(r["subject"], 9), order[r["algorithm"]], r["dims"],
+                                                     order[r["path"]]))  # fmt: skip
+    return [(single.get(_cost_key(r)), r) for r in rows]
+
+
+def _f(r: dict[str, Any] | None, key: str, fmt: str) -> str:
+    return "–" if r is None or r.get(key) is None else format(r[key], fmt)
+
+
+def _cluster_md(results: dict[str, Any]) -> list[str]:
+    pairs = cluster_pairs(results)
+    if not pairs:
+        return ["Not measured in this run (section `cluster`).", ""]
+    out = [
+        "| subject | algorithm | dims | path | round trips per request: standalone / Cluster | script calls per "
+        "request on the Cluster | other commands per request on the Cluster | Redis CPU ms per 10,000 checks: "
+        "standalone / Cluster primaries | Cluster / standalone | Cluster replicas (not included) | latency µs, "
+        "p50: standalone / Cluster | mean: standalone / Cluster |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for single, r in pairs:
+        cmds = r["commands_per_request"]
+        entry = ", ".join(f"{k} {v:.2f}" for k, v in cmds.items() if k in SCRIPT_ENTRY) or "none"
+        other = ", ".join(f"{k} {v:.3f}" for k, v in cmds.items() if k not in SCRIPT_ENTRY) or "none"
+        cpu_ratio = _ratio(r["cpu_ms_per_10k"], single["cpu_ms_per_10k"]) if single else "–"
+        out.append(
+            f"| {r['subject']} | {ALGO_SHORT[r['algorithm']]} | {r['dims']} | {r['path']} | "
+            f"{_f(single, 'round_trips_per_request', '.2f')} / **{r['round_trips_per_request']:.2f}** | {entry} | "
+            f"{other} | {_f(single, 'cpu_ms_per_10k', '.0f')} / **{r['cpu_ms_per_10k']:.0f}** | {cpu_ratio} | "
+            f"{_f(r, 'replica_cpu_ms_per_10k', '.0f')} | {_us(single.get('latency_p50_ns') if single else None)} / "
+            f"{_us(r['latency_p50_ns'])} | {_us(single.get('latency_mean_ns') if single else None)} / "
+            f"{_us(r['latency_mean_ns'])} |"
+        )
+    return out + [""]
+
+
+def _peers_cluster_md(results: dict[str, Any]) -> list[str]:
+    rows = (results.get("cluster") or {}).get("peers", [])
+    if not rows:
+        return ["No peer was tried on the Cluster in this run.", ""]
+    out = ["| subject | algorithm | dims | path | outcome | calls with the expected result | error replies from "
+           "the Cluster | errors logged or raised by the peer (most frequent first) | keys written |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        errors = "; ".join(f"`{e.replace('|', '/').replace('`', chr(39))}`" for e in r.get("errors", [])) or "none"
+        replies = ", ".join(f"{k} {v}" for k, v in (r.get("server_errors") or {}).items()) or "none"
+        logged = r.get("errors_logged", 0) + r.get("raised", 0)
+        out.append(f"| {r['subject']} | {ALGO_SHORT[r['algorithm']]} | {r['dims']} | {r['path']} | **{r['verdict']}** | "
+                   f"{r.get('expected', 0)} of {r.get('calls', 0)} | {replies} | {logged}: {errors} | "
+                   f"{r.get('keys_written', 0)} |")  # fmt: skip
+    return out + [""]
+
+
+def _our_error_replies(results: dict[str, Any]) -> str:
+    rows = (results.get("cluster") or {}).get("cost", [])
+    if rows and all("error_replies" not in r for r in rows):
+        return "not counted in this run"
+    total: dict[str, int] = {}
+    for r in rows:
+        for code, n in (r.get("error_replies") or {}).items():
+            total[code] = total.get(code, 0) + n
+    return ", ".join(f"{k} {v}" for k, v in sorted(total.items())) + " error replies" if total else "no error reply"
+
+
+def _cluster_headline(results: dict[str, Any]) -> list[str]:
+    out = []
+    pairs = [(a, b) for a, b in cluster_pairs(results) if a is not None and b["dims"] == 3]
+    for subject in ("go", "python"):
+        for path in ("admitted", PARTIAL):
+            sel = [(a, b) for a, b in pairs if b["subject"] == subject and b["path"] == path]
+            if not sel:
+                continue
+            rts = sorted(b["round_trips_per_request"] for _, b in sel)
+            cpu = sorted(b["cpu_ms_per_10k"] / a["cpu_ms_per_10k"] for a, b in sel)
+            out.append(f"- Redis Cluster, {subject}, 3 dimensions, {path}: {rts[0]:.2f}..{rts[-1]:.2f} round trips "
+                       f"per request (standalone: 1), Redis CPU per check {cpu[0]:.2f}x..{cpu[-1]:.2f}x standalone's "
+                       "(primaries summed; 3 algorithms)")  # fmt: skip
+    peers = (results.get("cluster") or {}).get("peers", [])
+    for subject in sorted({r["subject"] for r in peers}):
+        mine = [r for r in peers if r["subject"] == subject]
+        fails = [r for r in mine if r["verdict"] != "runs"]
+        replies: dict[str, int] = {}
+        for r in fails:
+            for code, n in (r.get("server_errors") or {}).items():
+                replies[code] = replies.get(code, 0) + n
+        what = ", ".join(f"{k} {v}" for k, v in sorted(replies.items(), key=lambda kv: (kv[0] == "ERR", -kv[1])))
+        out.append(f"- {subject} on the Cluster: fails in {len(fails)} of {len(mine)} scenarios"
+                   + (f"; the Cluster's error replies: {what}" if what else ""))  # fmt: skip
+    return out
+
+
 def _profiles_md(results: dict[str, Any]) -> list[str]:
     out = []
     for p in results.get("profiles", []):
         out += [f"**{p['subject']} engine, {p['backend']}, {p['path']}, fixed window, 3 dimensions** "
                 f"({p['calls']} calls of `tool_pre_invoke`, sorted by own time):", "", "```", p["text"], "```", ""]
     return out
+
+
+def _cluster_method_md(results: dict[str, Any]) -> list[str]:
+    cl = results.get("cluster")
+    if not cl:
+        return []
+    st = results.get("settings", {})
+    idle = cl.get("idle_cpu_ms_per_s", {})
+    ic, isg = idle.get("cluster", {}), idle.get("standalone", {})
+    return [
+        f"A local Redis Cluster ({results.get('meta', {}).get('cluster', '3 primaries + 3 replicas')}, on "
+        "loopback, started by the project's one launcher `tests_py/support/redis_cluster.py`) runs beside the "
+        "standalone server in the same run. Our plugin is configured with `redis_mode: cluster` and `redis_url` = "
+        "one seed node, every other setting as on standalone. On a Cluster each dimension's key has its own hash "
+        "tag (docs/semantics.md §6, §11.1): the pool's 3-dimension requests (a user, a tenant, the tool) are "
+        "three slot groups, each its own script call on its slot's primary, run in parallel, plus, when one "
+        "group refuses, a give-back call to each group that consumed. Path **partial** (3 dimensions) is the "
+        f"request refused by one dimension only: the user's limit `{BLOCKED_RATE}` is spent, tenant and tool "
+        f"allow `{ADMITTED_RATE}`; on standalone that is one script that refuses, on the Cluster the tenant and "
+        "tool groups consume and are given back. It is measured on both. The **blocked** path (every limit "
+        f"`{BLOCKED_RATE}`) has give-backs on the Cluster too: a refused request consumes nothing (§4), so a key "
+        "whose group admitted while another group refused is given back and stays unspent; with the pool's 64 "
+        "users on 8 tenants and one tool, the tool's key refuses every request after the first, and each "
+        "request's user group (and its tenant's, for 7 of the 8 tenants) admits and is given back: about 1.9 "
+        "give-backs per request, where one Redis runs one script that refuses.",
+        "",
+        f"Method, the same as the Redis-cost table's: per cell up to {st.get('cluster_checks')} sequential "
+        f"`tool_pre_invoke` calls (at least 200; fewer once {st.get('cluster_max_ms')} ms have passed; standalone "
+        f"cells: {st.get('redis_checks')} or {st.get('redis_max_ms')} ms) between two `INFO all` snapshots of "
+        "every primary, the snapshots' own cost subtracted. A **round trip** is a read event on a Redis server "
+        "(`total_reads_processed`): the server reading one request off a client's socket, so one per "
+        "request/reply exchange of a client that waits for its reply; on the Cluster they are summed over the "
+        "three primaries, so three groups sent in parallel count three (their latency overlaps, their cost does "
+        "not). Commands are commandstats calls summed over the primaries (the script calls, what the scripts "
+        "run inside, and the cluster clock's `TIME` samples, at most one a second per instance). **Redis CPU** "
+        "is `used_cpu_sys + used_cpu_user` of the three primaries, summed; the replicas' CPU (applying the "
+        "primaries' replication stream) is shown in its own column and is **not** included; the standalone "
+        "server has no replica. Idle, with no client sending anything, the three primaries used "
+        f"{ic.get('counted', 0):.1f} ms of CPU per second and the replicas {ic.get('replicas', 0):.1f} (cron, "
+        f"cluster bus, replication pings), the standalone server {isg.get('counted', 0):.1f}; that is included "
+        "in the figures, not subtracted. Latency: `perf_counter_ns()` around each of the cell's calls, p50 and "
+        "mean, the same on both (sequential calls, one in flight).",
+        "",
+    ]
+
+
+def _cluster_section_md(results: dict[str, Any]) -> list[str]:
+    if not results.get("cluster"):
+        return ["Not measured in this run (section `cluster`).", ""]
+    return [
+        *_cluster_method_md(results),
+        *_cluster_md(results),
+        "Throughput on the Cluster (fixed window, 3 dimensions, admitted) is in the throughput table above, "
+        "backend `cluster`.",
+        "",
+        "### Peers on the Cluster",
+        "",
+        "cpex-rate-limiter has no Cluster mode, and our limits wrapper (`bench/rlbench/limits_hook.py`) uses "
+        "limits' plain Redis storage (limits has a separate Cluster storage, `redis+cluster://`, which this run "
+        "does not try): each is configured as an operator would, with its `redis_url` naming the seed node, and "
+        "called once for each of the pool's requests (tool hook, every "
+        "Redis scenario it supports). The outcome is what it did, not a time: **runs** when every call had the "
+        "path's expected result (admitted with headers, or a `RATE_LIMIT` violation) and nothing was logged "
+        "at WARNING or above and no node replied with an error; else **fails**. Error replies are counted on "
+        "the nodes (`INFO errorstats` of all six, before and after), which names the error even where the peer "
+        "logs only that it failed (`ERR` is every error without a code of its own; the peers' failed calls come "
+        f"with them; during our plugin's Cluster cells above: {_our_error_replies(results)}); beside them the "
+        "errors the peer logged or raised (slot numbers and node "
+        "addresses of `MOVED` folded) and the keys it left on the primaries. Under `fail_mode: open` a failed "
+        "call is an admitted request that nothing counted.",
+        "",
+        *_peers_cluster_md(results),
+    ]
 
 
 def markdown(results: dict[str, Any], chart_name: str) -> str:
@@ -348,6 +525,8 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         *_headline_md(results),
         "",
+        *_cluster_headline(results),
+        *([""] if results.get("cluster") else []),
         *_ceiling_md(results),
     ]
     if results.get("unavailable"):
@@ -366,6 +545,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"| cpex | {vers.get('cpex')} |",
         f"| peers | cpex-rate-limiter {vers.get('cpex-rate-limiter')}, limits {vers.get('limits')} |",
         f"| redis | server {meta.get('redis')}; redis-py {vers.get('redis')} |",
+        *([f"| redis cluster | {meta['cluster']}, same server binary, loopback |"] if meta.get("cluster") else []),
         f"| other | pydantic {vers.get('pydantic')}, matplotlib {vers.get('matplotlib')} |",
         f"| load average (1/5/15 min) | start {ls[0]:.2f} / {ls[1]:.2f} / {ls[2]:.2f}; "
         f"end {le[0]:.2f} / {le[1]:.2f} / {le[2]:.2f} |",
@@ -464,6 +644,9 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         *_redis_md(results),
         "",
+        "## Redis Cluster beside one Redis",
+        "",
+        *_cluster_section_md(results),
         "## Chart",
         "",
         f"![mean latency and throughput]({chart_name})",
@@ -508,14 +691,17 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax1.grid(axis="y", alpha=0.3)
 
     conc = results.get("concurrency", [])
-    for ax, backends, title in ((ax2, ("redis",), "Redis backend"), (ax3, ("memory", None), "memory backend and floor")):
+    style = {"redis": "-", "cluster": "--", "memory": "-", None: ":"}
+    for ax, backends, title in ((ax2, ("redis", "cluster"), "Redis (dashed: Cluster)"),
+                                (ax3, ("memory", None), "memory backend and floor")):  # fmt: skip
         for name in names:
             for backend in backends:
                 pts = sorted((r["inflight"], r["rps_best"]) for r in conc
                              if r["subject"] == name and r["backend"] == backend)  # fmt: skip
                 if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], "-" if backend else ":", marker="o",
-                            label=name, color=COLOURS.get(name))  # fmt: skip
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], style[backend], marker="o",
+                            label=name + (" (Cluster)" if backend == "cluster" else ""),
+                            color=COLOURS.get(name))  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set_xlabel("calls in flight (one event loop)")
         ax.set_ylabel("requests per second (best round)")

@@ -63,11 +63,19 @@ def _config(name: str, kind: str, raw: dict[str, Any], hooks: tuple[str, ...] = 
     return PluginConfig(name=name, kind=kind, hooks=list(hooks), config=raw)
 
 
-def build(subject: str, scenario: Scenario | None, redis_url: str | None, hooks: tuple[str, ...] = HOOKS) -> Any:
+def key_prefix(subject: str, scenario: Scenario, hooks: tuple[str, ...] = HOOKS) -> str:
+    """The ``redis_key_prefix`` of ``subject``'s instance for ``scenario``."""
+    prefix = f"{_KEY_PREFIX[subject]}.{ALGO_SHORT[scenario.algorithm]}.{scenario.dims}.{scenario.path}"
+    return prefix + ".http" if hooks != HOOKS else prefix  # its own counters, like every other instance
+
+
+def build(subject: str, scenario: Scenario | None, redis_url: str | None, hooks: tuple[str, ...] = HOOKS,
+          redis_mode: str = "standalone") -> Any:  # fmt: skip
     """A plugin instance of ``subject`` for ``scenario`` (``None`` for the floor, which takes a path).
 
     ``hooks``: the hooks listed in its configuration (ours keeps admitted headers for the HTTP
-    response only when ``http_post_request`` is among them). Raises SubjectUnavailableError
+    response only when ``http_post_request`` is among them). ``redis_mode``: our plugin's setting
+    (§11); the peers have no such setting and get only ``redis_url``. Raises SubjectUnavailableError
     when the subject cannot be built here.
     """
     if subject == "floor":
@@ -75,14 +83,13 @@ def build(subject: str, scenario: Scenario | None, redis_url: str | None, hooks:
         return _load_class(_KIND["floor"])(_config("bench-floor", _KIND["floor"], {"path": path}))
     if scenario is None:
         raise ValueError(f"{subject} needs a scenario")
-    prefix = f"{_KEY_PREFIX[subject]}.{ALGO_SHORT[scenario.algorithm]}.{scenario.dims}.{scenario.path}"
-    if hooks != HOOKS:
-        prefix += ".http"  # its own counters, like every other instance of the run
-    raw = limiter_config(scenario, redis_url, prefix)
+    raw = limiter_config(scenario, redis_url, key_prefix(subject, scenario, hooks))
     if subject in OURS and scenario.backend == "redis":
         # The 50 ms defaults (§8) are for production; on a loaded 2-core machine one slow reply
         # would fail open and abort the run. cpex-rate-limiter has no such settings.
         raw |= {"redis_timeout_ms": BENCH_REDIS_TIMEOUT_MS, "redis_connect_timeout_ms": BENCH_REDIS_TIMEOUT_MS}
+        if redis_mode != "standalone":
+            raw["redis_mode"] = redis_mode
     cls = _load_class(_KIND[subject])
     cfg = _config(f"bench-{subject}" + (".http" if hooks != HOOKS else ""), _KIND[subject], raw, hooks)
     if subject not in OURS:

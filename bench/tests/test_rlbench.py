@@ -275,3 +275,229 @@ def test_snapshots_count_commands_inside_scripts_but_one_read_per_round_trip(red
     assert cmds["eval"] == 5 and cmds["incr"] == 10
     assert after.reads - before.reads == 6  # five EVALs and the second INFO
     assert after.cpu_s >= before.cpu_s
+
+
+# --- Redis cost across several servers (the Cluster cells) ----------------------------
+
+
+def _counters(commands: dict[str, int], reads: int, cpu_s: float) -> Any:
+    from rlbench.redis_counters import ServerCounters
+
+    return ServerCounters(commands=commands, reads=reads, cpu_s=cpu_s)
+
+
+def test_counters_of_several_servers_add_up_per_command() -> None:
+    from rlbench.redis_counters import total
+
+    got = total([_counters({"evalsha": 3, "info": 1}, 10, 0.5), _counters({"evalsha": 2, "time": 1}, 7, 0.25),
+                 _counters({}, 0, 0.0)])  # fmt: skip
+    assert got.commands == {"evalsha": 5, "info": 1, "time": 1}
+    assert (got.reads, got.cpu_s) == (17, 0.75)
+    assert total([]).reads == 0 and total([]).commands == {}
+
+
+def test_cost_figures_subtract_the_snapshot_once_and_divide_by_checks() -> None:
+    from rlbench.redis_counters import cost_figures
+
+    before = _counters({"evalsha": 100, "info": 9, "hmget": 40}, 1000, 2.0)
+    # 3 primaries: 300 script calls, 6 TIME samples, 3 replicas' REPLCONF ACKs (3 reads, not requests),
+    # and the after snapshot's 3 INFOs (3 reads).
+    after = _counters({"evalsha": 400, "info": 12, "hmget": 640, "time": 6, "replconf": 3}, 1000 + 300 + 3 + 3, 2.5)
+    got = cost_figures(before, after, base_reads=3, base_cmds={"info": 3}, checks=100)
+    assert got.commands_per_request == {"evalsha": 3.0, "hmget": 6.0, "replconf": 0.03, "time": 0.06}  # info: gone
+    assert got.commands_total == pytest.approx(9.09)
+    assert got.round_trips_per_request == 3.0
+    assert got.cpu_ms_per_10k == pytest.approx(50_000.0)  # 0.5 s over 100 checks = 5 ms per check
+    assert got.error_replies == {}
+    with pytest.raises(ValueError):
+        cost_figures(before, after, 3, {}, 0)
+
+
+def test_error_replies_are_read_by_code_and_differenced() -> None:
+    from rlbench.redis_counters import error_counts, error_delta
+
+    before = error_counts({"errorstat_ERR": {"count": 9}, "errorstat_MOVED": {"count": 2}, "used_cpu_sys": 1.0})
+    after = error_counts({"errorstat_ERR": {"count": 9}, "errorstat_MOVED": {"count": 46},
+                          "errorstat_CROSSSLOT": {"count": 64}})  # fmt: skip
+    assert before == {"ERR": 9, "MOVED": 2}
+    assert error_delta(before, after) == {"CROSSSLOT": 64, "MOVED": 44}
+
+
+def test_latency_summary_is_p50_and_mean_of_the_calls() -> None:
+    from array import array
+
+    from rlbench.redis_cost import latency_summary
+
+    assert latency_summary(array("q", [400, 100, 300, 200])) == {"latency_p50_ns": 200.0, "latency_mean_ns": 250.0}
+    with pytest.raises(ValueError):
+        latency_summary(array("q"))
+
+
+def test_partial_path_spends_only_the_user_limit() -> None:
+    from rlbench.workload import ADMITTED_RATE, BLOCKED_RATE, PARTIAL, limiter_config, partial_scenarios
+
+    s = Scenario("redis", "token_bucket", 3, PARTIAL)
+    cfg = limiter_config(s, "redis://127.0.0.1:1/0", "p")
+    assert cfg["by_user"] == BLOCKED_RATE
+    assert cfg["by_tenant"] == ADMITTED_RATE and cfg["by_tool"] == {TOOL: ADMITTED_RATE}
+    assert not s.admitted and Scenario("redis", "token_bucket", 3, "admitted").admitted
+    assert [p.algorithm for p in partial_scenarios()] == ["fixed_window", "sliding_window", "token_bucket"]
+    with pytest.raises(ValueError, match="3 dimensions"):
+        limiter_config(Scenario("redis", "fixed_window", 1, PARTIAL), "redis://127.0.0.1:1/0", "p")
+
+
+def test_partial_path_is_refused_on_the_third_call_of_a_user_with_the_python_engine() -> None:
+    from rlbench.workload import PARTIAL
+
+    plugin = build("python", Scenario("memory", "fixed_window", 3, PARTIAL), None)
+    first, second = _call_all(plugin, 2, request_index=3)
+    assert outcome_ok(first, True) and outcome_ok(second, False)
+    assert second.violation.details["dimension"] == "user"
+
+
+def test_cluster_errors_fold_slots_and_nodes_and_are_cut() -> None:
+    from rlbench.cluster import MAX_ERROR_CHARS, normalise_error
+
+    assert normalise_error("MOVED 1234 127.0.0.1:17001") == "MOVED <slot> <node>"
+    assert normalise_error("a\n  b\tASK 9 h:1 c") == "a b ASK <slot> <node> c"
+    long = normalise_error("x" * 500)
+    assert len(long) == MAX_ERROR_CHARS and long.endswith("…")
+
+
+def test_peer_outcome_counts_shapes_errors_and_keys() -> None:
+    from rlbench.cluster import summarise
+
+    admitted = _call_all(FloorPlugin(_plugin_config("floor", {"path": "admitted"})), 1)[0]
+    fail_open = ToolPreInvokeResult()  # admitted without headers
+    got = summarise(4, [admitted, fail_open, fail_open], [RuntimeError("boom")],
+                    ["CROSSSLOT Keys in request don't hash to the same slot"] * 2, True, 0)  # fmt: skip
+    assert (got.calls, got.expected, got.other, got.raised, got.errors_logged) == (4, 1, 2, 1, 2)
+    assert got.errors == ["CROSSSLOT Keys in request don't hash to the same slot", "RuntimeError: boom"]
+    assert got.verdict() == "fails"
+    clean = summarise(2, [admitted, admitted], [], [], True, 2)
+    assert clean.verdict() == "runs" and clean.keys_written == 2
+    quiet_but_refused = summarise(2, [admitted, admitted], [], [], True, 2, {"MOVED": 1})
+    assert quiet_but_refused.verdict() == "fails" and quiet_but_refused.server_errors == {"MOVED": 1}
+    assert summarise(1, [admitted], [], [], False, 0).verdict() == "fails"  # admitted on the blocked path
+
+
+def _cost_row(subject: str, path: str, deployment: str, rt: float, cpu: float, **extra: Any) -> dict[str, Any]:
+    return {"subject": subject, "backend": "redis", "algorithm": "fixed_window", "dims": 3, "path": path,
+            "deployment": deployment, "checks": 100, "commands_per_request": {"evalsha": rt},
+            "commands_total": rt, "round_trips_per_request": rt, "cpu_ms_per_10k": cpu,
+            "latency_p50_ns": 200_000.0 * rt, "latency_mean_ns": 250_000.0 * rt, "error_replies": {}, **extra}  # fmt: skip
+
+
+def test_report_sets_cluster_cells_beside_standalone_and_peers_as_outcomes(tmp_path: Path) -> None:
+    from rlbench.workload import PARTIAL
+
+    res = _results(go_p50=2000.0, py_p50=10000.0, rs_p50=3000.0, evalsha=1.0, reads=1.0, go_rps=1500.0)
+    res["redis_cost"] = [_cost_row("go", "admitted", "standalone", 1.0, 800.0)]
+    res["cluster"] = {
+        "cost": [_cost_row("go", "admitted", "cluster", 3.0, 2000.0, replica_cpu_ms_per_10k=300.0),
+                 _cost_row("go", PARTIAL, "cluster", 5.0, 3000.0, replica_cpu_ms_per_10k=400.0)],
+        "standalone_partial": [_cost_row("go", PARTIAL, "standalone", 1.0, 600.0)],
+        "peers": [{"subject": "cpex-rate-limiter", "backend": "redis", "algorithm": "fixed_window", "dims": 3,
+                   "path": "admitted", "verdict": "fails", "calls": 64, "expected": 0, "errors_logged": 64,
+                   "raised": 0, "keys_written": 0, "errors": ["tool_pre_invoke error; allowing request"],
+                   "server_errors": {"CROSSSLOT": 64}}],
+        "idle_cpu_ms_per_s": {"cluster": {"counted": 3.0, "replicas": 2.0}, "standalone": {"counted": 1.0}},
+    }  # fmt: skip
+    res.update({"algorithms": ["fixed_window"], "targets": targets.evaluate(res), "mode": "quick",
+                "meta": {"cores": 2, "load_start": [0.1, 0.2, 0.3], "load_end": [0.1, 0.1, 0.1], "versions": {},
+                         "cluster": "3 primaries + 3 replicas"}, "settings": {}, "command": "x"})  # fmt: skip
+    pairs = report.cluster_pairs(res)
+    assert [(a["path"] if a else None, b["path"]) for a, b in pairs] == [("admitted", "admitted"), (PARTIAL, PARTIAL)]
+    doc = tmp_path / "benchmarks.md"
+    report.write(res, doc, tmp_path / "benchmarks.png")
+    text = doc.read_text(encoding="utf-8")
+    assert "| go | fixed | 3 | admitted | 1.00 / **3.00** | evalsha 3.00 | none | 800 / **2000** | 2.50x | 300 |" in text
+    assert "| go | fixed | 3 | partial | 1.00 / **5.00** |" in text and "| 600 / **3000** | 5.00x | 400 |" in text
+    assert "3 dimensions, admitted: 3.00..3.00 round trips per request (standalone: 1)" in text
+    assert "cpex-rate-limiter on the Cluster: fails in 1 of 1 scenarios; the Cluster's error replies: CROSSSLOT 64" in text
+    assert ("| cpex-rate-limiter | fixed | 3 | admitted | **fails** | 0 of 64 | CROSSSLOT 64 | 64: "
+            "`tool_pre_invoke error; allowing request` | 0 |") in text
+    assert "primaries used 3.0 ms of CPU per second and the replicas 2.0" in text
+    assert "during our plugin's Cluster cells above: no error reply" in text
+
+
+def test_report_of_a_run_without_cluster_says_so(tmp_path: Path) -> None:
+    res = _results(go_p50=2000.0, py_p50=10000.0, rs_p50=3000.0, evalsha=1.0, reads=1.0, go_rps=1500.0)
+    res["redis_cost"] = []
+    res.update({"algorithms": ["fixed_window"], "targets": [], "meta": {"cores": 2}, "settings": {}})
+    text = report.markdown(res, "x.png")
+    assert "Not measured in this run (section `cluster`)." in text
+    assert "Peers on the Cluster" not in text and "Redis Cluster, go" not in text
+
+
+# --- a real local Cluster ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Any:
+    import rlbench  # noqa: F401 - puts tests_py/ on the path for support.redis_cluster
+    from support.redis_cluster import RedisCluster
+
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed and CI=true: the Redis tests must run")
+        pytest.skip("redis-server is not installed")
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+def test_cluster_cells_count_every_primary_and_give_backs(redis_cluster: Any) -> None:
+    from rlbench.cluster import deployment
+    from rlbench.redis_cost import cost_cell
+    from rlbench.workload import PARTIAL
+
+    dep = deployment(redis_cluster)
+    try:
+        assert (len(dep.counted), len(dep.replicas)) == (3, 3) and dep.base_reads == 3
+        args = [(r.tool_payload, r.context) for r in request_pool(64)]
+
+        async def cell(s: Scenario) -> dict[str, Any]:
+            plugin = build("python", s, redis_cluster.url, redis_mode="cluster")
+            await plugin.initialize()
+            try:
+                return await cost_cell(plugin.tool_pre_invoke, args, s.admitted, dep, 200, 10_000, s.label())
+            finally:
+                await plugin.shutdown()
+
+        one = asyncio.run(cell(Scenario("redis", "fixed_window", 1, "admitted")))
+        partial = asyncio.run(cell(Scenario("redis", "fixed_window", 3, PARTIAL)))
+    finally:
+        dep.close()
+    # One slot group per request; the clock's TIME samples (at most one a second) are the only extra.
+    assert one["commands_per_request"]["evalsha"] == 1.0
+    assert 1.0 <= one["round_trips_per_request"] <= 1.05
+    # Three groups (the pool's users, tenants and the tool hash to distinct slots), two of them given back.
+    assert partial["commands_per_request"]["evalsha"] == 5.0
+    assert 5.0 <= partial["round_trips_per_request"] <= 5.05
+    assert partial["cpu_ms_per_10k"] > one["cpu_ms_per_10k"] > 0 and partial["replica_cpu_ms_per_10k"] > 0
+    assert one["error_replies"] == {} and partial["error_replies"] == {}
+
+
+def test_a_peer_without_cluster_mode_is_reported_with_the_clusters_error_replies(redis_cluster: Any) -> None:
+    from rlbench.cluster import deployment, peer_trial
+    from rlbench.subjects import key_prefix
+
+    dep = deployment(redis_cluster)
+    s = Scenario("redis", "fixed_window", 3, "admitted")
+    plugin = build("cpex-rate-limiter", s, redis_cluster.url)
+    args = [(r.tool_payload, r.context) for r in request_pool(16)]
+
+    async def trial() -> dict[str, Any]:
+        await plugin.initialize()
+        try:
+            return await peer_trial(plugin, args, True, dep, key_prefix("cpex-rate-limiter", s))
+        finally:
+            await plugin.shutdown()
+
+    try:
+        got = asyncio.run(trial())
+    finally:
+        dep.close()
+    assert got["verdict"] == "fails" and got["calls"] == 16
+    assert got["server_errors"].get("CROSSSLOT", 0) + got["server_errors"].get("MOVED", 0) == 16
+    assert got["keys_written"] == 0 and got["expected"] == 0
