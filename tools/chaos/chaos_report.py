@@ -150,6 +150,14 @@ FAILOVER_RESUME_S = 2.0
 _DRIVERS = {"hook": "plugin hook", "limiter": "Go library"}
 
 
+def failover_goals_met(r: dict[str, Any]) -> bool:
+    """A failover run through the hook: nothing escaped, each plugin answered with its own fail_mode
+    only, and both decided again within FAILOVER_RESUME_S of the promotion."""
+    resumed = r["resumed_after_s"]
+    return (r["escaped"] == 0 and r["wrong_fail_mode"] == 0 and resumed is not None
+            and resumed <= FAILOVER_RESUME_S)
+
+
 def failover_table(runs: list[dict[str, Any]]) -> str:
     """The JSON lines of make chaos-failover as a table, one row per scenario, engine and driver:
     tools/chaos/failover_hook.py (the plugin hook, engine python or go) and

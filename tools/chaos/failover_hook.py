@@ -44,8 +44,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tools" / "chaos"))
 sys.path.insert(0, str(ROOT / "tests_py"))  # the one launcher of local deployments lives with the tests
 
+from chaos_report import FAILOVER_RESUME_S, failover_goals_met  # noqa: E402
 from cpex.framework import GlobalContext, PluginConfig, PluginContext, ToolPreInvokePayload  # noqa: E402
 from rate_limiter_go.config import parse_config  # noqa: E402
 from rate_limiter_go.engine_python.redis_cluster import key_slot  # noqa: E402
@@ -63,7 +65,6 @@ RESUME_WAIT_S = 10.0  # give up waiting for decisions after the promotion
 TAIL_S = 1.0
 FAILED_PAUSE_S = 0.002
 WATCHDOG_S = 5.0  # a hook call longer than this counts as escaped (hung)
-RESUME_GOAL_S = 2.0  # docs/semantics.md §11: decisions within 2 s of the new primary
 OUTPUTS = ("docs/reliability-results/", "docs/reliability.md")  # rewritten by the run: not "uncommitted changes"
 
 #: scenario name (as the Go library's rows name it) -> deployment kind
@@ -316,11 +317,6 @@ async def run_scenario(engine: str, scenario: str, commit: str) -> Row:
     return row
 
 
-def goals_met(row: Row) -> bool:
-    return (row.escaped == 0 and row.wrong_fail_mode == 0 and row.resumed_after_s is not None
-            and row.resumed_after_s <= RESUME_GOAL_S)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", required=True, choices=["python", "go"])
@@ -342,11 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None:
             with args.out.open("a") as f:
                 f.write(line + "\n")
-        if not goals_met(row):
+        if not failover_goals_met(asdict(row)):
             missed.append(scenario)
     if missed:
         print(f"failover-hook: {args.engine}: goals missed in {', '.join(missed)} (escaped 0, own fail_mode only, "
-              f"decisions within {RESUME_GOAL_S:g} s of the promotion)", flush=True)
+              f"decisions within {FAILOVER_RESUME_S:g} s of the promotion)", flush=True)
     return 1 if missed else 0
 
 
