@@ -26,6 +26,7 @@ type failoverRun struct {
 	Scenario       string  `json:"scenario"`
 	Requests       int64   `json:"requests"`
 	Failed         int64   `json:"failed"`          // Evaluate errors: the plugin applies fail_mode to these
+	MaxCallMS      float64 `json:"max_call_ms"`     // the slowest Evaluate (budget: connect + command timeout, 200 ms)
 	OutageS        float64 `json:"outage_s"`        // from the fault to the new primary's promotion
 	ResumedAfterS  float64 `json:"resumed_after_s"` // from the promotion to the first decision after it
 	AdmittedBefore int64   `json:"admitted_before_fault"`
@@ -78,6 +79,7 @@ type load struct {
 	admittedAfter    atomic.Int64
 	faulted          atomic.Bool
 	firstOKAfter     atomic.Int64 // Unix ns of the first success of a call started after the promotion mark
+	maxCallNS        atomic.Int64
 	promotedAtNS     atomic.Int64
 }
 
@@ -97,6 +99,7 @@ func (ld *load) run(l *limiter.Limiter, users []string, stop <-chan struct{}) *s
 				ld.requests.Add(1)
 				start := time.Now().UnixNano()
 				d, err := l.Evaluate(context.Background(), limiter.Request{User: user})
+				raiseTo(&ld.maxCallNS, time.Now().UnixNano()-start)
 				if err != nil {
 					ld.failed.Add(1)
 					time.Sleep(2 * time.Millisecond)
@@ -115,6 +118,12 @@ func (ld *load) run(l *limiter.Limiter, users []string, stop <-chan struct{}) *s
 		}(users[g%len(users)])
 	}
 	return &wg
+}
+
+// raiseTo stores x in v if it is larger than what v holds.
+func raiseTo(v *atomic.Int64, x int64) {
+	for m := v.Load(); x > m && !v.CompareAndSwap(m, x); m = v.Load() {
+	}
 }
 
 // failoverConfig is the canonical JSON of the chaos runs: a limit never
@@ -153,7 +162,8 @@ func failoverUnderLoad(t *testing.T, scenario string, l *limiter.Limiter, fault 
 	}
 	r := failoverRun{
 		Scenario: scenario, Requests: ld.requests.Load(), Failed: ld.failed.Load(),
-		OutageS: promotedAt.Sub(faultAt).Seconds(), ResumedAfterS: time.Unix(0, first).Sub(promotedAt).Seconds(),
+		MaxCallMS: float64(ld.maxCallNS.Load()) / 1e6,
+		OutageS:   promotedAt.Sub(faultAt).Seconds(), ResumedAfterS: time.Unix(0, first).Sub(promotedAt).Seconds(),
 		AdmittedBefore: ld.admittedBefore.Load(),
 		// Admissions after the fault went to the new primary; the rest of
 		// its count is what survived of those before the fault.

@@ -181,7 +181,8 @@ def failover_table(runs: list[dict[str, Any]]) -> str:
             applied = f"{r['fail_open']:,} / {r['fail_closed']:,}"
             other, escaped, slowest = f"{r['wrong_fail_mode']:,}", f"{r['escaped']:,}", _ms(r["max_call_ms"])
         else:  # limiter.Evaluate errors: the plugin applies fail_mode to each
-            applied, other, escaped, slowest = f"{r['failed']:,} errors", "–", "–", "–"
+            applied, other, escaped = f"{r['failed']:,} errors", "–", "–"
+            slowest = _ms(r["max_call_ms"]) if "max_call_ms" in r else "–"
         rows.append(
             f"| {r['scenario']} | {r.get('engine', 'go')} | {_DRIVERS[r.get('driver', 'limiter')]} | {r['requests']:,} "
             f"| {applied} | {other} | {escaped} | {slowest} | {r['outage_s']:.2f} "
