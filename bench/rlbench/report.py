@@ -278,9 +278,15 @@ def _features_md(results: dict[str, Any]) -> list[str]:
 def _concurrency_md(results: dict[str, Any]) -> list[str]:
     rows = results.get("concurrency", [])
     levels = sorted({r["inflight"] for r in rows})
-    table: dict[tuple[str, str], dict[int, float]] = {}
+    table: dict[tuple[str, str], dict[int, str]] = {}
     for r in rows:
-        table.setdefault((r["subject"], r["backend"] or "–"), {})[r["inflight"]] = (r["rps_best"], r["rps_median"])
+        if r["rps_best"] is None:
+            cell = f"failed open in {r.get('failed_rounds', 0)} of {r.get('failed_rounds', 0)} rounds"
+        else:
+            cell = f"**{r['rps_best']:,.0f}** ({r['rps_median']:,.0f})"
+            if r.get("failed_rounds"):
+                cell += f", failed open in {r['failed_rounds']} more rounds"
+        table.setdefault((r["subject"], r["backend"] or "–"), {})[r["inflight"]] = cell
     out = ["| subject | backend | " + " | ".join(f"{n} in flight" for n in levels) + " |",
            "|---|---|" + "---|" * len(levels)]  # fmt: skip
     order = {s: i for i, s in enumerate(COLUMNS)}
@@ -288,7 +294,7 @@ def _concurrency_md(results: dict[str, Any]) -> list[str]:
     for (subject, backend), by_n in sorted(table.items(), key=lambda kv: (backends.get(kv[0][1], 9), kv[0][1],
                                                                           order.get(kv[0][0], 9))):  # fmt: skip
         out.append(f"| {subject} | {backend} | "
-                   + " | ".join(f"**{by_n[n][0]:,.0f}** ({by_n[n][1]:,.0f})" if n in by_n else "–" for n in levels)
+                   + " | ".join(by_n.get(n, "–") for n in levels)
                    + " |")  # fmt: skip
     return out
 
@@ -601,7 +607,10 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"- Concurrency: fixed window, 3 dimensions, admitted, `tool_pre_invoke`; N coroutines started with "
         f"`asyncio.gather`, each awaiting calls in a row for {st.get('conc_ms')} ms (and at least "
         f"{st.get('conc_min_calls')} calls in all); requests per second = completed calls / wall time; median of "
-        f"{st.get('conc_rounds')} interleaved rounds; the target uses the best round.",
+        f"{st.get('conc_rounds')} interleaved rounds; the target uses the best round. Every result is checked: "
+        "our engines answering anything but an admitted result with headers abort the run; a peer doing so "
+        "(failing open, e.g. its Redis calls timing out under load) has that round recorded as failed, not "
+        "timed, and the level left out of the targets.",
         f"- Redis cost: per Redis cell, up to {st.get('redis_checks')} sequential `tool_pre_invoke` calls (at "
         f"least 200; fewer once {st.get('redis_max_ms')} ms have passed) between two "
         "`INFO all` snapshots (the snapshots' own cost is measured and subtracted): calls per command from "
@@ -697,7 +706,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         for name in names:
             for backend in backends:
                 pts = sorted((r["inflight"], r["rps_best"]) for r in conc
-                             if r["subject"] == name and r["backend"] == backend)  # fmt: skip
+                             if r["subject"] == name and r["backend"] == backend and r["rps_best"] is not None)  # fmt: skip
                 if pts:
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], style[backend], marker="o",
                             label=name + (" (Cluster)" if backend == "cluster" else ""),

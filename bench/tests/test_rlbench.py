@@ -501,3 +501,28 @@ def test_a_peer_without_cluster_mode_is_reported_with_the_clusters_error_replies
     assert got["verdict"] == "fails" and got["calls"] == 16
     assert got["server_errors"].get("CROSSSLOT", 0) + got["server_errors"].get("MOVED", 0) == 16
     assert got["keys_written"] == 0 and got["expected"] == 0
+
+
+def test_concurrency_rows_keep_failed_rounds_apart_and_targets_skip_those_levels() -> None:
+    from rlbench.runner import concurrency_rows
+
+    rows = concurrency_rows(
+        {("go", "redis", 64): [(900.0, 10), (1100.0, 12), (1000.0, 11)], ("cpex-rate-limiter", "redis", 64): [(2000.0, 9)],
+         ("go", "redis", 256): [(800.0, 5)]},
+        {("cpex-rate-limiter", "redis", 64): ["got fail-open", "again"], ("cpex-rate-limiter", "redis", 256): ["x"] * 3},
+    )  # fmt: skip
+    by = {(r["subject"], r["inflight"]): r for r in rows}
+    assert (by[("go", 64)]["rps_best"], by[("go", 64)]["rps_median"], by[("go", 64)]["calls"]) == (1100.0, 1000.0, 33)
+    assert "failed_rounds" not in by[("go", 64)]
+    assert by[("cpex-rate-limiter", 64)]["rps_best"] == 2000.0 and by[("cpex-rate-limiter", 64)]["failed_rounds"] == 2
+    assert by[("cpex-rate-limiter", 256)]["rps_best"] is None and by[("cpex-rate-limiter", 256)]["failed_rounds"] == 3
+    res = _results(go_p50=2.0, py_p50=10.0, rs_p50=2.0, evalsha=1.0, reads=1.0, go_rps=1000.0)
+    res["concurrency"] = rows
+    got = targets.evaluate(res)
+    assert got[1]["status"] == "PASS" and "Go lower at 0 of 0" in got[1]["detail"]
+    assert "failed open (answered without limiting) in some rounds at redis/64 (2 rounds), redis/256 (3 rounds)" in (
+        got[1]["detail"]
+    )
+    assert got[3]["status"] == "NOT RUN" and got[3]["detail"].startswith("cpex-rate-limiter; cpex-rate-limiter failed")
+    text = "\n".join(report._concurrency_md(res))
+    assert "| cpex-rate-limiter | redis | **2,000** (2,000), failed open in 2 more rounds | failed open in 3 of 3 rounds |" in text
