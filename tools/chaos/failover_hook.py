@@ -9,11 +9,11 @@ shared launchers of tests_py/support/redis_cluster.py (Cluster: 3 primaries +
 RateLimiterPlugin instances on it, one with ``fail_mode: open`` and one with
 ``fail_mode: closed``, count the same user (limit never reached,
 ``redis_timeout_ms`` 100, breaker 5 failures / 200 ms). Eight asyncio tasks,
-four per plugin, call ``tool_pre_invoke`` without pause (2 ms after a fail_mode answer, as
-the Go library's runs do after an error); after 2 s the fault
-hits the primary serving the user (or its slot moves to another primary:
-``redis-cli --cluster reshard``), and the run goes on until both plugins
-decided again after the promotion (at most 10 s), then 1 s more.
+four per plugin, call ``tool_pre_invoke`` without pause (2 ms after a
+fail_mode answer, as the Go library's runs do after an error); after 2 s the
+fault hits the primary serving the user (or its slot moves to another
+primary: ``redis-cli --cluster reshard``), and the run goes on until both
+plugins decided again after the promotion (at most 10 s), then 1 s more.
 
 Each call is classified: ``decided`` (admitted with X-RateLimit-* headers,
 or a RATE_LIMIT refusal), ``fail_open`` (admitted without headers),
@@ -23,7 +23,9 @@ scenario is appended to ``--out`` (the same file as the Go library's rows of
 tests_go/redis_failover_chaos_test.go); tools/chaos/chaos_report.py renders
 them into docs/reliability.md. Goals (the exit status is 1 if one is missed):
 no call escaped, each plugin applied its own fail_mode and never the other,
-and both decided again within 2 s of the promotion.
+and both decided again within 2 s of the promotion. With RL_CHAOS_CALLS=FILE
+every call is also appended there (plugin, start, end, outcome; seconds from
+the fault), for a closer look at a run.
 """
 
 from __future__ import annotations
