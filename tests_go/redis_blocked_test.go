@@ -21,6 +21,14 @@ func totalCommands(stats map[string]int64) int64 {
 	return n
 }
 
+// userOnlyConfig is a canonical JSON limiting by_user to limit per windowS
+// seconds on the Redis at url, with extra fields appended.
+func userOnlyConfig(algorithm, url, prefix string, limit, windowS int, extra string) string {
+	return fmt.Sprintf(`{"algorithm":%q,"backend":"redis","redis_url":%q,"redis_key_prefix":%q,`+
+		`"by_user":{"limit":%d,"window_s":%d},"redis_timeout_ms":2000,"redis_connect_timeout_ms":2000%s}`,
+		algorithm, url, prefix, limit, windowS, extra)
+}
+
 // A request refused from a remembered refusal (docs/semantics.md §12) is one
 // Redis would refuse too: the same requests at the same explicit times, with
 // local refusals on and off, get the same verdicts. A local refusal reports
@@ -44,20 +52,9 @@ func TestLocalRefusalsAreRedisRefusals(t *testing.T) {
 					reqs = append(reqs, limiter.Request{User: users[rng.IntN(len(users))],
 						Tenant: tenants[rng.IntN(len(tenants))], Tool: tools[rng.IntN(len(tools))], NowUS: now})
 				}
-				decide := func(l *limiter.Limiter) []limiter.Decision {
-					out := make([]limiter.Decision, len(reqs))
-					for i, r := range reqs {
-						d, err := l.Evaluate(context.Background(), r)
-						if err != nil {
-							t.Fatalf("request %d: %v", i, err)
-						}
-						out[i] = d
-					}
-					return out
-				}
 				cached := openLimiter(t, deployConfig(algorithm, one.URL(), uniquePrefix(t), ""))
-				got := decide(cached)
-				want := decide(openLimiter(t, deployConfig(algorithm, one.URL(), uniquePrefix(t), `,"redis_blocked_max_keys":0`)))
+				got := decideAll(t, cached, reqs)
+				want := decideAll(t, openLimiter(t, deployConfig(algorithm, one.URL(), uniquePrefix(t), `,"redis_blocked_max_keys":0`)), reqs)
 				blocked := 0
 				for i := range want {
 					g, w := got[i], want[i]
@@ -91,10 +88,7 @@ func TestLocalRefusalsSaveRedisCommands(t *testing.T) {
 	admin := one.Client(t)
 	for _, algorithm := range []string{"fixed_window", "sliding_window", "token_bucket"} {
 		t.Run(algorithm, func(t *testing.T) {
-			config := fmt.Sprintf(`{"algorithm":%q,"backend":"redis","redis_url":%q,"redis_key_prefix":%q,`+
-				`"by_user":{"limit":3,"window_s":3600},"redis_timeout_ms":2000,"redis_connect_timeout_ms":2000}`,
-				algorithm, one.URL(), uniquePrefix(t))
-			l := openLimiter(t, config)
+			l := openLimiter(t, userOnlyConfig(algorithm, one.URL(), uniquePrefix(t), 3, 3600, ""))
 			before := totalCommands(commandStats(t, admin))
 			const calls = 2000
 			refused := 0
@@ -128,10 +122,7 @@ func TestLocalRefusalEndsByItsRetryAfter(t *testing.T) {
 	one := redistest.Start(t)
 	for _, algorithm := range []string{"fixed_window", "sliding_window", "token_bucket"} {
 		t.Run(algorithm, func(t *testing.T) {
-			config := fmt.Sprintf(`{"algorithm":%q,"backend":"redis","redis_url":%q,"redis_key_prefix":%q,`+
-				`"by_user":{"limit":1,"window_s":1},"redis_timeout_ms":2000,"redis_connect_timeout_ms":2000}`,
-				algorithm, one.URL(), uniquePrefix(t))
-			l := openLimiter(t, config)
+			l := openLimiter(t, userOnlyConfig(algorithm, one.URL(), uniquePrefix(t), 1, 1, ""))
 			ctx := context.Background()
 			req := limiter.Request{User: "u"}
 			var d limiter.Decision
@@ -163,9 +154,7 @@ func TestClusterRemembersRefusalsOnlyWithOneDimension(t *testing.T) {
 		wantLocal bool
 	}{
 		{"three dimensions", deployConfig("fixed_window", c.SeedURL(), uniquePrefix(t), `,"redis_mode":"cluster"`), false},
-		{"user only", fmt.Sprintf(`{"backend":"redis","redis_url":%q,"redis_key_prefix":%q,"redis_mode":"cluster",`+
-			`"by_user":{"limit":1,"window_s":60},"redis_timeout_ms":2000,"redis_connect_timeout_ms":2000}`,
-			c.SeedURL(), uniquePrefix(t)), true},
+		{"user only", userOnlyConfig("fixed_window", c.SeedURL(), uniquePrefix(t), 1, 60, `,"redis_mode":"cluster"`), true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := openLimiter(t, tt.config)
