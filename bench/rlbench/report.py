@@ -583,7 +583,9 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "expiry thread in this process (the only other Python thread); no subject is isolated from it.",
         f"- Matrix: 3 algorithms x memory/redis x 1 dimension (`by_user`) / 3 dimensions (`by_user`, `by_tenant`, "
         f"`by_tool`) x both hooks x admitted path (every limit `{ADMITTED_RATE}`, never reached) / blocked path "
-        f"(every limit `{BLOCKED_RATE}`; after the warm-up every request is refused). Requests cycle through "
+        f"(every limit `{BLOCKED_RATE}`; after the warm-up every request is refused; on Redis our engines then "
+        "answer from remembered refusals, docs/semantics.md §12, so their blocked Redis cells measure a refusal "
+        "without a Redis command, while the peers still ask Redis every time). Requests cycle through "
         f"{POOL_USERS} prebuilt requests ({POOL_USERS} users, {POOL_TENANTS} tenants, one limited tool).",
         f"- Latency: every case is warmed up (one pass over the pool, then up to {st.get('warmup')} calls or "
         f"{st.get('warmup_max_ms')} ms), then measured in {st.get('rounds')} rounds of one batch per case "

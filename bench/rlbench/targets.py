@@ -11,9 +11,13 @@ printed beside it. Throughput likewise uses each level's best round.
    dimensions (every algorithm, path and hook).
 2. Go not slower than cpex-rate-limiter in any configuration: every latency
    cell both ran, and every (backend, calls in flight) throughput level.
-3. Exactly 1 Redis round trip per request (the Go engine, every Redis cell:
-   one EVALSHA and nothing else per request, and one read event per request).
+3. Exactly 1 Redis round trip per admitted request (the Go engine, every
+   admitted Redis cell: one EVALSHA and nothing else per request, and one
+   read event per request).
 4. At 64 calls in flight on Redis, Go at least cpex-rate-limiter's throughput.
+5. A client refused while blocked costs at most 0.05 Redis commands per
+   refused request (both our engines, every blocked Redis cell: refusals are
+   remembered, docs/semantics.md §12; issue 13 target 7).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 GO_VS_PYTHON_MIN = 5.0
+#: Target 5: Redis commands per refused request while the client stays blocked.
+BLOCKED_COMMANDS_MAX = 0.05
 ROUND_TRIP_TOLERANCE = 0.02  # read events are counted by the server, +-2% for stray reads
 #: Commands a client sends to run a script; commandstats also counts every
 #: command a script runs inside, which are not round trips.
@@ -117,9 +123,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, str]]:
         )
         out.append(_line(name, "PASS" if not slower and not fewer else "MISS", detail))
 
-    # 3. one round trip per request
-    name = "Exactly 1 Redis round trip per request (Go engine)"
-    rows = [r for r in results.get("redis_cost", []) if r["subject"] == "go"]
+    # 3. one round trip per admitted request
+    name = "Exactly 1 Redis round trip per admitted request (Go engine)"
+    rows = [r for r in results.get("redis_cost", []) if r["subject"] == "go" and r["path"] == "admitted"]
     if not rows:
         out.append(_line(name, "NOT RUN", go_missing or "Redis-cost section not run"))
     else:
@@ -150,4 +156,19 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, str]]:
     else:
         out.append(_line(name, "PASS" if g >= c else "MISS", f"go {g:,.0f} req/s vs cpex-rate-limiter {c:,.0f} req/s "
                          f"({g / c:.2f}x; best of the rounds)"))  # fmt: skip
+
+    # 5. refusals remembered while blocked (§12)
+    name = f"At most {BLOCKED_COMMANDS_MAX:g} Redis commands per refused request while blocked (Go and Python engines)"
+    rows = [r for r in results.get("redis_cost", []) if r["subject"] in ("go", "python") and r["path"] == "blocked"]
+    if not rows:
+        out.append(_line(name, "NOT RUN", go_missing or "Redis-cost section not run for our engines"))
+    else:
+        per = {(r["subject"], r["algorithm"], r["dims"]): sum(r["commands_per_request"].values()) for r in rows}
+        over = sorted(k for k, v in per.items() if v > BLOCKED_COMMANDS_MAX)
+        detail = (
+            f"{len(rows)} blocked Redis cells; commands per refused request {min(per.values()):.4f}.."
+            f"{max(per.values()):.4f} (every command Redis counted, scripts and what they run inside)"
+            + (f"; over: {', '.join(f'{s}/{a}/{d}d' for s, a, d in over)}" if over else "")
+        )
+        out.append(_line(name, "PASS" if not over else "MISS", detail))
     return out

@@ -191,12 +191,18 @@ def _lat(subject: str, backend: str, dims: int, p50: float, mean: float | None =
             "p99": p50 * 2}  # fmt: skip
 
 
-def _results(go_p50: float, py_p50: float, rs_p50: float, evalsha: float, reads: float, go_rps: float) -> dict:
+def _results(go_p50: float, py_p50: float, rs_p50: float, evalsha: float, reads: float, go_rps: float,
+             blocked_evalsha: float = 0.001) -> dict:  # fmt: skip
+    def blocked(subject: str) -> dict[str, Any]:
+        return {"subject": subject, "path": "blocked", "algorithm": "fixed_window", "dims": 3,
+                "commands_per_request": {"evalsha": blocked_evalsha, "hmget": 3 * blocked_evalsha},
+                "round_trips_per_request": blocked_evalsha, "cpu_ms_per_10k": 1.0}  # fmt: skip
+
     return {
         "latency": [_lat("go", "memory", 3, go_p50), _lat("python", "memory", 3, py_p50),
                     _lat("cpex-rate-limiter", "memory", 3, rs_p50)],  # fmt: skip
-        "redis_cost": [{"subject": "go", "commands_per_request": {"evalsha": evalsha, "hmget": 3.0},
-                        "round_trips_per_request": reads}],  # fmt: skip
+        "redis_cost": [{"subject": "go", "path": "admitted", "commands_per_request": {"evalsha": evalsha, "hmget": 3.0},
+                        "round_trips_per_request": reads}, blocked("go"), blocked("python")],  # fmt: skip
         "concurrency": [{"subject": "go", "backend": "redis", "inflight": 64, "rps_best": go_rps, "rps_median": 1.0},
                         {"subject": "cpex-rate-limiter", "backend": "redis", "inflight": 64, "rps_best": 1000.0,
                          "rps_median": 1.0}],
@@ -206,12 +212,15 @@ def _results(go_p50: float, py_p50: float, rs_p50: float, evalsha: float, reads:
 
 def test_targets_pass_when_every_ratio_meets_the_goal() -> None:
     got = targets.evaluate(_results(go_p50=2.0, py_p50=10.0, rs_p50=2.0, evalsha=1.0, reads=1.0, go_rps=1000.0))
-    assert [t["status"] for t in got] == ["PASS"] * 4
+    assert [t["status"] for t in got] == ["PASS"] * 5
 
 
 def test_targets_miss_on_each_shortfall() -> None:
-    got = targets.evaluate(_results(go_p50=2.0, py_p50=9.9, rs_p50=1.9, evalsha=2.0, reads=1.0, go_rps=999.0))
-    assert [t["status"] for t in got] == ["MISS"] * 4
+    got = targets.evaluate(
+        _results(go_p50=2.0, py_p50=9.9, rs_p50=1.9, evalsha=2.0, reads=1.0, go_rps=999.0, blocked_evalsha=0.02)
+    )
+    assert [t["status"] for t in got] == ["MISS"] * 5  # blocked: 0.02 script calls + 0.06 inside = 0.08 > 0.05
+    assert "over: go/fixed_window/3d, python/fixed_window/3d" in got[4]["detail"]
     assert "4.95x" in got[0]["detail"]
     got = targets.evaluate(_results(go_p50=2.0, py_p50=10.0, rs_p50=2.0, evalsha=1.0, reads=1.5, go_rps=1000.0))
     assert got[2]["status"] == "MISS"  # one EVALSHA but more than one read event per request
