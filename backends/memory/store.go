@@ -137,7 +137,7 @@ func (s *Store) BorrowsKeys() bool { return true }
 func (s *Store) Close() error { return nil }
 
 // Evaluate implements core.Backend for 1 to maxRequestKeys distinct keys. nowUS is the time
-// in Unix µs, 0 for the wall clock. The request's keys are locked in key order
+// in Unix µs, 0 for the wall clock. The request's entries are locked in id order
 // for the whole check-then-consume, so no other request on them interleaves.
 func (s *Store) Evaluate(_ context.Context, keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
 	n := len(keys)
