@@ -354,7 +354,12 @@ def _cluster_md(results: dict[str, Any]) -> list[str]:
         cmds = r["commands_per_request"]
         entry = ", ".join(f"{k} {v:.2f}" for k, v in cmds.items() if k in SCRIPT_ENTRY) or "none"
         other = ", ".join(f"{k} {v:.3f}" for k, v in cmds.items() if k not in SCRIPT_ENTRY) or "none"
-        cpu_ratio = _ratio(r["cpu_ms_per_10k"], single["cpu_ms_per_10k"]) if single else "–"
+        if single is None:
+            cpu_ratio = "–"
+        elif _local(single) and not _local(r):
+            cpu_ratio = "– (standalone: §12)"
+        else:
+            cpu_ratio = _ratio(r["cpu_ms_per_10k"], single["cpu_ms_per_10k"])
         out.append(
             f"| {r['subject']} | {ALGO_SHORT[r['algorithm']]} | {r['dims']} | {r['path']} | "
             f"{_f(single, 'round_trips_per_request', '.2f')} / **{r['round_trips_per_request']:.2f}** | {entry} | "
@@ -394,19 +399,35 @@ def _our_error_replies(results: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(total.items())) + " error replies" if total else "no error reply"
 
 
+def _span(values: Any) -> tuple[float, float]:
+    v = sorted(values)
+    return v[0], v[-1]
+
+
+def _local(row: dict[str, Any]) -> bool:
+    """Whether a cell's requests were mostly answered without Redis (remembered refusals, §12)."""
+    return row["round_trips_per_request"] < 0.5
+
+
 def _cluster_headline(results: dict[str, Any]) -> list[str]:
     out = []
     pairs = [(a, b) for a, b in cluster_pairs(results) if a is not None and b["dims"] == 3]
     for subject in ("go", "python"):
-        for path in ("admitted", PARTIAL):
+        for path in ("admitted", "blocked", PARTIAL):
             sel = [(a, b) for a, b in pairs if b["subject"] == subject and b["path"] == path]
             if not sel:
                 continue
-            rts = sorted(b["round_trips_per_request"] for _, b in sel)
-            cpu = sorted(b["cpu_ms_per_10k"] / a["cpu_ms_per_10k"] for a, b in sel)
-            out.append(f"- Redis Cluster, {subject}, 3 dimensions, {path}: {rts[0]:.2f}..{rts[-1]:.2f} round trips "
-                       f"per request (standalone: 1), Redis CPU per check {cpu[0]:.2f}x..{cpu[-1]:.2f}x standalone's "
-                       "(primaries summed; 3 algorithms)")  # fmt: skip
+            rts, rts1 = _span(b["round_trips_per_request"] for _, b in sel), _span(a["round_trips_per_request"] for a, _ in sel)
+            cpu, cpu1 = _span(b["cpu_ms_per_10k"] for _, b in sel), _span(a["cpu_ms_per_10k"] for a, _ in sel)
+            line = (f"- Redis Cluster, {subject}, 3 dimensions, {path} (3 algorithms): round trips per request "
+                    f"{rts[0]:.2f}..{rts[1]:.2f} (standalone {rts1[0]:.2f}..{rts1[1]:.2f}); Redis CPU per 10,000 checks, "
+                    f"primaries summed, {cpu[0]:.0f}..{cpu[1]:.0f} ms (standalone {cpu1[0]:.0f}..{cpu1[1]:.0f} ms)")  # fmt: skip
+            if all(not _local(a) for a, _ in sel):
+                ratio = _span(b["cpu_ms_per_10k"] / a["cpu_ms_per_10k"] for a, b in sel)
+                line += f", {ratio[0]:.2f}x..{ratio[1]:.2f}x"
+            elif all(_local(a) for a, _ in sel):
+                line += "; standalone answers these from remembered refusals (§12), the Cluster cannot with 3 dimensions"
+            out.append(line)
     peers = (results.get("cluster") or {}).get("peers", [])
     for subject in sorted({r["subject"] for r in peers}):
         mine = [r for r in peers if r["subject"] == subject]
@@ -452,6 +473,16 @@ def _cluster_method_md(results: dict[str, Any]) -> list[str]:
         "users on 8 tenants and one tool, the tool's key refuses every request after the first, and each "
         "request's user group (and its tenant's, for 7 of the 8 tenants) admits and is given back: about 1.9 "
         "give-backs per request, where one Redis runs one script that refuses.",
+        "",
+        "**Remembered refusals** (docs/semantics.md §12, on by default, `redis_blocked_max_keys`): once Redis "
+        "has refused a key, our engines refuse further requests on it locally, with no Redis command, until its "
+        "Retry-After has passed. On standalone that answers the blocked and partial paths (a few hundredths of a "
+        "round trip per request remain: keys re-asked as their remembered refusals run out, and the Cluster "
+        "clock's samples). On a Cluster only configurations with one dimension use it (a give-back can lower a "
+        "key before its Retry-After, §12), so the 1-dimension blocked cells are answered locally there too, "
+        "while every 3-dimension refused request pays its three group scripts and its give-backs. The Cluster / "
+        "standalone CPU ratio is left out where standalone answered locally; the cost of a refusal's script on "
+        "standalone with §12 turned off is not measured in this run.",
         "",
         f"Method, the same as the Redis-cost table's: per cell up to {st.get('cluster_checks')} sequential "
         f"`tool_pre_invoke` calls (at least 200; fewer once {st.get('cluster_max_ms')} ms have passed; standalone "

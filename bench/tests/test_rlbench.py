@@ -405,7 +405,7 @@ def test_report_sets_cluster_cells_beside_standalone_and_peers_as_outcomes(tmp_p
     res["cluster"] = {
         "cost": [_cost_row("go", "admitted", "cluster", 3.0, 2000.0, replica_cpu_ms_per_10k=300.0),
                  _cost_row("go", PARTIAL, "cluster", 5.0, 3000.0, replica_cpu_ms_per_10k=400.0)],
-        "standalone_partial": [_cost_row("go", PARTIAL, "standalone", 1.0, 600.0)],
+        "standalone_partial": [_cost_row("go", PARTIAL, "standalone", 0.01, 10.0)],  # remembered refusals (§12)
         "peers": [{"subject": "cpex-rate-limiter", "backend": "redis", "algorithm": "fixed_window", "dims": 3,
                    "path": "admitted", "verdict": "fails", "calls": 64, "expected": 0, "errors_logged": 64,
                    "raised": 0, "keys_written": 0, "errors": ["tool_pre_invoke error; allowing request"],
@@ -421,8 +421,13 @@ def test_report_sets_cluster_cells_beside_standalone_and_peers_as_outcomes(tmp_p
     report.write(res, doc, tmp_path / "benchmarks.png")
     text = doc.read_text(encoding="utf-8")
     assert "| go | fixed | 3 | admitted | 1.00 / **3.00** | evalsha 3.00 | none | 800 / **2000** | 2.50x | 300 |" in text
-    assert "| go | fixed | 3 | partial | 1.00 / **5.00** |" in text and "| 600 / **3000** | 5.00x | 400 |" in text
-    assert "3 dimensions, admitted: 3.00..3.00 round trips per request (standalone: 1)" in text
+    assert "| go | fixed | 3 | partial | 0.01 / **5.00** |" in text and "| 10 / **3000** | – (standalone: §12) | 400 |" in text
+    assert ("- Redis Cluster, go, 3 dimensions, admitted (3 algorithms): round trips per request 3.00..3.00 "
+            "(standalone 1.00..1.00); Redis CPU per 10,000 checks, primaries summed, 2000..2000 ms (standalone "
+            "800..800 ms), 2.50x..2.50x") in text
+    assert ("partial (3 algorithms): round trips per request 5.00..5.00 (standalone 0.01..0.01); Redis CPU per "
+            "10,000 checks, primaries summed, 3000..3000 ms (standalone 10..10 ms); standalone answers these from "
+            "remembered refusals (§12), the Cluster cannot with 3 dimensions") in text
     assert "cpex-rate-limiter on the Cluster: fails in 1 of 1 scenarios; the Cluster's error replies: CROSSSLOT 64" in text
     assert ("| cpex-rate-limiter | fixed | 3 | admitted | **fails** | 0 of 64 | CROSSSLOT 64 | 64: "
             "`tool_pre_invoke error; allowing request` | 0 |") in text
