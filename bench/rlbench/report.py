@@ -343,32 +343,42 @@ def _cluster_md(results: dict[str, Any]) -> list[str]:
     pairs = cluster_pairs(results)
     if not pairs:
         return ["Not measured in this run (section `cluster`).", ""]
+    nomem = _no_memory(results)
     out = [
         "| subject | algorithm | dims | path | round trips per request: standalone / Cluster | script calls per "
         "request on the Cluster | other commands per request on the Cluster | Redis CPU ms per 10,000 checks: "
-        "standalone / Cluster primaries | Cluster / standalone | Cluster replicas (not included) | latency µs, "
-        "p50: standalone / Cluster | mean: standalone / Cluster |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "standalone / Cluster primaries | Cluster / standalone | standalone with §12 off: round trips, CPU ms "
+        "per 10,000 | Cluster replicas (not included) | latency µs, p50: standalone / Cluster | mean: "
+        "standalone / Cluster |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for single, r in pairs:
+        off = nomem.get(_cost_key(r))
         cmds = r["commands_per_request"]
         entry = ", ".join(f"{k} {v:.2f}" for k, v in cmds.items() if k in SCRIPT_ENTRY) or "none"
         other = ", ".join(f"{k} {v:.3f}" for k, v in cmds.items() if k not in SCRIPT_ENTRY) or "none"
         if single is None:
             cpu_ratio = "–"
         elif _local(single) and not _local(r):
-            cpu_ratio = "– (standalone: §12)"
+            cpu_ratio = (f"{_ratio(r['cpu_ms_per_10k'], off['cpu_ms_per_10k'])} of §12 off" if off
+                         else "– (standalone: §12)")  # fmt: skip
         else:
             cpu_ratio = _ratio(r["cpu_ms_per_10k"], single["cpu_ms_per_10k"])
         out.append(
             f"| {r['subject']} | {ALGO_SHORT[r['algorithm']]} | {r['dims']} | {r['path']} | "
             f"{_f(single, 'round_trips_per_request', '.2f')} / **{r['round_trips_per_request']:.2f}** | {entry} | "
             f"{other} | {_f(single, 'cpu_ms_per_10k', '.0f')} / **{r['cpu_ms_per_10k']:.0f}** | {cpu_ratio} | "
-            f"{_f(r, 'replica_cpu_ms_per_10k', '.0f')} | {_us(single.get('latency_p50_ns') if single else None)} / "
+            + (f"{off['round_trips_per_request']:.2f}, {off['cpu_ms_per_10k']:.0f} | " if off else "– | ")
+            + f"{_f(r, 'replica_cpu_ms_per_10k', '.0f')} | {_us(single.get('latency_p50_ns') if single else None)} / "
             f"{_us(r['latency_p50_ns'])} | {_us(single.get('latency_mean_ns') if single else None)} / "
             f"{_us(r['latency_mean_ns'])} |"
         )
     return out + [""]
+
+
+def _no_memory(results: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Standalone cells with remembered refusals off, by (subject, algorithm, dims, path)."""
+    return {_cost_key(r): r for r in (results.get("cluster") or {}).get("standalone_no_memory", [])}
 
 
 def _peers_cluster_md(results: dict[str, Any]) -> list[str]:
@@ -411,6 +421,7 @@ def _local(row: dict[str, Any]) -> bool:
 
 def _cluster_headline(results: dict[str, Any]) -> list[str]:
     out = []
+    nomem = _no_memory(results)
     pairs = [(a, b) for a, b in cluster_pairs(results) if a is not None and b["dims"] == 3]
     for subject in ("go", "python"):
         for path in ("admitted", "blocked", PARTIAL):
@@ -427,6 +438,13 @@ def _cluster_headline(results: dict[str, Any]) -> list[str]:
                 line += f", {ratio[0]:.2f}x..{ratio[1]:.2f}x"
             elif all(_local(a) for a, _ in sel):
                 line += "; standalone answers these from remembered refusals (§12), the Cluster cannot with 3 dimensions"
+                offs = [(nomem[_cost_key(b)], b) for _, b in sel if _cost_key(b) in nomem]
+                if len(offs) == len(sel):
+                    rt0 = _span(o["round_trips_per_request"] for o, _ in offs)
+                    cpu0 = _span(o["cpu_ms_per_10k"] for o, _ in offs)
+                    ratio = _span(b["cpu_ms_per_10k"] / o["cpu_ms_per_10k"] for o, b in offs)
+                    line += (f"; standalone with §12 off: {rt0[0]:.2f}..{rt0[1]:.2f} round trips, {cpu0[0]:.0f}..{cpu0[1]:.0f} "
+                             f"ms, Cluster {ratio[0]:.2f}x..{ratio[1]:.2f}x that")  # fmt: skip
             out.append(line)
     peers = (results.get("cluster") or {}).get("peers", [])
     for subject in sorted({r["subject"] for r in peers}):
@@ -480,9 +498,12 @@ def _cluster_method_md(results: dict[str, Any]) -> list[str]:
         "round trip per request remain: keys re-asked as their remembered refusals run out, and the Cluster "
         "clock's samples). On a Cluster only configurations with one dimension use it (a give-back can lower a "
         "key before its Retry-After, §12), so the 1-dimension blocked cells are answered locally there too, "
-        "while every 3-dimension refused request pays its three group scripts and its give-backs. The Cluster / "
-        "standalone CPU ratio is left out where standalone answered locally; the cost of a refusal's script on "
-        "standalone with §12 turned off is not measured in this run.",
+        "while every 3-dimension refused request pays its three group scripts and its give-backs. "
+        + ("So the 3-dimension refused cells are also measured on standalone with §12 off "
+           "(`redis_blocked_max_keys: 0`, same method): one script that refuses, the script-level counterpart of "
+           "the Cluster's groups; where standalone answered locally, the Cluster's CPU is set against that."
+           if cl.get("standalone_no_memory") else
+           "The script cost of those refusals on standalone with §12 off was not measured in this run."),
         "",
         f"Method, the same as the Redis-cost table's: per cell up to {st.get('cluster_checks')} sequential "
         f"`tool_pre_invoke` calls (at least 200; fewer once {st.get('cluster_max_ms')} ms have passed; standalone "

@@ -22,7 +22,8 @@ Sections (each can be switched off with --sections):
   launcher of tests_py/support/redis_cluster.py) beside the standalone server:
   our engines with ``redis_mode: cluster`` per Redis scenario and on the
   partial path (refused by one of three dimensions: give-backs on a Cluster;
-  also measured on standalone), measured as the ``redis`` section measures
+  also measured on standalone), plus the 3-dimension refusals on standalone
+  with remembered refusals (§12) off, measured as the ``redis`` section measures
   (counters summed over the primaries, replicas' CPU apart, latency per call);
   their throughput joins the ``concurrency`` section as backend ``cluster``;
   each peer is called once per pool request on the Cluster and its outcome
@@ -125,6 +126,9 @@ class Run:
         # Our engines on the Cluster, and on the standalone server for the partial path (cluster section only).
         self.cluster_plugins: dict[tuple[str, Scenario], Any] = {}
         self.partial_plugins: dict[tuple[str, Scenario], Any] = {}
+        # Our engines on the standalone server with remembered refusals (§12) off, 3-dimension refusals only:
+        # the script cost the Cluster's refused cells compare with.
+        self.no_memory_plugins: dict[tuple[str, Scenario], Any] = {}
         self.pool: list[Request] = request_pool()
         self.plugins: dict[tuple[str, Scenario], Any] = {}
         self.floors: dict[str, Any] = {}
@@ -176,10 +180,15 @@ class Run:
                 plugin = build(subject, s, self.redis.url)
                 await plugin.initialize()
                 self.partial_plugins[(subject, s)] = plugin
+            for s in [*(s for s in scenarios(("redis",)) if s.dims == 3 and s.path == "blocked"), *partial_scenarios()]:
+                plugin = build(subject, s, self.redis.url, remember_refusals=False)
+                await plugin.initialize()
+                self.no_memory_plugins[(subject, s)] = plugin
 
     async def close_all(self) -> None:
         for plugin in [*self.plugins.values(), *self.floors.values(), *self.with_http_hooks.values(),
-                       *self.cluster_plugins.values(), *self.partial_plugins.values()]:  # fmt: skip
+                       *self.cluster_plugins.values(), *self.partial_plugins.values(),
+                       *self.no_memory_plugins.values()]:  # fmt: skip
             try:
                 await plugin.shutdown()
             except Exception as e:  # a failing shutdown must not lose the results
@@ -414,7 +423,7 @@ class Run:
         st = self.settings
         args = self._hook_args("tool_pre_invoke")
         dep = cluster_cells.deployment(self.cluster)
-        out: dict[str, Any] = {"cost": [], "standalone_partial": [], "peers": []}
+        out: dict[str, Any] = {"cost": [], "standalone_partial": [], "standalone_no_memory": [], "peers": []}
         try:
             with self.redis.client() as admin:
                 single = self.standalone(admin)
@@ -423,6 +432,10 @@ class Run:
                     row = await cost_cell(plugin.tool_pre_invoke, args, s.admitted, single, st.redis_checks,
                                           st.redis_max_ms, f"{subject} standalone {s.label()}")  # fmt: skip
                     out["standalone_partial"].append({"subject": subject, **asdict(s), **row})
+                for (subject, s), plugin in self.no_memory_plugins.items():
+                    row = await cost_cell(plugin.tool_pre_invoke, args, s.admitted, single, st.redis_checks,
+                                          st.redis_max_ms, f"{subject} standalone §12 off {s.label()}")  # fmt: skip
+                    out["standalone_no_memory"].append({"subject": subject, **asdict(s), **row})
             for (subject, s), plugin in self.cluster_plugins.items():
                 row = await cost_cell(plugin.tool_pre_invoke, args, s.admitted, dep, st.cluster_checks,
                                       st.cluster_max_ms, f"{subject} cluster {s.label()}")  # fmt: skip

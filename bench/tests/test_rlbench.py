@@ -406,6 +406,7 @@ def test_report_sets_cluster_cells_beside_standalone_and_peers_as_outcomes(tmp_p
         "cost": [_cost_row("go", "admitted", "cluster", 3.0, 2000.0, replica_cpu_ms_per_10k=300.0),
                  _cost_row("go", PARTIAL, "cluster", 5.0, 3000.0, replica_cpu_ms_per_10k=400.0)],
         "standalone_partial": [_cost_row("go", PARTIAL, "standalone", 0.01, 10.0)],  # remembered refusals (§12)
+        "standalone_no_memory": [_cost_row("go", PARTIAL, "standalone", 1.0, 1500.0)],  # §12 off
         "peers": [{"subject": "cpex-rate-limiter", "backend": "redis", "algorithm": "fixed_window", "dims": 3,
                    "path": "admitted", "verdict": "fails", "calls": 64, "expected": 0, "errors_logged": 64,
                    "raised": 0, "keys_written": 0, "errors": ["tool_pre_invoke error; allowing request"],
@@ -420,14 +421,16 @@ def test_report_sets_cluster_cells_beside_standalone_and_peers_as_outcomes(tmp_p
     doc = tmp_path / "benchmarks.md"
     report.write(res, doc, tmp_path / "benchmarks.png")
     text = doc.read_text(encoding="utf-8")
-    assert "| go | fixed | 3 | admitted | 1.00 / **3.00** | evalsha 3.00 | none | 800 / **2000** | 2.50x | 300 |" in text
-    assert "| go | fixed | 3 | partial | 0.01 / **5.00** |" in text and "| 10 / **3000** | – (standalone: §12) | 400 |" in text
+    assert "| go | fixed | 3 | admitted | 1.00 / **3.00** | evalsha 3.00 | none | 800 / **2000** | 2.50x | – | 300 |" in text
+    assert "| go | fixed | 3 | partial | 0.01 / **5.00** |" in text
+    assert "| 10 / **3000** | 2.00x of §12 off | 1.00, 1500 | 400 |" in text
     assert ("- Redis Cluster, go, 3 dimensions, admitted (3 algorithms): round trips per request 3.00..3.00 "
             "(standalone 1.00..1.00); Redis CPU per 10,000 checks, primaries summed, 2000..2000 ms (standalone "
             "800..800 ms), 2.50x..2.50x") in text
     assert ("partial (3 algorithms): round trips per request 5.00..5.00 (standalone 0.01..0.01); Redis CPU per "
             "10,000 checks, primaries summed, 3000..3000 ms (standalone 10..10 ms); standalone answers these from "
-            "remembered refusals (§12), the Cluster cannot with 3 dimensions") in text
+            "remembered refusals (§12), the Cluster cannot with 3 dimensions; standalone with §12 off: 1.00..1.00 "
+            "round trips, 1500..1500 ms, Cluster 2.00x..2.00x that") in text
     assert "cpex-rate-limiter on the Cluster: fails in 1 of 1 scenarios; the Cluster's error replies: CROSSSLOT 64" in text
     assert ("| cpex-rate-limiter | fixed | 3 | admitted | **fails** | 0 of 64 | CROSSSLOT 64 | 64: "
             "`tool_pre_invoke error; allowing request` | 0 |") in text
@@ -540,3 +543,28 @@ def test_concurrency_rows_keep_failed_rounds_apart_and_targets_skip_those_levels
     assert got[3]["status"] == "NOT RUN" and got[3]["detail"].startswith("cpex-rate-limiter; cpex-rate-limiter failed")
     text = "\n".join(report._concurrency_md(res))
     assert "| cpex-rate-limiter | redis | **2,000** (2,000), failed open in 2 more rounds | failed open in 3 of 3 rounds |" in text
+
+
+@pytest.mark.parametrize(("remember", "want_scripts"), [(True, 1), (False, 5)])
+def test_refusals_cost_a_script_each_only_with_remembered_refusals_off(redis_server: Any, remember: bool,
+                                                                        want_scripts: int) -> None:  # fmt: skip
+    from rlbench.redis_counters import command_delta, snapshot
+
+    s = Scenario("redis", "fixed_window", 3, "blocked")
+    plugin = build("python", s, redis_server.url, remember_refusals=remember)
+    req = POOL[(1 if remember else 2)]
+
+    async def go() -> dict[str, int]:
+        await plugin.initialize()
+        try:
+            assert outcome_ok(await plugin.tool_pre_invoke(req.tool_payload, req.context), True)
+            with redis_server.client() as c:
+                before = snapshot(c)
+                results = [await plugin.tool_pre_invoke(req.tool_payload, req.context) for _ in range(5)]
+                after = snapshot(c)
+            assert all(outcome_ok(r, False) for r in results)
+            return command_delta(before, after)
+        finally:
+            await plugin.shutdown()
+
+    assert asyncio.run(go()).get("evalsha", 0) == want_scripts
