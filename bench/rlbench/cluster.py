@@ -60,7 +60,8 @@ class _Collect(logging.Handler):
         self.messages.append(msg)
 
 
-_SLOT_ADDR = re.compile(r"\b(MOVED|ASK) \d+ \S+")
+# Redis's reply (MOVED 1234 host:port) and redis-py's exceptions (MovedError: 1234 host:port).
+_SLOT_ADDR = re.compile(r"\b(MOVED|ASK|MovedError:|AskError:) \d+ \S+")
 
 
 def normalise_error(message: str) -> str:

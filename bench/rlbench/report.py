@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbench import targets
+from rlbench.cluster import normalise_error
 from rlbench.targets import RATIO_STAT, SCRIPT_ENTRY, hook_stat
 from rlbench.workload import ADMITTED_RATE, ALGO_SHORT, BLOCKED_RATE, HOOK_SHORT, PARTIAL, POOL_TENANTS, POOL_USERS
 
@@ -389,7 +390,8 @@ def _peers_cluster_md(results: dict[str, Any]) -> list[str]:
            "the Cluster | errors logged or raised by the peer (most frequent first) | keys written |",
            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        errors = "; ".join(f"`{e.replace('|', '/').replace('`', chr(39))}`" for e in r.get("errors", [])) or "none"
+        distinct = dict.fromkeys(normalise_error(e) for e in r.get("errors", []))  # runs before the folding too
+        errors = "; ".join(f"`{e.replace('|', '/').replace('`', chr(39))}`" for e in distinct) or "none"
         replies = ", ".join(f"{k} {v}" for k, v in (r.get("server_errors") or {}).items()) or "none"
         logged = r.get("errors_logged", 0) + r.get("raised", 0)
         out.append(f"| {r['subject']} | {ALGO_SHORT[r['algorithm']]} | {r['dims']} | {r['path']} | **{r['verdict']}** | "

@@ -369,6 +369,7 @@ def test_cluster_errors_fold_slots_and_nodes_and_are_cut() -> None:
 
     assert normalise_error("MOVED 1234 127.0.0.1:17001") == "MOVED <slot> <node>"
     assert normalise_error("a\n  b\tASK 9 h:1 c") == "a b ASK <slot> <node> c"
+    assert normalise_error("MovedError: 9078 127.0.0.1:14042") == "MovedError: <slot> <node>"
     long = normalise_error("x" * 500)
     assert len(long) == MAX_ERROR_CHARS and long.endswith("…")
 
