@@ -287,3 +287,29 @@ func TestParseKind(t *testing.T) {
 		t.Error("ParseKind accepted an unknown algorithm")
 	}
 }
+
+// TestFixedWindowCountMatchesDivision checks the division-free path of the
+// fixed window count against the epoch-aligned definition (§3.1) around
+// window edges, before, inside and after the stored window.
+func TestFixedWindowCountMatchesDivision(t *testing.T) {
+	for _, w := range []int64{1, 7, sec, 60 * sec} {
+		l := Limit{Limit: 5, WindowUS: w}
+		for _, stored := range []int64{0, 3 * w, 1_000 * w} {
+			s := FixedWindowState{StartUS: stored, Count: 2}
+			for _, now := range []int64{0, 1, stored - 1, stored, stored + 1, stored + w - 1, stored + w, stored + 5*w + 3} {
+				if now < 0 {
+					continue
+				}
+				c, start := s.count(l, now)
+				wantStart := now - now%w
+				wantCount := int64(0)
+				if wantStart == stored {
+					wantCount = 2
+				}
+				if c != wantCount || start != wantStart {
+					t.Fatalf("window %d, stored %d, now %d: count %d start %d, want %d %d", w, stored, now, c, start, wantCount, wantStart)
+				}
+			}
+		}
+	}
+}

@@ -2,7 +2,8 @@ package algorithms
 
 // FixedWindowState is one key's fixed window state (docs/semantics.md §3.1):
 // the start of the window it counts, in Unix µs, and the requests admitted in
-// it. The zero value is an empty key.
+// it. The zero value is an empty key. A state is used with one Limit, the one
+// its key names.
 type FixedWindowState struct {
 	StartUS int64 // start of the counted window, Unix µs
 	Count   int64 // requests admitted in that window
@@ -12,6 +13,12 @@ type FixedWindowState struct {
 // contains nowUS, and that window's start: state from another window counts
 // as an empty window.
 func (s *FixedWindowState) count(l Limit, nowUS int64) (count, startUS int64) {
+	// A time inside the stored window needs no division: the stored start is
+	// aligned to l.WindowUS, since a state is used with the one Limit its
+	// key names (and the zero state starts at 0).
+	if d := nowUS - s.StartUS; d >= 0 && d < l.WindowUS {
+		return s.Count, s.StartUS
+	}
 	startUS = nowUS - nowUS%l.WindowUS
 	if s.StartUS != startUS {
 		return 0, startUS

@@ -40,6 +40,7 @@ type Config struct {
 	BreakerFailures     int           // consecutive failures that open the breaker
 	BreakerCooldown     time.Duration // how long an open breaker fails fast
 	MemoryMaxKeys       int           // bound on keys in the memory store (§10)
+	RedisBlockedMaxKeys int           // bound on keys remembered as refused (§12); 0: off
 
 	// PEM files for a rediss:// URL ("" when not set): a CA that replaces the
 	// system roots, and a client certificate with its key (mTLS). Pass them to
@@ -78,6 +79,7 @@ type rawConfig struct {
 	ByUser                 *rawRate            `json:"by_user"`
 	ByUserPerServer        *rawRate            `json:"by_user_per_server"`
 	MemoryMaxKeys          *int64              `json:"memory_max_keys"`
+	RedisBlockedMaxKeys    *int64              `json:"redis_blocked_max_keys"`
 	RedisBreakerCooldownMS *int64              `json:"redis_breaker_cooldown_ms"`
 	RedisBreakerFailures   *int64              `json:"redis_breaker_failures"`
 	RedisConnectTimeoutMS  *int64              `json:"redis_connect_timeout_ms"`
@@ -126,6 +128,7 @@ func DefaultConfig() Config {
 		BreakerFailures:       int(settingRedisBreakerFailures.def),
 		BreakerCooldown:       ms(settingRedisBreakerCooldownMS),
 		MemoryMaxKeys:         int(settingMemoryMaxKeys.def),
+		RedisBlockedMaxKeys:   int(settingRedisBlockedMaxKeys.def),
 		RedisTLSCheckHostname: DefaultRedisTLSCheckHostname,
 		RedisMode:             DefaultRedisMode,
 	}
@@ -276,6 +279,9 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	if n, ok := in(settingMemoryMaxKeys, raw.MemoryMaxKeys); ok {
 		cfg.MemoryMaxKeys = int(n)
+	}
+	if n, ok := in(settingRedisBlockedMaxKeys, raw.RedisBlockedMaxKeys); ok {
+		cfg.RedisBlockedMaxKeys = int(n)
 	}
 	if len(problems) > 0 {
 		return Config{}, fmt.Errorf("%w: %s", ErrConfig, strings.Join(problems, "; "))

@@ -66,7 +66,7 @@ func TestParseConfigUserPerServer(t *testing.T) {
 func TestParseConfigRedis(t *testing.T) {
 	cfg, err := ParseConfig([]byte(`{"algorithm":"token_bucket","backend":"redis","redis_url":"redis://127.0.0.1:1/0",
 		"redis_timeout_ms":20,"redis_connect_timeout_ms":30,"redis_breaker_failures":3,"redis_breaker_cooldown_ms":250,
-		"redis_key_prefix":"a.b-c_1","by_tenant":{"limit":1000000,"window_s":3600}}`))
+		"redis_key_prefix":"a.b-c_1","redis_blocked_max_keys":0,"by_tenant":{"limit":1000000,"window_s":3600}}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,12 +48,24 @@ func EscapeIdentity(id string) string {
 // extended buffer. It allocates only when dst is too small (a hashed
 // identity needs room for its raw bytes while they are hashed).
 func AppendEscapedIdentity(dst []byte, id string) []byte {
-	n := 0
-	for i := 0; i < len(id); i++ {
-		if keep[id[i]] {
-			n++
-		} else {
-			n += 3
+	// Most identities are kept bytes only: find the first byte that is not,
+	// and copy a kept-only identity in one append.
+	i := 0
+	for i < len(id) && keep[id[i]] {
+		i++
+	}
+	if i == len(id) && i <= MaxEscapedIdentity {
+		return append(dst, id...)
+	}
+	// The escaped length, counted until it is known to be too long: a kept
+	// byte is 1, any other 3 (id[i], if any, is the first of those).
+	n := len(id)
+	if i < len(id) {
+		n += 2
+		for j := i + 1; j < len(id) && n <= MaxEscapedIdentity; j++ {
+			if !keep[id[j]] {
+				n += 2
+			}
 		}
 	}
 	if n > MaxEscapedIdentity {
@@ -65,7 +77,8 @@ func AppendEscapedIdentity(dst []byte, id string) []byte {
 		dst = append(dst[:start], '~')
 		return hex.AppendEncode(dst, sum[:])
 	}
-	for i := 0; i < len(id); i++ {
+	dst = append(dst, id[:i]...)
+	for ; i < len(id); i++ {
 		c := id[i]
 		if keep[c] {
 			dst = append(dst, c)

@@ -109,3 +109,36 @@ func unescape(t *testing.T, s string) string {
 	}
 	return b.String()
 }
+
+// TestEscapeIdentityMatchesReference checks the fast paths of
+// AppendEscapedIdentity against the §6 definition written out plainly, on
+// identities of every length around the hashing bound, kept-only, escaped
+// at the start, middle and end.
+func TestEscapeIdentityMatchesReference(t *testing.T) {
+	reference := func(id string) string {
+		var b strings.Builder
+		for i := 0; i < len(id); i++ {
+			c := id[i]
+			if keep[c] {
+				b.WriteByte(c)
+			} else {
+				b.WriteString("%" + strings.ToUpper(hex.EncodeToString([]byte{c})))
+			}
+		}
+		if b.Len() > MaxEscapedIdentity {
+			sum := sha256.Sum256([]byte(id))
+			return "~" + hex.EncodeToString(sum[:])
+		}
+		return b.String()
+	}
+	for n := 1; n <= 140; n++ {
+		base := strings.Repeat("a", n)
+		ids := []string{base, ":" + base[1:], base[1:] + ":", base[:n/2] + " " + base[n/2+1:]}
+		for _, id := range ids {
+			got := string(AppendEscapedIdentity([]byte("pre"), id))
+			if want := "pre" + reference(id); got != want {
+				t.Fatalf("AppendEscapedIdentity(%q) = %q, want %q", id, got, want)
+			}
+		}
+	}
+}

@@ -42,6 +42,7 @@ var (
 	settingRedisBreakerFailures   = intSetting{name: "redis_breaker_failures", def: 5, lo: 1, hi: 1000}
 	settingRedisBreakerCooldownMS = intSetting{name: "redis_breaker_cooldown_ms", def: 1000, lo: 1, hi: 600000}
 	settingMemoryMaxKeys          = intSetting{name: "memory_max_keys", def: 100000, lo: 1, hi: 100000000}
+	settingRedisBlockedMaxKeys    = intSetting{name: "redis_blocked_max_keys", def: 10000, lo: 0, hi: 1000000}
 )
 
 // pluginLayerKeys are keys of canonical_json that only the Python plugin

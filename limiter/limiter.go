@@ -73,6 +73,17 @@ func (l *Limiter) GiveBacksLost() int64 {
 	return l.redis.GiveBacksLost()
 }
 
+// LocalRefusals returns how many requests the limiter's Redis backend
+// refused from remembered refusals, without a Redis command
+// (docs/semantics.md §12); 0 on memory. A shared backend counts its
+// limiters' together.
+func (l *Limiter) LocalRefusals() int64 {
+	if l.redis == nil {
+		return 0
+	}
+	return l.redis.LocalRefusals()
+}
+
 // Close releases the limiter's share of a Redis backend, which is closed with
 // its last limiter. Memory state survives (§10). Closing twice is a no-op.
 func (l *Limiter) Close() { l.release() }
@@ -185,6 +196,7 @@ func redisOptions(cfg core.Config) (redis.Options, error) {
 		CommandTimeout:       cfg.CommandTimeout,
 		BreakerFailures:      cfg.BreakerFailures,
 		BreakerCooldown:      cfg.BreakerCooldown,
+		BlockedMaxKeys:       blockedMaxKeys(cfg),
 		TLSCAFile:            cfg.RedisTLSCAFile,
 		TLSCertFile:          cfg.RedisTLSCertFile,
 		TLSKeyFile:           cfg.RedisTLSKeyFile,
@@ -192,6 +204,26 @@ func redisOptions(cfg core.Config) (redis.Options, error) {
 		TrustCertFile:        cfg.HostSSLCertFile,
 		TrustCertDirs:        cfg.HostSSLCertDir,
 	}, nil
+}
+
+// blockedMaxKeys is the bound on remembered refusals (docs/semantics.md
+// §12): the configured one, but 0 on a Cluster unless every request has at
+// most one key (one dimension configured), since give-backs between slot
+// groups can free a refused key early.
+func blockedMaxKeys(cfg core.Config) int {
+	if cfg.RedisMode != "cluster" {
+		return cfg.RedisBlockedMaxKeys
+	}
+	dimensions := 0
+	for _, on := range []bool{cfg.ByUser != nil, cfg.ByUserPerServer != nil, cfg.ByTenant != nil, len(cfg.ByTool) > 0} {
+		if on {
+			dimensions++
+		}
+	}
+	if dimensions > 1 {
+		return 0
+	}
+	return cfg.RedisBlockedMaxKeys
 }
 
 // clusterClockKey is the key whose slot's primary serves the cluster clock

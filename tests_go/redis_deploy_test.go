@@ -37,6 +37,20 @@ func openLimiter(t *testing.T, configJSON string) *limiter.Limiter {
 	return l
 }
 
+// decideAll evaluates reqs in order on l; an error fails the test.
+func decideAll(t *testing.T, l *limiter.Limiter, reqs []limiter.Request) []limiter.Decision {
+	t.Helper()
+	out := make([]limiter.Decision, len(reqs))
+	for i, r := range reqs {
+		d, err := l.Evaluate(context.Background(), r)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		out[i] = d
+	}
+	return out
+}
+
 // The hash slot Go computes is the one the server computes.
 func TestKeySlotIsTheServers(t *testing.T) {
 	c := redistest.StartCluster(t)
@@ -81,19 +95,12 @@ func TestDeploymentsDecideAsOneRedis(t *testing.T) {
 					Tool: tools[rng.IntN(3)], NowUS: now})
 			}
 			prefix := uniquePrefix(t)
-			decide := func(l *limiter.Limiter) []limiter.Decision {
-				out := make([]limiter.Decision, len(reqs))
-				for i, r := range reqs {
-					d, err := l.Evaluate(context.Background(), r)
-					if err != nil {
-						t.Fatalf("request %d: %v", i, err)
-					}
-					out[i] = d
-				}
-				return out
-			}
-			want := decide(openLimiter(t, deployConfig(algorithm, one.URL(), prefix, "")))
-			got := decide(openLimiter(t, deployConfig(algorithm, urls[deployment], prefix, deployments[deployment])))
+			decide := func(l *limiter.Limiter) []limiter.Decision { return decideAll(t, l, reqs) }
+			// Remembered refusals (§12) are off: a Cluster with three dimensions does not
+			// remember, and a local refusal reports only the keys it remembers.
+			const noLocal = `,"redis_blocked_max_keys":0`
+			want := decide(openLimiter(t, deployConfig(algorithm, one.URL(), prefix, noLocal)))
+			got := decide(openLimiter(t, deployConfig(algorithm, urls[deployment], prefix, deployments[deployment]+noLocal)))
 			if !reflect.DeepEqual(got, want) {
 				for i := range want {
 					if got[i] != want[i] {

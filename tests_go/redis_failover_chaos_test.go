@@ -21,9 +21,12 @@ import (
 type failoverRun struct {
 	Commit         string  `json:"commit"` // $RL_CHAOS_COMMIT: what was measured ("+dirty" when the tree was)
 	LoadAverage    string  `json:"load_average"`
+	Engine         string  `json:"engine"` // always "go": these runs call the Go library
+	Driver         string  `json:"driver"` // "limiter": limiter.Evaluate, not the plugin hook (tools/chaos/failover_hook.py)
 	Scenario       string  `json:"scenario"`
 	Requests       int64   `json:"requests"`
 	Failed         int64   `json:"failed"`          // Evaluate errors: the plugin applies fail_mode to these
+	MaxCallMS      float64 `json:"max_call_ms"`     // the slowest Evaluate (budget: connect + command timeout, 200 ms)
 	OutageS        float64 `json:"outage_s"`        // from the fault to the new primary's promotion
 	ResumedAfterS  float64 `json:"resumed_after_s"` // from the promotion to the first decision after it
 	AdmittedBefore int64   `json:"admitted_before_fault"`
@@ -47,6 +50,7 @@ func chaosEnabled(t *testing.T) {
 func recordRun(t *testing.T, r failoverRun) {
 	t.Helper()
 	r.Commit = os.Getenv("RL_CHAOS_COMMIT")
+	r.Engine, r.Driver = "go", "limiter"
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		r.LoadAverage = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
@@ -74,7 +78,8 @@ type load struct {
 	admittedBefore   atomic.Int64
 	admittedAfter    atomic.Int64
 	faulted          atomic.Bool
-	firstOKAfter     atomic.Int64 // Unix ns of the first success after the fault's promotion mark
+	firstOKAfter     atomic.Int64 // Unix ns of the first success of a call started after the promotion mark
+	maxCallNS        atomic.Int64
 	promotedAtNS     atomic.Int64
 }
 
@@ -92,7 +97,9 @@ func (ld *load) run(l *limiter.Limiter, users []string, stop <-chan struct{}) *s
 				default:
 				}
 				ld.requests.Add(1)
+				start := time.Now().UnixNano()
 				d, err := l.Evaluate(context.Background(), limiter.Request{User: user})
+				raiseTo(&ld.maxCallNS, time.Now().UnixNano()-start)
 				if err != nil {
 					ld.failed.Add(1)
 					time.Sleep(2 * time.Millisecond)
@@ -104,13 +111,19 @@ func (ld *load) run(l *limiter.Limiter, users []string, stop <-chan struct{}) *s
 				case d.Admitted:
 					ld.admittedAfter.Add(1)
 				}
-				if p := ld.promotedAtNS.Load(); p != 0 {
+				if p := ld.promotedAtNS.Load(); p != 0 && start >= p { // a call sent to the new primary
 					ld.firstOKAfter.CompareAndSwap(0, time.Now().UnixNano())
 				}
 			}
 		}(users[g%len(users)])
 	}
 	return &wg
+}
+
+// raiseTo stores x in v if it is larger than what v holds.
+func raiseTo(v *atomic.Int64, x int64) {
+	for m := v.Load(); x > m && !v.CompareAndSwap(m, x); m = v.Load() {
+	}
 }
 
 // failoverConfig is the canonical JSON of the chaos runs: a limit never
@@ -149,7 +162,8 @@ func failoverUnderLoad(t *testing.T, scenario string, l *limiter.Limiter, fault 
 	}
 	r := failoverRun{
 		Scenario: scenario, Requests: ld.requests.Load(), Failed: ld.failed.Load(),
-		OutageS: promotedAt.Sub(faultAt).Seconds(), ResumedAfterS: time.Unix(0, first).Sub(promotedAt).Seconds(),
+		MaxCallMS: float64(ld.maxCallNS.Load()) / 1e6,
+		OutageS:   promotedAt.Sub(faultAt).Seconds(), ResumedAfterS: time.Unix(0, first).Sub(promotedAt).Seconds(),
 		AdmittedBefore: ld.admittedBefore.Load(),
 		// Admissions after the fault went to the new primary; the rest of
 		// its count is what survived of those before the fault.
@@ -237,17 +251,25 @@ func countOf(t *testing.T, c *redistest.Cluster, key string) int64 {
 	return n
 }
 
-// The Sentinel primary is killed (SIGKILL) under load: the sentinels promote
-// a replica, requests fail meanwhile, and decisions resume within 2 s of the
-// promotion.
-func TestSentinelPrimaryKilledUnderLoad(t *testing.T) {
-	chaosEnabled(t)
+// sentinelChaos starts a Sentinel deployment and a limiter on it for the
+// failover runs, and returns the user "chaos"'s key.
+func sentinelChaos(t *testing.T) (*redistest.Sentinel, *limiter.Limiter, string) {
+	t.Helper()
 	d := redistest.StartSentinel(t)
 	prefix := uniquePrefix(t)
 	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(
 		`"redis_url":"redis://ignored.invalid:1/0","redis_mode":"sentinel","redis_sentinels":[%q,%q,%q],`+
 			`"redis_sentinel_master":%q`,
 		d.Sentinels[0].Addr, d.Sentinels[1].Addr, d.Sentinels[2].Addr, redistest.SentinelMaster)))
+	return d, l, prefix + ":fw:user:1000000/3600:{chaos}"
+}
+
+// The Sentinel primary is killed (SIGKILL) under load: the sentinels promote
+// a replica, requests fail meanwhile, and decisions resume within 2 s of the
+// promotion.
+func TestSentinelPrimaryKilledUnderLoad(t *testing.T) {
+	chaosEnabled(t)
+	d, l, key := sentinelChaos(t)
 	failoverUnderLoad(t, "sentinel: kill -9 of the primary", l,
 		func() time.Time {
 			before := d.CurrentPrimary(t)
@@ -255,7 +277,7 @@ func TestSentinelPrimaryKilledUnderLoad(t *testing.T) {
 			d.WaitPrimaryChange(t, before)
 			return time.Now()
 		},
-		func() int64 { return sentinelCount(t, d, prefix+":fw:user:1000000/3600:{chaos}") })
+		func() int64 { return sentinelCount(t, d, key) })
 }
 
 // A manual CLUSTER FAILOVER on the replica of the user's primary under load:
@@ -305,15 +327,10 @@ func TestClusterPrimaryStallsUnderLoad(t *testing.T) {
 // the primary; decisions resume within 2 s of the promotion.
 func TestSentinelFailoverUnderLoad(t *testing.T) {
 	chaosEnabled(t)
-	d := redistest.StartSentinel(t)
-	prefix := uniquePrefix(t)
-	l := openLimiter(t, fmt.Sprintf(failoverConfig, prefix, fmt.Sprintf(
-		`"redis_url":"redis://ignored.invalid:1/0","redis_mode":"sentinel","redis_sentinels":[%q,%q,%q],`+
-			`"redis_sentinel_master":%q`,
-		d.Sentinels[0].Addr, d.Sentinels[1].Addr, d.Sentinels[2].Addr, redistest.SentinelMaster)))
+	d, l, key := sentinelChaos(t)
 	failoverUnderLoad(t, "sentinel: SENTINEL FAILOVER", l,
 		func() time.Time { d.Failover(t); return time.Now() },
-		func() int64 { return sentinelCount(t, d, prefix+":fw:user:1000000/3600:{chaos}") })
+		func() int64 { return sentinelCount(t, d, key) })
 }
 
 // sentinelCount reads a fixed-window key's count from the current primary.

@@ -294,7 +294,11 @@ async def test_memory_and_redis_engines_agree_on_three_dimensions(make_engine, r
     rng = random.Random(7)
     raw = {"by_user": "4/s", "by_tenant": "6/s", "by_tool": {"search": "5/s", "fetch": "2/s"}, "algorithm": algorithm}
     memory_engine = make_engine({**raw, "backend": "memory"})
-    redis_engine = make_engine({**raw, "backend": "redis", "redis_url": redis_url, "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000})
+    # §12 off: a local refusal reports only the keys it remembers (its own tests: test_local_refusals.py).
+    redis_engine = make_engine({
+        **raw, "backend": "redis", "redis_url": redis_url, "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000,
+        "redis_blocked_max_keys": 0,
+    })
     now = clock.at(0.0)
     for step in range(400):
         now += rng.choice([0, 0, 1, 50_000, 250_000, S])

@@ -542,10 +542,10 @@ def test_redis_several_loops_in_threads(GoEngine: type, redis_url: str) -> None:
 def test_fast_decision_equals_a_normally_built_one() -> None:
     """engine_go builds Decisions through tuple.__new__: same value, same type, still immutable."""
     from rate_limiter_go.engine import Decision
-    from rate_limiter_go.engine_go import _decision
+    from rate_limiter_go.engine_go import _new_decision
 
     for args in [(True, "user", 10, 9, 1_800_000_060, 0), (False, "tool", 3, 0, 1_800_003_600, 3600)]:
-        fast, slow = _decision(args), Decision(*args)
+        fast, slow = _new_decision(Decision, args), Decision(*args)
         assert type(fast) is Decision and fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
         assert (fast.admitted, fast.dimension, fast.limit) == args[:3]
         assert (fast.remaining, fast.reset_at_unix, fast.retry_after_s) == args[3:]

@@ -34,7 +34,10 @@ def _config(algorithm: str, url: str, prefix: str, **extra: Any) -> Any:
     return parse_config({
         "backend": "redis", "redis_url": url, "redis_key_prefix": prefix, "algorithm": algorithm,
         "by_user": "4/s", "by_tenant": "6/s", "by_tool": {"search": "3/s", "fetch": "5/s"},
-        "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000, **extra,
+        "redis_timeout_ms": 2000, "redis_connect_timeout_ms": 2000,
+        # §12 off: a Cluster with three dimensions remembers no refusal, and a local
+        # refusal reports only the keys it remembers (tests_py/test_local_refusals.py).
+        "redis_blocked_max_keys": 0, **extra,
     })
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,8 @@ from rate_limiter_go.config import ConfigError
 from support.plugin_helpers import call_tool, make_plugin, unique_name
 from support.redis_server import RedisServer
 from support.tls_certs import TlsFiles, make_certs, make_leaf
+
+REPO = Path(__file__).resolve().parents[1]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,6 +164,22 @@ def test_system_trust_store_via_ssl_cert_file(tls_server: RedisServer, pki: TlsF
 
 
 # -- ACL users in the URL --------------------------------------------------------------
+
+
+def _documented_commands(kind: str) -> list[str]:
+    """The commands docs/redis-backend.md lists for ACL users on the line starting ``- <kind>``."""
+    doc = (REPO / "docs" / "redis-backend.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- acl-commands:begin -->")[1].split("<!-- acl-commands:end -->")[0]
+    line = next(ln for ln in block.splitlines() if ln.startswith(f"- {kind}"))
+    return [c.strip("`") for c in line.split(":", 1)[1].replace(",", " ").split() if c.startswith("`") or c[:1].isupper()]
+
+
+def test_acl_command_list_is_the_scripts() -> None:
+    """The commands docs/redis-backend.md lists as run inside the scripts are exactly the scripts' redis.call names."""
+    in_scripts = set()
+    for lua in (REPO / "backends" / "redis" / "lua").glob("*.lua"):
+        in_scripts |= set(re.findall(r"redis\.call\('([A-Z]+)'", lua.read_text(encoding="utf-8")))
+    assert in_scripts and set(_documented_commands("run inside the scripts")) == in_scripts
 
 
 @pytest.fixture(scope="module")

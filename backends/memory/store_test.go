@@ -295,3 +295,37 @@ func TestEvictionIsInvisible(t *testing.T) {
 		})
 	}
 }
+
+// TestFullStoreMakesProgress: requests of several keys each, from many
+// goroutines, in a store far too small for them, all complete (an evicted
+// entry sends its request round again; the retry pins its entries, so a
+// request's own insertions cannot evict them over and over), and the store
+// returns to its bound once they are done.
+func TestFullStoreMakesProgress(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			s := newStore(t, kind, 1)
+			lim := algorithms.Limit{Limit: 1000, WindowUS: 3600 * sec}
+			var wg sync.WaitGroup
+			for w := 0; w < 4; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					out := make([]algorithms.Outcome, 3)
+					for i := 0; i < 300; i++ {
+						keys := []string{fmt.Sprintf("a%d", (w+i)%5), fmt.Sprintf("b%d", i%3), fmt.Sprintf("c%d", w)}
+						if _, err := s.Evaluate(context.Background(), keys, []algorithms.Limit{lim, lim, lim}, 7200*sec+int64(i), out); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}(w)
+			}
+			wg.Wait()
+			eval(t, s, []string{"last"}, []algorithms.Limit{lim}, 7300*sec)
+			if s.Len() != 1 {
+				t.Fatalf("store holds %d keys after the requests ended, want 1", s.Len())
+			}
+		})
+	}
+}

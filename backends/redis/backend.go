@@ -40,6 +40,10 @@ type Backend struct {
 	giveBack      script
 	giveBackArg   interface{}
 	giveBacksLost atomic.Int64
+
+	// blocked remembers Redis's refusals (§12); nil when local refusals
+	// are off.
+	blocked *blockedCache
 }
 
 // New validates opts and returns a Backend. It does not contact Redis:
@@ -76,6 +80,7 @@ func newBackend(opts Options, clock func() int64) (*Backend, error) {
 		// dial plus one command timeout even if the server never answers.
 		callTimeout: opts.ConnectTimeout + opts.CommandTimeout,
 		breaker:     newBreaker(opts.BreakerFailures, opts.BreakerCooldown, clock),
+		blocked:     newBlockedCache(opts.BlockedMaxKeys, nil),
 	}
 	if cluster != nil {
 		if err := b.initCluster(cluster, opts); err != nil {
@@ -103,16 +108,28 @@ func (b *Backend) Evaluate(ctx context.Context, keys []string, limits []algorith
 	if b.closed.Load() {
 		return false, ErrClosed
 	}
+	// A remembered refusal stays true while Redis is unreachable: before the breaker (§12).
+	if b.blocked != nil && b.blocked.answer(keys, limits, nowUS, out) {
+		return false, nil
+	}
 	ok, probe := b.breaker.allow()
 	if !ok {
 		return false, ErrBreakerOpen
 	}
+	var sentNS int64
+	if b.blocked != nil {
+		sentNS = b.blocked.monoNS()
+	}
+	var replyNowUS int64
 	if b.cluster != nil {
-		admitted, err = b.callCluster(ctx, keys, limits, nowUS, out)
+		admitted, replyNowUS, err = b.callCluster(ctx, keys, limits, nowUS, out)
 	} else {
-		admitted, err = b.call(ctx, keys, limits, nowUS, out)
+		admitted, replyNowUS, err = b.call(ctx, keys, limits, nowUS, out)
 	}
 	b.breaker.done(probe, resultOf(err))
+	if err == nil && !admitted && b.blocked != nil {
+		b.blocked.record(keys, admitted, out, replyNowUS, sentNS, b.blocked.monoNS())
+	}
 	return admitted, err
 }
 
@@ -129,18 +146,20 @@ func resultOf(err error) callResult {
 }
 
 // call does the network part of Evaluate on one Redis (standalone or the
-// Sentinel primary): one script call with every key.
+// Sentinel primary): one script call with every key. It returns the
+// verdict and the script's clock in µs.
 func (b *Backend) call(ctx context.Context, keys []string, limits []algorithms.Limit,
-	nowUS int64, out []algorithms.Outcome) (bool, error) {
+	nowUS int64, out []algorithms.Outcome) (bool, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.callTimeout)
 	defer cancel()
 	return b.evalCheck(ctx, keys, limits, nowUS, out)
 }
 
 // evalCheck runs the backend's script for keys: EVALSHA, and on NOSCRIPT one
-// SCRIPT LOAD and one more EVALSHA.
+// SCRIPT LOAD and one more EVALSHA. It returns the verdict and the script's
+// clock in µs.
 func (b *Backend) evalCheck(ctx context.Context, keys []string, limits []algorithms.Limit,
-	nowUS int64, out []algorithms.Outcome) (bool, error) {
+	nowUS int64, out []algorithms.Outcome) (bool, int64, error) {
 	buf := argPool.Get().(*argBuf)
 	defer func() {
 		buf.reset()
@@ -152,7 +171,7 @@ func (b *Backend) evalCheck(ctx context.Context, keys []string, limits []algorit
 	err := b.process(ctx, cmd)
 	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
 		if err := b.reload(ctx, b.script); err != nil {
-			return false, err
+			return false, 0, err
 		}
 		cmd = goredis.NewIntSliceCmd(ctx, args...)
 		err = b.process(ctx, cmd)
@@ -164,7 +183,7 @@ func (b *Backend) evalCheck(ctx context.Context, keys []string, limits []algorit
 			// resume as soon as a replica has taken over. Reloads are coalesced.
 			b.cluster.ReloadState(ctx)
 		}
-		return false, sanitize("evalsha", err)
+		return false, 0, sanitize("evalsha", err)
 	}
 	return parseReply(cmd.Val(), limits, nowUS, out)
 }

@@ -54,13 +54,13 @@ type group struct {
 // clock, then one script per slot group, in parallel, and a give-back of the
 // groups that admitted when another refused or failed.
 func (b *Backend) callCluster(ctx context.Context, keys []string, limits []algorithms.Limit,
-	nowUS int64, out []algorithms.Outcome) (bool, error) {
+	nowUS int64, out []algorithms.Outcome) (bool, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.callTimeout)
 	defer cancel()
 	if nowUS == 0 {
 		var err error
 		if nowUS, err = b.clock.NowUS(ctx); err != nil {
-			return false, sanitize("cluster clock", err)
+			return false, 0, sanitize("cluster clock", err)
 		}
 	}
 	var of [maxKeys]int
@@ -75,7 +75,7 @@ func (b *Backend) callCluster(ctx context.Context, keys []string, limits []algor
 		g.n++
 	}
 	b.each(groups[:n], func(g *group) {
-		g.admitted, g.err = b.evalCheck(ctx, g.keys[:g.n], g.limits[:g.n], nowUS, g.out[:g.n])
+		g.admitted, _, g.err = b.evalCheck(ctx, g.keys[:g.n], g.limits[:g.n], nowUS, g.out[:g.n])
 	})
 	admitted := true
 	var firstErr error
@@ -89,14 +89,14 @@ func (b *Backend) callCluster(ctx context.Context, keys []string, limits []algor
 		b.giveBackAdmitted(groups[:n], nowUS)
 	}
 	if firstErr != nil {
-		return false, firstErr
+		return false, 0, firstErr
 	}
 	for g := range groups[:n] {
 		for j := 0; j < groups[g].n; j++ {
 			out[groups[g].idx[j]] = groups[g].out[j]
 		}
 	}
-	return admitted, nil
+	return admitted, nowUS, nil
 }
 
 // each runs f on every group, the first in this goroutine and the others in

@@ -39,6 +39,12 @@ type Options struct {
 	// BreakerCooldown is how long the breaker stays open (calls fail fast
 	// with ErrBreakerOpen, no network) before one probe call is let through.
 	BreakerCooldown time.Duration
+	// BlockedMaxKeys bounds the keys remembered as refused, whose requests
+	// are then refused without a Redis command (docs/semantics.md §12);
+	// 0 turns that off. Set it only where the refusals are exact: not on a
+	// Cluster where a request may span slot groups (their give-backs free
+	// units early).
+	BlockedMaxKeys int
 	// PoolSize is the number of pooled connections kept to Redis; 0 leaves
 	// go-redis's default (10 per GOMAXPROCS).
 	PoolSize int
@@ -100,6 +106,9 @@ func (o Options) validate() error {
 		if f.v < 1 {
 			return fmt.Errorf("redis backend: Options.%s must be positive, got %d", f.name, f.v)
 		}
+	}
+	if o.BlockedMaxKeys < 0 {
+		return fmt.Errorf("redis backend: BlockedMaxKeys must not be negative, got %d", o.BlockedMaxKeys)
 	}
 	if o.PoolSize < 0 {
 		return fmt.Errorf("redis backend: PoolSize must not be negative, got %d", o.PoolSize)

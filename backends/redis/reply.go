@@ -6,8 +6,18 @@ import "github.com/rate-limiter-go/rate_limiter_go/algorithms"
 // out[:n]: {admitted, now_us, then per key ok, remaining, reset_at_us,
 // retry_after_us}. Anything that breaks the contract is a malformed reply
 // (a script or server fault), reported as an error and never as a decision.
-// out is only written when the whole reply is valid.
-func parseReply(v []int64, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
+// out is only written when the whole reply is valid. It also returns the
+// script's now_us.
+func parseReply(v []int64, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, int64, error) {
+	admitted, err := checkReply(v, limits, nowUS, out)
+	if err != nil {
+		return false, 0, err
+	}
+	return admitted, v[1], nil
+}
+
+// checkReply is parseReply without the script's clock.
+func checkReply(v []int64, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
 	n := len(limits)
 	if len(v) != 2+4*n {
 		return false, malformed("wrong length")

@@ -47,7 +47,7 @@ func TestParseReplyValid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out := make([]algorithms.Outcome, len(tt.limits))
-			admitted, err := parseReply(tt.reply, tt.limits, tt.nowUS, out)
+			admitted, _, err := parseReply(tt.reply, tt.limits, tt.nowUS, out)
 			if err != nil {
 				t.Fatalf("parseReply: %v", err)
 			}
@@ -99,7 +99,7 @@ func TestParseReplyMalformed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			sentinel := algorithms.Outcome{Remaining: -42}
 			out := []algorithms.Outcome{sentinel, sentinel}
-			_, err := parseReply(tt.reply, tt.limits, tt.nowUS, out)
+			_, _, err := parseReply(tt.reply, tt.limits, tt.nowUS, out)
 			if err == nil {
 				t.Fatal("parseReply accepted a malformed reply")
 			}

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from rlbench import targets
+from rlbench.cluster import normalise_error
 from rlbench.targets import RATIO_STAT, SCRIPT_ENTRY, hook_stat
-from rlbench.workload import ADMITTED_RATE, ALGO_SHORT, BLOCKED_RATE, HOOK_SHORT, POOL_TENANTS, POOL_USERS
+from rlbench.workload import ADMITTED_RATE, ALGO_SHORT, BLOCKED_RATE, HOOK_SHORT, PARTIAL, POOL_TENANTS, POOL_USERS
 
 COLUMNS = ("floor", "go", "python", "cpex-rate-limiter", "limits")
 COLOURS = {"floor": "#9e9e9e", "go": "#00add8", "python": "#3776ab", "cpex-rate-limiter": "#b7410e",
@@ -278,15 +279,23 @@ def _features_md(results: dict[str, Any]) -> list[str]:
 def _concurrency_md(results: dict[str, Any]) -> list[str]:
     rows = results.get("concurrency", [])
     levels = sorted({r["inflight"] for r in rows})
-    table: dict[tuple[str, str], dict[int, float]] = {}
+    table: dict[tuple[str, str], dict[int, str]] = {}
     for r in rows:
-        table.setdefault((r["subject"], r["backend"] or "–"), {})[r["inflight"]] = (r["rps_best"], r["rps_median"])
+        if r["rps_best"] is None:
+            cell = f"failed open in {r.get('failed_rounds', 0)} of {r.get('failed_rounds', 0)} rounds"
+        else:
+            cell = f"**{r['rps_best']:,.0f}** ({r['rps_median']:,.0f})"
+            if r.get("failed_rounds"):
+                cell += f", failed open in {r['failed_rounds']} more rounds"
+        table.setdefault((r["subject"], r["backend"] or "–"), {})[r["inflight"]] = cell
     out = ["| subject | backend | " + " | ".join(f"{n} in flight" for n in levels) + " |",
            "|---|---|" + "---|" * len(levels)]  # fmt: skip
     order = {s: i for i, s in enumerate(COLUMNS)}
-    for (subject, backend), by_n in sorted(table.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))):
+    backends = {"memory": 0, "redis": 1, "cluster": 2, "–": 3}
+    for (subject, backend), by_n in sorted(table.items(), key=lambda kv: (backends.get(kv[0][1], 9), kv[0][1],
+                                                                          order.get(kv[0][0], 9))):  # fmt: skip
         out.append(f"| {subject} | {backend} | "
-                   + " | ".join(f"**{by_n[n][0]:,.0f}** ({by_n[n][1]:,.0f})" if n in by_n else "–" for n in levels)
+                   + " | ".join(by_n.get(n, "–") for n in levels)
                    + " |")  # fmt: skip
     return out
 
@@ -311,12 +320,240 @@ def _redis_md(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _cost_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r["subject"], r["algorithm"], r["dims"], r["path"])
+
+
+def cluster_pairs(results: dict[str, Any]) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:
+    """(standalone row or None, cluster row) for every Cluster cost cell, in table order."""
+    cl = results.get("cluster") or {}
+    single = {_cost_key(r): r for r in [*results.get("redis_cost", []), *cl.get("standalone_partial", [])]
+              if r["subject"] != "floor"}  # fmt: skip
+    order = {"go": 0, "python": 1, "fixed_window": 0, "sliding_window": 1, "token_bucket": 2, "admitted": 0,
+             "blocked": 1, PARTIAL: 2}  # fmt: skip
+    rows = sorted(cl.get("cost", []), key=lambda r: (order.get(r["subject"], 9), order[r["algorithm"]], r["dims"],
+                                                     order[r["path"]]))  # fmt: skip
+    return [(single.get(_cost_key(r)), r) for r in rows]
+
+
+def _f(r: dict[str, Any] | None, key: str, fmt: str) -> str:
+    return "–" if r is None or r.get(key) is None else format(r[key], fmt)
+
+
+def _cluster_md(results: dict[str, Any]) -> list[str]:
+    pairs = cluster_pairs(results)
+    if not pairs:
+        return ["Not measured in this run (section `cluster`).", ""]
+    nomem = _no_memory(results)
+    out = [
+        "| subject | algorithm | dims | path | round trips per request: standalone / Cluster | script calls per "
+        "request on the Cluster | other commands per request on the Cluster | Redis CPU ms per 10,000 checks: "
+        "standalone / Cluster primaries | Cluster / standalone | standalone with §12 off: round trips, CPU ms "
+        "per 10,000 | Cluster replicas (not included) | latency µs, p50: standalone / Cluster | mean: "
+        "standalone / Cluster |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for single, r in pairs:
+        off = nomem.get(_cost_key(r))
+        cmds = r["commands_per_request"]
+        entry = ", ".join(f"{k} {v:.2f}" for k, v in cmds.items() if k in SCRIPT_ENTRY) or "none"
+        other = ", ".join(f"{k} {v:.3f}" for k, v in cmds.items() if k not in SCRIPT_ENTRY) or "none"
+        if single is None:
+            cpu_ratio = "–"
+        elif _local(single) and not _local(r):
+            cpu_ratio = (f"{_ratio(r['cpu_ms_per_10k'], off['cpu_ms_per_10k'])} of §12 off" if off
+                         else "– (standalone: §12)")  # fmt: skip
+        else:
+            cpu_ratio = _ratio(r["cpu_ms_per_10k"], single["cpu_ms_per_10k"])
+        out.append(
+            f"| {r['subject']} | {ALGO_SHORT[r['algorithm']]} | {r['dims']} | {r['path']} | "
+            f"{_f(single, 'round_trips_per_request', '.2f')} / **{r['round_trips_per_request']:.2f}** | {entry} | "
+            f"{other} | {_f(single, 'cpu_ms_per_10k', '.0f')} / **{r['cpu_ms_per_10k']:.0f}** | {cpu_ratio} | "
+            + (f"{off['round_trips_per_request']:.2f}, {off['cpu_ms_per_10k']:.0f} | " if off else "– | ")
+            + f"{_f(r, 'replica_cpu_ms_per_10k', '.0f')} | {_us(single.get('latency_p50_ns') if single else None)} / "
+            f"{_us(r['latency_p50_ns'])} | {_us(single.get('latency_mean_ns') if single else None)} / "
+            f"{_us(r['latency_mean_ns'])} |"
+        )
+    return out + [""]
+
+
+def _no_memory(results: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Standalone cells with remembered refusals off, by (subject, algorithm, dims, path)."""
+    return {_cost_key(r): r for r in (results.get("cluster") or {}).get("standalone_no_memory", [])}
+
+
+def _peers_cluster_md(results: dict[str, Any]) -> list[str]:
+    rows = (results.get("cluster") or {}).get("peers", [])
+    if not rows:
+        return ["No peer was tried on the Cluster in this run.", ""]
+    out = ["| subject | algorithm | dims | path | outcome | calls with the expected result | error replies from "
+           "the Cluster | errors logged or raised by the peer (most frequent first) | keys written |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        distinct = dict.fromkeys(normalise_error(e) for e in r.get("errors", []))  # runs before the folding too
+        errors = "; ".join(f"`{e.replace('|', '/').replace('`', chr(39))}`" for e in distinct) or "none"
+        replies = ", ".join(f"{k} {v}" for k, v in (r.get("server_errors") or {}).items()) or "none"
+        logged = r.get("errors_logged", 0) + r.get("raised", 0)
+        out.append(f"| {r['subject']} | {ALGO_SHORT[r['algorithm']]} | {r['dims']} | {r['path']} | **{r['verdict']}** | "
+                   f"{r.get('expected', 0)} of {r.get('calls', 0)} | {replies} | {logged}: {errors} | "
+                   f"{r.get('keys_written', 0)} |")  # fmt: skip
+    return out + [""]
+
+
+def _our_error_replies(results: dict[str, Any]) -> str:
+    rows = (results.get("cluster") or {}).get("cost", [])
+    if rows and all("error_replies" not in r for r in rows):
+        return "not counted in this run"
+    total: dict[str, int] = {}
+    for r in rows:
+        for code, n in (r.get("error_replies") or {}).items():
+            total[code] = total.get(code, 0) + n
+    return ", ".join(f"{k} {v}" for k, v in sorted(total.items())) + " error replies" if total else "no error reply"
+
+
+def _span(values: Any) -> tuple[float, float]:
+    v = sorted(values)
+    return v[0], v[-1]
+
+
+def _local(row: dict[str, Any]) -> bool:
+    """Whether a cell's requests were mostly answered without Redis (remembered refusals, §12)."""
+    return row["round_trips_per_request"] < 0.5
+
+
+def _cluster_headline(results: dict[str, Any]) -> list[str]:
+    out = []
+    nomem = _no_memory(results)
+    pairs = [(a, b) for a, b in cluster_pairs(results) if a is not None and b["dims"] == 3]
+    for subject in ("go", "python"):
+        for path in ("admitted", "blocked", PARTIAL):
+            sel = [(a, b) for a, b in pairs if b["subject"] == subject and b["path"] == path]
+            if not sel:
+                continue
+            rts, rts1 = _span(b["round_trips_per_request"] for _, b in sel), _span(a["round_trips_per_request"] for a, _ in sel)
+            cpu, cpu1 = _span(b["cpu_ms_per_10k"] for _, b in sel), _span(a["cpu_ms_per_10k"] for a, _ in sel)
+            line = (f"- Redis Cluster, {subject}, 3 dimensions, {path} (3 algorithms): round trips per request "
+                    f"{rts[0]:.2f}..{rts[1]:.2f} (standalone {rts1[0]:.2f}..{rts1[1]:.2f}); Redis CPU per 10,000 checks, "
+                    f"primaries summed, {cpu[0]:.0f}..{cpu[1]:.0f} ms (standalone {cpu1[0]:.0f}..{cpu1[1]:.0f} ms)")  # fmt: skip
+            if all(not _local(a) for a, _ in sel):
+                ratio = _span(b["cpu_ms_per_10k"] / a["cpu_ms_per_10k"] for a, b in sel)
+                line += f", {ratio[0]:.2f}x..{ratio[1]:.2f}x"
+            elif all(_local(a) for a, _ in sel):
+                line += "; standalone answers these from remembered refusals (§12), the Cluster cannot with 3 dimensions"
+                offs = [(nomem[_cost_key(b)], b) for _, b in sel if _cost_key(b) in nomem]
+                if len(offs) == len(sel):
+                    rt0 = _span(o["round_trips_per_request"] for o, _ in offs)
+                    cpu0 = _span(o["cpu_ms_per_10k"] for o, _ in offs)
+                    ratio = _span(b["cpu_ms_per_10k"] / o["cpu_ms_per_10k"] for o, b in offs)
+                    line += (f"; standalone with §12 off: {rt0[0]:.2f}..{rt0[1]:.2f} round trips, {cpu0[0]:.0f}..{cpu0[1]:.0f} "
+                             f"ms, Cluster {ratio[0]:.2f}x..{ratio[1]:.2f}x that")  # fmt: skip
+            out.append(line)
+    peers = (results.get("cluster") or {}).get("peers", [])
+    for subject in sorted({r["subject"] for r in peers}):
+        mine = [r for r in peers if r["subject"] == subject]
+        fails = [r for r in mine if r["verdict"] != "runs"]
+        replies: dict[str, int] = {}
+        for r in fails:
+            for code, n in (r.get("server_errors") or {}).items():
+                replies[code] = replies.get(code, 0) + n
+        what = ", ".join(f"{k} {v}" for k, v in sorted(replies.items(), key=lambda kv: (kv[0] == "ERR", -kv[1])))
+        out.append(f"- {subject} on the Cluster: fails in {len(fails)} of {len(mine)} scenarios"
+                   + (f"; the Cluster's error replies: {what}" if what else ""))  # fmt: skip
+    return out
+
+
 def _profiles_md(results: dict[str, Any]) -> list[str]:
     out = []
     for p in results.get("profiles", []):
         out += [f"**{p['subject']} engine, {p['backend']}, {p['path']}, fixed window, 3 dimensions** "
                 f"({p['calls']} calls of `tool_pre_invoke`, sorted by own time):", "", "```", p["text"], "```", ""]
     return out
+
+
+def _cluster_method_md(results: dict[str, Any]) -> list[str]:
+    cl = results.get("cluster")
+    if not cl:
+        return []
+    st = results.get("settings", {})
+    idle = cl.get("idle_cpu_ms_per_s", {})
+    ic, isg = idle.get("cluster", {}), idle.get("standalone", {})
+    return [
+        f"A local Redis Cluster ({results.get('meta', {}).get('cluster', '3 primaries + 3 replicas')}, on "
+        "loopback, started by the project's one launcher `tests_py/support/redis_cluster.py`) runs beside the "
+        "standalone server in the same run. Our plugin is configured with `redis_mode: cluster` and `redis_url` = "
+        "one seed node, every other setting as on standalone. On a Cluster each dimension's key has its own hash "
+        "tag (docs/semantics.md §6, §11.1): the pool's 3-dimension requests (a user, a tenant, the tool) are "
+        "three slot groups, each its own script call on its slot's primary, run in parallel, plus, when one "
+        "group refuses, a give-back call to each group that consumed. Path **partial** (3 dimensions) is the "
+        f"request refused by one dimension only: the user's limit `{BLOCKED_RATE}` is spent, tenant and tool "
+        f"allow `{ADMITTED_RATE}`; on standalone that is one script that refuses, on the Cluster the tenant and "
+        "tool groups consume and are given back. It is measured on both. The **blocked** path (every limit "
+        f"`{BLOCKED_RATE}`) has give-backs on the Cluster too: a refused request consumes nothing (§4), so a key "
+        "whose group admitted while another group refused is given back and stays unspent; with the pool's 64 "
+        "users on 8 tenants and one tool, the tool's key refuses every request after the first, and each "
+        "request's user group (and its tenant's, for 7 of the 8 tenants) admits and is given back: about 1.9 "
+        "give-backs per request, where one Redis runs one script that refuses.",
+        "",
+        "**Remembered refusals** (docs/semantics.md §12, on by default, `redis_blocked_max_keys`): once Redis "
+        "has refused a key, our engines refuse further requests on it locally, with no Redis command, until its "
+        "Retry-After has passed. On standalone that answers the blocked and partial paths (a few hundredths of a "
+        "round trip per request remain: keys re-asked as their remembered refusals run out, and the Cluster "
+        "clock's samples). On a Cluster only configurations with one dimension use it (a give-back can lower a "
+        "key before its Retry-After, §12), so the 1-dimension blocked cells are answered locally there too, "
+        "while every 3-dimension refused request pays its three group scripts and its give-backs. "
+        + ("So the 3-dimension refused cells are also measured on standalone with §12 off "
+           "(`redis_blocked_max_keys: 0`, same method): one script that refuses, the script-level counterpart of "
+           "the Cluster's groups; where standalone answered locally, the Cluster's CPU is set against that."
+           if cl.get("standalone_no_memory") else
+           "The script cost of those refusals on standalone with §12 off was not measured in this run."),
+        "",
+        f"Method, the same as the Redis-cost table's: per cell up to {st.get('cluster_checks')} sequential "
+        f"`tool_pre_invoke` calls (at least 200; fewer once {st.get('cluster_max_ms')} ms have passed; standalone "
+        f"cells: {st.get('redis_checks')} or {st.get('redis_max_ms')} ms) between two `INFO all` snapshots of "
+        "every primary, the snapshots' own cost subtracted. A **round trip** is a read event on a Redis server "
+        "(`total_reads_processed`): the server reading one request off a client's socket, so one per "
+        "request/reply exchange of a client that waits for its reply; on the Cluster they are summed over the "
+        "three primaries, so three groups sent in parallel count three (their latency overlaps, their cost does "
+        "not). Commands are commandstats calls summed over the primaries (the script calls, what the scripts "
+        "run inside, and the cluster clock's `TIME` samples, at most one a second per instance). **Redis CPU** "
+        "is `used_cpu_sys + used_cpu_user` of the three primaries, summed; the replicas' CPU (applying the "
+        "primaries' replication stream) is shown in its own column and is **not** included; the standalone "
+        "server has no replica. Idle, with no client sending anything, the three primaries used "
+        f"{ic.get('counted', 0):.1f} ms of CPU per second and the replicas {ic.get('replicas', 0):.1f} (cron, "
+        f"cluster bus, replication pings), the standalone server {isg.get('counted', 0):.1f}; that is included "
+        "in the figures, not subtracted. Latency: `perf_counter_ns()` around each of the cell's calls, p50 and "
+        "mean, the same on both (sequential calls, one in flight).",
+        "",
+    ]
+
+
+def _cluster_section_md(results: dict[str, Any]) -> list[str]:
+    if not results.get("cluster"):
+        return ["Not measured in this run (section `cluster`).", ""]
+    return [
+        *_cluster_method_md(results),
+        *_cluster_md(results),
+        "Throughput on the Cluster (fixed window, 3 dimensions, admitted) is in the throughput table above, "
+        "backend `cluster`.",
+        "",
+        "### Peers on the Cluster",
+        "",
+        "cpex-rate-limiter has no Cluster mode, and our limits wrapper (`bench/rlbench/limits_hook.py`) uses "
+        "limits' plain Redis storage (limits has a separate Cluster storage, `redis+cluster://`, which this run "
+        "does not try): each is configured as an operator would, with its `redis_url` naming the seed node, and "
+        "called once for each of the pool's requests (tool hook, every "
+        "Redis scenario it supports). The outcome is what it did, not a time: **runs** when every call had the "
+        "path's expected result (admitted with headers, or a `RATE_LIMIT` violation) and nothing was logged "
+        "at WARNING or above and no node replied with an error; else **fails**. Error replies are counted on "
+        "the nodes (`INFO errorstats` of all six, before and after), which names the error even where the peer "
+        "logs only that it failed (`ERR` is every error without a code of its own; the peers' failed calls come "
+        f"with them; during our plugin's Cluster cells above: {_our_error_replies(results)}); beside them the "
+        "errors the peer logged or raised (slot numbers and node "
+        "addresses of `MOVED` folded) and the keys it left on the primaries. Under `fail_mode: open` a failed "
+        "call is an admitted request that nothing counted.",
+        "",
+        *_peers_cluster_md(results),
+    ]
 
 
 def markdown(results: dict[str, Any], chart_name: str) -> str:
@@ -348,6 +585,8 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         *_headline_md(results),
         "",
+        *_cluster_headline(results),
+        *([""] if results.get("cluster") else []),
         *_ceiling_md(results),
     ]
     if results.get("unavailable"):
@@ -366,6 +605,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"| cpex | {vers.get('cpex')} |",
         f"| peers | cpex-rate-limiter {vers.get('cpex-rate-limiter')}, limits {vers.get('limits')} |",
         f"| redis | server {meta.get('redis')}; redis-py {vers.get('redis')} |",
+        *([f"| redis cluster | {meta['cluster']}, same server binary, loopback |"] if meta.get("cluster") else []),
         f"| other | pydantic {vers.get('pydantic')}, matplotlib {vers.get('matplotlib')} |",
         f"| load average (1/5/15 min) | start {ls[0]:.2f} / {ls[1]:.2f} / {ls[2]:.2f}; "
         f"end {le[0]:.2f} / {le[1]:.2f} / {le[2]:.2f} |",
@@ -397,7 +637,9 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "expiry thread in this process (the only other Python thread); no subject is isolated from it.",
         f"- Matrix: 3 algorithms x memory/redis x 1 dimension (`by_user`) / 3 dimensions (`by_user`, `by_tenant`, "
         f"`by_tool`) x both hooks x admitted path (every limit `{ADMITTED_RATE}`, never reached) / blocked path "
-        f"(every limit `{BLOCKED_RATE}`; after the warm-up every request is refused). Requests cycle through "
+        f"(every limit `{BLOCKED_RATE}`; after the warm-up every request is refused; on Redis our engines then "
+        "answer from remembered refusals, docs/semantics.md §12, so their blocked Redis cells measure a refusal "
+        "without a Redis command, while the peers still ask Redis every time). Requests cycle through "
         f"{POOL_USERS} prebuilt requests ({POOL_USERS} users, {POOL_TENANTS} tenants, one limited tool).",
         f"- Latency: every case is warmed up (one pass over the pool, then up to {st.get('warmup')} calls or "
         f"{st.get('warmup_max_ms')} ms), then measured in {st.get('rounds')} rounds of one batch per case "
@@ -421,7 +663,10 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"- Concurrency: fixed window, 3 dimensions, admitted, `tool_pre_invoke`; N coroutines started with "
         f"`asyncio.gather`, each awaiting calls in a row for {st.get('conc_ms')} ms (and at least "
         f"{st.get('conc_min_calls')} calls in all); requests per second = completed calls / wall time; median of "
-        f"{st.get('conc_rounds')} interleaved rounds; the target uses the best round.",
+        f"{st.get('conc_rounds')} interleaved rounds; the target uses the best round. Every result is checked: "
+        "our engines answering anything but an admitted result with headers abort the run; a peer doing so "
+        "(failing open, e.g. its Redis calls timing out under load) has that round recorded as failed, not "
+        "timed, and the level left out of the targets.",
         f"- Redis cost: per Redis cell, up to {st.get('redis_checks')} sequential `tool_pre_invoke` calls (at "
         f"least 200; fewer once {st.get('redis_max_ms')} ms have passed) between two "
         "`INFO all` snapshots (the snapshots' own cost is measured and subtracted): calls per command from "
@@ -464,6 +709,9 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         *_redis_md(results),
         "",
+        "## Redis Cluster beside one Redis",
+        "",
+        *_cluster_section_md(results),
         "## Chart",
         "",
         f"![mean latency and throughput]({chart_name})",
@@ -508,14 +756,17 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax1.grid(axis="y", alpha=0.3)
 
     conc = results.get("concurrency", [])
-    for ax, backends, title in ((ax2, ("redis",), "Redis backend"), (ax3, ("memory", None), "memory backend and floor")):
+    style = {"redis": "-", "cluster": "--", "memory": "-", None: ":"}
+    for ax, backends, title in ((ax2, ("redis", "cluster"), "Redis (dashed: Cluster)"),
+                                (ax3, ("memory", None), "memory backend and floor")):  # fmt: skip
         for name in names:
             for backend in backends:
                 pts = sorted((r["inflight"], r["rps_best"]) for r in conc
-                             if r["subject"] == name and r["backend"] == backend)  # fmt: skip
+                             if r["subject"] == name and r["backend"] == backend and r["rps_best"] is not None)  # fmt: skip
                 if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], "-" if backend else ":", marker="o",
-                            label=name, color=COLOURS.get(name))  # fmt: skip
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], style[backend], marker="o",
+                            label=name + (" (Cluster)" if backend == "cluster" else ""),
+                            color=COLOURS.get(name))  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set_xlabel("calls in flight (one event loop)")
         ax.set_ylabel("requests per second (best round)")

@@ -18,6 +18,16 @@ Sections (each can be switched off with --sections):
   INFO snapshots: commands and read events (round trips) per request and
   Redis CPU per 10,000 checks.
 * ``profile``: cProfile of our plugin's hook for each engine (see profiling.py).
+* ``cluster``: a local Redis Cluster (3 primaries + 3 replicas, the shared
+  launcher of tests_py/support/redis_cluster.py) beside the standalone server:
+  our engines with ``redis_mode: cluster`` per Redis scenario and on the
+  partial path (refused by one of three dimensions: give-backs on a Cluster;
+  also measured on standalone), plus the 3-dimension refusals on standalone
+  with remembered refusals (§12) off, measured as the ``redis`` section measures
+  (counters summed over the primaries, replicas' CPU apart, latency per call);
+  their throughput joins the ``concurrency`` section as backend ``cluster``;
+  each peer is called once per pool request on the Cluster and its outcome
+  recorded (see cluster.py).
 
 The results are a JSON-able dict (written by __main__), from which report.py
 writes the doc and the chart.
@@ -25,6 +35,7 @@ writes the doc and the chart.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import random
 import sys
@@ -32,29 +43,41 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from support.redis_cluster import CLUSTER_NODE_TIMEOUT_MS, RedisCluster
 from support.redis_server import RedisServer
 
+from rlbench import cluster as cluster_cells
 from rlbench import env_info, profiling, targets
 from rlbench.measure import (
     Case,
     WrongOutcomeError,
-    describe_result,
     latency_stats,
     outcome_ok,
     throughput,
     timed_batch,
     warm_up,
 )
+from rlbench.redis_cost import Deployment, cost_cell
 from rlbench.redis_counters import command_delta, snapshot
-from rlbench.subjects import OURS, PEERS, SUBJECTS, SubjectUnavailableError, build, supports, versions
-from rlbench.workload import ALGORITHMS, BACKENDS, HOOKS, TOOL, Request, Scenario, request_pool, scenarios
+from rlbench.subjects import OURS, PEERS, SUBJECTS, SubjectUnavailableError, build, key_prefix, supports, versions
+from rlbench.workload import (
+    ALGORITHMS,
+    BACKENDS,
+    HOOKS,
+    TOOL,
+    Request,
+    Scenario,
+    partial_scenarios,
+    request_pool,
+    scenarios,
+)
 
 # Gateway features are measured on these cells, against the plain hook of the same cell.
 FEATURE_SCENARIOS = tuple(Scenario(b, "fixed_window", 3, "admitted") for b in BACKENDS)
 HTTP_HOOKS = (*HOOKS, "http_pre_request", "http_post_request")
 TRACED_SUBJECTS = (*OURS, "cpex-rate-limiter")  # the ones that write the gateway's observability metadata
 
-SECTIONS = ("latency", "concurrency", "redis", "profile")
+SECTIONS = ("latency", "concurrency", "redis", "profile", "cluster")
 INFLIGHT = (1, 16, 64, 256)
 MIN_REDIS_CHECKS = 200
 CONCURRENCY_SCENARIO = dict(algorithm="fixed_window", dims=3, path="admitted")
@@ -74,6 +97,8 @@ class Settings:
     conc_min_calls: int = 256
     redis_checks: int = 5000
     redis_max_ms: int = 2500
+    cluster_checks: int = 3000
+    cluster_max_ms: int = 1500
     profile_calls: int = 20_000
     seed: int = 20260101
 
@@ -81,7 +106,7 @@ class Settings:
     def quick() -> Settings:
         return Settings(rounds=3, batch=200, batch_max_ms=60, warmup=100, warmup_max_ms=100, conc_rounds=2,
                         conc_ms=150, conc_min_calls=256, redis_checks=1000, redis_max_ms=400,
-                        profile_calls=3000)  # fmt: skip
+                        cluster_checks=500, cluster_max_ms=300, profile_calls=3000)  # fmt: skip
 
 
 def log(msg: str) -> None:
@@ -91,11 +116,19 @@ def log(msg: str) -> None:
 class Run:
     """State of one run: the subjects that could be built, the request pool, the Redis server."""
 
-    def __init__(self, settings: Settings, subjects: tuple[str, ...], sections: tuple[str, ...], redis: RedisServer):
+    def __init__(self, settings: Settings, subjects: tuple[str, ...], sections: tuple[str, ...], redis: RedisServer,
+                 cluster: RedisCluster | None = None):  # fmt: skip
         self.settings = settings
         self.subjects = subjects
         self.sections = sections
         self.redis = redis
+        self.cluster = cluster
+        # Our engines on the Cluster, and on the standalone server for the partial path (cluster section only).
+        self.cluster_plugins: dict[tuple[str, Scenario], Any] = {}
+        self.partial_plugins: dict[tuple[str, Scenario], Any] = {}
+        # Our engines on the standalone server with remembered refusals (§12) off, 3-dimension refusals only:
+        # the script cost the Cluster's refused cells compare with.
+        self.no_memory_plugins: dict[tuple[str, Scenario], Any] = {}
         self.pool: list[Request] = request_pool()
         self.plugins: dict[tuple[str, Scenario], Any] = {}
         self.floors: dict[str, Any] = {}
@@ -128,11 +161,34 @@ class Run:
                     plugin = build(subject, s, self.redis.url, HTTP_HOOKS)
                     await plugin.initialize()
                     self.with_http_hooks[(subject, s)] = plugin
+        if self.cluster is not None:
+            await self._build_cluster()
         built = sorted({k[0] for k in self.plugins} | ({"floor"} if self.floors else set()))
-        log(f"built {len(self.plugins) + len(self.floors)} plugin instances for {', '.join(built)}")
+        log(f"built {len(self.plugins) + len(self.floors)} plugin instances for {', '.join(built)}"
+            + (f"; {len(self.cluster_plugins)} on the Cluster" if self.cluster_plugins else ""))  # fmt: skip
+
+    async def _build_cluster(self) -> None:
+        assert self.cluster is not None  # nosec B101 # only called with a Cluster
+        for subject in OURS:
+            if subject not in self.subjects or subject in self.unavailable:
+                continue
+            for s in [*scenarios(("redis",)), *partial_scenarios()]:
+                plugin = build(subject, s, self.cluster.url, redis_mode="cluster")
+                await plugin.initialize()
+                self.cluster_plugins[(subject, s)] = plugin
+            for s in partial_scenarios():
+                plugin = build(subject, s, self.redis.url)
+                await plugin.initialize()
+                self.partial_plugins[(subject, s)] = plugin
+            for s in [*(s for s in scenarios(("redis",)) if s.dims == 3 and s.path == "blocked"), *partial_scenarios()]:
+                plugin = build(subject, s, self.redis.url, remember_refusals=False)
+                await plugin.initialize()
+                self.no_memory_plugins[(subject, s)] = plugin
 
     async def close_all(self) -> None:
-        for plugin in [*self.plugins.values(), *self.floors.values(), *self.with_http_hooks.values()]:
+        for plugin in [*self.plugins.values(), *self.floors.values(), *self.with_http_hooks.values(),
+                       *self.cluster_plugins.values(), *self.partial_plugins.values(),
+                       *self.no_memory_plugins.values()]:  # fmt: skip
             try:
                 await plugin.shutdown()
             except Exception as e:  # a failing shutdown must not lose the results
@@ -305,71 +361,110 @@ class Run:
                 plugin = self.plugins.get((subject, Scenario(backend, **CONCURRENCY_SCENARIO)))
                 if plugin is not None:
                     targets_.append((subject, backend, plugin))
+            plugin = self.cluster_plugins.get((subject, Scenario("redis", **CONCURRENCY_SCENARIO)))
+            if plugin is not None:
+                targets_.append((subject, "cluster", plugin))
         args = self._hook_args("tool_pre_invoke")
         results: dict[tuple[str, str | None, int], list[tuple[float, int]]] = {}
+        failed: dict[tuple[str, str | None, int], list[str]] = {}
         jobs = [(t, n) for t in targets_ for n in INFLIGHT]
         log(f"concurrency: {len(jobs)} cases x {st.conc_rounds} rounds, {st.conc_ms} ms each")
         for subject, backend, plugin in targets_:  # warm-up: open the connections the highest level needs
-            await throughput(plugin.tool_pre_invoke, args, True, INFLIGHT[-1], 0, INFLIGHT[-1] * 2)
+            try:
+                await throughput(plugin.tool_pre_invoke, args, True, INFLIGHT[-1], 0, INFLIGHT[-1] * 2)
+            except WrongOutcomeError as e:
+                if subject in OURS:
+                    raise
+                log(f"concurrency warm-up: {subject} {backend}: {e}")
         for _ in range(st.conc_rounds):
             self.rng.shuffle(jobs)
             for (subject, backend, plugin), n in jobs:
-                got = await throughput(plugin.tool_pre_invoke, args, True, n, st.conc_ms * 1_000_000,
-                                       max(st.conc_min_calls, n * 4))  # fmt: skip
+                try:
+                    got = await throughput(plugin.tool_pre_invoke, args, True, n, st.conc_ms * 1_000_000,
+                                           max(st.conc_min_calls, n * 4))  # fmt: skip
+                except WrongOutcomeError as e:
+                    # Ours failing is a broken run; a peer failing open under load is a finding.
+                    if subject in OURS:
+                        raise
+                    failed.setdefault((subject, backend, n), []).append(str(e))
+                    log(f"concurrency: {subject} {backend} at {n} in flight: {e}")
+                    continue
                 results.setdefault((subject, backend, n), []).append(got)
-        rows = []
-        for (subject, backend, n), values in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2])):
-            rates = sorted(v[0] for v in values)
-            rows.append({"subject": subject, "backend": backend, "inflight": n, "rps_best": rates[-1],
-                         "rps_median": rates[len(rates) // 2],
-                         "rps_rounds": [v[0] for v in values], "calls": sum(v[1] for v in values)})  # fmt: skip
-        return rows
+        return concurrency_rows(results, failed)
 
     # --- Redis cost ---------------------------------------------------------
+
+    def standalone(self, admin: Any) -> Deployment:
+        dep = Deployment("standalone", self.redis.url, [admin])
+        dep.calibrate()
+        return dep
 
     async def redis_cost(self) -> list[dict[str, Any]]:
         st = self.settings
         rows = []
         args = self._hook_args("tool_pre_invoke")
         with self.redis.client() as admin:
-            a, b = snapshot(admin), snapshot(admin)
-            base_reads, base_cmds = b.reads - a.reads, command_delta(a, b)
-            rows.append(self._redis_floor(admin, base_reads))
+            dep = self.standalone(admin)
+            rows.append(self._redis_floor(admin, dep.base_reads))
             for (subject, s), plugin in self.plugins.items():
                 if s.backend != "redis":
                     continue
-                hook = plugin.tool_pre_invoke
-                admitted = s.path == "admitted"
-                for p, c in args:  # warm: scripts loaded, connections open, the blocked path's keys spent
-                    await hook(p, c)
-                readmitted = 0
-                n = 0
-                deadline = time.monotonic() + st.redis_max_ms / 1000
-                before = snapshot(admin)
-                while n < st.redis_checks and (n < MIN_REDIS_CHECKS or time.monotonic() < deadline):
-                    p, c = args[n % len(args)]
-                    n += 1
-                    result = await hook(p, c)
-                    if not outcome_ok(result, admitted):
-                        # blocked path: a window ending now admits one request per key (see measure.Case)
-                        if admitted or not outcome_ok(result, True) or readmitted >= 3 * len(args):
-                            raise WrongOutcomeError(f"redis cost {subject} {s.label()}: {describe_result(result)}")
-                        readmitted += 1
-                after = snapshot(admin)
-                cmds = command_delta(before, after)
-                for name, calls in base_cmds.items():
-                    cmds[name] = cmds.get(name, 0) - calls
-                    if cmds[name] == 0:
-                        del cmds[name]
-                rows.append({
-                    "subject": subject, **asdict(s), "checks": n,
-                    "commands_per_request": {k: v / n for k, v in sorted(cmds.items())},
-                    "commands_total": sum(cmds.values()) / n,
-                    "round_trips_per_request": (after.reads - before.reads - base_reads) / n,
-                    "cpu_ms_per_10k": (after.cpu_s - before.cpu_s) * 1000 * 10_000 / n,
-                })  # fmt: skip
+                row = await cost_cell(plugin.tool_pre_invoke, args, s.admitted, dep, st.redis_checks, st.redis_max_ms,
+                                      f"{subject} {s.label()}")  # fmt: skip
+                rows.append({"subject": subject, **asdict(s), **row})
         log(f"redis: {len(rows)} scenarios, up to {st.redis_checks} checks or {st.redis_max_ms} ms each")
         return rows
+
+    # --- Redis Cluster ------------------------------------------------------------
+
+    async def cluster_section(self) -> dict[str, Any]:
+        """Our engines on the Cluster (and the partial path on standalone), then the peers' outcomes there."""
+        assert self.cluster is not None  # nosec B101 # only called with a Cluster
+        st = self.settings
+        args = self._hook_args("tool_pre_invoke")
+        dep = cluster_cells.deployment(self.cluster)
+        out: dict[str, Any] = {"cost": [], "standalone_partial": [], "standalone_no_memory": [], "peers": []}
+        try:
+            with self.redis.client() as admin:
+                single = self.standalone(admin)
+                out["idle_cpu_ms_per_s"] = {"cluster": dep.idle_cpu_ms_per_s(), "standalone": single.idle_cpu_ms_per_s()}
+                for (subject, s), plugin in self.partial_plugins.items():
+                    row = await cost_cell(plugin.tool_pre_invoke, args, s.admitted, single, st.redis_checks,
+                                          st.redis_max_ms, f"{subject} standalone {s.label()}")  # fmt: skip
+                    out["standalone_partial"].append({"subject": subject, **asdict(s), **row})
+                for (subject, s), plugin in self.no_memory_plugins.items():
+                    row = await cost_cell(plugin.tool_pre_invoke, args, s.admitted, single, st.redis_checks,
+                                          st.redis_max_ms, f"{subject} standalone §12 off {s.label()}")  # fmt: skip
+                    out["standalone_no_memory"].append({"subject": subject, **asdict(s), **row})
+            for (subject, s), plugin in self.cluster_plugins.items():
+                row = await cost_cell(plugin.tool_pre_invoke, args, s.admitted, dep, st.cluster_checks,
+                                      st.cluster_max_ms, f"{subject} cluster {s.label()}")  # fmt: skip
+                out["cost"].append({"subject": subject, **asdict(s), **row})
+            log(f"cluster: {len(out['cost'])} cells, up to {st.cluster_checks} checks or {st.cluster_max_ms} ms each")
+            for subject in PEERS:
+                if subject not in self.subjects or subject in self.unavailable:
+                    continue
+                for s in scenarios(("redis",)):
+                    if supports(subject, s):
+                        out["peers"].append(await self._peer_on_cluster(subject, s, args, dep))
+            log(f"cluster: {len(out['peers'])} peer trials")
+        finally:
+            dep.close()
+        return out
+
+    async def _peer_on_cluster(self, subject: str, s: Scenario, args: list[tuple[Any, Any]],
+                               dep: Deployment) -> dict[str, Any]:  # fmt: skip
+        assert self.cluster is not None  # nosec B101 # only called with a Cluster
+        row: dict[str, Any] = {"subject": subject, **asdict(s)}
+        try:
+            plugin = build(subject, s, self.cluster.url)
+            await plugin.initialize()
+        except Exception as e:  # the outcome being measured: it could not even start
+            return row | {"verdict": "fails", "calls": 0, "errors": [cluster_cells.normalise_error(f"init: {e!r}")]}
+        try:
+            return row | await cluster_cells.peer_trial(plugin, args, s.admitted, dep, key_prefix(subject, s))
+        finally:
+            await plugin.shutdown()
 
     def _redis_floor(self, admin: Any, base_reads: int) -> dict[str, Any]:
         """Redis CPU of a script that does nothing (``return 1``), one EVALSHA per round trip: the
@@ -403,6 +498,25 @@ class Run:
         return out
 
 
+def concurrency_rows(results: dict[tuple[str, str | None, int], list[tuple[float, int]]],
+                     failed: dict[tuple[str, str | None, int], list[str]]) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per (subject, backend, in flight): best and median of the rounds that ran; ``failed_rounds``
+    counts rounds with a wrong result (a peer that failed open), whose rates are not used (None if all failed)."""
+    rows = []
+    for subject, backend, n in sorted({*results, *failed}, key=lambda k: (k[0], k[1] or "", k[2])):
+        values = results.get((subject, backend, n), [])
+        rates = sorted(v[0] for v in values)
+        row: dict[str, Any] = {"subject": subject, "backend": backend, "inflight": n,
+                               "rps_best": rates[-1] if rates else None,
+                               "rps_median": rates[len(rates) // 2] if rates else None,
+                               "rps_rounds": [v[0] for v in values], "calls": sum(v[1] for v in values)}  # fmt: skip
+        if (subject, backend, n) in failed:
+            row["failed_rounds"] = len(failed[(subject, backend, n)])
+            row["failure"] = failed[(subject, backend, n)][0]
+        rows.append(row)
+    return rows
+
+
 async def _null_hook(payload: Any, context: Any) -> Any:
     """Does nothing: its time per call is the harness's own (coroutine, await, clock reads)."""
     return None
@@ -414,9 +528,14 @@ async def run(settings: Settings, subjects: tuple[str, ...] = SUBJECTS, sections
     started = time.monotonic()
     meta = env_info.machine()
     meta["versions"] = versions()
-    with RedisServer() as redis:
+    with RedisServer() as redis, contextlib.ExitStack() as stack:
         meta["redis"] = _redis_version(redis)
-        r = Run(settings, subjects, sections, redis)
+        cluster = None
+        if "cluster" in sections:
+            cluster = stack.enter_context(RedisCluster())
+            meta["cluster"] = f"3 primaries + 3 replicas, cluster-node-timeout {CLUSTER_NODE_TIMEOUT_MS} ms"
+            log(f"cluster: up, seed {cluster.url}")
+        r = Run(settings, subjects, sections, redis, cluster)
         await r.build_all()
         results: dict[str, Any] = {"meta": meta, "settings": asdict(settings), "subjects": list(subjects),
                                    "unavailable": r.unavailable, "algorithms": list(ALGORITHMS),
@@ -430,6 +549,8 @@ async def run(settings: Settings, subjects: tuple[str, ...] = SUBJECTS, sections
                 results["redis_cost"] = await r.redis_cost()
             if "profile" in sections:
                 results["profiles"] = await r.profiles()
+            if cluster is not None:
+                results["cluster"] = await r.cluster_section()
         finally:
             await r.close_all()
     meta["load_end"] = env_info.load_average()

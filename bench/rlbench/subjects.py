@@ -63,11 +63,20 @@ def _config(name: str, kind: str, raw: dict[str, Any], hooks: tuple[str, ...] = 
     return PluginConfig(name=name, kind=kind, hooks=list(hooks), config=raw)
 
 
-def build(subject: str, scenario: Scenario | None, redis_url: str | None, hooks: tuple[str, ...] = HOOKS) -> Any:
+def key_prefix(subject: str, scenario: Scenario, hooks: tuple[str, ...] = HOOKS) -> str:
+    """The ``redis_key_prefix`` of ``subject``'s instance for ``scenario``."""
+    prefix = f"{_KEY_PREFIX[subject]}.{ALGO_SHORT[scenario.algorithm]}.{scenario.dims}.{scenario.path}"
+    return prefix + ".http" if hooks != HOOKS else prefix  # its own counters, like every other instance
+
+
+def build(subject: str, scenario: Scenario | None, redis_url: str | None, hooks: tuple[str, ...] = HOOKS,
+          redis_mode: str = "standalone", remember_refusals: bool = True) -> Any:  # fmt: skip
     """A plugin instance of ``subject`` for ``scenario`` (``None`` for the floor, which takes a path).
 
     ``hooks``: the hooks listed in its configuration (ours keeps admitted headers for the HTTP
-    response only when ``http_post_request`` is among them). Raises SubjectUnavailableError
+    response only when ``http_post_request`` is among them). ``redis_mode``: our plugin's setting
+    (§11); the peers have no such setting and get only ``redis_url``. ``remember_refusals=False``: our
+    plugin with ``redis_blocked_max_keys: 0`` (§12 off; its own key prefix). Raises SubjectUnavailableError
     when the subject cannot be built here.
     """
     if subject == "floor":
@@ -75,14 +84,16 @@ def build(subject: str, scenario: Scenario | None, redis_url: str | None, hooks:
         return _load_class(_KIND["floor"])(_config("bench-floor", _KIND["floor"], {"path": path}))
     if scenario is None:
         raise ValueError(f"{subject} needs a scenario")
-    prefix = f"{_KEY_PREFIX[subject]}.{ALGO_SHORT[scenario.algorithm]}.{scenario.dims}.{scenario.path}"
-    if hooks != HOOKS:
-        prefix += ".http"  # its own counters, like every other instance of the run
+    prefix = key_prefix(subject, scenario, hooks) + ("" if remember_refusals else ".b0")
     raw = limiter_config(scenario, redis_url, prefix)
     if subject in OURS and scenario.backend == "redis":
         # The 50 ms defaults (§8) are for production; on a loaded 2-core machine one slow reply
         # would fail open and abort the run. cpex-rate-limiter has no such settings.
         raw |= {"redis_timeout_ms": BENCH_REDIS_TIMEOUT_MS, "redis_connect_timeout_ms": BENCH_REDIS_TIMEOUT_MS}
+        if redis_mode != "standalone":
+            raw["redis_mode"] = redis_mode
+        if not remember_refusals:
+            raw["redis_blocked_max_keys"] = 0
     cls = _load_class(_KIND[subject])
     cfg = _config(f"bench-{subject}" + (".http" if hooks != HOOKS else ""), _KIND[subject], raw, hooks)
     if subject not in OURS:

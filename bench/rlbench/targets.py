@@ -11,9 +11,13 @@ printed beside it. Throughput likewise uses each level's best round.
    dimensions (every algorithm, path and hook).
 2. Go not slower than cpex-rate-limiter in any configuration: every latency
    cell both ran, and every (backend, calls in flight) throughput level.
-3. Exactly 1 Redis round trip per request (the Go engine, every Redis cell:
-   one EVALSHA and nothing else per request, and one read event per request).
+3. Exactly 1 Redis round trip per admitted request (the Go engine, every
+   admitted Redis cell: one EVALSHA and nothing else per request, and one
+   read event per request).
 4. At 64 calls in flight on Redis, Go at least cpex-rate-limiter's throughput.
+5. A client refused while blocked costs at most 0.05 Redis commands per
+   refused request (both our engines, every blocked Redis cell: refusals are
+   remembered, docs/semantics.md §12; issue 13 target 7).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 GO_VS_PYTHON_MIN = 5.0
+#: Target 5: Redis commands per refused request while the client stays blocked.
+BLOCKED_COMMANDS_MAX = 0.05
 ROUND_TRIP_TOLERANCE = 0.02  # read events are counted by the server, +-2% for stray reads
 #: Commands a client sends to run a script; commandstats also counts every
 #: command a script runs inside, which are not round trips.
@@ -43,6 +49,24 @@ RATIO_STAT = "best_p50"
 def hook_stat(results: dict[str, Any], subject: str, stat: str = RATIO_STAT) -> dict[tuple[Any, ...], float]:
     """``stat`` (best_p50, p50, mean or p99) in ns per hook call of ``subject``, by cell."""
     return {_cell(r): r[stat] for r in results.get("latency", []) if r["kind"] == "hook" and r["subject"] == subject}
+
+
+def comparable_throughput(results: dict[str, Any]) -> dict[tuple[str, str | None, int], float]:
+    """Best-round req/s by (subject, backend, in flight), without levels where a round failed open."""
+    return {(r["subject"], r["backend"], r["inflight"]): r["rps_best"] for r in results.get("concurrency", [])
+            if r.get("rps_best") is not None and not r.get("failed_rounds")}  # fmt: skip
+
+
+def _failed_open_note(results: dict[str, Any], subject: str, backend: str | None = None,
+                      inflight: int | None = None) -> str:  # fmt: skip
+    """'' or a note naming the (backend, in-flight) levels where ``subject`` failed open in some round."""
+    failed = sorted((r["backend"] or "–", r["inflight"], r["failed_rounds"]) for r in results.get("concurrency", [])
+                    if r["subject"] == subject and r.get("failed_rounds")
+                    and backend in (None, r["backend"]) and inflight in (None, r["inflight"]))  # fmt: skip
+    if not failed:
+        return ""
+    return (f"; {subject} failed open (answered without limiting) in some rounds at "
+            + ", ".join(f"{b}/{n} ({k} rounds)" for b, n, k in failed) + ": those levels are not compared")
 
 
 def _range(ratios: dict[tuple[Any, ...], float]) -> str:
@@ -80,7 +104,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, str]]:
     name = "Go not slower than cpex-rate-limiter in any configuration (hook latency and throughput)"
     rs, rs_mean = hook_stat(results, "cpex-rate-limiter"), hook_stat(results, "cpex-rate-limiter", "mean")
     cells = [c for c in go if c in rs]
-    conc = {(r["subject"], r["backend"], r["inflight"]): r["rps_best"] for r in results.get("concurrency", [])}
+    conc = comparable_throughput(results)
     levels = [(b, n) for (s_, b, n) in conc if s_ == "go" and ("cpex-rate-limiter", b, n) in conc]
     if not cells:
         reason = go_missing or results.get("unavailable", {}).get("cpex-rate-limiter") or "no common cells"
@@ -95,12 +119,13 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, str]]:
             f"{_range({c: rs_mean[c] / go_mean[c] for c in cells})}); Go slower in {len(slower)}; "
             f"worst {cell_label(worst)}; throughput: Go lower at {len(fewer)} of {len(levels)} (backend, in-flight) "
             "levels" + (f" ({', '.join(f'{b}/{n}' for b, n in sorted(fewer))})" if fewer else "")
+            + _failed_open_note(results, "cpex-rate-limiter")
         )
         out.append(_line(name, "PASS" if not slower and not fewer else "MISS", detail))
 
-    # 3. one round trip per request
-    name = "Exactly 1 Redis round trip per request (Go engine)"
-    rows = [r for r in results.get("redis_cost", []) if r["subject"] == "go"]
+    # 3. one round trip per admitted request
+    name = "Exactly 1 Redis round trip per admitted request (Go engine)"
+    rows = [r for r in results.get("redis_cost", []) if r["subject"] == "go" and r["path"] == "admitted"]
     if not rows:
         out.append(_line(name, "NOT RUN", go_missing or "Redis-cost section not run"))
     else:
@@ -121,11 +146,29 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, str]]:
 
     # 4. throughput at 64 in flight on Redis
     name = "At 64 in flight on Redis, Go >= cpex-rate-limiter throughput"
-    conc = {(r["subject"], r["backend"], r["inflight"]): r["rps_best"] for r in results.get("concurrency", [])}
+    conc = comparable_throughput(results)
     g, c = conc.get(("go", "redis", 64)), conc.get(("cpex-rate-limiter", "redis", 64))
     if g is None or c is None:
-        out.append(_line(name, "NOT RUN", go_missing or "concurrency section not run for both"))
+        reason = go_missing or "concurrency section not run for both"
+        if g is not None and _failed_open_note(results, "cpex-rate-limiter", "redis", 64):
+            reason = "cpex-rate-limiter" + _failed_open_note(results, "cpex-rate-limiter", "redis", 64)
+        out.append(_line(name, "NOT RUN", reason))
     else:
         out.append(_line(name, "PASS" if g >= c else "MISS", f"go {g:,.0f} req/s vs cpex-rate-limiter {c:,.0f} req/s "
                          f"({g / c:.2f}x; best of the rounds)"))  # fmt: skip
+
+    # 5. refusals remembered while blocked (§12)
+    name = f"At most {BLOCKED_COMMANDS_MAX:g} Redis commands per refused request while blocked (Go and Python engines)"
+    rows = [r for r in results.get("redis_cost", []) if r["subject"] in ("go", "python") and r["path"] == "blocked"]
+    if not rows:
+        out.append(_line(name, "NOT RUN", go_missing or "Redis-cost section not run for our engines"))
+    else:
+        per = {(r["subject"], r["algorithm"], r["dims"]): sum(r["commands_per_request"].values()) for r in rows}
+        over = sorted(k for k, v in per.items() if v > BLOCKED_COMMANDS_MAX)
+        detail = (
+            f"{len(rows)} blocked Redis cells; commands per refused request {min(per.values()):.4f}.."
+            f"{max(per.values()):.4f} (every command Redis counted, scripts and what they run inside)"
+            + (f"; over: {', '.join(f'{s}/{a}/{d}d' for s, a, d in over)}" if over else "")
+        )
+        out.append(_line(name, "PASS" if not over else "MISS", detail))
     return out

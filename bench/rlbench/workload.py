@@ -21,6 +21,10 @@ ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 BACKENDS = ("memory", "redis")
 DIMS = (1, 3)
 PATHS = ("admitted", "blocked")
+#: Only in the Cluster cells (and their standalone counterparts): 3 dimensions, the user's limit spent
+#: (BLOCKED_RATE) while tenant and tool admit (ADMITTED_RATE), so the request is refused by one
+#: dimension; on a Cluster the tenant and tool slot groups consume and are given back (§11.1).
+PARTIAL = "partial"
 HOOKS = ("tool_pre_invoke", "prompt_pre_fetch")
 
 ADMITTED_RATE = "1000000/s"
@@ -46,7 +50,13 @@ class Scenario:
 
     @property
     def rate(self) -> str:
+        """The rate of the user dimension; on the partial path the others have ADMITTED_RATE."""
         return ADMITTED_RATE if self.path == "admitted" else BLOCKED_RATE
+
+    @property
+    def admitted(self) -> bool:
+        """Whether the path's requests are admitted (after the warm-up)."""
+        return self.path == "admitted"
 
     def label(self) -> str:
         return f"{self.backend}/{ALGO_SHORT[self.algorithm]}/{self.dims}d/{self.path}"
@@ -63,11 +73,19 @@ def scenarios(backends: tuple[str, ...] = BACKENDS) -> list[Scenario]:
     ]
 
 
+def partial_scenarios() -> list[Scenario]:
+    """The partial path on Redis, every algorithm, 3 dimensions (see PARTIAL)."""
+    return [Scenario("redis", algorithm, 3, PARTIAL) for algorithm in ALGORITHMS]
+
+
 def limiter_config(s: Scenario, redis_url: str | None, key_prefix: str) -> dict[str, Any]:
     """The ``config:`` mapping for our plugin and for cpex-rate-limiter (both accept this shape).
 
     One dimension is ``by_user``; three are user, tenant and the pool's tool.
     """
+    if s.path == PARTIAL and s.dims != 3:
+        raise ValueError(f"scenario {s.label()}: the partial path needs 3 dimensions")
+    others = ADMITTED_RATE if s.path == PARTIAL else s.rate
     cfg: dict[str, Any] = {
         "by_user": s.rate,
         "algorithm": s.algorithm,
@@ -76,8 +94,8 @@ def limiter_config(s: Scenario, redis_url: str | None, key_prefix: str) -> dict[
         "fail_mode": "open",
     }
     if s.dims == 3:
-        cfg["by_tenant"] = s.rate
-        cfg["by_tool"] = {TOOL: s.rate}
+        cfg["by_tenant"] = others
+        cfg["by_tool"] = {TOOL: others}
     if s.backend == "redis":
         if redis_url is None:
             raise ValueError(f"scenario {s.label()} needs a redis_url")

@@ -191,12 +191,18 @@ def _lat(subject: str, backend: str, dims: int, p50: float, mean: float | None =
             "p99": p50 * 2}  # fmt: skip
 
 
-def _results(go_p50: float, py_p50: float, rs_p50: float, evalsha: float, reads: float, go_rps: float) -> dict:
+def _results(go_p50: float, py_p50: float, rs_p50: float, evalsha: float, reads: float, go_rps: float,
+             blocked_evalsha: float = 0.001) -> dict:  # fmt: skip
+    def blocked(subject: str) -> dict[str, Any]:
+        return {"subject": subject, "path": "blocked", "algorithm": "fixed_window", "dims": 3,
+                "commands_per_request": {"evalsha": blocked_evalsha, "hmget": 3 * blocked_evalsha},
+                "round_trips_per_request": blocked_evalsha, "cpu_ms_per_10k": 1.0}  # fmt: skip
+
     return {
         "latency": [_lat("go", "memory", 3, go_p50), _lat("python", "memory", 3, py_p50),
                     _lat("cpex-rate-limiter", "memory", 3, rs_p50)],  # fmt: skip
-        "redis_cost": [{"subject": "go", "commands_per_request": {"evalsha": evalsha, "hmget": 3.0},
-                        "round_trips_per_request": reads}],  # fmt: skip
+        "redis_cost": [{"subject": "go", "path": "admitted", "commands_per_request": {"evalsha": evalsha, "hmget": 3.0},
+                        "round_trips_per_request": reads}, blocked("go"), blocked("python")],  # fmt: skip
         "concurrency": [{"subject": "go", "backend": "redis", "inflight": 64, "rps_best": go_rps, "rps_median": 1.0},
                         {"subject": "cpex-rate-limiter", "backend": "redis", "inflight": 64, "rps_best": 1000.0,
                          "rps_median": 1.0}],
@@ -206,12 +212,15 @@ def _results(go_p50: float, py_p50: float, rs_p50: float, evalsha: float, reads:
 
 def test_targets_pass_when_every_ratio_meets_the_goal() -> None:
     got = targets.evaluate(_results(go_p50=2.0, py_p50=10.0, rs_p50=2.0, evalsha=1.0, reads=1.0, go_rps=1000.0))
-    assert [t["status"] for t in got] == ["PASS"] * 4
+    assert [t["status"] for t in got] == ["PASS"] * 5
 
 
 def test_targets_miss_on_each_shortfall() -> None:
-    got = targets.evaluate(_results(go_p50=2.0, py_p50=9.9, rs_p50=1.9, evalsha=2.0, reads=1.0, go_rps=999.0))
-    assert [t["status"] for t in got] == ["MISS"] * 4
+    got = targets.evaluate(
+        _results(go_p50=2.0, py_p50=9.9, rs_p50=1.9, evalsha=2.0, reads=1.0, go_rps=999.0, blocked_evalsha=0.02)
+    )
+    assert [t["status"] for t in got] == ["MISS"] * 5  # blocked: 0.02 script calls + 0.06 inside = 0.08 > 0.05
+    assert "over: go/fixed_window/3d, python/fixed_window/3d" in got[4]["detail"]
     assert "4.95x" in got[0]["detail"]
     got = targets.evaluate(_results(go_p50=2.0, py_p50=10.0, rs_p50=2.0, evalsha=1.0, reads=1.5, go_rps=1000.0))
     assert got[2]["status"] == "MISS"  # one EVALSHA but more than one read event per request
@@ -275,3 +284,288 @@ def test_snapshots_count_commands_inside_scripts_but_one_read_per_round_trip(red
     assert cmds["eval"] == 5 and cmds["incr"] == 10
     assert after.reads - before.reads == 6  # five EVALs and the second INFO
     assert after.cpu_s >= before.cpu_s
+
+
+# --- Redis cost across several servers (the Cluster cells) ----------------------------
+
+
+def _counters(commands: dict[str, int], reads: int, cpu_s: float) -> Any:
+    from rlbench.redis_counters import ServerCounters
+
+    return ServerCounters(commands=commands, reads=reads, cpu_s=cpu_s)
+
+
+def test_counters_of_several_servers_add_up_per_command() -> None:
+    from rlbench.redis_counters import total
+
+    got = total([_counters({"evalsha": 3, "info": 1}, 10, 0.5), _counters({"evalsha": 2, "time": 1}, 7, 0.25),
+                 _counters({}, 0, 0.0)])  # fmt: skip
+    assert got.commands == {"evalsha": 5, "info": 1, "time": 1}
+    assert (got.reads, got.cpu_s) == (17, 0.75)
+    assert total([]).reads == 0 and total([]).commands == {}
+
+
+def test_cost_figures_subtract_the_snapshot_once_and_divide_by_checks() -> None:
+    from rlbench.redis_counters import cost_figures
+
+    before = _counters({"evalsha": 100, "info": 9, "hmget": 40}, 1000, 2.0)
+    # 3 primaries: 300 script calls, 6 TIME samples, 3 replicas' REPLCONF ACKs (3 reads, not requests),
+    # and the after snapshot's 3 INFOs (3 reads).
+    after = _counters({"evalsha": 400, "info": 12, "hmget": 640, "time": 6, "replconf": 3}, 1000 + 300 + 3 + 3, 2.5)
+    got = cost_figures(before, after, base_reads=3, base_cmds={"info": 3}, checks=100)
+    assert got.commands_per_request == {"evalsha": 3.0, "hmget": 6.0, "replconf": 0.03, "time": 0.06}  # info: gone
+    assert got.commands_total == pytest.approx(9.09)
+    assert got.round_trips_per_request == 3.0
+    assert got.cpu_ms_per_10k == pytest.approx(50_000.0)  # 0.5 s over 100 checks = 5 ms per check
+    assert got.error_replies == {}
+    with pytest.raises(ValueError):
+        cost_figures(before, after, 3, {}, 0)
+
+
+def test_error_replies_are_read_by_code_and_differenced() -> None:
+    from rlbench.redis_counters import error_counts, error_delta
+
+    before = error_counts({"errorstat_ERR": {"count": 9}, "errorstat_MOVED": {"count": 2}, "used_cpu_sys": 1.0})
+    after = error_counts({"errorstat_ERR": {"count": 9}, "errorstat_MOVED": {"count": 46},
+                          "errorstat_CROSSSLOT": {"count": 64}})  # fmt: skip
+    assert before == {"ERR": 9, "MOVED": 2}
+    assert error_delta(before, after) == {"CROSSSLOT": 64, "MOVED": 44}
+
+
+def test_latency_summary_is_p50_and_mean_of_the_calls() -> None:
+    from array import array
+
+    from rlbench.redis_cost import latency_summary
+
+    assert latency_summary(array("q", [400, 100, 300, 200])) == {"latency_p50_ns": 200.0, "latency_mean_ns": 250.0}
+    with pytest.raises(ValueError):
+        latency_summary(array("q"))
+
+
+def test_partial_path_spends_only_the_user_limit() -> None:
+    from rlbench.workload import ADMITTED_RATE, BLOCKED_RATE, PARTIAL, limiter_config, partial_scenarios
+
+    s = Scenario("redis", "token_bucket", 3, PARTIAL)
+    cfg = limiter_config(s, "redis://127.0.0.1:1/0", "p")
+    assert cfg["by_user"] == BLOCKED_RATE
+    assert cfg["by_tenant"] == ADMITTED_RATE and cfg["by_tool"] == {TOOL: ADMITTED_RATE}
+    assert not s.admitted and Scenario("redis", "token_bucket", 3, "admitted").admitted
+    assert [p.algorithm for p in partial_scenarios()] == ["fixed_window", "sliding_window", "token_bucket"]
+    with pytest.raises(ValueError, match="3 dimensions"):
+        limiter_config(Scenario("redis", "fixed_window", 1, PARTIAL), "redis://127.0.0.1:1/0", "p")
+
+
+def test_partial_path_is_refused_on_the_third_call_of_a_user_with_the_python_engine() -> None:
+    from rlbench.workload import PARTIAL
+
+    plugin = build("python", Scenario("memory", "fixed_window", 3, PARTIAL), None)
+    first, second = _call_all(plugin, 2, request_index=3)
+    assert outcome_ok(first, True) and outcome_ok(second, False)
+    assert second.violation.details["dimension"] == "user"
+
+
+def test_cluster_errors_fold_slots_and_nodes_and_are_cut() -> None:
+    from rlbench.cluster import MAX_ERROR_CHARS, normalise_error
+
+    assert normalise_error("MOVED 1234 127.0.0.1:17001") == "MOVED <slot> <node>"
+    assert normalise_error("a\n  b\tASK 9 h:1 c") == "a b ASK <slot> <node> c"
+    assert normalise_error("MovedError: 9078 127.0.0.1:14042") == "MovedError: <slot> <node>"
+    long = normalise_error("x" * 500)
+    assert len(long) == MAX_ERROR_CHARS and long.endswith("…")
+
+
+def test_peer_outcome_counts_shapes_errors_and_keys() -> None:
+    from rlbench.cluster import summarise
+
+    admitted = _call_all(FloorPlugin(_plugin_config("floor", {"path": "admitted"})), 1)[0]
+    fail_open = ToolPreInvokeResult()  # admitted without headers
+    got = summarise(4, [admitted, fail_open, fail_open], [RuntimeError("boom")],
+                    ["CROSSSLOT Keys in request don't hash to the same slot"] * 2, True, 0)  # fmt: skip
+    assert (got.calls, got.expected, got.other, got.raised, got.errors_logged) == (4, 1, 2, 1, 2)
+    assert got.errors == ["CROSSSLOT Keys in request don't hash to the same slot", "RuntimeError: boom"]
+    assert got.verdict() == "fails"
+    clean = summarise(2, [admitted, admitted], [], [], True, 2)
+    assert clean.verdict() == "runs" and clean.keys_written == 2
+    quiet_but_refused = summarise(2, [admitted, admitted], [], [], True, 2, {"MOVED": 1})
+    assert quiet_but_refused.verdict() == "fails" and quiet_but_refused.server_errors == {"MOVED": 1}
+    assert summarise(1, [admitted], [], [], False, 0).verdict() == "fails"  # admitted on the blocked path
+
+
+def _cost_row(subject: str, path: str, deployment: str, rt: float, cpu: float, **extra: Any) -> dict[str, Any]:
+    return {"subject": subject, "backend": "redis", "algorithm": "fixed_window", "dims": 3, "path": path,
+            "deployment": deployment, "checks": 100, "commands_per_request": {"evalsha": rt},
+            "commands_total": rt, "round_trips_per_request": rt, "cpu_ms_per_10k": cpu,
+            "latency_p50_ns": 200_000.0 * rt, "latency_mean_ns": 250_000.0 * rt, "error_replies": {}, **extra}  # fmt: skip
+
+
+def test_report_sets_cluster_cells_beside_standalone_and_peers_as_outcomes(tmp_path: Path) -> None:
+    from rlbench.workload import PARTIAL
+
+    res = _results(go_p50=2000.0, py_p50=10000.0, rs_p50=3000.0, evalsha=1.0, reads=1.0, go_rps=1500.0)
+    res["redis_cost"] = [_cost_row("go", "admitted", "standalone", 1.0, 800.0)]
+    res["cluster"] = {
+        "cost": [_cost_row("go", "admitted", "cluster", 3.0, 2000.0, replica_cpu_ms_per_10k=300.0),
+                 _cost_row("go", PARTIAL, "cluster", 5.0, 3000.0, replica_cpu_ms_per_10k=400.0)],
+        "standalone_partial": [_cost_row("go", PARTIAL, "standalone", 0.01, 10.0)],  # remembered refusals (§12)
+        "standalone_no_memory": [_cost_row("go", PARTIAL, "standalone", 1.0, 1500.0)],  # §12 off
+        "peers": [{"subject": "cpex-rate-limiter", "backend": "redis", "algorithm": "fixed_window", "dims": 3,
+                   "path": "admitted", "verdict": "fails", "calls": 64, "expected": 0, "errors_logged": 64,
+                   "raised": 0, "keys_written": 0, "errors": ["tool_pre_invoke error; allowing request"],
+                   "server_errors": {"CROSSSLOT": 64}}],
+        "idle_cpu_ms_per_s": {"cluster": {"counted": 3.0, "replicas": 2.0}, "standalone": {"counted": 1.0}},
+    }  # fmt: skip
+    res.update({"algorithms": ["fixed_window"], "targets": targets.evaluate(res), "mode": "quick",
+                "meta": {"cores": 2, "load_start": [0.1, 0.2, 0.3], "load_end": [0.1, 0.1, 0.1], "versions": {},
+                         "cluster": "3 primaries + 3 replicas"}, "settings": {}, "command": "x"})  # fmt: skip
+    pairs = report.cluster_pairs(res)
+    assert [(a["path"] if a else None, b["path"]) for a, b in pairs] == [("admitted", "admitted"), (PARTIAL, PARTIAL)]
+    doc = tmp_path / "benchmarks.md"
+    report.write(res, doc, tmp_path / "benchmarks.png")
+    text = doc.read_text(encoding="utf-8")
+    assert "| go | fixed | 3 | admitted | 1.00 / **3.00** | evalsha 3.00 | none | 800 / **2000** | 2.50x | – | 300 |" in text
+    assert "| go | fixed | 3 | partial | 0.01 / **5.00** |" in text
+    assert "| 10 / **3000** | 2.00x of §12 off | 1.00, 1500 | 400 |" in text
+    assert ("- Redis Cluster, go, 3 dimensions, admitted (3 algorithms): round trips per request 3.00..3.00 "
+            "(standalone 1.00..1.00); Redis CPU per 10,000 checks, primaries summed, 2000..2000 ms (standalone "
+            "800..800 ms), 2.50x..2.50x") in text
+    assert ("partial (3 algorithms): round trips per request 5.00..5.00 (standalone 0.01..0.01); Redis CPU per "
+            "10,000 checks, primaries summed, 3000..3000 ms (standalone 10..10 ms); standalone answers these from "
+            "remembered refusals (§12), the Cluster cannot with 3 dimensions; standalone with §12 off: 1.00..1.00 "
+            "round trips, 1500..1500 ms, Cluster 2.00x..2.00x that") in text
+    assert "cpex-rate-limiter on the Cluster: fails in 1 of 1 scenarios; the Cluster's error replies: CROSSSLOT 64" in text
+    assert ("| cpex-rate-limiter | fixed | 3 | admitted | **fails** | 0 of 64 | CROSSSLOT 64 | 64: "
+            "`tool_pre_invoke error; allowing request` | 0 |") in text
+    assert "primaries used 3.0 ms of CPU per second and the replicas 2.0" in text
+    assert "during our plugin's Cluster cells above: no error reply" in text
+
+
+def test_report_of_a_run_without_cluster_says_so(tmp_path: Path) -> None:
+    res = _results(go_p50=2000.0, py_p50=10000.0, rs_p50=3000.0, evalsha=1.0, reads=1.0, go_rps=1500.0)
+    res["redis_cost"] = []
+    res.update({"algorithms": ["fixed_window"], "targets": [], "meta": {"cores": 2}, "settings": {}})
+    text = report.markdown(res, "x.png")
+    assert "Not measured in this run (section `cluster`)." in text
+    assert "Peers on the Cluster" not in text and "Redis Cluster, go" not in text
+
+
+# --- a real local Cluster ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Any:
+    import rlbench  # noqa: F401 - puts tests_py/ on the path for support.redis_cluster
+    from support.redis_cluster import RedisCluster
+
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed and CI=true: the Redis tests must run")
+        pytest.skip("redis-server is not installed")
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+def test_cluster_cells_count_every_primary_and_give_backs(redis_cluster: Any) -> None:
+    from rlbench.cluster import deployment
+    from rlbench.redis_cost import cost_cell
+    from rlbench.workload import PARTIAL
+
+    dep = deployment(redis_cluster)
+    try:
+        assert (len(dep.counted), len(dep.replicas)) == (3, 3) and dep.base_reads == 3
+        args = [(r.tool_payload, r.context) for r in request_pool(64)]
+
+        async def cell(s: Scenario) -> dict[str, Any]:
+            plugin = build("python", s, redis_cluster.url, redis_mode="cluster")
+            await plugin.initialize()
+            try:
+                return await cost_cell(plugin.tool_pre_invoke, args, s.admitted, dep, 200, 10_000, s.label())
+            finally:
+                await plugin.shutdown()
+
+        one = asyncio.run(cell(Scenario("redis", "fixed_window", 1, "admitted")))
+        partial = asyncio.run(cell(Scenario("redis", "fixed_window", 3, PARTIAL)))
+    finally:
+        dep.close()
+    # One slot group per request; the clock's TIME samples (at most one a second) are the only extra.
+    assert one["commands_per_request"]["evalsha"] == 1.0
+    assert 1.0 <= one["round_trips_per_request"] <= 1.05
+    # Three groups (the pool's users, tenants and the tool hash to distinct slots), two of them given back.
+    assert partial["commands_per_request"]["evalsha"] == 5.0
+    assert 5.0 <= partial["round_trips_per_request"] <= 5.05
+    assert partial["cpu_ms_per_10k"] > one["cpu_ms_per_10k"] > 0 and partial["replica_cpu_ms_per_10k"] > 0
+    assert one["error_replies"] == {} and partial["error_replies"] == {}
+
+
+def test_a_peer_without_cluster_mode_is_reported_with_the_clusters_error_replies(redis_cluster: Any) -> None:
+    from rlbench.cluster import deployment, peer_trial
+    from rlbench.subjects import key_prefix
+
+    dep = deployment(redis_cluster)
+    s = Scenario("redis", "fixed_window", 3, "admitted")
+    plugin = build("cpex-rate-limiter", s, redis_cluster.url)
+    args = [(r.tool_payload, r.context) for r in request_pool(16)]
+
+    async def trial() -> dict[str, Any]:
+        await plugin.initialize()
+        try:
+            return await peer_trial(plugin, args, True, dep, key_prefix("cpex-rate-limiter", s))
+        finally:
+            await plugin.shutdown()
+
+    try:
+        got = asyncio.run(trial())
+    finally:
+        dep.close()
+    assert got["verdict"] == "fails" and got["calls"] == 16
+    assert got["server_errors"].get("CROSSSLOT", 0) + got["server_errors"].get("MOVED", 0) == 16
+    assert got["keys_written"] == 0 and got["expected"] == 0
+
+
+def test_concurrency_rows_keep_failed_rounds_apart_and_targets_skip_those_levels() -> None:
+    from rlbench.runner import concurrency_rows
+
+    rows = concurrency_rows(
+        {("go", "redis", 64): [(900.0, 10), (1100.0, 12), (1000.0, 11)], ("cpex-rate-limiter", "redis", 64): [(2000.0, 9)],
+         ("go", "redis", 256): [(800.0, 5)]},
+        {("cpex-rate-limiter", "redis", 64): ["got fail-open", "again"], ("cpex-rate-limiter", "redis", 256): ["x"] * 3},
+    )  # fmt: skip
+    by = {(r["subject"], r["inflight"]): r for r in rows}
+    assert (by[("go", 64)]["rps_best"], by[("go", 64)]["rps_median"], by[("go", 64)]["calls"]) == (1100.0, 1000.0, 33)
+    assert "failed_rounds" not in by[("go", 64)]
+    assert by[("cpex-rate-limiter", 64)]["rps_best"] == 2000.0 and by[("cpex-rate-limiter", 64)]["failed_rounds"] == 2
+    assert by[("cpex-rate-limiter", 256)]["rps_best"] is None and by[("cpex-rate-limiter", 256)]["failed_rounds"] == 3
+    res = _results(go_p50=2.0, py_p50=10.0, rs_p50=2.0, evalsha=1.0, reads=1.0, go_rps=1000.0)
+    res["concurrency"] = rows
+    got = targets.evaluate(res)
+    assert got[1]["status"] == "PASS" and "Go lower at 0 of 0" in got[1]["detail"]
+    assert "failed open (answered without limiting) in some rounds at redis/64 (2 rounds), redis/256 (3 rounds)" in (
+        got[1]["detail"]
+    )
+    assert got[3]["status"] == "NOT RUN" and got[3]["detail"].startswith("cpex-rate-limiter; cpex-rate-limiter failed")
+    text = "\n".join(report._concurrency_md(res))
+    assert "| cpex-rate-limiter | redis | **2,000** (2,000), failed open in 2 more rounds | failed open in 3 of 3 rounds |" in text
+
+
+@pytest.mark.parametrize(("remember", "want_scripts"), [(True, 1), (False, 5)])
+def test_refusals_cost_a_script_each_only_with_remembered_refusals_off(redis_server: Any, remember: bool,
+                                                                        want_scripts: int) -> None:  # fmt: skip
+    from rlbench.redis_counters import command_delta, snapshot
+
+    s = Scenario("redis", "fixed_window", 3, "blocked")
+    plugin = build("python", s, redis_server.url, remember_refusals=remember)
+    req = POOL[(1 if remember else 2)]
+
+    async def go() -> dict[str, int]:
+        await plugin.initialize()
+        try:
+            assert outcome_ok(await plugin.tool_pre_invoke(req.tool_payload, req.context), True)
+            with redis_server.client() as c:
+                before = snapshot(c)
+                results = [await plugin.tool_pre_invoke(req.tool_payload, req.context) for _ in range(5)]
+                after = snapshot(c)
+            assert all(outcome_ok(r, False) for r in results)
+            return command_delta(before, after)
+        finally:
+            await plugin.shutdown()
+
+    assert asyncio.run(go()).get("evalsha", 0) == want_scripts

@@ -41,6 +41,8 @@ INT_SETTINGS: Mapping[str, IntSetting] = MappingProxyType(
         "redis_breaker_failures": IntSetting(default=5, lo=1, hi=1_000),
         "redis_breaker_cooldown_ms": IntSetting(default=1000, lo=1, hi=600_000),
         "memory_max_keys": IntSetting(default=100_000, lo=1, hi=100_000_000),
+        # §12: keys remembered as refused per Redis backend; 0 turns local refusals off.
+        "redis_blocked_max_keys": IntSetting(default=10_000, lo=0, hi=1_000_000),
     }
 )
 #: §6: algorithm name -> its short tag in state keys (the algorithm is part of every key).
@@ -113,6 +115,7 @@ class LimiterConfig:
     redis_breaker_failures: int = INT_SETTINGS["redis_breaker_failures"].default
     redis_breaker_cooldown_ms: int = INT_SETTINGS["redis_breaker_cooldown_ms"].default
     memory_max_keys: int = INT_SETTINGS["memory_max_keys"].default
+    redis_blocked_max_keys: int = INT_SETTINGS["redis_blocked_max_keys"].default
     # TLS material for rediss:// (PEM file paths). None: the system trust store, no client certificate.
     redis_tls_ca_file: str | None = None
     redis_tls_cert_file: str | None = None
@@ -165,6 +168,8 @@ class LimiterConfig:
             doc["redis_tls_check_hostname"] = False
         if self.redis_mode != DEFAULT_REDIS_MODE:
             doc["redis_mode"] = self.redis_mode
+        if self.redis_blocked_max_keys != INT_SETTINGS["redis_blocked_max_keys"].default:
+            doc["redis_blocked_max_keys"] = self.redis_blocked_max_keys
         if self.redis_mode == "sentinel":
             doc["redis_sentinels"] = list(self.redis_sentinels)
             doc["redis_sentinel_master"] = self.redis_sentinel_master

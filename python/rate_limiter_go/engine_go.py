@@ -15,7 +15,6 @@ not start it.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import threading
@@ -57,15 +56,16 @@ _ERRORS = {
 
 # Decision is a NamedTuple: its generated __new__ is a Python-level function
 # that passes its arguments on to tuple.__new__. Calling tuple.__new__
-# directly (through a C-level partial) builds the same value without that
-# extra frame (checked by test_engine_go). The fields must keep this order.
+# directly builds the same value without that extra frame (checked by
+# test_engine_go); called as is, not through functools.partial, which costs
+# as much as the frame it saves. The fields must keep this order.
 _DECISION_FIELDS = ("admitted", "dimension", "limit", "remaining", "reset_at_unix", "retry_after_s")
 if not issubclass(Decision, tuple) or getattr(Decision, "_fields", None) != _DECISION_FIELDS:
-    raise ImportError("rate_limiter_go.engine.Decision changed shape: update engine_go._decision")
+    raise ImportError("rate_limiter_go.engine.Decision changed shape: update engine_go._new_decision")
 
-#: _decision((admitted, dimension, limit, remaining, reset_at_unix, retry_after_s))
+#: _new_decision(Decision, (admitted, dimension, limit, remaining, reset_at_unix, retry_after_s))
 #: == Decision(admitted, dimension, limit, remaining, reset_at_unix, retry_after_s)
-_decision: Callable[[tuple[bool, str, int, int, int, int]], Decision] = functools.partial(tuple.__new__, Decision)
+_new_decision: Callable[[type[Decision], tuple[bool, str, int, int, int, int]], Decision] = tuple.__new__
 
 
 # Decisions are immutable, so equal packed results can share one instance;
@@ -215,6 +215,7 @@ class GoEngine:
         closure cells. Also installs the decoder shared with check().
         """
         raw = getattr(getattr(mod, "_pyext", None), "pyext_Evaluate", None) or mod.Evaluate
+        new = _new_decision
         cache = self._cache
         cache_get = cache.get
         limits = (*self._limits, 0)
@@ -230,9 +231,9 @@ class GoEngine:
             reset = packed >> _RESET_SHIFT
             limit = limits[dim] if dim != _TOOL_DIMENSION else tool_limits[tool]  # type: ignore[index]  # configured
             if packed & 1:
-                d = _decision((True, DIMENSIONS[dim], limit, value, reset, 0))
+                d = new(Decision, (True, DIMENSIONS[dim], limit, value, reset, 0))
             else:
-                d = _decision((False, DIMENSIONS[dim], limit, 0, reset, value))
+                d = new(Decision, (False, DIMENSIONS[dim], limit, 0, reset, value))
             if dim != _TOOL_DIMENSION or tool_uniform:  # else the packed value does not say which tool: not cacheable
                 if len(cache) >= _CACHE_MAX:
                     cache.clear()

@@ -49,14 +49,19 @@ CHAOS_FUZZ = echo "chaos-fuzz: go test -fuzz, $(CHAOS_FUZZTIME) per target"; \
 chaos-fuzz:
 	@$(CHAOS_FUZZ)
 
-# Redis Cluster and Sentinel failovers under load (docs/semantics.md §11): the primary
-# killed with SIGKILL; raw results one JSON line per run (tests_go/redis_failover_chaos_test.go).
-CHAOS_FAILOVER = echo "chaos-failover: Cluster (kill -9, CLUSTER FAILOVER, DEBUG SLEEP) and Sentinel (kill -9, SENTINEL FAILOVER) under load, Go engine"; \
+# Redis Cluster and Sentinel failovers under load (docs/semantics.md §11): raw results one JSON
+# line per run. tools/chaos/failover_hook.py drives the plugin hook, once per engine;
+# tests_go/redis_failover_chaos_test.go drives the Go library (limiter.Evaluate).
+CHAOS_FAILOVER = ( echo "chaos-failover: Cluster (kill -9, CLUSTER FAILOVER, DEBUG SLEEP, slot migration: hook only) and Sentinel (kill -9, SENTINEL FAILOVER) under load: plugin hook (engines python, go), Go library"; \
 	rm -f $(CHAOS_DIR)/failover.jsonl; \
-	RL_CHAOS=1 RL_CHAOS_OUT=$(abspath $(CHAOS_DIR))/failover.jsonl \
-	RL_CHAOS_COMMIT=$$(git rev-parse --short HEAD)$$(git diff --quiet HEAD -- . ':!$(CHAOS_DIR)' || echo +dirty) \
+	export RL_CHAOS=1 RL_CHAOS_OUT=$(abspath $(CHAOS_DIR))/failover.jsonl \
+		RL_CHAOS_COMMIT=$$(git rev-parse --short HEAD)$$(git diff --quiet HEAD -- . ':!$(CHAOS_DIR)' ':!docs/reliability.md' || echo +dirty); \
+	frc=0; for e in python go; do \
+		$(VPY) tools/chaos/failover_hook.py --engine $$e --out $$RL_CHAOS_OUT || frc=1; \
+	done; \
 	go test -count=1 -v \
-		-run 'TestCluster(PrimaryKilled|ManualFailover|PrimaryStalls)UnderLoad|TestSentinel(PrimaryKilled|Failover)UnderLoad' ./tests_go/
+		-run 'TestCluster(PrimaryKilled|ManualFailover|PrimaryStalls)UnderLoad|TestSentinel(PrimaryKilled|Failover)UnderLoad' ./tests_go/ || frc=1; \
+	exit $$frc )
 chaos-failover:
 	@mkdir -p $(CHAOS_DIR); $(CHAOS_FAILOVER)
 

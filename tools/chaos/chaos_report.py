@@ -147,18 +147,48 @@ def fuzz_table(data: dict[str, Any]) -> str:
 FAILOVER_RESUME_S = 2.0
 
 
+_DRIVERS = {"hook": "plugin hook", "limiter": "Go library"}
+
+
+def failover_goals_met(r: dict[str, Any]) -> bool:
+    """A failover run through the hook: nothing escaped, each plugin answered with its own fail_mode
+    only, and both decided again within FAILOVER_RESUME_S of the promotion."""
+    resumed = r["resumed_after_s"]
+    return (r["escaped"] == 0 and r["wrong_fail_mode"] == 0 and resumed is not None
+            and resumed <= FAILOVER_RESUME_S)
+
+
 def failover_table(runs: list[dict[str, Any]]) -> str:
-    """tests_go/redis_failover_chaos_test.go's JSON lines (make chaos-failover) as a table."""
+    """The JSON lines of make chaos-failover as a table, one row per scenario, engine and driver:
+    tools/chaos/failover_hook.py (the plugin hook, engine python or go) and
+    tests_go/redis_failover_chaos_test.go (limiter.Evaluate of the Go library)."""
     rows = [
-        "| scenario | commit | load average | requests | failed (fail_mode) | outage s | resumed after promotion s "
-        f"| within {FAILOVER_RESUME_S:g} s | net counts lost |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | engine | driven through | requests | fail_mode applied: open / closed | other answer "
+        f"| escaped | max call ms | outage s | resumed after promotion s | within {FAILOVER_RESUME_S:g} s "
+        "| net counts lost | commit | load average |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in runs:
+    order = {name: i for i, name in enumerate(dict.fromkeys(r["scenario"] for r in runs))}
+    rank = {("hook", "python"): 0, ("hook", "go"): 1, ("limiter", "go"): 2}
+
+    def key(r: dict[str, Any]) -> tuple[int, int]:
+        return order[r["scenario"]], rank.get((r.get("driver", "limiter"), r.get("engine", "go")), 3)
+
+    for r in sorted(runs, key=key):
+        hook = r.get("driver", "limiter") == "hook"
+        resumed = r["resumed_after_s"]
+        if hook:
+            applied = f"{r['fail_open']:,} / {r['fail_closed']:,}"
+            other, escaped, slowest = f"{r['wrong_fail_mode']:,}", f"{r['escaped']:,}", _ms(r["max_call_ms"])
+        else:  # limiter.Evaluate errors: the plugin applies fail_mode to each
+            applied, other, escaped = f"{r['failed']:,} errors", "–", "–"
+            slowest = _ms(r["max_call_ms"]) if "max_call_ms" in r else "–"
         rows.append(
-            f"| {r['scenario']} | {r['commit'] or 'unknown'} | {r['load_average']} | {r['requests']:,} "
-            f"| {r['failed']:,} | {r['outage_s']:.2f} | {r['resumed_after_s']:.3f} "
-            f"| {_yes(r['resumed_after_s'] <= FAILOVER_RESUME_S)} | {r['net_counts_lost']:,} |"
+            f"| {r['scenario']} | {r.get('engine', 'go')} | {_DRIVERS[r.get('driver', 'limiter')]} | {r['requests']:,} "
+            f"| {applied} | {other} | {escaped} | {slowest} | {r['outage_s']:.2f} "
+            f"| {'never' if resumed is None else f'{resumed:.3f}'} "
+            f"| {_yes(resumed is not None and resumed <= FAILOVER_RESUME_S)} | {r['net_counts_lost']:,} "
+            f"| {r['commit'] or 'unknown'} | {r['load_average']} |"
         )
     return "\n".join(rows)
 

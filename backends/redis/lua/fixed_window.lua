@@ -11,7 +11,7 @@ else
 end
 
 local n = #KEYS
-local limit, window, start, count, ok = {}, {}, {}, {}, {}
+local limit, window, start, count, ok, current = {}, {}, {}, {}, {}, {}
 local admitted = 1
 for i = 1, n do
   limit[i] = tonumber(ARGV[2 * i])
@@ -19,7 +19,8 @@ for i = 1, n do
   start[i] = now - (now % window[i])
   local s = redis.call('HMGET', KEYS[i], 's', 'c')
   -- State from an earlier window counts as an empty window.
-  if s[1] and tonumber(s[1]) == start[i] then
+  current[i] = s[1] and tonumber(s[1]) == start[i]
+  if current[i] then
     count[i] = tonumber(s[2])
   else
     count[i] = 0
@@ -34,8 +35,13 @@ for i = 1, n do
   local retry = 0
   if admitted == 1 then
     count[i] = count[i] + 1
-    redis.call('HSET', KEYS[i], 's', string.format('%d', start[i]), 'c', string.format('%d', count[i]))
-    redis.call('PEXPIREAT', KEYS[i], string.format('%d', window_end / 1000))
+    if current[i] then
+      -- The window's first admission set its expiry; a field update keeps it.
+      redis.call('HSET', KEYS[i], 'c', string.format('%d', count[i]))
+    else
+      redis.call('HSET', KEYS[i], 's', string.format('%d', start[i]), 'c', '1')
+      redis.call('PEXPIREAT', KEYS[i], string.format('%d', window_end / 1000))
+    end
   elseif not ok[i] then
     retry = window_end - now
   end

@@ -38,13 +38,11 @@ for i = 1, n do
     -- Members must be unique per key, or ZADD would replace an entry instead of adding one.
     -- "<now>:<count before the append>" is unique while the clock only moves forward; if it
     -- stepped back, an older entry may hold that member, so move on to the next free suffix.
+    -- ZADD NX adds nothing (returns 0) when the member exists.
     local seq = count[i]
-    local member = now_s .. ':' .. string.format('%d', seq)
-    while redis.call('ZSCORE', KEYS[i], member) do
+    while redis.call('ZADD', KEYS[i], 'NX', now_s, now_s .. ':' .. string.format('%d', seq)) == 0 do
       seq = seq + 1
-      member = now_s .. ':' .. string.format('%d', seq)
     end
-    redis.call('ZADD', KEYS[i], now_s, member)
     redis.call('PEXPIRE', KEYS[i], string.format('%d', math.ceil(window[i] / 1000)))
     count[i] = count[i] + 1
     if oldest[i] == nil then oldest[i] = now end

@@ -24,6 +24,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from rate_limiter_go.config import LimiterConfig
 from rate_limiter_go.engine import EngineError
+from rate_limiter_go.engine_python.blocked import BlockedCache
 from rate_limiter_go.engine_python.redis_cluster import ClusterClock, GroupRunner, call_script
 from rate_limiter_go.scripts import give_back_text, script_text
 
@@ -123,6 +124,8 @@ class RedisBackend:
             retry=Retry(NoBackoff(), 0),
         )
         self._mode = config.redis_mode
+        blocked_max_keys = blocked_max_keys_of(config)
+        self.blocked = BlockedCache(blocked_max_keys) if blocked_max_keys else None
         self._cluster: GroupRunner | None = None
         if config.redis_mode == "cluster":
             self._client = redis.asyncio.cluster.RedisCluster.from_url(
@@ -159,6 +162,13 @@ class RedisBackend:
         """
         if self._closed:
             raise EngineError("redis backend is closed")
+        blocked = self.blocked
+        if blocked is not None:
+            # A remembered refusal stays true while Redis is unreachable: before the breaker (§12).
+            local = blocked.answer(keys, limits_windows, now_us)
+            if local is not None:
+                return local
+            sent_ns = blocked.clock_ns()
         if not self.breaker.allow():
             raise EngineError("redis circuit breaker is open: failing fast without calling redis")
         if self._mode == "sentinel":
@@ -180,6 +190,8 @@ class RedisBackend:
             self.breaker.record_failure()  # cancelled from outside: the probe slot must not stay taken
             raise
         self.breaker.record_success()
+        if blocked is not None:
+            blocked.record(keys, reply, sent_ns, blocked.clock_ns())
         return reply
 
     async def _run_cluster(self, keys: Sequence[str], pairs: Sequence[tuple[str, str]], now_us: int) -> list:
@@ -251,6 +263,17 @@ class RedisBackend:
         if check is not None:
             check.cancel()
         await self._client.aclose()
+
+
+def blocked_max_keys_of(config: LimiterConfig) -> int:
+    """The bound on remembered refusals (§12): ``redis_blocked_max_keys``, but 0 on a Cluster
+    unless every request has at most one key (give-backs between slot groups free keys early)."""
+    if config.redis_mode != "cluster":
+        return config.redis_blocked_max_keys
+    dimensions = sum(
+        (config.by_user is not None, config.by_user_per_server is not None, config.by_tenant is not None, bool(config.by_tool))
+    )
+    return config.redis_blocked_max_keys if dimensions <= 1 else 0
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
