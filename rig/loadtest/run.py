@@ -205,7 +205,8 @@ def infra_verdict(s: dict[str, Any], max_pct: float) -> list[str]:
     return problems
 
 
-def key_rows(reports: list[KeyReport]) -> list[list[object]]:
+def key_rows(reports: list[KeyReport], fail_open: bool = False) -> list[list[object]]:
+    """One row per key; ``fail_open``: over-admissions are the fail mode's (fail_open_allowance)."""
     return [
         [
             r.key,
@@ -217,7 +218,7 @@ def key_rows(reports: list[KeyReport]) -> list[list[object]]:
             r.exact,
             len(r.over),
             len(r.under),
-            "ok" if r.ok else "FAIL",
+            "ok" if r.ok else "over: fail_mode open" if fail_open and not r.under else "FAIL",
         ]
         for r in reports
     ]
@@ -424,6 +425,22 @@ CLUSTER_NOTE = (
 )
 
 
+def excess_admissions(reports: list[KeyReport]) -> int:
+    """Certain fixed-window admissions beyond the limit, summed over keys and windows."""
+    return sum(max(0, w["certain"] - r.limit) for r in reports for w in r.windows)
+
+
+def fail_open_allowance(raw: dict[str, Any], reports: list[KeyReport]) -> int:
+    """The requests a fail_mode open run admitted unchecked (the plugin's logged engine errors, a lower
+    bound), when they account for every over-admission of a fixed window run; else 0 (checks stay strict).
+    Unchecked requests are admitted and counted by nobody (§8), so they may each push a window over."""
+    if raw["fail_mode"] != "open" or raw["algorithm"] != "fixed_window":
+        return 0
+    unchecked = sum(raw["engine_errors_logged"].values())
+    excess = excess_admissions(reports)
+    return unchecked if 0 < excess <= unchecked else 0
+
+
 def render_correctness(raw: dict[str, Any], all_events: dict[str, list[dict]]) -> tuple[list[str], list[str], dict]:
     """Lines, problems and derived figures of a correctness section, from its inputs and events alone."""
     events = all_events[""]
@@ -436,9 +453,10 @@ def render_correctness(raw: dict[str, Any], all_events: dict[str, list[dict]]) -
     slack = raw.get("clock_slack_s", 0.0)  # absent in sections measured before it existed: 0
     dims, users = {"user": (limit, window_s)}, facts_users(facts)
     reports = analyse(events, raw["algorithm"], dims, users, facts["tool"], set(), per_gateway, slack)
+    unchecked = fail_open_allowance(raw, reports)
     bad = [r for r in reports if not r.ok]
     for r in bad:
-        problems += [f"{r.key}: {x}" for x in (r.over + r.under)[:3]]
+        problems += [f"{r.key}: {x}" for x in (([] if unchecked else r.over) + r.under)[:3]]
     checked = sum(r.checks for r in reports)
     if checked == 0:
         problems.append("no key ever reached its limit: the demand was too low to check the lower bound")
@@ -461,7 +479,7 @@ def render_correctness(raw: dict[str, Any], all_events: dict[str, list[dict]]) -
         + ". `checks`: windows (fixed window) or refusal instants (sliding window) or refusal runs (token bucket) "
         "where the key refused, so its full quota must have been admitted; `exact`: checks where the admitted "
         "count is pinned to the limit (certain = possible = limit, or refill within one token).",
-        table(KEY_HEADER, key_rows(reports)),
+        table(KEY_HEADER, key_rows(reports, fail_open=bool(unchecked))),
     ]
     if raw["algorithm"] == "fixed_window":
         rows = []
@@ -504,6 +522,13 @@ def render_correctness(raw: dict[str, Any], all_events: dict[str, list[dict]]) -
             f"{where}: {checked} checks over {len(reports)} keys, {exact} exact, {over} over-admissions, "
             f"{under} under-admissions beyond 1 %."
         )
+        if unchecked:
+            lines.append(
+                f"fail_mode open: {excess_admissions(reports)} certain admission(s) over the limit, no more than the "
+                f"{unchecked} request(s) the plugin admitted without a check after a backend error, which that fail "
+                "mode allows (docs/semantics.md §8: an unchecked request is counted by nobody, so it may push a "
+                "window over). More over-admissions than unchecked requests would fail the run."
+            )
         if facts["redis_mode"] == "cluster":
             lines.append(CLUSTER_NOTE.format(slack=slack))
         if slack:

@@ -50,3 +50,21 @@ def test_the_docs_a_run_rewrites_do_not_make_the_tree_dirty():
     assert [p for p in report.changed_files(porcelain) if not p.startswith(report.OUTPUTS)] == [
         "rig/rigctl.py", "python/x.py"
     ]
+
+
+def _fixed(key: str, certain: int, limit: int = 100) -> KeyReport:
+    rep = KeyReport(key, limit, 60)
+    rep.windows.append({"window_start": 0, "certain": certain, "possible": certain, "refused": 1})
+    if certain > limit:
+        rep.over.append(f"window starting 0: {certain} certain admissions > limit {limit}")
+    return rep
+
+
+def test_fail_open_over_admission_is_allowed_only_up_to_the_unchecked_requests():
+    raw = {"fail_mode": "open", "algorithm": "fixed_window", "engine_errors_logged": {"gw1": 0, "gw2": 2}}
+    assert run.fail_open_allowance(raw, [_fixed("user:u0", 101), _fixed("user:u1", 101)]) == 2
+    assert run.fail_open_allowance(raw, [_fixed("user:u0", 103)]) == 0  # 3 over > 2 unchecked: strict
+    assert run.fail_open_allowance(raw, [_fixed("user:u0", 100)]) == 0  # nothing to explain
+    assert run.fail_open_allowance({**raw, "fail_mode": "closed"}, [_fixed("user:u0", 101)]) == 0
+    assert run.key_rows([_fixed("user:u0", 101)], fail_open=True)[0][-1] == "over: fail_mode open"
+    assert run.key_rows([_fixed("user:u0", 101)])[0][-1] == "FAIL"
