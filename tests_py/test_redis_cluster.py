@@ -98,3 +98,35 @@ def test_cluster_clock_follows_redis_time_and_never_goes_back(redis_cluster: Red
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_cluster_clock_keeps_the_sample_with_the_shorter_round_trip() -> None:
+    """§11.1: a sample whose reply was held up (a busy event loop) would put the clock off by half its
+    round trip; it does not replace a sample with a shorter one, until that one has aged past it."""
+    mono = [0]
+    offset_us = 5_000_000  # the server runs 5 s ahead of the local monotonic clock
+    delay_ns = [0]
+
+    async def sample() -> int:
+        read = mono[0] // 1000 + offset_us  # the server reads its clock at once...
+        mono[0] += delay_ns[0]  # ...and its reply is seen late
+        return read
+
+    async def scenario() -> None:
+        clock = ClusterClock(sample, refresh_s=1.0, monotonic_ns=lambda: mono[0])
+        assert await clock.now_us() == offset_us
+        delay_ns[0] = 400_000_000  # a 400 ms round trip: its midpoint is 200 ms late
+        for _ in range(3):
+            mono[0] += 1_000_000_000
+            await clock.now_us()  # starts a background sample
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert await clock.now_us() == mono[0] // 1000 + offset_us  # still exact: the slow sample was refused
+        mono[0] += 400 * 1_000_000_000  # 400 s on: the kept sample has aged past 400 ms
+        await clock.now_us()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        late = await clock.now_us()
+        assert late == mono[0] // 1000 + offset_us - 200_000  # the aged sample gave way to the newer one
+
+    asyncio.run(scenario())

@@ -53,3 +53,37 @@ func TestClusterClockReportsAFailedFirstSample(t *testing.T) {
 		t.Fatalf("sampleErr = %d, want 1", c.sampleErr.Load())
 	}
 }
+
+// A sample whose reply was held up (a busy host) would put the clock off by
+// half its round trip; it does not replace a sample with a shorter one.
+func TestClusterClockKeepsTheShorterRoundTrip(t *testing.T) {
+	const offsetUS = 5_000_000 // the server's clock runs 5 s ahead of ours
+	var delay atomic.Int64
+	var samples atomic.Int64
+	c := newClusterClock(func(context.Context) (int64, error) {
+		samples.Add(1)
+		read := time.Now().UnixMicro() + offsetUS // the server reads its clock at once...
+		time.Sleep(time.Duration(delay.Load()))   // ...and its reply arrives late
+		return read, nil
+	}, 10*time.Millisecond, 5*time.Second)
+	ctx := context.Background()
+	if _, err := c.NowUS(ctx); err != nil {
+		t.Fatal(err)
+	}
+	delay.Store(int64(400 * time.Millisecond))
+	deadline := time.Now().Add(5 * time.Second)
+	for samples.Load() < 3 && time.Now().Before(deadline) { // two slow samples taken and refused
+		time.Sleep(20 * time.Millisecond)
+		if _, err := c.NowUS(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(450 * time.Millisecond) // the last slow sample has come back
+	got, _ := c.NowUS(ctx)
+	if off := got - (time.Now().UnixMicro() + offsetUS); off < -50_000 || off > 50_000 {
+		t.Fatalf("after slow samples the clock is off by %d µs; a 400 ms round trip would put it 200 ms out", off)
+	}
+	if samples.Load() < 3 {
+		t.Fatalf("only %d samples taken", samples.Load())
+	}
+}

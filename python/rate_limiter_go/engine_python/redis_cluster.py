@@ -46,16 +46,27 @@ def slot_groups(keys: Sequence[str]) -> list[list[int]]:
     return list(groups.values())
 
 
+#: A kept cluster clock sample's round trip counts as grown by 1/AGING_PER_RTT of its age (1 ms per
+#: second), so a newer sample replaces it once as good, allowing for drift (§11.1; Go: agingPerRTT).
+AGING_PER_RTT = 1000
+
+
 class ClusterClock:
     """The cluster clock of §11.1: Redis ``TIME`` of one primary, carried on the monotonic clock.
 
     ``sample`` awaits that primary's ``TIME`` in µs. A sample is taken when
     the last one is older than ``refresh_s``; requests meanwhile use the last
-    offset, and only a caller with no offset at all waits for a sample. The
-    estimate never goes backwards. ``monotonic_ns`` is injectable for tests.
+    offset, and only a caller with no offset at all waits for a sample. A new
+    sample replaces the one in use only if its round trip is no longer than
+    that one's, aged by 1 ms per second (AGING_PER_RTT): a round trip stretched
+    by a busy event loop would otherwise shift the clock by up to half of it.
+    The estimate never goes backwards. ``monotonic_ns`` is injectable for tests.
     """
 
-    __slots__ = ("_sample", "_refresh_ns", "_monotonic_ns", "_offset_us", "_sampled_at_ns", "_last_us", "_refresh")
+    __slots__ = (
+        "_sample", "_refresh_ns", "_monotonic_ns", "_offset_us", "_sampled_at_ns", "_last_us", "_refresh",
+        "_rtt_ns", "_anchor_ns",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -70,15 +81,21 @@ class ClusterClock:
         self._sampled_at_ns = 0
         self._last_us = 0
         self._refresh: asyncio.Task[None] | None = None
+        self._rtt_ns = 0  # round trip of the sample in use
+        self._anchor_ns = 0  # when the sample in use was taken
 
     async def _take_sample(self) -> None:
         before = self._monotonic_ns()
         server_us = await self._sample()
         after = self._monotonic_ns()
+        self._sampled_at_ns = after
+        rtt = after - before
+        if self._offset_us is not None and rtt > self._rtt_ns + (after - self._anchor_ns) // AGING_PER_RTT:
+            return  # the sample in use is the better one
         # The server read its clock somewhere within the round trip: assume the middle,
         # which is wrong by at most half the round trip.
         self._offset_us = server_us - (before + after) // 2000
-        self._sampled_at_ns = after
+        self._rtt_ns, self._anchor_ns = rtt, after
 
     async def now_us(self) -> int:
         """The cluster clock now, in Unix µs."""
