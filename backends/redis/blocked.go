@@ -65,15 +65,15 @@ func newBlockedCache(maxKeys int, monoNS func() int64) *blockedCache {
 // out[:len(keys)] as §12 says and returns true. It returns false, writing
 // nothing, when Redis must be asked.
 func (c *blockedCache) answer(keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool {
-	var t int64
-	if nowUS == 0 {
-		t = c.monoNS()
-	}
+	var t int64 // the monotonic clock, read once and only if a key is remembered
 	found := false
 	for i, k := range keys {
 		e, ok := c.m.Load(k)
 		if !ok {
 			continue
+		}
+		if nowUS == 0 && t == 0 {
+			t = c.monoNS()
 		}
 		retry, blocked := e.wait(nowUS, t)
 		if !blocked {

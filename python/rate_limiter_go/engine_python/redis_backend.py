@@ -190,7 +190,7 @@ class RedisBackend:
             self.breaker.record_failure()  # cancelled from outside: the probe slot must not stay taken
             raise
         self.breaker.record_success()
-        if blocked is not None:
+        if blocked is not None and type(reply) is list and reply and reply[0] == 0:  # refused: remember (§12)
             blocked.record(keys, reply, sent_ns, blocked.clock_ns())
         return reply
 
