@@ -259,15 +259,20 @@ def test_report_writes_the_doc_and_a_png(tmp_path: Path) -> None:
 # --- Redis counters ---------------------------------------------------------------
 
 
+def _require_redis_server() -> None:
+    """Skip without redis-server, except under CI=true, where its absence fails the run."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed and CI=true: the Redis tests must run")
+        pytest.skip("redis-server is not installed")
+
+
 @pytest.fixture(scope="module")
 def redis_server() -> Any:
     import rlbench  # noqa: F401 - puts tests_py/ on the path for support.redis_server
     from support.redis_server import RedisServer
 
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed and CI=true: the Redis tests must run")
-        pytest.skip("redis-server is not installed")
+    _require_redis_server()
     with RedisServer() as server:
         yield server
 
@@ -456,10 +461,7 @@ def redis_cluster() -> Any:
     import rlbench  # noqa: F401 - puts tests_py/ on the path for support.redis_cluster
     from support.redis_cluster import RedisCluster
 
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed and CI=true: the Redis tests must run")
-        pytest.skip("redis-server is not installed")
+    _require_redis_server()
     with RedisCluster() as cluster:
         yield cluster
 
