@@ -80,7 +80,8 @@ func TestClusterClockKeepsTheShorterRoundTrip(t *testing.T) {
 	}
 	time.Sleep(450 * time.Millisecond) // the last slow sample has come back
 	got, _ := c.NowUS(ctx)
-	if off := got - (time.Now().UnixMicro() + offsetUS); off < -50_000 || off > 50_000 {
+	// The old rule (newest sample wins) would be 200 ms out; a busy host may add some scheduling noise.
+	if off := got - (time.Now().UnixMicro() + offsetUS); off < -120_000 || off > 120_000 {
 		t.Fatalf("after slow samples the clock is off by %d µs; a 400 ms round trip would put it 200 ms out", off)
 	}
 	if samples.Load() < 3 {
