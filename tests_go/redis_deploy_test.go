@@ -313,27 +313,15 @@ func TestClusterSlotMigrationUnderLoad(t *testing.T) {
 	}
 	var admitted, failed atomic.Int64
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := 0; g < 4; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				d, err := l.Evaluate(context.Background(), limiter.Request{User: "mig"})
-				switch {
-				case err != nil:
-					failed.Add(1)
-				case d.Admitted:
-					admitted.Add(1)
-				}
-			}
-		}()
-	}
+	wg := untilStopped(4, stop, func(int) {
+		d, err := l.Evaluate(context.Background(), limiter.Request{User: "mig"})
+		switch {
+		case err != nil:
+			failed.Add(1)
+		case d.Admitted:
+			admitted.Add(1)
+		}
+	})
 	time.Sleep(300 * time.Millisecond)
 	c.MigrateSlot(t, key, to, 300*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)

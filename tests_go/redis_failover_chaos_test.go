@@ -85,39 +85,26 @@ type load struct {
 
 // run starts the goroutines; they stop when stop is closed.
 func (ld *load) run(l *limiter.Limiter, users []string, stop <-chan struct{}) *sync.WaitGroup {
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(user string) {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ld.requests.Add(1)
-				start := time.Now().UnixNano()
-				d, err := l.Evaluate(context.Background(), limiter.Request{User: user})
-				raiseTo(&ld.maxCallNS, time.Now().UnixNano()-start)
-				if err != nil {
-					ld.failed.Add(1)
-					time.Sleep(2 * time.Millisecond)
-					continue
-				}
-				switch {
-				case d.Admitted && !ld.faulted.Load():
-					ld.admittedBefore.Add(1)
-				case d.Admitted:
-					ld.admittedAfter.Add(1)
-				}
-				if p := ld.promotedAtNS.Load(); p != 0 && start >= p { // a call sent to the new primary
-					ld.firstOKAfter.CompareAndSwap(0, time.Now().UnixNano())
-				}
-			}
-		}(users[g%len(users)])
-	}
-	return &wg
+	return untilStopped(8, stop, func(g int) {
+		ld.requests.Add(1)
+		start := time.Now().UnixNano()
+		d, err := l.Evaluate(context.Background(), limiter.Request{User: users[g%len(users)]})
+		raiseTo(&ld.maxCallNS, time.Now().UnixNano()-start)
+		if err != nil {
+			ld.failed.Add(1)
+			time.Sleep(2 * time.Millisecond)
+			return
+		}
+		switch {
+		case d.Admitted && !ld.faulted.Load():
+			ld.admittedBefore.Add(1)
+		case d.Admitted:
+			ld.admittedAfter.Add(1)
+		}
+		if p := ld.promotedAtNS.Load(); p != 0 && start >= p { // a call sent to the new primary
+			ld.firstOKAfter.CompareAndSwap(0, time.Now().UnixNano())
+		}
+	})
 }
 
 // raiseTo stores x in v if it is larger than what v holds.

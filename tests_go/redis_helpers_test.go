@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,4 +120,25 @@ func commandStats(t testing.TB, c *goredis.Client) map[string]int64 {
 		}
 	}
 	return stats
+}
+
+// untilStopped runs call(g) over and over in n goroutines (g = 0..n-1) until
+// stop is closed; wait on the returned group for them to end.
+func untilStopped(n int, stop <-chan struct{}, call func(g int)) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for g := 0; g < n; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				call(g)
+			}
+		}()
+	}
+	return &wg
 }
