@@ -134,8 +134,10 @@ func TestRedisBreakerFailsFastWithoutConnecting(t *testing.T) {
 func TestRedisRestartEnforcesAfterCooldown(t *testing.T) {
 	srv := redistest.Start(t)
 	const cooldown = 400 * time.Millisecond
-	b := newRedisBackend(t, srv.URL(), redis.Options{ConnectTimeout: 100 * time.Millisecond,
-		CommandTimeout: 100 * time.Millisecond, BreakerFailures: 2, BreakerCooldown: cooldown})
+	// Generous timeouts: a stopped server refuses at once, and the probe after the restart must
+	// not fail only because a loaded machine was slow to connect.
+	b := newRedisBackend(t, srv.URL(), redis.Options{ConnectTimeout: time.Second,
+		CommandTimeout: time.Second, BreakerFailures: 2, BreakerCooldown: cooldown})
 	key := uniquePrefix(t) + ":fw:user:r"
 	limit := []algorithms.Limit{{Limit: 1, WindowUS: 3600 * secondUS}}
 	now := testEpochUS()
