@@ -43,7 +43,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "targets: deps-system venv build wheels lint test-go test-py test-py-X.Y test-py-dev test-wheels test-rig test demo demo-framework clean distclean"
-	@echo "  docs (re-render generated docs) | bench bench-ab bench-ab-quick bench-engine | chaos chaos-report | rig-up rig-down demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale loadtest-render"
+	@echo "  docs (re-render generated docs) | bench bench-ab bench-ab-quick bench-engine | chaos chaos-report | rig-up rig-down demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale loadtest-cost loadtest-render"
 	@echo "  PYTHONS='$(PYTHONS)'  ENGINES='$(ENGINES)'  DIST=$(DIST)  SKIP_WHEELS=$(SKIP_WHEELS)  VENV=$(VENV)"
 
 # System packages.  redis-server is installed but NOT started: the tests run

@@ -16,6 +16,7 @@
 #   LT_MAX_INFRA_PCT  allowed infrastructure errors in % [1.0]   RL_FAIL_MODE [closed]
 #   LT_REDIS_TIMEOUT_MS  the plugin's redis_timeout_ms in the load tests [200]; 0: the plugin's default (50)
 #   LT_NO_DOC=1  do not rewrite the result sections of docs/loadtest.md
+#   LT_BACKENDS ["memory redis"], LT_ROUNDS [4], LT_REQUESTS [150 per batch], LT_RATE [5/s]  for loadtest-cost
 #   REDIS_MODE [standalone]  cluster: rig-up and loadtest-correctness run on a local Redis Cluster (3 primaries +
 #                3 replicas on loopback, tests_py/support/redis_cluster.py), the plugin with redis_mode cluster and
 #                a seed node as redis_url; loadtest-correctness then runs the Redis algorithms only (no memory run)
@@ -35,7 +36,7 @@ LT_DOC_FLAG = $(if $(LT_NO_DOC),--no-doc,)
 REDIS_MODE ?= standalone
 export REDIS_MODE
 
-.PHONY: rig-deps rig-test rig-up rig-down rig-status demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale loadtest-render
+.PHONY: rig-deps rig-test rig-up rig-down rig-status demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale loadtest-cost loadtest-render
 
 rig-deps:
 	RIG_PYTHON=$(RIG_PY) $(RIG_DIR)/install.sh
@@ -76,6 +77,11 @@ loadtest-capacity-ab: rig-deps
 
 loadtest-scale: rig-deps
 	$(RIG_VPY) $(RIG_DIR)/loadtest/run.py scale $(LT_DOC_FLAG)
+
+# the plugin's share of a gateway request: gateway CPU per tools/call with the plugin off, on (go), on (python),
+# one rig and one section per backend (LT_BACKENDS ["memory redis"]; LT_ROUNDS, LT_REQUESTS, LT_RATE)
+loadtest-cost: rig-deps
+	$(RIG_VPY) $(RIG_DIR)/loadtest/cost.py $(LT_DOC_FLAG)
 
 # every generated section of docs/loadtest.md from its raw results in docs/loadtest-results/; runs nothing
 loadtest-render:

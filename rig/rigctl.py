@@ -62,6 +62,8 @@ PROBE_KIND = "rig_probe.ProbePlugin"
 #: The plugin's redis_mode values the rig can run: one redis-server, or a local Redis Cluster of 3 primaries
 #: and 3 replicas (tests_py/support/redis_cluster.py, the project's one launcher).
 REDIS_MODES = ("standalone", "cluster")
+#: An engine name for a gateway started with PLUGINS_ENABLED=false (the same rig, the plugin not loaded).
+ENGINE_OFF = "off"
 
 
 class RigError(RuntimeError):
@@ -523,7 +525,8 @@ def _gateway_env(
             "MCG_PORT": str(port),
             "DATABASE_URL": f"sqlite:///{paths['db']}",
             **_secret_env(secrets_),
-            "PLUGINS_ENABLED": "true" if opts.plugin != "none" else "false",
+            # engine "off": this gateway runs with plugins disabled (the baseline of loadtest/cost.py)
+            "PLUGINS_ENABLED": "true" if opts.plugin != "none" and engine != ENGINE_OFF else "false",
             "PLUGINS_CONFIG_FILE": paths["plugins_yaml"],
             "PLUGINS_FAIL_ON_PLUGIN_ERROR": "true",
             # The gateway's own per-IP/user limiter (500/min on /rpc) would throttle every rig
@@ -846,8 +849,8 @@ def status(run_dir: Path | None = None) -> list[str]:
 
 def _options_from_args(a: argparse.Namespace) -> RigOptions:
     engines = a.engines.split()
-    if not engines or any(e not in ("go", "python", "auto") for e in engines):
-        raise SystemExit(f"--engines: space-separated list of go|python|auto, got {a.engines!r}")
+    if not engines or any(e not in ("go", "python", "auto", ENGINE_OFF) for e in engines):
+        raise SystemExit(f"--engines: space-separated list of go|python|auto|off, got {a.engines!r}")
     return RigOptions(
         engines=engines,
         plugin=a.plugin,

@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 import rigctl  # noqa: E402
 from analyze import KeyReport, analyse, window_totals  # noqa: E402
 from classify import ADMITTED, INFRA, RATE_LIMITED, TOOL_ERROR  # noqa: E402
+from cost import render_cost  # noqa: E402
 from procstat import CpuSampler, maps_contain  # noqa: E402
 from report import DOC, REPO, environment_line, percentile, table, update_section  # noqa: E402
 
@@ -768,7 +769,10 @@ def render_scale(raw: dict[str, Any], all_events: dict[str, list[dict]]) -> tupl
 
 #: The raw results' format: 2 holds every input of its section (render_saved needs nothing else).
 RAW_FORMAT = 2
-RENDERERS = {"correctness": render_correctness, "capacity-ab": render_capacity_ab, "scale": render_scale}
+RENDERERS = {
+    "correctness": render_correctness, "capacity-ab": render_capacity_ab, "scale": render_scale,
+    "plugin-cost": render_cost,  # rig/loadtest/cost.py
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- CLI
