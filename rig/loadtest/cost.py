@@ -134,7 +134,7 @@ def render_cost(raw: dict[str, Any], events: dict[str, list[dict]]) -> tuple[lis
         if p:
             prow.append([eng, _pm(p["us"], p["ci_us"], ".0f"), _pm(100 * p["share"], 100 * p["ci_share"], ".2f")])
     idle = raw.get("idle", {})
-    idle_txt = ", ".join(f"{c} {1000 * v:.1f}" for c, v in idle.items())
+    idle_txt = ", ".join(f"{c} {1000 * idle[c]:.1f}" for c in CONFIGS if c in idle)
     loads = [b["load1"] for b in batches]
     lines = [
         f"One rig, backend `{raw['backend']}`, `{raw['algorithm']}`, limits by user, tenant and tool of "
