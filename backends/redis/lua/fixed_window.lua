@@ -10,46 +10,53 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
+-- The reply doubles as the per-key state: [j] ok, [j+1] count (remaining once done),
+-- [j+2] window end, [j+3] retry; fresh[i] marks a key whose stored window is over.
 local n = #KEYS
-local limit, window, start, count, ok, current = {}, {}, {}, {}, {}, {}
-local admitted = 1
+local reply = {1, now}
+local fresh = {}
 for i = 1, n do
-  limit[i] = tonumber(ARGV[2 * i])
-  window[i] = tonumber(ARGV[2 * i + 1])
-  start[i] = now - (now % window[i])
+  local window = tonumber(ARGV[2 * i + 1])
+  local start = now - now % window
   local s = redis.call('HMGET', KEYS[i], 's', 'c')
+  local count = 0
   -- State from an earlier window counts as an empty window.
-  current[i] = s[1] and tonumber(s[1]) == start[i]
-  if current[i] then
-    count[i] = tonumber(s[2])
+  if s[1] and tonumber(s[1]) == start then
+    count = tonumber(s[2])
   else
-    count[i] = 0
+    fresh[i] = start
   end
-  ok[i] = count[i] < limit[i]
-  if not ok[i] then admitted = 0 end
+  local j = 4 * i - 1
+  if count < tonumber(ARGV[2 * i]) then
+    reply[j] = 1
+  else
+    reply[j] = 0
+    reply[1] = 0
+  end
+  reply[j + 1] = count
+  reply[j + 2] = start + window
+  reply[j + 3] = 0
 end
 
-local reply = {admitted, now}
+local admitted = reply[1] == 1
 for i = 1, n do
-  local window_end = start[i] + window[i]
-  local retry = 0
-  if admitted == 1 then
-    count[i] = count[i] + 1
-    if current[i] then
-      -- The window's first admission set its expiry; a field update keeps it.
-      redis.call('HSET', KEYS[i], 'c', string.format('%d', count[i]))
+  local j = 4 * i - 1
+  local count = reply[j + 1]
+  if admitted then
+    count = count + 1
+    local start = fresh[i]
+    if start then
+      redis.call('HSET', KEYS[i], 's', string.format('%d', start), 'c', '1')
+      redis.call('PEXPIREAT', KEYS[i], string.format('%d', reply[j + 2] / 1000))
     else
-      redis.call('HSET', KEYS[i], 's', string.format('%d', start[i]), 'c', '1')
-      redis.call('PEXPIREAT', KEYS[i], string.format('%d', window_end / 1000))
+      -- The window's first admission set its expiry; a field update keeps it.
+      redis.call('HSET', KEYS[i], 'c', count)
     end
-  elseif not ok[i] then
-    retry = window_end - now
+  elseif reply[j] == 0 then
+    reply[j + 3] = reply[j + 2] - now
   end
-  local remaining = limit[i] - count[i]
+  local remaining = tonumber(ARGV[2 * i]) - count
   if remaining < 0 then remaining = 0 end
-  reply[#reply + 1] = ok[i] and 1 or 0
-  reply[#reply + 1] = remaining
-  reply[#reply + 1] = window_end
-  reply[#reply + 1] = retry
+  reply[j + 1] = remaining
 end
 return reply
