@@ -16,7 +16,7 @@
 #   LT_MAX_INFRA_PCT  allowed infrastructure errors in % [1.0]   RL_FAIL_MODE [closed]
 #   LT_REDIS_TIMEOUT_MS  the plugin's redis_timeout_ms in the load tests [200]; 0: the plugin's default (50)
 #   LT_NO_DOC=1  do not rewrite the result sections of docs/loadtest.md
-#   LT_BACKENDS ["memory redis"], LT_ROUNDS [4], LT_REQUESTS [150 per batch], LT_RATE [5/s]  for loadtest-cost
+#   LT_BACKENDS ["memory redis"], LT_ROUNDS [5], LT_REQUESTS [200 per batch], LT_RATE [8/s]  for loadtest-cost
 #   REDIS_MODE [standalone]  cluster: rig-up and loadtest-correctness run on a local Redis Cluster (3 primaries +
 #                3 replicas on loopback, tests_py/support/redis_cluster.py), the plugin with redis_mode cluster and
 #                a seed node as redis_url; loadtest-correctness then runs the Redis algorithms only (no memory run)

@@ -2,7 +2,7 @@
 Go engine and on with the Python engine, on the real gateway (issue 13, target 8).
 
     python rig/loadtest/cost.py                      # memory and Redis backends, one section each
-    python rig/loadtest/cost.py --backends memory --rounds 4 --requests 150 --rate 5
+    python rig/loadtest/cost.py --backends memory --rounds 3 --requests 100 --rate 5
     python rig/loadtest/run.py render                # re-renders these sections too (RENDERERS there)
 
 One rig per backend with three gateways: plugins disabled (``off``), RATE_LIMITER_ENGINE=go and
@@ -123,8 +123,9 @@ def render_cost(raw: dict[str, Any], events: dict[str, list[dict]]) -> tuple[lis
     for cfg, s in a["configs"].items():
         ls = sorted(lat.get(cfg, [])) or [0.0]
         redis_cmds = sum(b.get("redis_commands", 0) for b in batches if b["config"] == cfg)
+        wall = sum(b["wall_s"] for b in batches if b["config"] == cfg)
         rows.append([
-            cfg if cfg == "off" else f"on, {cfg}", s["requests"], f"{s['us_per_req']:.0f}",
+            cfg if cfg == "off" else f"on, {cfg}", s["requests"], f"{s['requests'] / wall:.1f}", f"{s['us_per_req']:.0f}",
             f"{s['min_us']:.0f} .. {s['max_us']:.0f}", f"{ls[len(ls) // 2]:.1f}",
             f"{redis_cmds / s['requests']:.2f}" if raw["backend"] == "redis" else "-",
         ])  # fmt: skip
@@ -145,7 +146,7 @@ def render_cost(raw: dict[str, Any], events: dict[str, list[dict]]) -> tuple[lis
         f"before and after. {raw['rounds']} rounds, the order rotating (round 1: {' '.join(raw['orders'][0])}). "
         f"Run: {raw['run']}; load average (1 min) during the batches {min(loads):.2f} .. {max(loads):.2f}; "
         f"{rigctl.versions_text(facts.get('versions', {}))}.",
-        table(["plugin", "requests", "gateway CPU µs/req", "per round min .. max", "p50 ms",
+        table(["plugin", "requests", "req/s", "gateway CPU µs/req", "per round min .. max", "p50 ms",
                "Redis commands/req"], rows),  # fmt: skip
         "The plugin's cost per tools/call, on minus off paired within each round (mean ± 95 % interval over rounds), "
         "and its share of the request with the plugin on:",
@@ -324,10 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     env = os.environ.get
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", default=env("LT_BACKENDS", "memory redis"), help="one section per backend")
-    ap.add_argument("--requests", type=int, default=int(env("LT_REQUESTS", "150")), help="per batch")
-    ap.add_argument("--rate", type=float, default=float(env("LT_RATE", "5")), help="requests per second")
+    ap.add_argument("--requests", type=int, default=int(env("LT_REQUESTS", "200")), help="per batch")
+    ap.add_argument("--rate", type=float, default=float(env("LT_RATE", "8")), help="requests per second")
     ap.add_argument("--concurrency", type=int, default=int(env("LT_CONCURRENCY", "4")))
-    ap.add_argument("--rounds", type=int, default=int(env("LT_ROUNDS", "4")))
+    ap.add_argument("--rounds", type=int, default=int(env("LT_ROUNDS", "5")))
     ap.add_argument("--users", type=int, default=int(env("LT_USERS", "8")))
     ap.add_argument("--warmup", type=int, default=int(env("LT_WARMUP", "20")), help="calls per gateway first")
     ap.add_argument("--idle", type=float, default=float(env("LT_IDLE_S", "10")), help="seconds of idle CPU")

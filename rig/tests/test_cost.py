@@ -94,7 +94,7 @@ def test_a_measured_section_is_what_render_makes_of_its_saved_files(tmp_path, mo
     assert run._finish(_inputs(batches), events, write_doc=True) == 0
     assert sections(tmp_path / "loadtest.md") == run.render_saved(tmp_path / "raw")
     body = sections(tmp_path / "loadtest.md")["plugin-cost-memory"]
-    assert "| off | 2 | 10000 | 10000 .. 10000 | 50.0 | - |" in body
+    assert "| off | 2 | 0.1 | 10000 | 10000 .. 10000 | 50.0 | - |" in body  # 2 requests in 20 s
     assert "| go | 200 | 1.96 |" in body and "| python | 500 | 4.76 |" in body  # 200/10200, 500/10500
     assert "**Verdict: PASS**" in body
     text = "".join(p.read_text() for p in (tmp_path / "raw").glob("*.json"))
