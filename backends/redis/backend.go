@@ -44,6 +44,10 @@ type Backend struct {
 	// blocked remembers Redis's refusals (§12); nil when local refusals
 	// are off.
 	blocked *blockedCache
+
+	// pipe writes concurrent calls as pipelines (standalone and Sentinel;
+	// nil on a Cluster).
+	pipe *autoPipeline
 }
 
 // New validates opts and returns a Backend. It does not contact Redis:
@@ -87,6 +91,8 @@ func newBackend(opts Options, clock func() int64) (*Backend, error) {
 			_ = cluster.Close()
 			return nil, err
 		}
+	} else {
+		b.pipe = newAutoPipeline(client, func(ctx context.Context) error { return b.reload(ctx, b.script) })
 	}
 	return b, nil
 }
@@ -156,8 +162,9 @@ func (b *Backend) call(ctx context.Context, keys []string, limits []algorithms.L
 }
 
 // evalCheck runs the backend's script for keys: EVALSHA, and on NOSCRIPT one
-// SCRIPT LOAD and one more EVALSHA. It returns the verdict and the script's
-// clock in µs.
+// SCRIPT LOAD and one more EVALSHA; on standalone and Sentinel as part of a
+// pipeline of concurrent calls (pipeline.go). It returns the verdict and the
+// script's clock in µs.
 func (b *Backend) evalCheck(ctx context.Context, keys []string, limits []algorithms.Limit,
 	nowUS int64, out []algorithms.Outcome) (bool, int64, error) {
 	buf := argPool.Get().(*argBuf)
@@ -167,6 +174,20 @@ func (b *Backend) evalCheck(ctx context.Context, keys []string, limits []algorit
 	}()
 	args := buf.fill(b.shaArg, keys, limits, nowUS)
 
+	if b.pipe != nil {
+		cmd, err := b.pipe.do(ctx, args)
+		if err == nil {
+			err = cmd.Err()
+		}
+		if err != nil {
+			var be *backendError
+			if errors.As(err, &be) {
+				return false, 0, be // the NOSCRIPT reload failed: already sanitized
+			}
+			return false, 0, sanitize("evalsha", err)
+		}
+		return parseReply(cmd.Val(), limits, nowUS, out)
+	}
 	cmd := goredis.NewIntSliceCmd(ctx, args...)
 	err := b.process(ctx, cmd)
 	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -244,8 +265,9 @@ func validate(keys []string, limits []algorithms.Limit, nowUS int64, out []algor
 func (b *Backend) Algorithm() algorithms.Kind { return b.kind }
 
 // BorrowsKeys reports true: Evaluate does not keep any key after it returns
-// (go-redis has written the command before Process returns, and the pooled
-// argument buffer is cleared), so callers may pass views of reused buffers.
+// (it returns once its command is answered, or was abandoned unsent, and the
+// pooled argument buffer is cleared), so callers may pass views of reused
+// buffers.
 // It implements core.KeyBorrower.
 func (b *Backend) BorrowsKeys() bool { return true }
 

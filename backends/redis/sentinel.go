@@ -88,6 +88,11 @@ func (s *sentinelClient) Process(ctx context.Context, cmd goredis.Cmder) error {
 	return s.current.Load().Process(ctx, cmd)
 }
 
+// Pipeline returns a pipeline on the current client (auto-pipelining).
+func (s *sentinelClient) Pipeline() goredis.Pipeliner {
+	return s.current.Load().Pipeline()
+}
+
 // ScriptLoad loads a script on the current primary.
 func (s *sentinelClient) ScriptLoad(ctx context.Context, script string) *goredis.StringCmd {
 	return s.current.Load().ScriptLoad(ctx, script)
