@@ -7,7 +7,9 @@ What it measures, below the hook path that ``python -m rlbench`` compares with t
 
 1. Go benchmarks of the engine over the memory backend (``go test -bench . -benchmem ./core``).
 2. Per-call cost from Python (timeit, best of 5): the binding alone, the GoEngine hot path and the
-   PythonEngine for comparison, 1 and 3 dimensions.
+   PythonEngine for comparison, 1 and 3 dimensions. The binding's three calls of issue 13 target 2
+   (``crossing_calls``, timed by ``ns_per_call``) are the same functions ``python -m rlbench`` times
+   in its latency rounds.
 3. The asynchronous Redis path against a private redis-server: one await at a time, and 100 in
    flight, for both engines.
 4. Resident memory growth over many Go evaluate() calls.
@@ -25,6 +27,7 @@ import subprocess  # nosec B404 # runs go test
 import sys
 import time
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,46 @@ def go_benchmarks(quick: bool) -> dict[str, Any]:
     return {"command": " ".join(cmd), "lines": lines}
 
 
+def ns_per_call(fn: Callable[[], Any], number: int, repeat: int = 1) -> float:
+    """ns per call of ``fn``: the best of ``repeat`` runs of ``number`` calls in a row (timeit).
+
+    CPU time of the process (Go's threads included), less sensitive than wall
+    time to other work on the machine.
+    """
+    return min(timeit.repeat(fn, number=number, repeat=repeat, timer=time.process_time)) / number * 1e9
+
+
+#: Issue 13 target 2's calls, in the order ``crossing_calls`` returns them.
+CROSSING = ("noop", "raw", "evaluate")
+CROSSING_LABELS = {
+    "noop": "no-op crossing: `_pyext.pyext_Add(1, 2)`",
+    "raw": "raw binding, 3 identities: `_pyext.pyext_Evaluate(h, user, '', tenant, tool, 0)`",
+    "evaluate": "`GoEngine.evaluate(user, tenant, tool)`, 3 dimensions",
+}
+
+
+def crossing_calls(engine: Any, user: str, tenant: str, tool: str) -> dict[str, Callable[[], Any]]:
+    """The three calls of issue 13 target 2 on ``engine``, a GoEngine on memory with 3 dimensions.
+
+    ``noop``: one call into the extension that does no work (two ints in, one
+    out); ``raw``: the binding entry GoEngine.evaluate calls, with the three
+    identities and the engine's handle; ``evaluate``: the engine's hot path for
+    the same request. Binds the engine first (one evaluate call). The raw call's
+    arguments are the binding's (pyext.Evaluate): if they change, a call raises
+    TypeError and the caller reports the target as not run.
+    """
+    from rate_limiter_go import _native
+
+    engine.evaluate(user, tenant, tool)  # binds: the handle exists from here on
+    raw_mod = _native.load_native()._pyext
+    add, raw, handle, evaluate = raw_mod.pyext_Add, raw_mod.pyext_Evaluate, engine._handle, engine.evaluate
+    return {
+        "noop": lambda: add(1, 2),
+        "raw": lambda: raw(handle, user, "", tenant, tool, 0),
+        "evaluate": lambda: evaluate(user, tenant, tool),
+    }
+
+
 def per_call(quick: bool) -> list[tuple[str, float]]:
     from rate_limiter_go import _native  # PYTHONPATH=python: the package of this work tree
     from rate_limiter_go.config import parse_config
@@ -63,14 +106,16 @@ def per_call(quick: bool) -> list[tuple[str, float]]:
     g3.evaluate("x", None, None)
     blocked.evaluate("alice@example.com", None, None)  # spends the only request: every later one is refused
     h = g1._handle
+    crossing = crossing_calls(g3, "alice@example.com", "team-a", "search")
     cases: list[tuple[str, Any]] = [
-        ("binding only: `_pyext.pyext_Add(1, 2)`", lambda: raw.pyext_Add(1, 2)),
+        ("binding only: `_pyext.pyext_Add(1, 2)`", crossing["noop"]),
         (
             "binding + Go, 1 dimension: `_pyext.pyext_Evaluate(h, user, '', '', '', 0)`",
             lambda: raw.pyext_Evaluate(h, "alice@example.com", "", "", "", 0),
         ),
+        ("binding + Go, 3 dimensions: `_pyext.pyext_Evaluate(h, user, '', tenant, tool, 0)`", crossing["raw"]),
         ("GoEngine.evaluate, 1 dimension", lambda: g1.evaluate("alice@example.com", None, None)),
-        ("GoEngine.evaluate, 3 dimensions", lambda: g3.evaluate("alice@example.com", "team-a", "search")),
+        ("GoEngine.evaluate, 3 dimensions", crossing["evaluate"]),
         (
             "GoEngine.evaluate, blocked (same answer each time: decision cache hit)",
             lambda: blocked.evaluate("alice@example.com", None, None),
@@ -79,13 +124,7 @@ def per_call(quick: bool) -> list[tuple[str, float]]:
         ("PythonEngine.evaluate, 3 dimensions", lambda: p3.evaluate("alice@example.com", "team-a", "search")),
     ]
     number = 50_000 if quick else 300_000
-    results = []
-    for name, fn in cases:
-        # CPU time of the process (Go's threads included), less sensitive than
-        # wall time to other work on the machine.
-        best = min(timeit.repeat(fn, number=number, repeat=3 if quick else 5, timer=time.process_time))
-        results.append((name, best / number * 1e9))
-    return results
+    return [(name, ns_per_call(fn, number, 3 if quick else 5)) for name, fn in cases]
 
 
 def redis_async(quick: bool) -> list[tuple[str, float]]:

@@ -131,14 +131,17 @@ async def timed_batch(case: Case, n: int, max_ns: int) -> None:
 
 
 async def throughput(
-    call: HookCall, args: Sequence[tuple[Any, Any]], admitted: bool, inflight: int, duration_ns: int, min_calls: int = 0
+    call: HookCall, args: Sequence[tuple[Any, Any]], admitted: bool, inflight: int, duration_ns: int, min_calls: int = 0,
+    ok: Callable[[Any], bool] | None = None,
 ) -> tuple[float, int]:
     """(requests per second, calls) with ``inflight`` calls outstanding on this loop (see module docstring).
 
     Each worker keeps calling until ``duration_ns`` has passed and it has made
     its share of ``min_calls``; the rate is all completed calls over the time
-    until the last worker finished.
+    until the last worker finished. ``ok`` checks each result (default: the
+    hook result of the ``admitted`` path).
     """
+    check = ok if ok is not None else (lambda result: outcome_ok(result, admitted))
     wrong: list[Any] = []
     counts = [0] * inflight
     share = -(-min_calls // inflight)
@@ -153,7 +156,7 @@ async def throughput(
             a, b = args[(offset + i) % size]
             result = await call(a, b)
             i += 1
-            if not wrong and not outcome_ok(result, admitted):
+            if not wrong and not check(result):
                 wrong.append(result)
         counts[w] = i
 

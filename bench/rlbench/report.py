@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlbench import targets
+from rlbench import baseline, targets
 from rlbench.cluster import normalise_error
 from rlbench.targets import RATIO_STAT, SCRIPT_ENTRY, hook_stat
 from rlbench.workload import ADMITTED_RATE, ALGO_SHORT, BLOCKED_RATE, HOOK_SHORT, PARTIAL, POOL_TENANTS, POOL_USERS
 
 COLUMNS = ("floor", "go", "python", "cpex-rate-limiter", "limits")
 COLOURS = {"floor": "#9e9e9e", "go": "#00add8", "python": "#3776ab", "cpex-rate-limiter": "#b7410e",
-           "limits": "#6a9f3a"}  # fmt: skip
+           "limits": "#6a9f3a", baseline.NAME: "#000000"}  # fmt: skip
 
 
 def _us(ns: float | None) -> str:
@@ -74,7 +74,7 @@ def summary_text(results: dict[str, Any]) -> str:
     """The target lines and headline ratios, for the terminal."""
     lines = ["", "== rlbench: targets (ratios from this run) =="]
     for t in results.get("targets", []):
-        lines.append(f"{t['status']:8s} {t['name']}: {t['detail']}")
+        lines.append(f"{t['status']:8s} {t.get('id', ''):5s} {t['name']}: {t['detail']}")
     lines += ["", "== headline (tool hook, admitted, 3 dimensions; best-round p50 / mean us per call) =="]
     subj = _by_subject(results)
     floor = _floor(results).get(("admitted", "tool_pre_invoke"))
@@ -105,10 +105,12 @@ def summary_text(results: dict[str, Any]) -> str:
 
 
 def _targets_md(results: dict[str, Any]) -> list[str]:
-    out = ["| target | status | numbers (this run) |", "|---|---|---|"]
+    out = ["| # | target | status | numbers (this run) |", "|---|---|---|---|"]
     for t in results.get("targets", []):
-        out.append(f"| {t['name']} | **{t['status']}** | {t['detail']} |")
-    return out
+        out.append(f"| {t.get('id', '')} | {t['name']} | **{t['status']}** | {t['detail']} |")
+    return out + ["", "`13.N` is target N of issue 13 (Performance: at the physical limit), the ones this run is judged "
+                  "on; `4.N` are the targets of issue 4 (the first A/B), kept as earlier targets. 13.1 is judged from "
+                  "the Go benchmarks of `make bench-engine` (docs/engine.md), 13.8 on the rig."]
 
 
 def _headline_md(results: dict[str, Any]) -> list[str]:
@@ -243,9 +245,22 @@ def _overheads_md(results: dict[str, Any]) -> list[str]:
         out.append(f"- gopy boundary: the same coroutine making one no-op call into the Go extension (`ABIVersion`) "
                    f"costs {_us(boundary[RATIO_STAT])} µs, i.e. {_us(boundary[RATIO_STAT] - null[RATIO_STAT])} µs per crossing "
                    "(argument conversion, GIL release and re-acquisition, cgo).")  # fmt: skip
+    out += _crossing_md(results)
     out.append("- The Go code alone (no Python): `make bench` runs `bench/gobench` (core.Limiter on the memory "
                "backend), a few hundred ns to a few µs per Evaluate on this machine.")
     return out + [""] if out else out
+
+
+def _crossing_md(results: dict[str, Any]) -> list[str]:
+    """Target 13.2's three calls, best round and every round (ns per call, CPU time)."""
+    cr = results.get("crossing") or {}
+    calls = cr.get("calls") or {}
+    if not calls:
+        return [f"- Crossing calls (target 13.2): not measured in this run{': ' + cr['error'] if cr.get('error') else ''}."]
+    parts = [f"{c['label']} **{c['best_ns']:.0f}** ns (rounds: {', '.join(f'{v:.0f}' for v in c['round_ns'])})"
+             for c in calls.values() if c.get("best_ns") is not None]  # fmt: skip
+    return ["- Crossing into Go (target 13.2; memory, fixed window, 3 dimensions, one request repeated; best round, CPU "
+            "time per call): " + "; ".join(parts) + "."]
 
 
 def _features_md(results: dict[str, Any]) -> list[str]:
@@ -290,7 +305,7 @@ def _concurrency_md(results: dict[str, Any]) -> list[str]:
         table.setdefault((r["subject"], r["backend"] or "–"), {})[r["inflight"]] = cell
     out = ["| subject | backend | " + " | ".join(f"{n} in flight" for n in levels) + " |",
            "|---|---|" + "---|" * len(levels)]  # fmt: skip
-    order = {s: i for i, s in enumerate(COLUMNS)}
+    order = {s: i for i, s in enumerate((*COLUMNS, baseline.NAME))}
     backends = {"memory": 0, "redis": 1, "cluster": 2, "–": 3}
     for (subject, backend), by_n in sorted(table.items(), key=lambda kv: (backends.get(kv[0][1], 9), kv[0][1],
                                                                           order.get(kv[0][0], 9))):  # fmt: skip
@@ -298,6 +313,25 @@ def _concurrency_md(results: dict[str, Any]) -> list[str]:
                    + " | ".join(by_n.get(n, "–") for n in levels)
                    + " |")  # fmt: skip
     return out
+
+
+def _concurrency_redis_md(results: dict[str, Any]) -> list[str]:
+    """Redis CPU per 10,000 checks and read events per check of each level on the one redis-server."""
+    rows = [r for r in results.get("concurrency", []) if r.get("redis_cpu_ms_per_10k") is not None]
+    if not rows:
+        return ["Redis CPU under concurrency: not measured in this run.", ""]
+    levels = sorted({r["inflight"] for r in rows})
+    by = {(r["subject"], r["inflight"]): r for r in rows}
+    order = {s: i for i, s in enumerate((*COLUMNS, baseline.NAME))}
+    out = ["Redis CPU ms per 10,000 checks / read events per check on the redis-server, over each level's rounds "
+           "(fixed window, 3 dimensions, admitted; the one-at-a-time figures of the same cell are in the Redis-cost "
+           "table below):", "",
+           "| subject | " + " | ".join(f"{n} in flight" for n in levels) + " |", "|---|" + "---|" * len(levels)]  # fmt: skip
+    for subject in sorted({r["subject"] for r in rows}, key=lambda x: order.get(x, 9)):
+        cells = [f"{by[(subject, n)]['redis_cpu_ms_per_10k']:.0f} / {by[(subject, n)]['redis_reads_per_check']:.2f}"
+                 if (subject, n) in by else "–" for n in levels]  # fmt: skip
+        out.append(f"| {subject} | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def _redis_md(results: dict[str, Any]) -> list[str]:
@@ -666,12 +700,36 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"{st.get('conc_rounds')} interleaved rounds; the target uses the best round. Every result is checked: "
         "our engines answering anything but an admitted result with headers abort the run; a peer doing so "
         "(failing open, e.g. its Redis calls timing out under load) has that round recorded as failed, not "
-        "timed, and the level left out of the targets.",
+        "timed, and the level left out of the targets. On the one redis-server, `INFO all` snapshots around each "
+        "level's rounds give its Redis CPU per 10,000 checks and read events per check (over the rounds that ran; "
+        "target 13.5 sets Go's at 64 in flight beside the one-at-a-time figure of the Redis-cost section).",
+        "- Redis baseline (targets 13.4, 13.5): **redis-py no-op** = a bare redis-py asyncio client "
+        f"(`redis.asyncio.Redis`, redis-py {vers.get('redis')}, `bench/rlbench/baseline.py`) sending `EVALSHA` of "
+        "the script `return 1` (loaded once) to the same private redis-server from the same event loop, awaited "
+        "like a hook and its reply checked: in every latency round as one more case (one call at a time; "
+        "best-round p50, as for the hooks), and at every level of the concurrency section (with room for one "
+        "connection per call in flight). 13.4 sets every admitted Go hook cell on Redis (both hooks, every "
+        "algorithm, 1 and 3 dimensions) against its best-round p50; 13.5 Go's best-round throughput at 64 and 256 "
+        "in flight against its. It is what one script call per request costs this process at the least; the "
+        "Redis-cost table's floor is the same script's Redis CPU.",
+        "- Crossing (target 13.2): in every latency round, after the cases, three synchronous calls, each timed "
+        f"over {st.get('crossing_calls', '–')} calls in a row (shuffled order; CPU time of the process, "
+        "`time.process_time`; the best round counts): a no-op crossing into the Go extension "
+        "(`_pyext.pyext_Add(1, 2)`), the raw binding call that `GoEngine.evaluate` makes with the three "
+        "identities (`_pyext.pyext_Evaluate(handle, user, '', tenant, tool, 0)`), and `GoEngine.evaluate(user, "
+        "tenant, tool)`, on the Go engine of the memory, fixed window, 3-dimension cell, one request of the pool "
+        "repeated (its limit is never reached; checked after each round). The same functions "
+        "(`rlbench.engine.crossing_calls`, `ns_per_call`) give docs/engine.md's per-call figures.",
+        "- Go core (target 13.1): judged from the hot-key, 3-dimension lines of the Go benchmarks "
+        "(`go test -bench . -benchmem ./core`) that `make bench-engine` wrote to bench/results/engine.json before "
+        "this run; they are copied into this run's results with their date and commit, not measured here.",
         f"- Redis cost: per Redis cell, up to {st.get('redis_checks')} sequential `tool_pre_invoke` calls (at "
         f"least 200; fewer once {st.get('redis_max_ms')} ms have passed) between two "
         "`INFO all` snapshots (the snapshots' own cost is measured and subtracted): calls per command from "
         "commandstats, round trips = `total_reads_processed` (read events; one per request for a client that "
-        "waits for each reply), CPU = `used_cpu_sys + used_cpu_user`, scaled to 10,000 checks.",
+        "waits for each reply), CPU = `used_cpu_sys + used_cpu_user`, scaled to 10,000 checks. The floor row is "
+        "a sync redis-py client sending `EVALSHA` of `return 1` one at a time, the Redis CPU of a script that does "
+        "nothing: target 13.6 wants Go at most 2x it, and at most cpex-rate-limiter's in every admitted cell.",
         "- Where the time goes: cProfile of our hooks (absolute times inflated by the profiler; the split is what "
         "matters; time inside Go or pydantic-core is charged to the calling builtin).",
         "",
@@ -705,6 +763,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "",
         *_concurrency_md(results),
         "",
+        *_concurrency_redis_md(results),
         "## Redis cost per request",
         "",
         *_redis_md(results),
@@ -759,7 +818,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     style = {"redis": "-", "cluster": "--", "memory": "-", None: ":"}
     for ax, backends, title in ((ax2, ("redis", "cluster"), "Redis (dashed: Cluster)"),
                                 (ax3, ("memory", None), "memory backend and floor")):  # fmt: skip
-        for name in names:
+        for name in [*names, baseline.NAME]:
             for backend in backends:
                 pts = sorted((r["inflight"], r["rps_best"]) for r in conc
                              if r["subject"] == name and r["backend"] == backend and r["rps_best"] is not None)  # fmt: skip

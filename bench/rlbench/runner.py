@@ -10,10 +10,16 @@ Sections (each can be switched off with --sections):
   admitted headers handed to ``http_post_request`` (tool hook + post hook). All cases
   are warmed up, then measured in ``rounds`` rounds; each round runs one batch
   of every case in a freshly shuffled order, so drift in machine load hits
-  every case alike.
+  every case alike. Also in every round: the Redis baseline (a bare redis-py
+  asyncio EVALSHA of a no-op script, baseline.py) as one more case, and the
+  Go binding's three crossing calls (engine.crossing_calls: no-op, raw call,
+  GoEngine.evaluate; memory, 3 dimensions), each timed over a run of calls
+  in a row (engine.ns_per_call), in shuffled order after the cases.
 * ``concurrency``: requests per second at 1, 16, 64, 256 calls in flight,
   per subject and backend (fixed window, 3 dimensions, admitted, tool hook),
-  interleaved the same way.
+  and the redis-py no-op baseline, interleaved the same way; on the one
+  redis-server each level's Redis CPU and read events are taken from INFO
+  snapshots around its rounds.
 * ``redis``: per Redis scenario, ``redis_checks`` sequential calls between two
   INFO snapshots: commands and read events (round trips) per request and
   Redis CPU per 10,000 checks.
@@ -37,17 +43,19 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import random
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from support.redis_cluster import CLUSTER_NODE_TIMEOUT_MS, RedisCluster
 from support.redis_server import RedisServer
 
+from rlbench import baseline, engine, env_info, profiling, targets
 from rlbench import cluster as cluster_cells
-from rlbench import env_info, profiling, targets
 from rlbench.measure import (
     Case,
     WrongOutcomeError,
@@ -58,7 +66,7 @@ from rlbench.measure import (
     warm_up,
 )
 from rlbench.redis_cost import Deployment, cost_cell
-from rlbench.redis_counters import command_delta, snapshot
+from rlbench.redis_counters import ServerCounters, command_delta, snapshot
 from rlbench.subjects import OURS, PEERS, SUBJECTS, SubjectUnavailableError, build, key_prefix, supports, versions
 from rlbench.workload import (
     ALGORITHMS,
@@ -78,6 +86,8 @@ HTTP_HOOKS = (*HOOKS, "http_pre_request", "http_post_request")
 TRACED_SUBJECTS = (*OURS, "cpex-rate-limiter")  # the ones that write the gateway's observability metadata
 
 SECTIONS = ("latency", "concurrency", "redis", "profile", "cluster")
+#: The Go benchmarks of ``make bench-engine``, whose hot-key figures judge issue 13 target 1.
+ENGINE_RESULTS = Path(__file__).resolve().parents[1] / "results" / "engine.json"
 INFLIGHT = (1, 16, 64, 256)
 MIN_REDIS_CHECKS = 200
 CONCURRENCY_SCENARIO = dict(algorithm="fixed_window", dims=3, path="admitted")
@@ -100,13 +110,15 @@ class Settings:
     cluster_checks: int = 3000
     cluster_max_ms: int = 1500
     profile_calls: int = 20_000
+    crossing_calls: int = 100_000
     seed: int = 20260101
 
     @staticmethod
     def quick() -> Settings:
         return Settings(rounds=3, batch=200, batch_max_ms=60, warmup=100, warmup_max_ms=100, conc_rounds=2,
                         conc_ms=150, conc_min_calls=256, redis_checks=1000, redis_max_ms=400,
-                        cluster_checks=500, cluster_max_ms=300, profile_calls=3000)  # fmt: skip
+                        cluster_checks=500, cluster_max_ms=300, profile_calls=3000,
+                        crossing_calls=20_000)  # fmt: skip
 
 
 def log(msg: str) -> None:
@@ -134,6 +146,8 @@ class Run:
         self.floors: dict[str, Any] = {}
         self.with_http_hooks: dict[tuple[str, Scenario], Any] = {}  # ours, listing the HTTP hooks
         self.unavailable: dict[str, str] = {}
+        self.noop: baseline.RedisNoop | None = None  # the redis-py no-op EVALSHA (targets 13.4, 13.5)
+        self.crossing: dict[str, Any] = {}  # results["crossing"], filled by the latency rounds
         self.rng = random.Random(settings.seed)
 
     # --- building ---------------------------------------------------------
@@ -163,6 +177,7 @@ class Run:
                     self.with_http_hooks[(subject, s)] = plugin
         if self.cluster is not None:
             await self._build_cluster()
+        self.noop = await baseline.RedisNoop(self.redis.url, max(INFLIGHT)).start()
         built = sorted({k[0] for k in self.plugins} | ({"floor"} if self.floors else set()))
         log(f"built {len(self.plugins) + len(self.floors)} plugin instances for {', '.join(built)}"
             + (f"; {len(self.cluster_plugins)} on the Cluster" if self.cluster_plugins else ""))  # fmt: skip
@@ -193,6 +208,8 @@ class Run:
                 await plugin.shutdown()
             except Exception as e:  # a failing shutdown must not lose the results
                 log(f"shutdown of {type(plugin).__name__} failed: {type(e).__name__}: {e}")
+        if self.noop is not None:
+            await self.noop.close()
 
     def _hook_args(self, hook: str) -> list[tuple[Any, Any]]:
         if hook == "tool_pre_invoke":
@@ -228,6 +245,9 @@ class Run:
                 )
         cases.append(Case(key=("null", "null", "admitted", "tool_pre_invoke"), call=_null_hook,
                           args=self._hook_args("tool_pre_invoke"), admitted=True, expect=None))  # fmt: skip
+        if self.noop is not None:
+            cases.append(Case(key=("baseline", baseline.NAME, "admitted", "evalsha no-op"), call=self.noop.call,
+                              args=self._hook_args("tool_pre_invoke"), admitted=True, expect=baseline.reply_ok))  # fmt: skip
         boundary = self._gopy_noop()
         if boundary is not None:
             cases.append(Case(key=("boundary", "go", "admitted", "gopy no-op"), call=boundary,
@@ -292,6 +312,37 @@ class Run:
 
         return call
 
+    def _crossing_calls(self) -> dict[str, Any]:
+        """Target 13.2's three calls on the Go engine of memory, fixed window, 3 dimensions, or {} (reason in
+        ``self.crossing["error"]``)."""
+        plugin = self.plugins.get(("go", Scenario("memory", "fixed_window", 3, "admitted")))
+        if plugin is None:
+            self.crossing = {"error": self.unavailable.get("go", "the Go engine is not among the subjects")}
+            return {}
+        r = self.pool[0]
+        try:
+            calls = engine.crossing_calls(plugin.engine, r.user, r.tenant, TOOL)
+            for fn in calls.values():
+                fn()
+        except Exception as e:  # a changed binding: the target is not run, the rest of the run goes on
+            self.crossing = {"error": f"the crossing calls failed: {type(e).__name__}: {e}"}
+            log(f"crossing: {self.crossing['error']}")
+            return {}
+        self.crossing = {"calls": {k: {"label": engine.CROSSING_LABELS[k], "round_ns": []} for k in calls},
+                         "calls_per_round": self.settings.crossing_calls,
+                         "user": "pool request 0", "timer": "time.process_time"}  # fmt: skip
+        return calls
+
+    def _crossing_round(self, calls: dict[str, Any]) -> None:
+        """One figure per crossing call, in a shuffled order (``crossing_calls`` calls in a row each)."""
+        order = list(calls)
+        self.rng.shuffle(order)
+        for k in order:
+            self.crossing["calls"][k]["round_ns"].append(engine.ns_per_call(calls[k], self.settings.crossing_calls))
+        # The calls repeat one request (hot key, limit ADMITTED_RATE): they must still be admitted at the end.
+        if not calls["evaluate"]().admitted:
+            self.crossing["refused"] = True
+
     def _engine_case(self, subject: str, s: Scenario, plugin: Any) -> Case:
         """Our engine without the plugin layer: the identities are already normalised, as the plugin passes them."""
         engine = plugin.engine
@@ -325,6 +376,7 @@ class Run:
             await warm_up(case, len(self.pool), strict=case.admitted)
             await warm_up(case, st.warmup, strict=True, max_ns=st.warmup_max_ms * 1_000_000)
         log(f"latency: warm-up took {time.monotonic() - t0:.1f} s")
+        crossing = self._crossing_calls()
         gc.collect()
         gc.freeze()  # set-up objects out of the collector's way: collections then scan only new garbage
         order = list(cases)
@@ -333,7 +385,11 @@ class Run:
             self.rng.shuffle(order)
             for case in order:
                 await timed_batch(case, st.batch, st.batch_max_ms * 1_000_000)
+            if crossing:
+                self._crossing_round(crossing)
             log(f"latency: round {r + 1}/{st.rounds} took {time.monotonic() - t0:.1f} s")
+        for c in self.crossing.get("calls", {}).values():
+            c["best_ns"] = min(c["round_ns"])
         rows = []
         for case in cases:
             kind, subject, where, hook = case.key
@@ -343,7 +399,8 @@ class Run:
             if isinstance(where, Scenario):
                 row.update(asdict(where))
             else:
-                row.update({"backend": None, "algorithm": None, "dims": None, "path": where})
+                backend = "redis" if kind == "baseline" else None
+                row.update({"backend": backend, "algorithm": None, "dims": None, "path": where})
             rows.append(row)
         return rows
 
@@ -351,46 +408,56 @@ class Run:
 
     async def concurrency(self) -> list[dict[str, Any]]:
         st = self.settings
-        targets_: list[tuple[str, str | None, Any]] = []
+        # (subject, backend, call, result check or None for the admitted hook result)
+        targets_: list[tuple[str, str | None, Any, Any]] = []
         for subject in self.subjects:
             if subject == "floor":
                 if "admitted" in self.floors:
-                    targets_.append(("floor", None, self.floors["admitted"]))
+                    targets_.append(("floor", None, self.floors["admitted"].tool_pre_invoke, None))
                 continue
             for backend in BACKENDS:
                 plugin = self.plugins.get((subject, Scenario(backend, **CONCURRENCY_SCENARIO)))
                 if plugin is not None:
-                    targets_.append((subject, backend, plugin))
+                    targets_.append((subject, backend, plugin.tool_pre_invoke, None))
             plugin = self.cluster_plugins.get((subject, Scenario("redis", **CONCURRENCY_SCENARIO)))
             if plugin is not None:
-                targets_.append((subject, "cluster", plugin))
+                targets_.append((subject, "cluster", plugin.tool_pre_invoke, None))
+        if self.noop is not None:
+            targets_.append((baseline.NAME, "redis", self.noop.call, baseline.reply_ok))
         args = self._hook_args("tool_pre_invoke")
         results: dict[tuple[str, str | None, int], list[tuple[float, int]]] = {}
         failed: dict[tuple[str, str | None, int], list[str]] = {}
+        redis_use: dict[tuple[str, str | None, int], RedisUse] = {}
         jobs = [(t, n) for t in targets_ for n in INFLIGHT]
         log(f"concurrency: {len(jobs)} cases x {st.conc_rounds} rounds, {st.conc_ms} ms each")
-        for subject, backend, plugin in targets_:  # warm-up: open the connections the highest level needs
+        for subject, backend, call, ok in targets_:  # warm-up: open the connections the highest level needs
             try:
-                await throughput(plugin.tool_pre_invoke, args, True, INFLIGHT[-1], 0, INFLIGHT[-1] * 2)
+                await throughput(call, args, True, INFLIGHT[-1], 0, INFLIGHT[-1] * 2, ok)
             except WrongOutcomeError as e:
-                if subject in OURS:
+                if subject in OURS or subject == baseline.NAME:
                     raise
                 log(f"concurrency warm-up: {subject} {backend}: {e}")
-        for _ in range(st.conc_rounds):
-            self.rng.shuffle(jobs)
-            for (subject, backend, plugin), n in jobs:
-                try:
-                    got = await throughput(plugin.tool_pre_invoke, args, True, n, st.conc_ms * 1_000_000,
-                                           max(st.conc_min_calls, n * 4))  # fmt: skip
-                except WrongOutcomeError as e:
-                    # Ours failing is a broken run; a peer failing open under load is a finding.
-                    if subject in OURS:
-                        raise
-                    failed.setdefault((subject, backend, n), []).append(str(e))
-                    log(f"concurrency: {subject} {backend} at {n} in flight: {e}")
-                    continue
-                results.setdefault((subject, backend, n), []).append(got)
-        return concurrency_rows(results, failed)
+        with self.redis.client() as admin:
+            base_reads = self.standalone(admin).base_reads
+            for _ in range(st.conc_rounds):
+                self.rng.shuffle(jobs)
+                for (subject, backend, call, ok), n in jobs:
+                    before = snapshot(admin) if backend == "redis" else None
+                    try:
+                        got = await throughput(call, args, True, n, st.conc_ms * 1_000_000,
+                                               max(st.conc_min_calls, n * 4), ok)  # fmt: skip
+                    except WrongOutcomeError as e:
+                        # Ours failing is a broken run; a peer failing open under load is a finding.
+                        if subject in OURS or subject == baseline.NAME:
+                            raise
+                        failed.setdefault((subject, backend, n), []).append(str(e))
+                        log(f"concurrency: {subject} {backend} at {n} in flight: {e}")
+                        continue
+                    results.setdefault((subject, backend, n), []).append(got)
+                    if before is not None:
+                        redis_use.setdefault((subject, backend, n), RedisUse()).add(before, snapshot(admin),
+                                                                                     base_reads, got[1])  # fmt: skip
+        return concurrency_rows(results, failed, redis_use)
 
     # --- Redis cost ---------------------------------------------------------
 
@@ -498,10 +565,29 @@ class Run:
         return out
 
 
+@dataclass(slots=True)
+class RedisUse:
+    """What the one redis-server spent on a concurrency level over its rounds: CPU, read events, checks."""
+
+    cpu_s: float = 0.0
+    reads: int = 0
+    checks: int = 0
+
+    def add(self, before: ServerCounters, after: ServerCounters, base_reads: int, checks: int) -> None:
+        """One round between two snapshots (``base_reads``: the ``after`` snapshot's own read event)."""
+        self.cpu_s += after.cpu_s - before.cpu_s
+        self.reads += after.reads - before.reads - base_reads
+        self.checks += checks
+
+
 def concurrency_rows(results: dict[tuple[str, str | None, int], list[tuple[float, int]]],
-                     failed: dict[tuple[str, str | None, int], list[str]]) -> list[dict[str, Any]]:  # fmt: skip
+                     failed: dict[tuple[str, str | None, int], list[str]],
+                     redis_use: dict[tuple[str, str | None, int], RedisUse] | None = None,
+                     ) -> list[dict[str, Any]]:  # fmt: skip
     """One row per (subject, backend, in flight): best and median of the rounds that ran; ``failed_rounds``
-    counts rounds with a wrong result (a peer that failed open), whose rates are not used (None if all failed)."""
+    counts rounds with a wrong result (a peer that failed open), whose rates are not used (None if all failed).
+    With ``redis_use`` (the one redis-server's levels): Redis CPU per 10,000 checks and read events per check
+    over the rounds that ran."""
     rows = []
     for subject, backend, n in sorted({*results, *failed}, key=lambda k: (k[0], k[1] or "", k[2])):
         values = results.get((subject, backend, n), [])
@@ -510,6 +596,10 @@ def concurrency_rows(results: dict[tuple[str, str | None, int], list[tuple[float
                                "rps_best": rates[-1] if rates else None,
                                "rps_median": rates[len(rates) // 2] if rates else None,
                                "rps_rounds": [v[0] for v in values], "calls": sum(v[1] for v in values)}  # fmt: skip
+        use = (redis_use or {}).get((subject, backend, n))
+        if use is not None and use.checks:
+            row["redis_cpu_ms_per_10k"] = use.cpu_s * 1000 * 10_000 / use.checks
+            row["redis_reads_per_check"] = use.reads / use.checks
         if (subject, backend, n) in failed:
             row["failed_rounds"] = len(failed[(subject, backend, n)])
             row["failure"] = failed[(subject, backend, n)][0]
@@ -555,8 +645,25 @@ async def run(settings: Settings, subjects: tuple[str, ...] = SUBJECTS, sections
             await r.close_all()
     meta["load_end"] = env_info.load_average()
     meta["duration_s"] = round(time.monotonic() - started, 1)
+    if r.crossing:
+        results["crossing"] = r.crossing
+    core = go_core(ENGINE_RESULTS)
+    if core is not None:
+        results["go_core"] = core
     results["targets"] = targets.evaluate(results)
     return results
+
+
+def go_core(path: Path) -> dict[str, Any] | None:
+    """The Go benchmark lines of the last ``make bench-engine`` (target 13.1), with where and when, or None."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    m = raw.get("machine", {})
+    return {"source": str(path.relative_to(path.parents[2])) if len(path.parents) > 2 else str(path),
+            "mode": raw.get("mode"), "date_utc": m.get("date_utc"), "git": m.get("git"),
+            "lines": raw.get("go_benchmarks", {}).get("lines", [])}  # fmt: skip
 
 
 def _redis_version(redis: RedisServer) -> str:
