@@ -29,44 +29,50 @@ local function floor_div(a, b)
   return q
 end
 
+-- The reply doubles as the per-key state: [j] ok, [j+1] scaled tokens (remaining
+-- tokens once done), [j+2] and [j+3] filled in the second pass.
 local n = #KEYS
-local limit, window, scaled, ok = {}, {}, {}, {}
-local admitted = 1
+local reply = {1, now}
 for i = 1, n do
-  limit[i] = tonumber(ARGV[2 * i])
-  window[i] = tonumber(ARGV[2 * i + 1])
-  local capacity = limit[i] * window[i]
+  local limit, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local capacity = limit * window
+  local scaled = capacity
   local s = redis.call('HMGET', KEYS[i], 't', 'u')
   if s[1] then
     local elapsed = now - tonumber(s[2])
     if elapsed < 0 then elapsed = 0 end
-    if elapsed > window[i] then elapsed = window[i] end
-    scaled[i] = tonumber(s[1]) + elapsed * limit[i]
-    if scaled[i] > capacity then scaled[i] = capacity end
-  else
-    scaled[i] = capacity
+    if elapsed > window then elapsed = window end
+    scaled = tonumber(s[1]) + elapsed * limit
+    if scaled > capacity then scaled = capacity end
   end
-  ok[i] = scaled[i] >= window[i]
-  if not ok[i] then admitted = 0 end
+  local j = 4 * i - 1
+  if scaled >= window then
+    reply[j] = 1
+  else
+    reply[j] = 0
+    reply[1] = 0
+  end
+  reply[j + 1] = scaled
 end
 
-local reply = {admitted, now}
+local admitted = reply[1] == 1
 for i = 1, n do
-  local capacity = limit[i] * window[i]
+  local limit, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local j = 4 * i - 1
+  local scaled = reply[j + 1]
   local retry = 0
-  if admitted == 1 then
-    scaled[i] = scaled[i] - window[i]
+  if admitted then
+    scaled = scaled - window
   end
-  local reset = now + ceil_div(capacity - scaled[i], limit[i])
-  if admitted == 1 then
-    redis.call('HSET', KEYS[i], 't', string.format('%d', scaled[i]), 'u', string.format('%d', now))
+  local reset = now + ceil_div(limit * window - scaled, limit)
+  if admitted then
+    redis.call('HSET', KEYS[i], 't', string.format('%d', scaled), 'u', string.format('%d', now))
     redis.call('PEXPIREAT', KEYS[i], string.format('%d', ceil_div(reset, 1000)))
-  elseif not ok[i] then
-    retry = ceil_div(window[i] - scaled[i], limit[i])
+  elseif reply[j] == 0 then
+    retry = ceil_div(window - scaled, limit)
   end
-  reply[#reply + 1] = ok[i] and 1 or 0
-  reply[#reply + 1] = floor_div(scaled[i], window[i])
-  reply[#reply + 1] = reset
-  reply[#reply + 1] = retry
+  reply[j + 1] = floor_div(scaled, window)
+  reply[j + 2] = reset
+  reply[j + 3] = retry
 end
 return reply
