@@ -214,6 +214,15 @@ def _load(x: Any) -> str:
     return " ".join(f"{v:.2f}" for v in x)
 
 
+def _core_target(lines: list[str]) -> list[str]:
+    """Issue 13 target 1 judged on these benchmark lines (the rule lives in rlbench.targets)."""
+    from rlbench import targets
+
+    status, figures = targets.core_verdict(lines, targets.CORE_ALGORITHMS)
+    return [f"Issue 13 target 1 (hot key, 3 dimensions, every algorithm, at most {targets.CORE_NS_MAX:g} ns and 0 "
+            f"allocs per request): **{status}**: {figures}.", ""]  # fmt: skip
+
+
 def render(raw: dict[str, Any]) -> str:
     """The section's Markdown (markers included) from a raw result."""
     m = raw["machine"]
@@ -233,6 +242,7 @@ def render(raw: dict[str, Any]) -> str:
         *go["lines"],
         "```",
         "",
+        *_core_target(go["lines"]),
         "**Per call from Python** (timeit, CPU time of the process, best of several runs; the engines use the "
         "wall clock, keys already present):",
         "",

@@ -70,6 +70,8 @@ ROUND_TRIP_TOLERANCE = 0.02  # read events are counted by the server, +-2% for s
 SCRIPT_ENTRY = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script|load")
 #: The concurrency section's cell (its Redis CPU is set beside the Redis-cost section's same cell).
 CONCURRENCY_CELL = ("fixed_window", 3, "admitted")
+#: 13.1's algorithms when a results file does not list them.
+CORE_ALGORITHMS = ["fixed_window", "sliding_window", "token_bucket"]
 
 
 def _cell(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -134,6 +136,17 @@ def core_figures(lines: list[str]) -> dict[str, tuple[float, int | None]]:
     return out
 
 
+def core_verdict(lines: list[str], algorithms: list[str]) -> tuple[str, str]:
+    """(status, figures) of 13.1 from Go benchmark output lines, for every algorithm in ``algorithms``."""
+    figures = core_figures(lines)
+    missing = [a for a in algorithms if a not in figures]
+    if missing:
+        return "NOT RUN", f"no hot-key 3-dimension benchmark for {', '.join(missing)}"
+    over = [a for a in algorithms if figures[a][0] > CORE_NS_MAX or figures[a][1] != 0]
+    return ("PASS" if not over else "MISS"), ", ".join(f"{a} {figures[a][0]:.0f} ns / {figures[a][1]} allocs"
+                                                       for a in algorithms)  # fmt: skip
+
+
 def go_core(results: dict[str, Any]) -> dict[str, str]:
     """13.1 from the Go benchmarks copied into the run (``results["go_core"]``)."""
     name = f"Go core: hot key, 3 dimensions, every algorithm, <= {CORE_NS_MAX:g} ns and 0 allocs per request"
@@ -141,15 +154,9 @@ def go_core(results: dict[str, Any]) -> dict[str, str]:
     if not src:
         return _line("13.1", name, "NOT RUN", "judged from the Go benchmarks of `make bench-engine` "
                      "(docs/engine.md); no bench/results/engine.json was there when this run started")  # fmt: skip
-    figures = core_figures(src.get("lines", []))
     where = f"`make bench-engine` of {src.get('date_utc')} at commit {src.get('git')} ({src.get('source')}), not this run"
-    algorithms = results.get("algorithms") or sorted(figures)
-    missing = [a for a in algorithms if a not in figures]
-    if missing:
-        return _line("13.1", name, "NOT RUN", f"no hot-key 3-dimension benchmark for {', '.join(missing)} in {where}")
-    over = [a for a in algorithms if figures[a][0] > CORE_NS_MAX or figures[a][1] != 0]
-    detail = ", ".join(f"{a} {figures[a][0]:.0f} ns / {figures[a][1]} allocs" for a in algorithms) + f"; from {where}"
-    return _line("13.1", name, "PASS" if not over else "MISS", detail)
+    status, figures = core_verdict(src.get("lines", []), results.get("algorithms") or CORE_ALGORITHMS)
+    return _line("13.1", name, status, f"{figures}; from {where}")
 
 
 def crossing(results: dict[str, Any]) -> dict[str, str]:
@@ -297,7 +304,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, str]]:
     return [go_core(results), crossing(results), hook(results), redis_sequential(results), redis_concurrent(results),
             redis_cpu(results), blocked(results),
             _line("13.8", "In context: the plugin's share of a gateway request (gateway CPU per tools/call)",
-                  "NOT RUN", "measured on the rig (docs/loadtest.md), not by this harness"),
+                  "NOT RUN", "measured on the rig by `make loadtest-cost` (docs/loadtest.md), not by this harness"),
             *earlier(results)]  # fmt: skip
 
 

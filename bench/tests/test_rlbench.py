@@ -822,3 +822,11 @@ def test_go_core_is_copied_from_the_bench_engine_results(tmp_path: Path) -> None
     assert core == {"source": "bench/results/engine.json", "mode": "full", "date_utc": "2026-11-29", "git": "abc1234",
                     "lines": lines}  # fmt: skip
     assert targets.go_core({"algorithms": ALGOS, "go_core": core})["status"] == "PASS"
+
+
+@pytest.mark.parametrize(("ns", "want"), [(200.0, "**PASS**"), (200.5, "**MISS**")])
+def test_engine_md_states_target_13_1_on_its_own_benchmarks(ns: float, want: str) -> None:
+    from rlbench import engine
+
+    text = "\n".join(engine._core_target(_core_lines({a: ns for a in ALGOS})))
+    assert f"Issue 13 target 1 (hot key, 3 dimensions, every algorithm, at most 200 ns and 0 allocs per request): {want}" in text
