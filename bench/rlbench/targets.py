@@ -153,7 +153,8 @@ def go_core(results: dict[str, Any]) -> dict[str, str]:
     src = results.get("go_core")
     if not src:
         return _line("13.1", name, "NOT RUN", "judged from the Go benchmarks of `make bench-engine` "
-                     "(docs/engine.md); no bench/results/engine.json was there when this run started")  # fmt: skip
+                     "(docs/engine.md); this run's results hold none (no bench/results/engine.json when it ran, "
+                     "or written before this target was judged here)")  # fmt: skip
     where = f"`make bench-engine` of {src.get('date_utc')} at commit {src.get('git')} ({src.get('source')}), not this run"
     status, figures = core_verdict(src.get("lines", []), results.get("algorithms") or CORE_ALGORITHMS)
     return _line("13.1", name, status, f"{figures}; from {where}")
