@@ -11,52 +11,60 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local now_s = string.format('%d', now)
 
+-- The reply doubles as the per-key state: [j] ok, [j+1] count (remaining once done),
+-- [j+2] oldest entry's score or false, [j+3] filled in the second pass.
 local n = #KEYS
-local limit, window, count, oldest, ok = {}, {}, {}, {}, {}
-local admitted = 1
+local reply = {1, now}
 for i = 1, n do
-  limit[i] = tonumber(ARGV[2 * i])
-  window[i] = tonumber(ARGV[2 * i + 1])
+  local window = tonumber(ARGV[2 * i + 1])
   -- An entry admitted at t stops counting at exactly t + window.
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', string.format('%d', now - window[i]))
-  count[i] = redis.call('ZCARD', KEYS[i])
-  oldest[i] = nil
-  if count[i] > 0 then
-    local first = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    oldest[i] = tonumber(first[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', string.format('%d', now - window))
+  local count = redis.call('ZCARD', KEYS[i])
+  local oldest = false
+  if count > 0 then
+    oldest = tonumber(redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')[2])
   end
-  ok[i] = count[i] < limit[i]
-  if not ok[i] then admitted = 0 end
+  local j = 4 * i - 1
+  if count < tonumber(ARGV[2 * i]) then
+    reply[j] = 1
+  else
+    reply[j] = 0
+    reply[1] = 0
+  end
+  reply[j + 1] = count
+  reply[j + 2] = oldest
 end
 
-local reply = {admitted, now}
+local admitted = reply[1] == 1
+local now_s = admitted and string.format('%d', now)
 for i = 1, n do
-  local retry = 0
-  if admitted == 1 then
+  local window = tonumber(ARGV[2 * i + 1])
+  local j = 4 * i - 1
+  local count, oldest = reply[j + 1], reply[j + 2]
+  if admitted then
     -- Members must be unique per key, or ZADD would replace an entry instead of adding one.
     -- "<now>:<count before the append>" is unique while the clock only moves forward; if it
     -- stepped back, an older entry may hold that member, so move on to the next free suffix.
     -- ZADD NX adds nothing (returns 0) when the member exists.
-    local seq = count[i]
+    local seq = count
     while redis.call('ZADD', KEYS[i], 'NX', now_s, now_s .. ':' .. string.format('%d', seq)) == 0 do
       seq = seq + 1
     end
-    redis.call('PEXPIRE', KEYS[i], string.format('%d', math.ceil(window[i] / 1000)))
-    count[i] = count[i] + 1
-    if oldest[i] == nil then oldest[i] = now end
+    redis.call('PEXPIRE', KEYS[i], string.format('%d', math.ceil(window / 1000)))
+    count = count + 1
+    if not oldest then oldest = now end
   end
-  local reset = now + window[i]
-  if oldest[i] ~= nil then reset = oldest[i] + window[i] end
-  if admitted == 0 and not ok[i] then
+  local reset = now + window
+  if oldest then reset = oldest + window end
+  local retry = 0
+  if not admitted and reply[j] == 0 then
     retry = reset - now
   end
-  local remaining = limit[i] - count[i]
+  local remaining = tonumber(ARGV[2 * i]) - count
   if remaining < 0 then remaining = 0 end
-  reply[#reply + 1] = ok[i] and 1 or 0
-  reply[#reply + 1] = remaining
-  reply[#reply + 1] = reset
-  reply[#reply + 1] = retry
+  reply[j + 1] = remaining
+  reply[j + 2] = reset
+  reply[j + 3] = retry
 end
 return reply
