@@ -171,6 +171,7 @@ class GoEngine:
         self._mod: Any = None
         self._decode: Callable[[int, str | None], Decision] = _unbound
         self._finalizer: weakref.finalize | None = None
+        self._submit: Callable[[int, str, str, str, str, int], int] | None = None  # set by check()
 
     # -- binding -------------------------------------------------------------
 
@@ -289,19 +290,34 @@ class GoEngine:
         if self.sync:
             return self.evaluate(user, tenant, tool, now_us, server)
         mod = self._mod or self._bind()
-        ticket = mod.Submit(
-            self._handle,
-            wire_identity(user),
-            wire_identity(server or ""),
-            wire_identity(tenant or ""),
-            wire_identity(tool or ""),
-            now_us,
-        )
+        submit = self._submit or self._find_submit(mod)
+        # As in evaluate's fast path: only "" and strings starting with "\x00"
+        # or MARKER compare below "\x02" and need the wire form.
+        u = user if user >= "\x02" else wire_identity(user)
+        s = "" if server is None else server if server >= "\x02" else wire_identity(server)
+        t = "" if tenant is None else tenant if tenant >= "\x02" else wire_identity(tenant)
+        w = "" if tool is None else tool if tool >= "\x02" else wire_identity(tool)
+        try:
+            ticket = submit(self._handle, u, s, t, w, now_us)
+        except (ValueError, UnicodeEncodeError):  # NUL inside, or a lone surrogate: pass escaped
+            ticket = submit(
+                self._handle,
+                wire_identity(user),
+                wire_identity(server or ""),
+                wire_identity(tenant or ""),
+                wire_identity(tool or ""),
+                now_us,
+            )
         if ticket < 0:
             unpack(ticket)  # raises
         packed = await completions(mod).wait(ticket)
         d = self._cache.get(packed)
         return d if d is not None else self._decode(packed, tool)
+
+    def _find_submit(self, mod: Any) -> Callable[[int, str, str, str, str, int], int]:
+        """Submit's C entry point (skipping gopy's Python wrapper), kept for later checks."""
+        self._submit = getattr(getattr(mod, "_pyext", None), "pyext_Submit", None) or mod.Submit
+        return self._submit
 
     async def close(self) -> None:
         """Release the Go limiter (and its share of the Redis pool); memory state survives (§10)."""
