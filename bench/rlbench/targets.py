@@ -224,8 +224,9 @@ def redis_sequential(results: dict[str, Any]) -> dict[str, str]:
     return _line("13.4", name, "PASS" if not over else "MISS", detail)
 
 
-def _concurrency_cpu(results: dict[str, Any], subject: str, inflight: int) -> float | None:
-    return next((r.get("redis_cpu_ms_per_10k") for r in results.get("concurrency", [])
+def _concurrency_cpu(results: dict[str, Any], subject: str, inflight: int, key: str = "redis_cpu_ms_per_10k",
+                     ) -> float | None:  # fmt: skip
+    return next((r.get(key) for r in results.get("concurrency", [])
                  if r["subject"] == subject and r["backend"] == "redis" and r["inflight"] == inflight), None)  # fmt: skip
 
 
@@ -250,8 +251,10 @@ def redis_concurrent(results: dict[str, Any]) -> dict[str, str]:
              f"({ratios[n]:.2f}x)" for n in have]  # fmt: skip
     cpu64, seq = _concurrency_cpu(results, "go", 64), _sequential_cpu(results, "go")
     noop64 = _concurrency_cpu(results, REDIS_NOOP, 64)
+    reads64 = _concurrency_cpu(results, "go", 64, "redis_reads_per_check")
     cpu = ("Redis CPU per 10,000 checks, go at 64 in flight "
            + ("not measured" if cpu64 is None else f"{cpu64:.0f} ms")
+           + (f" and {reads64:.2f} read events per check" if reads64 is not None else "")
            + (f" (no-op {noop64:.0f} ms)" if noop64 is not None else "")
            + ", one at a time " + ("not measured" if seq is None else f"{seq:.0f} ms"))  # fmt: skip
     ok = all(v >= CONCURRENT_VS_NOOP_MIN for v in ratios.values())

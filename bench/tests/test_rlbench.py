@@ -386,7 +386,7 @@ def test_target_13_5_redis_under_concurrency(go64: float, go256: float | None, w
     assert (got["id"], got["status"]) == ("13.5", want)
     assert says in got["detail"]
     if want != "NOT RUN":
-        assert "go at 64 in flight 300 ms (no-op 250 ms), one at a time 600 ms" in got["detail"]
+        assert "go at 64 in flight 300 ms and 0.20 read events per check (no-op 250 ms), one at a time 600 ms" in got["detail"]
 
 
 def _cost(subject: str, algorithm: str | None, dims: int, cpu: float, path: str = "admitted") -> dict[str, Any]:
