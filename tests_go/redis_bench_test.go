@@ -2,8 +2,13 @@ package tests_go
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
 	"github.com/rate-limiter-go/rate_limiter_go/backends/redis"
@@ -56,4 +61,72 @@ func BenchmarkRedisEvaluate(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkRedisCallBreakdown splits one sequential Evaluate (fixed window,
+// one key, Redis TIME) into its parts, on one server: a bare go-redis EVALSHA
+// of "return 1" (the floor), the same with the backend's client settings and
+// per-call deadline, the fixed-window script through bare go-redis, and
+// Backend.Evaluate itself. Script minus noop is the script's cost in Redis;
+// Evaluate minus script is the backend's own work.
+//
+//	go test -run '^$' -bench RedisCallBreakdown ./tests_go/
+func BenchmarkRedisCallBreakdown(b *testing.B) {
+	srv := redistest.Start(b)
+	ctx := context.Background()
+	src, err := os.ReadFile(filepath.Join("..", "backends", "redis", "lua", "fixed_window.lua"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain := srv.Client(b)
+	ours := goredis.NewClient(&goredis.Options{Addr: srv.Addr, DialTimeout: time.Second, ReadTimeout: time.Second,
+		WriteTimeout: time.Second, ContextTimeoutEnabled: true, MaxRetries: -1, DisableIdentity: true,
+		PipelinePoolSize: -1})
+	b.Cleanup(func() { _ = ours.Close() })
+	noop, err := plain.ScriptLoad(ctx, "return 1").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	fw, err := plain.ScriptLoad(ctx, string(src)).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := uniquePrefix(b)
+	for _, tc := range []struct {
+		name     string
+		c        *goredis.Client
+		deadline bool
+		sha      string
+		keys     []string
+		args     []interface{}
+	}{
+		{"noop/plain", plain, false, noop, nil, nil},
+		{"noop/backend-settings+deadline", ours, true, noop, nil, nil},
+		{"fixed_window/plain", plain, false, fw, []string{key}, []interface{}{"", redis.MaxLimit, secondUS}},
+		{"fixed_window/backend-settings+deadline", ours, true, fw, []string{key}, []interface{}{"", redis.MaxLimit, secondUS}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				cctx, cancel := ctx, context.CancelFunc(func() {})
+				if tc.deadline {
+					cctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+				}
+				err := tc.c.EvalSha(cctx, tc.sha, tc.keys, tc.args...).Err()
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	be := newRedisBackend(b, srv.URL(), redis.Options{})
+	out := make([]algorithms.Outcome, 1)
+	limits := []algorithms.Limit{{Limit: redis.MaxLimit, WindowUS: secondUS}}
+	b.Run("fixed_window/Backend.Evaluate", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := be.of(algorithms.FixedWindow).Evaluate(ctx, []string{key + ":be"}, limits, 0, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

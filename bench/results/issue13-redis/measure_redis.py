@@ -5,7 +5,8 @@ Run from the repository root after `make build`:
 
 One private redis-server, one process, one event loop per measurement. Subjects, alternated in rounds:
 - bare: ``redis.asyncio.Redis.evalsha(sha_of("return 1"), 0)``, pool as large as the concurrency;
-- go: ``GoEngine.check("userN", None, None)``, fixed window, one dimension, limit never reached.
+- go: ``GoEngine.check("userN", None, None)``, fixed window, one dimension, limit never reached;
+- bridge (sequential only): Submit on a memory-backend limiter, awaited through the eventfd bridge.
 Warm-up before each timing (the concurrent one opens the pool's connections). Sequential: median over rounds of the mean µs per awaited call. Concurrent: ``inflight`` workers, each
 awaiting calls in a row for a fixed time; checks per second, median over rounds. Prints JSON.
 """
@@ -21,6 +22,8 @@ import time
 from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aredis
+from rate_limiter_go import _native
+from rate_limiter_go.completion import completions
 from rate_limiter_go.config import parse_config
 from rate_limiter_go.engine_go import GoEngine
 from support.redis_server import RedisServer
@@ -86,8 +89,25 @@ async def go_subject(url: str) -> tuple[Callable[[int], Awaitable[Any]], Callabl
     return call, engine.close
 
 
+async def bridge_subject(url: str) -> tuple[Callable[[int], Awaitable[Any]], Callable[[], Awaitable[None]]]:
+    """The Python-Go bridge alone: Submit on a memory-backend limiter (a goroutine that does no I/O),
+    then the eventfd completion awaited like check() awaits it."""
+    engine = GoEngine(parse_config({"by_user": "1000000/s"}), "issue13-bridge")
+    engine.evaluate("warm", None, None)  # binds
+    mod = _native.load_native()
+    submit, handle, bridge = mod._pyext.pyext_Submit, engine._handle, completions(mod)
+
+    async def call(i: int) -> Any:
+        return await bridge.wait(submit(handle, f"user{i % 1000}", "", "", "", 0))
+
+    return call, engine.close
+
+
+SUBJECTS = {"bare": bare_subject, "go": go_subject, "bridge": bridge_subject}
+
+
 async def one(subject: str, url: str, what: str) -> float:
-    make = bare_subject if subject == "bare" else go_subject
+    make = SUBJECTS[subject]
     call, close = await make(url)
     try:
         if what == "seq":
@@ -101,10 +121,10 @@ def main() -> None:
     label = sys.argv[1] if len(sys.argv) > 1 else ""
     server = RedisServer().start()
     try:
-        results: dict[str, dict[str, list[float]]] = {s: {} for s in ("bare", "go")}
+        results: dict[str, dict[str, list[float]]] = {s: {} for s in SUBJECTS}
         for _ in range(ROUNDS):
             for what in ("seq", *map(str, WIDTHS)):
-                for subject in ("bare", "go"):
+                for subject in SUBJECTS if what == "seq" else ("bare", "go"):
                     v = asyncio.run(one(subject, server.url, what))
                     results[subject].setdefault(what, []).append(v)
     finally:
@@ -116,7 +136,7 @@ def main() -> None:
         "rounds": ROUNDS,
         "seq_us": {s: round(med[s]["seq"], 1) for s in med},
         "seq_ratio_go_over_bare": round(med["go"]["seq"] / med["bare"]["seq"], 2),
-        "throughput": {w: {s: round(med[s][str(w)]) for s in med} for w in WIDTHS},
+        "throughput": {w: {s: round(med[s][str(w)]) for s in ("bare", "go")} for w in WIDTHS},
         "throughput_ratio_go_over_bare": {w: round(med["go"][str(w)] / med["bare"][str(w)], 2) for w in WIDTHS},
         "raw": results,
     }
