@@ -714,8 +714,9 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "in flight against its. It is what one script call per request costs this process at the least; the "
         "Redis-cost table's floor is the same script's Redis CPU.",
         "- Crossing (target 13.2): in every latency round, after the cases, three synchronous calls, each timed "
-        f"over {st.get('crossing_calls', '–')} calls in a row (shuffled order; CPU time of the process, "
-        "`time.process_time`; the best round counts): a no-op crossing into the Go extension "
+        f"over {st.get('crossing_calls', '–')} calls per round, as the best of "
+        f"{(results.get('crossing') or {}).get('runs_per_round', 1)} runs of calls in a row (shuffled order; CPU "
+        "time of the process, `time.process_time`; the best round counts): a no-op crossing into the Go extension "
         "(`_pyext.pyext_Add(1, 2)`), the raw binding call that `GoEngine.evaluate` makes with the three "
         "identities (`_pyext.pyext_Evaluate(handle, user, '', tenant, tool, 0)`), and `GoEngine.evaluate(user, "
         "tenant, tool)`, on the Go engine of the memory, fixed window, 3-dimension cell, one request of the pool "
