@@ -3,10 +3,14 @@ package tests_go
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/rate-limiter-go/rate_limiter_go/algorithms"
 	"github.com/rate-limiter-go/rate_limiter_go/backends/redis"
@@ -240,4 +244,51 @@ func TestRedisPipelineCancelWhileQueued(t *testing.T) {
 	if admitted, _ := evalOne(t, b, algorithms.FixedWindow, []string{uniquePrefix(t)}, oneLimit, 0); !admitted {
 		t.Fatal("request after the cancellations blocked")
 	}
+}
+
+// Concurrent calls really share round trips: Redis reads many commands per
+// read (INFO stats total_reads_processed), where one command per call would
+// cost at least one read each.
+func TestRedisPipelineBatchesConcurrentCalls(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	b := newRedisBackend(t, srv.URL(), redis.Options{})
+	key := uniquePrefix(t)
+	limits := []algorithms.Limit{{Limit: 1_000_000, WindowUS: 3600 * secondUS}}
+	now := testEpochUS()
+	evalOne(t, b, algorithms.FixedWindow, []string{key}, limits, now) // script loaded, connection made
+	const calls = 5000
+	before := statsField(t, admin, "total_reads_processed")
+	_, errs := concurrently(256, calls, func(int) (bool, error) {
+		out := make([]algorithms.Outcome, 1)
+		return b.of(algorithms.FixedWindow).Evaluate(context.Background(), []string{key}, limits, now, out)
+	})
+	if len(errs) > 0 {
+		t.Fatalf("%d calls failed, first: %v", len(errs), errs[0])
+	}
+	reads := statsField(t, admin, "total_reads_processed") - before
+	if reads > calls/2 {
+		t.Fatalf("Redis needed %d reads for %d concurrent calls: not pipelined", reads, calls)
+	}
+	t.Logf("%d calls in %d reads", calls, reads)
+}
+
+// statsField returns one integer field of INFO stats.
+func statsField(t testing.TB, c *goredis.Client, name string) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "stats").Result()
+	if err != nil {
+		t.Fatalf("INFO stats: %v", err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("INFO stats %s: %v", name, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("INFO stats has no %s", name)
+	return 0
 }
