@@ -6,7 +6,9 @@
 #                        then the Python hook path of our two engines (floor, go, python)
 #   make bench-ab        the full A/B run with the peers, on memory, one redis-server and a local
 #                        Redis Cluster: writes docs/benchmarks.md, docs/benchmarks.png and
-#                        bench/results/results.json (< 10 min; the Cluster cells about 2 of them)
+#                        bench/results/results.json (< 10 min; the Cluster cells about 2 of them).
+#                        Issue 13 target 1 is judged from the Go benchmarks in bench/results/engine.json:
+#                        run `make bench-engine` first on the same code
 #   make bench-ab-quick  the same at smoke-run sizes (about 1-2 min), into bench/out/quick
 #   make bench-engine    the Go engine's own costs (go test -bench ./core, binding, Redis path, RSS):
 #                        bench/results/engine.json and docs/engine.md's measurements (a few minutes)
