@@ -830,3 +830,51 @@ def test_engine_md_states_target_13_1_on_its_own_benchmarks(ns: float, want: str
 
     text = "\n".join(engine._core_target(_core_lines({a: ns for a in ALGOS})))
     assert f"Issue 13 target 1 (hot key, 3 dimensions, every algorithm, at most 200 ns and 0 allocs per request): {want}" in text
+
+
+def _go_plugin(s: Scenario) -> Any:
+    """Our plugin on the Go engine; skipped without the extension, except under CI=true, where that fails."""
+    from rate_limiter_go import _native
+
+    if not _native.native_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("the Go extension is not built and CI=true: make build")
+        pytest.skip("the Go extension is not built (make build)")
+    return build("go", s, None)
+
+
+def test_the_crossing_rounds_time_the_three_calls_and_keep_the_best_round() -> None:
+    import dataclasses
+
+    from rlbench.runner import Run, Settings
+
+    run = Run(dataclasses.replace(Settings.quick(), crossing_calls=500), ("go",), ("latency",), None)  # type: ignore[arg-type]
+    s = Scenario("memory", "fixed_window", 3, "admitted")
+    run.plugins[("go", s)] = _go_plugin(s)
+    calls = run._crossing_calls()
+    for _ in range(3):
+        run._crossing_round(calls)
+    rounds = {k: c["round_ns"] for k, c in run.crossing["calls"].items()}
+    assert set(rounds) == {"noop", "raw", "evaluate"} and all(len(v) == 3 and min(v) > 0 for v in rounds.values())
+    assert not run.crossing.get("refused")  # the repeated request stays admitted
+
+
+def test_a_changed_binding_leaves_the_crossing_not_run_and_the_run_going() -> None:
+    from rlbench.runner import Run, Settings
+
+    class Engine:
+        _handle = 1
+
+        def evaluate(self, user: str, tenant: str | None, tool: str | None) -> Any:
+            raise TypeError("pyext_Evaluate() takes 3 arguments")
+
+    class Plugin:
+        engine = Engine()
+
+    run = Run(Settings.quick(), ("go",), ("latency",), None)  # type: ignore[arg-type]
+    run.plugins[("go", Scenario("memory", "fixed_window", 3, "admitted"))] = Plugin()
+    assert run._crossing_calls() == {}
+    got = targets.crossing({"crossing": run.crossing, "unavailable": {}})
+    assert got["status"] == "NOT RUN" and "TypeError: pyext_Evaluate() takes 3 arguments" in got["detail"]
+    run = Run(Settings.quick(), ("python",), ("latency",), None)  # type: ignore[arg-type]
+    assert run._crossing_calls() == {} and "not among the subjects" in run.crossing["error"]
