@@ -4,6 +4,12 @@ Its time is what every subject pays anyway (the coroutine, reading the
 context, building the headers dict and the cpex result, and on the blocked
 path the PluginViolation), so ``subject - floor`` is the limiter's own share.
 The numbers in the headers are computed per call, as a limiter would.
+
+The results are built the cheapest correct way, which is the way our plugin
+builds them: ``rate_limiter_go.results`` fills the cpex objects from trusted
+values without validating them again (checked against validated construction
+when the builders are made). So the floor stays the floor, and the peers,
+which validate their results, pay what they pay.
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ from cpex.framework import (
     Plugin,
     PluginConfig,
     PluginContext,
-    PluginViolation,
     PromptPrehookPayload,
     PromptPrehookResult,
     ToolPreInvokePayload,
     ToolPreInvokeResult,
 )
+from rate_limiter_go.results import BUILDERS, ResultBuilders, new_violation
+
+_TOOL = BUILDERS[ToolPreInvokeResult]
+_PROMPT = BUILDERS[PromptPrehookResult]
 
 
 class FloorPlugin(Plugin):
@@ -36,14 +45,14 @@ class FloorPlugin(Plugin):
     async def tool_pre_invoke(
         self, payload: ToolPreInvokePayload, context: PluginContext, extensions: Any = None
     ) -> ToolPreInvokeResult:
-        return self._result(context, ToolPreInvokeResult)
+        return self._result(context, _TOOL)
 
     async def prompt_pre_fetch(
         self, payload: PromptPrehookPayload, context: PluginContext, extensions: Any = None
     ) -> PromptPrehookResult:
-        return self._result(context, PromptPrehookResult)
+        return self._result(context, _PROMPT)
 
-    def _result(self, context: PluginContext, result_type: Any) -> Any:
+    def _result(self, context: PluginContext, build: ResultBuilders) -> Any:
         _ = context.global_context.user  # the one context read every limiter does
         reset_at_unix = time.time_ns() // 1_000_000_000 + 1
         headers = {
@@ -52,15 +61,15 @@ class FloorPlugin(Plugin):
             "X-RateLimit-Reset": str(reset_at_unix),
         }
         if not self._blocked:
-            return result_type(http_headers=headers)
+            return build.admitted(headers)
         headers["Retry-After"] = "1"
-        violation = PluginViolation(
-            reason="Rate limit exceeded",
-            description="The per-user limit of 100 requests per 1 s is used up; retry after 1 s.",
-            code="RATE_LIMIT",
-            details={"dimension": "user", "limit": 100, "window_s": 1, "remaining": 0,
-                     "reset_at_unix": reset_at_unix, "retry_after_s": 1},
-            http_status_code=429,
-            http_headers=headers,
+        violation = new_violation(
+            "Rate limit exceeded",
+            "The per-user limit of 100 requests per 1 s is used up; retry after 1 s.",
+            "RATE_LIMIT",
+            {"dimension": "user", "limit": 100, "window_s": 1, "remaining": 0,
+             "reset_at_unix": reset_at_unix, "retry_after_s": 1},
+            429,
+            headers,
         )  # fmt: skip
-        return result_type(continue_processing=False, violation=violation)
+        return build.refused(violation)

@@ -31,6 +31,7 @@ from rate_limiter_go.engines import select_engine
 from rate_limiter_go.error_log import ERROR_LOG_INTERVAL_S, ErrorLog, sanitise_error
 from rate_limiter_go.header_handoff import HANDOFF
 from rate_limiter_go.identity import ANONYMOUS, server_identity, tenant_identity, tool_key, user_identity
+from rate_limiter_go.results import BUILDERS, ResultBuilders, new_violation
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +101,13 @@ class RateLimiterPlugin(Plugin):
         self, payload: ToolPreInvokePayload, context: PluginContext, extensions: Any = None
     ) -> ToolPreInvokeResult:
         """Count one call of ``payload.name`` against every dimension that applies."""
-        return await self._limit(payload.name, context, ToolPreInvokeResult, extensions, self._by_user_per_server)
+        return await self._limit(payload.name, context, _TOOL, extensions, self._by_user_per_server)
 
     async def prompt_pre_fetch(
         self, payload: PromptPrehookPayload, context: PluginContext, extensions: Any = None
     ) -> PromptPrehookResult:
         """Count one fetch of prompt ``payload.prompt_id``; ``by_tool`` limits apply to prompt ids (§5)."""
-        return await self._limit(payload.prompt_id, context, PromptPrehookResult, extensions)
+        return await self._limit(payload.prompt_id, context, _PROMPT, extensions)
 
     async def http_pre_request(self, payload: HttpPreRequestPayload, context: PluginContext) -> PluginResult:
         """Changes nothing. Listing it makes the gateway give the tool hook the request id that
@@ -127,7 +128,7 @@ class RateLimiterPlugin(Plugin):
         return PluginResult(modified_payload=HttpHeaderPayload(root=dict(headers)))
 
     async def _limit(
-        self, name: object, context: PluginContext, result_type: Any, extensions: Any, per_server: bool = False
+        self, name: object, context: PluginContext, build: ResultBuilders, extensions: Any, per_server: bool = False
     ) -> Any:
         """The one request path of both hooks: identities, one engine call, the result.
 
@@ -145,11 +146,11 @@ class RateLimiterPlugin(Plugin):
             else:
                 decision = await self.engine.check(user, tenant, tool, 0, server)
         except Exception as exc:  # §8: no engine or backend error escapes a hook
-            result = self._on_error(exc, context, name, result_type)
+            result = self._on_error(exc, context, name, build)
             if extensions is not None:
                 self._trace(result, extensions, admitted=not self._fail_closed, throttled=False)
             return result
-        result = self._result(decision, tool, result_type)
+        result = self._result(decision, tool, build)
         if self._handoff is not None and decision.admitted and decision.dimension is not None:
             # the caller, as http_post_request will compute it; already known when a user dimension ran
             caller = user if self._by_user or server is not None else user_identity(gctx.user)
@@ -174,19 +175,19 @@ class RateLimiterPlugin(Plugin):
         key = tool_key(name)
         return key if key in self._tools else None
 
-    def _result(self, decision: Decision, tool: str | None, result_type: Any) -> Any:
+    def _result(self, decision: Decision, tool: str | None, build: ResultBuilders) -> Any:
         dimension = decision.dimension
         if dimension is None:
-            return result_type()
+            return build.empty()
         headers = {
             "X-RateLimit-Limit": str(decision.limit),
             "X-RateLimit-Remaining": str(decision.remaining),
             "X-RateLimit-Reset": str(decision.reset_at_unix),
         }
         if decision.admitted:
-            return result_type(http_headers=headers)
+            return build.admitted(headers)
         headers["Retry-After"] = str(decision.retry_after_s)
-        return result_type(continue_processing=False, violation=self._rate_violation(decision, tool, headers))
+        return build.refused(self._rate_violation(decision, tool, headers))
 
     def _rate_violation(self, decision: Decision, tool: str | None, headers: dict[str, str]) -> PluginViolation:
         dimension = decision.dimension or ""
@@ -196,21 +197,15 @@ class RateLimiterPlugin(Plugin):
             f"The {_KIND_TEXT.get(dimension, dimension)} limit of {decision.limit} requests per "
             f"{window_s} s is used up; retry after {decision.retry_after_s} s."
         )
-        return PluginViolation(
-            reason="Rate limit exceeded",
-            description=description,
-            code="RATE_LIMIT",
-            details={
-                "dimension": dimension,
-                "limit": decision.limit,
-                "window_s": window_s,
-                "remaining": decision.remaining,
-                "reset_at_unix": decision.reset_at_unix,
-                "retry_after_s": decision.retry_after_s,
-            },
-            http_status_code=429,
-            http_headers=headers,
-        )
+        details = {
+            "dimension": dimension,
+            "limit": decision.limit,
+            "window_s": window_s,
+            "remaining": decision.remaining,
+            "reset_at_unix": decision.reset_at_unix,
+            "retry_after_s": decision.retry_after_s,
+        }
+        return new_violation("Rate limit exceeded", description, "RATE_LIMIT", details, 429, headers)
 
     def _window_s(self, dimension: str, tool: str | None) -> int:
         rate = None
@@ -224,7 +219,7 @@ class RateLimiterPlugin(Plugin):
             rate = self._tools.get(tool)
         return rate.window_s if rate is not None else 0
 
-    def _on_error(self, exc: Exception, context: PluginContext, name: object, result_type: Any) -> Any:
+    def _on_error(self, exc: Exception, context: PluginContext, name: object, build: ResultBuilders) -> Any:
         def describe() -> str:
             # Only computed when a warning is actually written.
             try:
@@ -241,10 +236,9 @@ class RateLimiterPlugin(Plugin):
 
         self.error_log.report(describe, self.limits.fail_mode)
         if not self._fail_closed:
-            return result_type()
-        return result_type(
-            continue_processing=False,
-            violation=PluginViolation(
+            return build.empty()
+        return build.refused(
+            PluginViolation(
                 reason="Rate limiter unavailable",
                 description="The rate limiter could not reach its backend and is configured to refuse "
                 "requests then (fail_mode: closed).",
@@ -254,3 +248,7 @@ class RateLimiterPlugin(Plugin):
                 http_headers={"Retry-After": "1"},
             ),
         )
+
+
+_TOOL = BUILDERS[ToolPreInvokeResult]
+_PROMPT = BUILDERS[PromptPrehookResult]
