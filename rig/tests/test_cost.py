@@ -65,6 +65,19 @@ def test_rounds_missing_a_configuration_are_not_paired():
     assert (a["configs"]["off"]["min_us"], a["configs"]["off"]["max_us"]) == (pytest.approx(10000), pytest.approx(50000))
 
 
+@pytest.mark.parametrize(
+    "p, want",
+    [
+        ({"us": 100.0, "ci_us": math.nan, "share": 0.01, "ci_share": math.nan}, "go: one round, so no interval"),
+        ({"us": 100.0, "ci_us": 300.0, "share": 0.01, "ci_share": 0.03}, "below 4.0 % of the gateway's CPU"),
+        ({"us": 100.0, "ci_us": 50.0, "share": 0.01, "ci_share": 0.005}, "go: resolved: the plugin's share is 0.5 .. 1.5 %"),
+        ({"us": -100.0, "ci_us": 50.0, "share": -0.01, "ci_share": 0.005}, "resolved: the plugin's share is -1.5 .. -0.5 %"),
+    ],
+)  # fmt: skip
+def test_resolution_line(p, want):
+    assert want in cost.resolution_line("go", p)
+
+
 def test_mean_ci():
     m, h = cost.mean_ci([1.0, 2.0, 3.0])
     assert m == 2.0 and h == pytest.approx(4.303 * 1.0 / math.sqrt(3))
@@ -96,6 +109,7 @@ def test_a_measured_section_is_what_render_makes_of_its_saved_files(tmp_path, mo
     body = sections(tmp_path / "loadtest.md")["plugin-cost-memory"]
     assert "| off | 2 | 0.1 | 10000 | 10000 .. 10000 | 50.0 | - |" in body  # 2 requests in 20 s
     assert "| go | 200 | 1.96 |" in body and "| python | 500 | 4.76 |" in body  # 200/10200, 500/10500
+    assert "go: one round, so no interval" in body and "did not keep the asked 5.0/s" in body  # 0.1/s achieved
     assert "**Verdict: PASS**" in body
     text = "".join(p.read_text() for p in (tmp_path / "raw").glob("*.json"))
     assert "eyJ" not in text and "@rig.example" not in text
@@ -107,7 +121,33 @@ def test_a_measured_section_is_what_render_makes_of_its_saved_files(tmp_path, mo
     lines[0] = json.dumps(changed, sort_keys=True)
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     again = run.render_saved(tmp_path / "raw")["plugin-cost-memory"]
-    assert again != body and "1 requests not admitted (rate_limited)" in again and "Verdict: FAIL" in again
+    assert again != body and "**Verdict: FAIL**: round 1 go: 1 rate_limited" in again
+
+
+@pytest.mark.parametrize(
+    "cat, budget, verdict",
+    [
+        ("backend_unavailable", None, "FAIL"),  # raw results without a budget: none allowed
+        ("backend_unavailable", 10.0, "FAIL"),  # 1 in 6 = 16.7 % > 10 %
+        ("backend_unavailable", 20.0, "PASS"),
+        ("http_5xx", 20.0, "PASS"),
+        ("identity_leak", 20.0, "FAIL"),  # whatever the budget
+        ("rate_limited", 20.0, "FAIL"),  # limits never reached: a refusal is wrong
+    ],
+)  # fmt: skip
+def test_answers_other_than_admitted(cat, budget, verdict):
+    batches, events = [], {}
+    for k, cfg in enumerate(cost.CONFIGS):
+        b = batch(1, cfg, 0.02, requests=2, events=f"e{k}")
+        batches.append(b)
+        events[b["events"]] = [{"t0": i, "t1": i + 0.1, "user": 0, "cat": "admitted"} for i in range(2)]
+    events["e1"][1]["cat"] = cat
+    raw = _inputs(batches)
+    if budget is not None:
+        raw["max_infra_pct"] = budget
+    lines, problems, _ = cost.render_cost(raw, events)
+    assert ("FAIL" if problems else "PASS") == verdict
+    assert "Not admitted (counted in the CPU per call" in "\n".join(lines) and f"round 1 go: 1 {cat}" in "\n".join(lines)
 
 
 def test_engine_problems_need_the_go_extension_in_the_go_gateway_only(monkeypatch):
