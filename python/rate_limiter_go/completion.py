@@ -49,12 +49,18 @@ class CompletionBridge:
         self._waiting: dict[int, tuple[asyncio.Future[int], asyncio.AbstractEventLoop]] = {}
         self._early: dict[int, int] = {}  # finished before anyone waited for them
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        # The loop of the last wait(), so that the usual case skips the WeakSet
+        # lookup (a Python-level method); weak, so a closed loop is not kept.
+        self._last_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     def wait(self, ticket: int) -> asyncio.Future[int]:
         """A future of the running loop that resolves to the packed result of ``ticket``."""
         loop = asyncio.get_running_loop()
-        if loop not in self._loops:
-            self._watch(loop)
+        last = self._last_loop
+        if last is None or last() is not loop:
+            if loop not in self._loops:
+                self._watch(loop)
+            self._last_loop = weakref.ref(loop)
         fut: asyncio.Future[int] = loop.create_future()
         with self._lock:
             packed = self._early.pop(ticket, None)
