@@ -428,6 +428,24 @@ def test_decisions_are_shared_immutable_values(GoEngine: type) -> None:
     assert (on_b.dimension, on_b.limit, on_b.remaining) == ("tool", 3, 2)
 
 
+@pytest.mark.parametrize(
+    ("algorithm", "admitted_cached"), [("fixed_window", True), ("sliding_window", False), ("token_bucket", False)]
+)
+def test_decision_cache_keeps_refusals_and_fixed_window_admissions(
+    GoEngine: type, algorithm: str, admitted_cached: bool
+) -> None:
+    """Refusals repeat until Retry-After, so they are cached; admitted answers only in a fixed window,
+    where keys share the reset (engine_go, decode)."""
+    e = memory_engine(GoEngine, "1/m", algorithm=algorithm)
+    admitted = e.evaluate("u1", None, None, EPOCH_US)
+    refused = e.evaluate("u1", None, None, EPOCH_US)
+    assert admitted.admitted and not refused.admitted
+    cached = set(e._cache.values())
+    assert refused in cached
+    assert (admitted in cached) is admitted_cached
+    assert e.evaluate("u1", None, None, EPOCH_US) is refused  # a cache hit: the same instance
+
+
 # -- Redis: the asynchronous path -------------------------------------------------
 
 

@@ -222,6 +222,14 @@ class GoEngine:
         limits = (*self._limits, 0)
         tool_limits = self._tool_limits
         tool_uniform = self._tool_uniform
+        # Whether admitted decisions are worth caching. A refusal repeats until its
+        # Retry-After (every refused call of a key gets the same packed value), so
+        # refusals always are. An admitted answer repeats only when another key has
+        # the same remaining count and reset: common in a fixed window, whose reset is
+        # the same epoch-aligned boundary for every key, rare in the sliding window
+        # and token bucket, whose reset depends on each key's own history; there an
+        # insertion on every admitted call would cost more than its few hits save.
+        cache_admitted = self.config.algorithm == "fixed_window"
 
         def decode(packed: int, tool: str | None) -> Decision:
             """The Decision of a packed result that is not in the cache (docs/engine.md, "Packed result")."""
@@ -235,7 +243,8 @@ class GoEngine:
                 d = new(Decision, (True, DIMENSIONS[dim], limit, value, reset, 0))
             else:
                 d = new(Decision, (False, DIMENSIONS[dim], limit, 0, reset, value))
-            if dim != _TOOL_DIMENSION or tool_uniform:  # else the packed value does not say which tool: not cacheable
+            # A tool decision with per-tool limits is not cacheable: the packed value does not say which tool.
+            if (cache_admitted or not packed & 1) and (dim != _TOOL_DIMENSION or tool_uniform):
                 if len(cache) >= _CACHE_MAX:
                     cache.clear()
                     cache[_PACKED_NO_LIMIT] = NO_LIMIT
