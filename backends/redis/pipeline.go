@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,9 @@ const (
 	// own pooled connection.
 	pipeMaxFlights = 4
 )
+
+// errPipelinePanic fails the calls of a pipeline whose sending panicked.
+var errPipelinePanic = errors.New("redis backend: pipeline panicked")
 
 // pipelineClient is what auto-pipelining needs beyond redisClient: a way to
 // send several commands in one write (*goredis.Client, sentinelClient).
@@ -169,6 +173,14 @@ func (p *autoPipeline) take() []*pipeReq {
 // commands that got NOSCRIPT, and wakes every caller.
 func (p *autoPipeline) send(batch []*pipeReq) {
 	defer func() {
+		// A panic below (a go-redis bug) must not leave callers waiting
+		// forever nor kill the process from a drain goroutine: it fails
+		// the batch's calls instead (Redis unavailable, class "unexpected").
+		if rec := recover(); rec != nil {
+			for _, r := range batch {
+				r.cmd.SetErr(errPipelinePanic)
+			}
+		}
 		for _, r := range batch {
 			close(r.done)
 		}
