@@ -38,13 +38,22 @@ func (c *completions) eventFD() (int, error) {
 	return c.fd, nil
 }
 
-// complete records a ticket's result and signals the eventfd.
+// complete records a ticket's result and, when it is the only queued
+// completion, signals the eventfd. A reader that reads the eventfd and then
+// pops until the queue is empty therefore sees every completion: one queued
+// while the queue was not empty is popped by the drain already due for the
+// earlier ones. Under load this is one eventfd write per drain, not one per
+// completion.
 func (c *completions) complete(ticket, packed int64) {
 	c.mu.Lock()
 	c.results[ticket] = packed
 	c.done = append(c.done, ticket)
+	first := len(c.done)-c.head == 1
 	fd := c.fd
 	c.mu.Unlock()
+	if !first {
+		return
+	}
 	var one [8]byte
 	binary.NativeEndian.PutUint64(one[:], 1)
 	// Non-blocking: the write fails only if the counter would overflow,
@@ -82,7 +91,7 @@ func (c *completions) take(ticket int64) (int64, bool) {
 	return r, ok
 }
 
-// CompletionFD returns the eventfd that counts finished Submit calls: the
+// CompletionFD returns the eventfd that signals finished Submit calls: the
 // Python side registers it with loop.add_reader. It is created on first use
 // and stays open for the life of the process. Negative: CodeInternal.
 func CompletionFD() (fd int64) {
@@ -96,8 +105,9 @@ func CompletionFD() (fd int64) {
 
 // Submit starts evaluating one request (arguments as for Evaluate) in a
 // goroutine and returns at once with a ticket >= 1, or a negative Code*. When
-// the evaluation ends, its ticket is queued for NextCompletion and the eventfd
-// is incremented by one.
+// the evaluation ends, its ticket is queued for NextCompletion, and the
+// eventfd is incremented by one if the queue was empty: read the eventfd, then
+// call NextCompletion until it returns 0.
 func Submit(handle int64, user, server, tenant, tool string, nowUS int64) (ticket int64) {
 	defer recoverTo(&ticket)
 	l := handles.get(handle)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 import weakref
 from typing import Any, Callable
@@ -78,20 +77,18 @@ class CompletionBridge:
         loop.add_reader(self._fd, self._drain, loop)
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Go writes 1 to the eventfd after queueing each completion, so the
-        # counter read here is how many completions this drain owns: it pops
-        # exactly that many (no final call to learn that the queue is empty).
-        # A loop that finds the counter already read leaves those completions
-        # to the loop that read it.
+        # Go writes to the eventfd when a completion finds its queue empty, so
+        # reading it first and then popping until the queue is empty sees every
+        # completion (one write per drain under load, not one per completion).
         try:
-            count = int.from_bytes(os.read(self._fd, 8), sys.byteorder)
+            os.read(self._fd, 8)  # reset the eventfd counter
         except BlockingIOError:
-            return
+            pass  # another loop read it first; still drain below
         next_completion, take = self._next, self._take
         done: list[tuple[int, int]] = []
-        for _ in range(count):
+        while True:
             ticket = next_completion()
-            if not ticket:  # cannot happen while every completion writes its 1; never spin on it
+            if not ticket:
                 break
             done.append((ticket, take(ticket)))
         resolved = []
