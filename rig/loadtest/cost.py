@@ -162,11 +162,15 @@ def render_cost(raw: dict[str, Any], events: dict[str, list[dict]]) -> tuple[lis
         f"Run: {raw['run']}; load average (1 min) during the batches {min(loads):.2f} .. {max(loads):.2f}; "
         f"{rigctl.versions_text(facts.get('versions', {}))}.",
         table(["plugin", "requests", "req/s", "gateway CPU µs/req", "per round min .. max", "p50 ms",
-               "Redis commands/req"], rows),  # fmt: skip
+               "Redis commands/req*" if raw["backend"] == "redis" else "Redis commands/req"], rows),  # fmt: skip
         "The plugin's cost per tools/call, on minus off paired within each round (mean ± 95 % interval over rounds), "
         "and its share of the request with the plugin on:",
         table(["engine", "plugin CPU µs/req", "share of the gateway's CPU per request, %"], prow),
     ]
+    if raw["backend"] == "redis":
+        lines.insert(2, "\\* `total_commands_processed` of Redis over the batch, per call: it counts the commands a "
+                     "script runs (each `redis.call`) as well as the script call itself, so it is not the number of "
+                     "round trips.")  # fmt: skip
     if not_admitted:
         lines.append(
             "Not admitted (counted in the CPU per call like every call sent; infrastructure errors allowed up to "
