@@ -12,7 +12,7 @@ again proves nothing.
 The fast builders fill an instance the way validated construction leaves it:
 every field in declaration order (a fresh ``{}``/``[]`` where the model has a
 ``default_factory``), the set of fields given, no extras, and fresh private
-attributes. That mirrors cpex 0.1.4 with pydantic 2: so each builder is checked
+attributes. That mirrors cpex 0.1.3 and 0.1.4 with pydantic 2: so each builder is checked
 once, at import, against validated construction of sample values (same type,
 ``__dict__``, fields set, extras, private attributes, ``model_dump()``), and
 the validated form is used instead when anything differs (another cpex
@@ -71,19 +71,26 @@ def _violation_validated(
     )
 
 
-def _result_state(continue_processing: bool, violation: Any, headers: dict[str, str] | None) -> dict[str, Any]:
-    return {
-        "continue_processing": continue_processing,
-        "modified_payload": None,
-        "modified_extensions": None,
-        "violation": violation,
-        "metadata": {},
-        "denial_metadata": None,
-        "background_tasks": [],
-        "http_headers": headers,
-        "retry_delay_ms": 0,
-        "executions": [],
-    }
+# The result fields whose default is a factory, with that factory (cpex 0.1.3 and 0.1.4).
+_RESULT_FACTORIES = {"metadata": dict, "background_tasks": list, "executions": list}
+# Every field the builders set per instance.
+_RESULT_SET_FIELDS = {"continue_processing", "violation", "http_headers", *_RESULT_FACTORIES}
+
+
+def _result_template(result_type: Any) -> dict[str, Any] | None:
+    """Every field of ``result_type`` with its default, in declaration order (factory fields hold
+    None, replaced per instance), or None when its defaults are not all known immutables and factories."""
+    template: dict[str, Any] = {}
+    for name, info in result_type.model_fields.items():
+        if info.default_factory is not None:
+            if _RESULT_FACTORIES.get(name) is not info.default_factory:
+                return None
+            template[name] = None
+        elif info.is_required() or type(info.default) not in (type(None), bool, int, str):
+            return None
+        else:
+            template[name] = info.default
+    return template if _RESULT_SET_FIELDS <= set(template) else None
 
 
 class ResultBuilders:
@@ -95,15 +102,27 @@ class ResultBuilders:
         self.empty: Callable[[], Any]
         self.admitted: Callable[[dict[str, str]], Any]
         self.refused: Callable[[PluginViolation], Any]
-        if not fast:
+        template = _result_template(result_type) if fast else None
+        if template is None:
             self.empty = result_type
             self.admitted = lambda headers: result_type(http_headers=headers)
             self.refused = lambda violation: result_type(continue_processing=False, violation=violation)
             return
+        copy_template = template.copy
+
+        def state(continue_processing: bool, violation: Any, headers: dict[str, str] | None) -> dict[str, Any]:
+            d = copy_template()
+            d["continue_processing"] = continue_processing
+            d["violation"] = violation
+            d["metadata"] = {}
+            d["background_tasks"] = []
+            d["http_headers"] = headers
+            d["executions"] = []
+            return d
 
         def empty() -> Any:
             m = _new(result_type)
-            _set(m, "__dict__", _result_state(True, None, None))
+            _set(m, "__dict__", state(True, None, None))
             _set(m, "__pydantic_fields_set__", set())
             _set(m, "__pydantic_extra__", None)
             _set(m, "__pydantic_private__", None)
@@ -111,7 +130,7 @@ class ResultBuilders:
 
         def admitted(headers: dict[str, str]) -> Any:
             m = _new(result_type)
-            _set(m, "__dict__", _result_state(True, None, headers))
+            _set(m, "__dict__", state(True, None, headers))
             _set(m, "__pydantic_fields_set__", {"http_headers"})
             _set(m, "__pydantic_extra__", None)
             _set(m, "__pydantic_private__", None)
@@ -119,7 +138,7 @@ class ResultBuilders:
 
         def refused(violation: PluginViolation) -> Any:
             m = _new(result_type)
-            _set(m, "__dict__", _result_state(False, violation, None))
+            _set(m, "__dict__", state(False, violation, None))
             _set(m, "__pydantic_fields_set__", {"continue_processing", "violation"})
             _set(m, "__pydantic_extra__", None)
             _set(m, "__pydantic_private__", None)
