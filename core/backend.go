@@ -24,3 +24,19 @@ type KeyBorrower interface {
 	// BorrowsKeys reports whether keys may be views valid only during Evaluate.
 	BorrowsKeys() bool
 }
+
+// SegmentedBackend is implemented by backends that can hold a key as the id
+// of its configuration-fixed prefix and the rest, its segment, so that the
+// engine does not compose a key string per dimension per request (the memory
+// store). Which segment stands for which key is the engine's business: it
+// gives every key one (prefix, segment) pair, distinct keys distinct pairs.
+type SegmentedBackend interface {
+	Backend
+	// KeySpace returns the backend's id of a key prefix: equal prefixes get
+	// equal ids for the backend's lifetime.
+	KeySpace(prefix string) uint32
+	// EvaluateSegments is Evaluate of the keys with prefix id spaces[i] and
+	// segment segments[i]; the segments may be views valid only during the
+	// call.
+	EvaluateSegments(ctx context.Context, spaces []uint32, segments []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (admitted bool, err error)
+}

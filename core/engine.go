@@ -59,41 +59,57 @@ type Decision struct {
 	RetryAfterS int64 // Retry-After in seconds (>= 1) when blocked, else 0
 }
 
-// toolDim is a configured tool's precomputed key and limit.
+// dimSpec is a configured identity dimension (user, user_per_server,
+// tenant): its key prefix, that prefix's id in a SegmentedBackend, its limit.
+type dimSpec struct {
+	on     bool
+	prefix string
+	space  uint32
+	limit  algorithms.Limit
+}
+
+// toolDim is a configured tool's precomputed key, the key's id in a
+// SegmentedBackend (the whole key is the prefix, the segment is empty) and
+// its limit.
 type toolDim struct {
 	key   string
+	space uint32
 	limit algorithms.Limit
 }
 
 // scratch is the per-call working memory of Evaluate, pooled so the hot path
 // does not allocate.
 type scratch struct {
-	bufs   [MaxDimensions][]byte
-	esc    []byte
-	keys   [MaxDimensions]string
-	limits [MaxDimensions]algorithms.Limit
-	dims   [MaxDimensions]Dimension
-	out    [MaxDimensions]algorithms.Outcome
+	// segs[i] is dimension i's segment (SegmentedBackend): the escaped
+	// identity (user, tenant), the composed "{user}:server" part of the key
+	// (user_per_server), or "" (a tool, whose prefix is its whole key). A
+	// segment is the identity itself or a view of bufs[i].
+	segs     [MaxDimensions]string
+	bufs     [MaxDimensions][]byte
+	prefixes [MaxDimensions]string
+	tagged   [MaxDimensions]bool // the key is prefix "{" segment "}", else prefix segment
+	spaces   [MaxDimensions]uint32
+	esc      []byte
+	keyBufs  [MaxDimensions][]byte // composed keys, for backends that take key strings
+	keys     [MaxDimensions]string
+	limits   [MaxDimensions]algorithms.Limit
+	dims     [MaxDimensions]Dimension
+	out      [MaxDimensions]algorithms.Outcome
 }
 
 // Limiter evaluates requests of one configuration against one backend. It is
 // safe for concurrent use. It does not own the backend: closing the backend is
 // the caller's business, since backends are shared (§10).
 type Limiter struct {
-	backend    Backend
-	borrow     bool // backend accepts key views into scratch buffers
-	userPrefix string
-	userLimit  algorithms.Limit
-	hasUser    bool
-	usPrefix   string // user_per_server
-	usLimit    algorithms.Limit
-	hasUserSrv bool
-	tenPrefix  string
-	tenLimit   algorithms.Limit
-	hasTenant  bool
-	tools      map[string]toolDim // escaped tool name -> key and limit
-	rawTools   map[string]toolDim // configured tool name -> key and limit
-	pool       sync.Pool
+	backend   Backend
+	segmented SegmentedBackend // the backend, when it takes segments; else nil
+	borrow    bool             // backend accepts key views into scratch buffers
+	user      dimSpec
+	userSrv   dimSpec
+	tenant    dimSpec
+	tools     map[string]toolDim // escaped tool name -> key and limit
+	rawTools  map[string]toolDim // configured tool name -> key and limit
+	pool      sync.Pool
 }
 
 // NewLimiter binds a configuration to a backend made for its algorithm.
@@ -116,22 +132,27 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 	if b, ok := backend.(KeyBorrower); ok {
 		l.borrow = b.BorrowsKeys()
 	}
-	if cfg.ByUser != nil {
-		l.hasUser, l.userLimit = true, *cfg.ByUser
-		l.userPrefix = keyPrefix(cfg.KeyPrefix, tag, "user", l.userLimit.Limit, l.userLimit.WindowUS)
+	l.segmented, _ = backend.(SegmentedBackend)
+	space := func(prefix string) uint32 {
+		if l.segmented == nil {
+			return 0
+		}
+		return l.segmented.KeySpace(prefix)
 	}
-	if cfg.ByUserPerServer != nil {
-		l.hasUserSrv, l.usLimit = true, *cfg.ByUserPerServer
-		l.usPrefix = keyPrefix(cfg.KeyPrefix, tag, DimUserPerServer.String(), l.usLimit.Limit, l.usLimit.WindowUS)
+	spec := func(d Dimension, lim *algorithms.Limit) dimSpec {
+		if lim == nil {
+			return dimSpec{}
+		}
+		prefix := keyPrefix(cfg.KeyPrefix, tag, d.String(), lim.Limit, lim.WindowUS)
+		return dimSpec{on: true, prefix: prefix, space: space(prefix), limit: *lim}
 	}
-	if cfg.ByTenant != nil {
-		l.hasTenant, l.tenLimit = true, *cfg.ByTenant
-		l.tenPrefix = keyPrefix(cfg.KeyPrefix, tag, "tenant", l.tenLimit.Limit, l.tenLimit.WindowUS)
-	}
+	l.user = spec(DimUser, cfg.ByUser)
+	l.userSrv = spec(DimUserPerServer, cfg.ByUserPerServer)
+	l.tenant = spec(DimTenant, cfg.ByTenant)
 	for name, lim := range cfg.ByTool {
 		esc := EscapeIdentity(name)
-		key := keyPrefix(cfg.KeyPrefix, tag, "tool", lim.Limit, lim.WindowUS) + "{" + esc + "}"
-		l.tools[esc] = toolDim{key: key, limit: lim}
+		key := keyPrefix(cfg.KeyPrefix, tag, DimTool.String(), lim.Limit, lim.WindowUS) + "{" + esc + "}"
+		l.tools[esc] = toolDim{key: key, space: space(key), limit: lim}
 		l.rawTools[name] = l.tools[esc]
 	}
 	l.pool.New = func() any {
@@ -164,78 +185,35 @@ type Request struct {
 // identity starting with IdentityMarker is already escaped. Errors wrap
 // ErrBadArgument (nothing was evaluated) or ErrBackend.
 func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
-	user, tenant, tool, nowUS := r.User, r.Tenant, r.Tool, r.NowUS
+	nowUS := r.NowUS
 	if nowUS < 0 || nowUS > MaxNowUS {
 		return Decision{}, fmt.Errorf("%w: now_us %d outside 0..2^52", ErrBadArgument, nowUS)
 	}
-	s := l.pool.Get().(*scratch)
-	defer l.pool.Put(s)
-
-	if user == "" {
+	if r.User == "" {
 		// Required even when no user limit is configured: the caller
 		// normalises an unknown user to "anonymous" (§5).
 		return Decision{}, fmt.Errorf("%w: empty user", ErrBadArgument)
 	}
-	n := 0
-	var err error
-	if l.hasUser {
-		if s.bufs[n], err = appendTagged(append(s.bufs[n][:0], l.userPrefix...), user); err != nil {
-			return Decision{}, fmt.Errorf("user: %w", err)
-		}
-		s.limits[n], s.dims[n] = l.userLimit, DimUser
-		n++
-	}
-	if l.hasUserSrv && r.Server != "" {
-		if s.bufs[n], err = appendUserServer(append(s.bufs[n][:0], l.usPrefix...), len(l.usPrefix), user, r.Server); err != nil {
-			return Decision{}, fmt.Errorf("user_per_server: %w", err)
-		}
-		s.limits[n], s.dims[n] = l.usLimit, DimUserPerServer
-		n++
-	}
-	if l.hasTenant && tenant != "" {
-		if s.bufs[n], err = appendTagged(append(s.bufs[n][:0], l.tenPrefix...), tenant); err != nil {
-			return Decision{}, fmt.Errorf("tenant: %w", err)
-		}
-		s.limits[n], s.dims[n] = l.tenLimit, DimTenant
-		n++
-	}
-	toolKey := ""
-	if tool != "" && len(l.tools) > 0 {
-		var td toolDim
-		var ok bool
-		if tool[0] != IdentityMarker {
-			// Escaping is one-to-one (§6), so the raw name finds the tool
-			// whose escaped name it escapes to, without escaping it.
-			td, ok = l.rawTools[tool]
-		} else {
-			if s.esc, err = appendIdentity(s.esc[:0], tool); err != nil {
-				return Decision{}, fmt.Errorf("tool: %w", err)
-			}
-			td, ok = l.tools[string(s.esc)]
-		}
-		if ok {
-			toolKey = td.key
-			s.limits[n], s.dims[n] = td.limit, DimTool
-			n++
-		}
+	s := l.pool.Get().(*scratch)
+	defer l.pool.Put(s)
+
+	n, err := l.dimensions(s, &r)
+	if err != nil {
+		return Decision{}, err
 	}
 	if n == 0 {
 		return Decision{Admitted: true, Dimension: DimNone}, nil
 	}
-	for i := 0; i < n; i++ {
-		if s.dims[i] == DimTool {
-			s.keys[i] = toolKey
-		} else if l.borrow {
-			s.keys[i] = unsafe.String(unsafe.SliceData(s.bufs[i]), len(s.bufs[i])) // #nosec G103 -- KeyBorrower backends keep no key after Evaluate; only this scratch holds the views, and it reads none after the call
-		} else {
-			s.keys[i] = string(s.bufs[i])
-		}
+	var admitted bool
+	if l.segmented != nil {
+		admitted, err = l.segmented.EvaluateSegments(ctx, s.spaces[:n], s.segs[:n], s.limits[:n], nowUS, s.out[:n])
+	} else {
+		l.composeKeys(s, n)
+		admitted, err = l.backend.Evaluate(ctx, s.keys[:n], s.limits[:n], nowUS, s.out[:n])
 	}
-
-	// The views stay in s.keys until overwritten by the next call on this
-	// scratch: nothing reads them, and they pin no memory the scratch does
-	// not hold anyway (clearing them cost 3% of a hot-key request).
-	admitted, err := l.backend.Evaluate(ctx, s.keys[:n], s.limits[:n], nowUS, s.out[:n])
+	// The segment and key views stay in s until overwritten by the next
+	// call on this scratch: nothing reads them, and they pin no memory the
+	// scratch does not hold anyway.
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrBackend, err)
 	}
@@ -252,6 +230,105 @@ func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 		d.RetryAfterS = max(1, algorithms.CeilDiv(o.RetryAfterUS, SecondUS))
 	}
 	return d, nil
+}
+
+// dimensions fills s with the dimensions of r that apply (§5), in the order
+// user, user_per_server, tenant, tool, and returns how many.
+func (l *Limiter) dimensions(s *scratch, r *Request) (int, error) {
+	n := 0
+	var err error
+	if l.user.on {
+		if s.segs[n], err = s.segment(n, r.User); err != nil {
+			return 0, fmt.Errorf("user: %w", err)
+		}
+		s.put(n, &l.user, DimUser, true)
+		n++
+	}
+	if l.userSrv.on && r.Server != "" {
+		if s.bufs[n], err = appendUserServer(s.bufs[n][:0], 0, r.User, r.Server); err != nil {
+			return 0, fmt.Errorf("user_per_server: %w", err)
+		}
+		s.segs[n] = view(s.bufs[n])
+		s.put(n, &l.userSrv, DimUserPerServer, false)
+		n++
+	}
+	if l.tenant.on && r.Tenant != "" {
+		if s.segs[n], err = s.segment(n, r.Tenant); err != nil {
+			return 0, fmt.Errorf("tenant: %w", err)
+		}
+		s.put(n, &l.tenant, DimTenant, true)
+		n++
+	}
+	if tool := r.Tool; tool != "" && len(l.tools) > 0 {
+		var td toolDim
+		var ok bool
+		if tool[0] != IdentityMarker {
+			// Escaping is one-to-one (§6), so the raw name finds the tool
+			// whose escaped name it escapes to, without escaping it.
+			td, ok = l.rawTools[tool]
+		} else {
+			if s.esc, err = appendIdentity(s.esc[:0], tool); err != nil {
+				return 0, fmt.Errorf("tool: %w", err)
+			}
+			td, ok = l.tools[string(s.esc)]
+		}
+		if ok {
+			s.segs[n], s.prefixes[n], s.tagged[n], s.spaces[n] = "", td.key, false, td.space
+			s.limits[n], s.dims[n] = td.limit, DimTool
+			n++
+		}
+	}
+	return n, nil
+}
+
+// put records dimension slot i's prefix, limit and kind from d.
+func (s *scratch) put(i int, d *dimSpec, dim Dimension, tagged bool) {
+	s.prefixes[i], s.tagged[i], s.spaces[i] = d.prefix, tagged, d.space
+	s.limits[i], s.dims[i] = d.limit, dim
+}
+
+// segment returns an identity's key component (§6) as received from the
+// binding: the identity itself when it needs no escaping (the common case:
+// no copy), else its escaped or hashed form in bufs[i]. Distinct keys have
+// distinct components, so the component is the segment.
+func (s *scratch) segment(i int, id string) (string, error) {
+	if isPlain(id) {
+		return id, nil
+	}
+	var err error
+	if s.bufs[i], err = appendIdentity(s.bufs[i][:0], id); err != nil {
+		return "", err
+	}
+	return view(s.bufs[i]), nil
+}
+
+// composeKeys writes the key strings of the first n slots into s.keys (§6),
+// for a backend that is not a SegmentedBackend.
+func (l *Limiter) composeKeys(s *scratch, n int) {
+	for i := 0; i < n; i++ {
+		if !s.tagged[i] && s.segs[i] == "" {
+			s.keys[i] = s.prefixes[i] // a tool: the prefix is its whole key
+			continue
+		}
+		b := append(s.keyBufs[i][:0], s.prefixes[i]...)
+		if s.tagged[i] {
+			b = append(append(append(b, '{'), s.segs[i]...), '}')
+		} else {
+			b = append(b, s.segs[i]...) // user_per_server: "{user}:server" already
+		}
+		s.keyBufs[i] = b
+		if l.borrow {
+			s.keys[i] = view(b)
+		} else {
+			s.keys[i] = string(b)
+		}
+	}
+}
+
+// view returns b's bytes as a string without copying; b must not change
+// while the string is in use.
+func view(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b)) // #nosec G103 -- views live in the scratch for one Evaluate call; backends copy what they keep (KeyBorrower, SegmentedBackend)
 }
 
 // appendUserServer appends the user_per_server key segment (§6) to dst,

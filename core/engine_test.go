@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -405,5 +406,59 @@ func TestEvaluateAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Fatalf("user_per_server %d bytes: %v allocations per call, want 0", len(r.User)+len(r.Server), allocs)
 		}
+	}
+}
+
+// keysOnly hides a backend's SegmentedBackend (and KeyBorrower) methods, so
+// the limiter composes key strings for it.
+type keysOnly struct{ core.Backend }
+
+// TestSegmentsMatchKeys: the memory store given segments (no key strings)
+// decides exactly as one given the composed keys, for identities that are
+// plain, escaped, hashed, marked, and marked forms of each other (which name
+// the same key, §6), in every dimension and algorithm.
+func TestSegmentsMatchKeys(t *testing.T) {
+	long := strings.Repeat("x", 129)
+	users := []string{"alice", "a b", "\x01a%20b", "a%20b", "\x01alice", long, "\x01" + core.EscapeIdentity(long),
+		strings.Repeat("y", 128), strings.Repeat(" ", 50), "\x01" + core.EscapeIdentity(strings.Repeat(" ", 50))}
+	servers := []string{"", "s", "s 1", "\x01s%201", strings.Repeat("s", 100)}
+	tenants := []string{"", "t", "team:1", "\x01team%3A1"}
+	tools := []string{"", "search", "a b:c", "\x01a%20b%3Ac", "other"}
+	const cfg = `{"algorithm":"%s","by_user":{"limit":4,"window_s":60},
+		"by_user_per_server":{"limit":3,"window_s":60},"by_tenant":{"limit":6,"window_s":60},
+		"by_tool":{"search":{"limit":5,"window_s":60},"a b:c":{"limit":2,"window_s":60}}}`
+	for _, algo := range []string{"fixed_window", "sliding_window", "token_bucket"} {
+		t.Run(algo, func(t *testing.T) {
+			parsed, err := core.ParseConfig([]byte(fmt.Sprintf(cfg, algo)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ls [2]*core.Limiter
+			for i := range ls {
+				store, err := memory.New(parsed.Algorithm, 1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var b core.Backend = store
+				if i == 1 {
+					b = keysOnly{store}
+				}
+				if ls[i], err = core.NewLimiter(parsed, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			now := 1_700_000_000 * sec
+			for step := 0; step < 3000; step++ {
+				now += int64(rng.IntN(3_000_000)) // about the limits' rates: counts hover near the limits
+				r := core.Request{User: users[rng.IntN(len(users))], Server: servers[rng.IntN(len(servers))],
+					Tenant: tenants[rng.IntN(len(tenants))], Tool: tools[rng.IntN(len(tools))], NowUS: now}
+				seg, err1 := ls[0].Evaluate(context.Background(), r)
+				key, err2 := ls[1].Evaluate(context.Background(), r)
+				if seg != key || (err1 == nil) != (err2 == nil) {
+					t.Fatalf("step %d, %+q: segments %+v %v, keys %+v %v", step, []string{r.User, r.Server, r.Tenant, r.Tool}, seg, err1, key, err2)
+				}
+			}
+		})
 	}
 }

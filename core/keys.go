@@ -89,6 +89,20 @@ func AppendEscapedIdentity(dst []byte, id string) []byte {
 	return dst
 }
 
+// isPlain reports whether an identity is its own escaped form (§6): kept
+// bytes only, at most MaxEscapedIdentity of them. A marked identity is not.
+func isPlain(id string) bool {
+	if len(id) > MaxEscapedIdentity {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if !keep[id[i]] {
+			return false
+		}
+	}
+	return true
+}
+
 // appendIdentity appends the key component of an identity as received from
 // the binding: a marked identity is already escaped and is checked, not
 // escaped again.
@@ -101,14 +115,6 @@ func appendIdentity(dst []byte, id string) ([]byte, error) {
 		return append(dst, esc...), nil
 	}
 	return AppendEscapedIdentity(dst, id), nil
-}
-
-// appendTagged appends the key segment of an identity as received from the
-// binding: its escaped form inside a hash tag, "{" escaped "}" (§6), so that
-// on a Redis Cluster the key's slot depends on the identity alone.
-func appendTagged(dst []byte, id string) ([]byte, error) {
-	dst, err := appendIdentity(append(dst, '{'), id)
-	return append(dst, '}'), err
 }
 
 // IsEscapedIdentity reports whether s is a form EscapeIdentity can return for

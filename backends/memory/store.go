@@ -26,7 +26,7 @@ var ErrBadRequest = errors.New("memory backend: bad request")
 // and how many random keys compete when the store is full and nothing has
 // expired.
 const (
-	sweepOneIn  = 8 // a call sweeps with probability 1/sweepOneIn ...
+	sweepOneIn  = 8 // a call sweeps with probability 1/sweepOneIn (a power of 2) ...
 	sweepKeys   = 8 // ... and then examines this many keys: about one per call
 	spaceScan   = 16
 	spaceSample = 5
@@ -44,6 +44,15 @@ type statePtr[S any] interface {
 	algorithms.State
 }
 
+// memKey identifies one key in the store: the id of its prefix (KeySpace; 0
+// for a whole key given to Evaluate) and the rest, the segment. Holding the
+// two apart lets the engine skip composing key strings, and keeps entries
+// small: the prefix is stored once per store.
+type memKey struct {
+	space uint32
+	seg   string
+}
+
 // entry is one key's state of the store's algorithm. mu guards everything but
 // pins, slot and the immutable id and key.
 type entry[S any] struct {
@@ -53,7 +62,7 @@ type entry[S any] struct {
 	expiresAtUS int64        // Unix µs from which the state is empty (§3)
 	slot        int          // index in Store.slots, guarded by Store.slotsMu
 	id          uint64       // unique in the store: requests lock their entries in id order
-	key         string
+	key         memKey
 	state       S
 }
 
@@ -63,18 +72,21 @@ type Store struct {
 	kind algorithms.Kind
 	impl evaluator
 	now  func() int64 // clock in Unix µs when a call passes nowUS 0
+
+	spacesMu sync.Mutex
+	spaces   map[string]uint32 // key prefix -> its id (KeySpace), from 1
 }
 
 // evaluator is a typedStore of one state type.
 type evaluator interface {
-	evaluate(keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool
+	evaluate(keys [maxRequestKeys]memKey, n int, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool
 	len() int
 }
 
 // typedStore holds the entries of one algorithm, whose state type is S.
 type typedStore[S any, P statePtr[S]] struct {
 	maxKeys int
-	m       *xsync.MapOf[string, *entry[S]]
+	m       *xsync.MapOf[memKey, *entry[S]]
 	lastID  atomic.Uint64
 
 	slotsMu sync.Mutex
@@ -89,7 +101,7 @@ func New(kind algorithms.Kind, maxKeys int) (*Store, error) {
 	if maxKeys < 1 {
 		return nil, fmt.Errorf("memory backend: maxKeys %d, want at least 1", maxKeys)
 	}
-	s := &Store{kind: kind, now: func() int64 { return time.Now().UnixMicro() }}
+	s := &Store{kind: kind, now: func() int64 { return time.Now().UnixMicro() }, spaces: map[string]uint32{}}
 	switch kind {
 	case algorithms.FixedWindow:
 		s.impl = newTyped[algorithms.FixedWindowState](maxKeys)
@@ -109,11 +121,16 @@ func newTyped[S any, P statePtr[S]](maxKeys int) *typedStore[S, P] {
 	// not needed for that. maphash hashes a string directly, where the
 	// map's default hasher dispatches on the key's type first (about a third
 	// of the hashing time of a hot-key request).
+	// The prefix id is mixed in by a multiply with an odd constant (the
+	// golden ratio's): distinct ids give distinct offsets of a hash that is
+	// uniformly random under the seed.
 	seed := maphash.MakeSeed()
-	hash := func(key string, _ uint64) uint64 { return maphash.String(seed, key) }
+	hash := func(k memKey, _ uint64) uint64 {
+		return maphash.String(seed, k.seg) ^ uint64(k.space)*0x9E3779B97F4A7C15
+	}
 	return &typedStore[S, P]{
 		maxKeys: maxKeys,
-		m:       xsync.NewMapOfWithHasher[string, *entry[S]](hash, xsync.WithPresize(min(maxKeys, presize))),
+		m:       xsync.NewMapOfWithHasher[memKey, *entry[S]](hash, xsync.WithPresize(min(maxKeys, presize))),
 	}
 }
 
@@ -139,16 +156,67 @@ func (s *Store) Close() error { return nil }
 // Evaluate implements core.Backend for 1 to maxRequestKeys distinct keys. nowUS is the time
 // in Unix µs, 0 for the wall clock. The request's entries are locked in id order
 // for the whole check-then-consume, so no other request on them interleaves.
+// A key given here is held apart from the keys of EvaluateSegments: it has
+// prefix id 0.
 func (s *Store) Evaluate(_ context.Context, keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
 	n := len(keys)
+	if err := s.checkRequest(n, limits, out); err != nil {
+		return false, err
+	}
+	var mks [maxRequestKeys]memKey
+	for i, k := range keys {
+		mks[i].seg = k
+	}
+	return s.evaluate(mks, n, limits, nowUS, out)
+}
+
+// KeySpace returns the id of a key prefix (core.SegmentedBackend): the same
+// id for an equal prefix for the store's lifetime, from 1. The engine asks
+// once per dimension and configured tool, when it binds a configuration.
+func (s *Store) KeySpace(prefix string) uint32 {
+	s.spacesMu.Lock()
+	defer s.spacesMu.Unlock()
+	id, ok := s.spaces[prefix]
+	if !ok {
+		id = uint32(len(s.spaces) + 1) // #nosec G115 -- one id per distinct prefix of this store's configurations: a handful
+		s.spaces[prefix] = id
+	}
+	return id
+}
+
+// EvaluateSegments is Evaluate of the keys given as the id of their prefix
+// (KeySpace) and their segment (core.SegmentedBackend); the segments may be
+// views of a buffer the caller reuses.
+func (s *Store) EvaluateSegments(_ context.Context, spaces []uint32, segments []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
+	n := len(segments)
+	if err := s.checkRequest(n, limits, out); err != nil {
+		return false, err
+	}
+	if len(spaces) != n {
+		return false, fmt.Errorf("%w: %d prefix ids for %d segments", ErrBadRequest, len(spaces), n)
+	}
+	var mks [maxRequestKeys]memKey
+	for i := range n {
+		mks[i] = memKey{space: spaces[i], seg: segments[i]}
+	}
+	return s.evaluate(mks, n, limits, nowUS, out)
+}
+
+// checkRequest validates the sizes and limits of a request of n keys.
+func (s *Store) checkRequest(n int, limits []algorithms.Limit, out []algorithms.Outcome) error {
 	if n < 1 || n > maxRequestKeys || len(limits) != n || len(out) < n {
-		return false, fmt.Errorf("%w: %d keys, %d limits, %d outcomes", ErrBadRequest, n, len(limits), len(out))
+		return fmt.Errorf("%w: %d keys, %d limits, %d outcomes", ErrBadRequest, n, len(limits), len(out))
 	}
 	for _, l := range limits[:n] {
 		if l.Limit < 1 || l.WindowUS < 1 {
-			return false, fmt.Errorf("%w: limit %d per %d µs", ErrBadRequest, l.Limit, l.WindowUS)
+			return fmt.Errorf("%w: limit %d per %d µs", ErrBadRequest, l.Limit, l.WindowUS)
 		}
 	}
+	return nil
+}
+
+// evaluate checks the time and that the keys are distinct, then evaluates.
+func (s *Store) evaluate(mks [maxRequestKeys]memKey, n int, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
 	if nowUS == 0 {
 		nowUS = s.now()
 	}
@@ -157,12 +225,12 @@ func (s *Store) Evaluate(_ context.Context, keys []string, limits []algorithms.L
 	}
 	for i := 1; i < n; i++ {
 		for j := 0; j < i; j++ {
-			if keys[i] == keys[j] {
+			if mks[i] == mks[j] {
 				return false, fmt.Errorf("%w: duplicate key", ErrBadRequest)
 			}
 		}
 	}
-	return s.impl.evaluate(keys, limits, nowUS, out), nil
+	return s.impl.evaluate(mks, n, limits, nowUS, out), nil
 }
 
 // evaluate is Evaluate on validated arguments.
@@ -172,8 +240,7 @@ func (s *Store) Evaluate(_ context.Context, keys []string, limits []algorithms.L
 // between lookup and lock is found dead; the attempts after that pin every
 // entry, so that a request in a full store cannot have its entries evicted
 // by its own insertions over and over.
-func (s *typedStore[S, P]) evaluate(keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool {
-	n := len(keys)
+func (s *typedStore[S, P]) evaluate(keys [maxRequestKeys]memKey, n int, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool {
 	var es [maxRequestKeys]*entry[S]
 	var pinned [maxRequestKeys]bool
 	var order [maxRequestKeys]int
@@ -213,7 +280,7 @@ func (s *typedStore[S, P]) evaluate(keys []string, limits []algorithms.Limit, no
 	}
 	s.release(&es, &pinned, &order, n)
 
-	if rand.Uint32N(sweepOneIn) == 0 { // #nosec G404 -- spreads sweeps over calls; predicting it tells only when expired keys get swept
+	if rand.Uint32()&(sweepOneIn-1) == 0 { // #nosec G404 -- spreads sweeps over calls; predicting it tells only when expired keys get swept
 		s.sweep(nowUS)
 	}
 	return admitted
@@ -234,14 +301,15 @@ func (s *typedStore[S, P]) release(es *[maxRequestKeys]*entry[S], pinned *[maxRe
 // acquire returns the live entry for key, creating it if needed, and whether
 // it pinned it, so that eviction leaves it alone until release: always when
 // it created it, else when pin is set.
-func (s *typedStore[S, P]) acquire(key string, nowUS int64, pin bool) (*entry[S], bool) {
+func (s *typedStore[S, P]) acquire(key memKey, nowUS int64, pin bool) (*entry[S], bool) {
 	if e, ok := s.m.Load(key); ok {
 		if pin {
 			e.pins.Add(1)
 		}
 		return e, pin
 	}
-	ne := &entry[S]{key: strings.Clone(key), id: s.lastID.Add(1)} // key may be a view of the caller's buffer
+	key.seg = strings.Clone(key.seg) // may be a view of the caller's buffer
+	ne := &entry[S]{key: key, id: s.lastID.Add(1)}
 	ne.pins.Store(1)
 	if e, loaded := s.m.LoadOrStore(ne.key, ne); loaded {
 		if pin {

@@ -25,7 +25,7 @@ type inspector interface {
 func inspect(s *Store) inspector { return s.impl.(inspector) }
 
 func (s *typedStore[S, P]) contains(key string) bool {
-	_, ok := s.m.Load(key)
+	_, ok := s.m.Load(memKey{seg: key})
 	return ok
 }
 
