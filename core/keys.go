@@ -89,13 +89,30 @@ func AppendEscapedIdentity(dst []byte, id string) []byte {
 	return dst
 }
 
+// keepMask is keep as bytes (1 kept, 0 not), so that isPlain can AND four
+// bytes' answers and branch once per four.
+var keepMask = func() (t [256]uint8) {
+	for c, k := range keep {
+		if k {
+			t[c] = 1
+		}
+	}
+	return t
+}()
+
 // isPlain reports whether an identity is its own escaped form (§6): kept
 // bytes only, at most MaxEscapedIdentity of them. A marked identity is not.
 func isPlain(id string) bool {
 	if len(id) > MaxEscapedIdentity {
 		return false
 	}
-	for i := 0; i < len(id); i++ {
+	i := 0
+	for ; i+4 <= len(id); i += 4 {
+		if keepMask[id[i]]&keepMask[id[i+1]]&keepMask[id[i+2]]&keepMask[id[i+3]] == 0 {
+			return false
+		}
+	}
+	for ; i < len(id); i++ {
 		if !keep[id[i]] {
 			return false
 		}

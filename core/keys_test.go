@@ -142,3 +142,27 @@ func TestEscapeIdentityMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestIsPlain: an identity is plain exactly when escaping leaves it as it is,
+// whatever the position of the first byte that is escaped (the check reads
+// four bytes at a time).
+func TestIsPlain(t *testing.T) {
+	for n := 0; n <= 9; n++ {
+		for bad := -1; bad < n; bad++ {
+			b := []byte(strings.Repeat("a", n))
+			if bad >= 0 {
+				b[bad] = ' '
+			}
+			id := string(b)
+			if got, want := isPlain(id), EscapeIdentity(id) == id; got != want {
+				t.Errorf("isPlain(%q) = %v, want %v", id, got, want)
+			}
+		}
+	}
+	for _, id := range []string{strings.Repeat("a", MaxEscapedIdentity), strings.Repeat("a", MaxEscapedIdentity+1),
+		"\x01abc", "a.b-c_d@e+f", "ab%20"} {
+		if got, want := isPlain(id), EscapeIdentity(id) == id; got != want {
+			t.Errorf("isPlain(%q) = %v, want %v", id, got, want)
+		}
+	}
+}

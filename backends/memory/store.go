@@ -31,6 +31,11 @@ const (
 	spaceScan   = 16
 	spaceSample = 5
 	presize     = 1024 // initial map capacity: small, since every plugin configuration has a store
+	// emptySlots is how many prefix ids (from 0) keep the entry of their
+	// empty segment in a slot as well as in the map: a key that is a whole
+	// prefix, such as a configured tool's, is one of the hottest of a store,
+	// and a slot costs one atomic load where the map costs a hash and a probe.
+	emptySlots = 64
 )
 
 // maxRequestKeys is the most keys one Evaluate takes: one per dimension
@@ -92,6 +97,11 @@ type typedStore[S any, P statePtr[S]] struct {
 	slotsMu sync.Mutex
 	slots   []*entry[S] // every live entry, for sweeping and sampling
 	cursor  int         // next slot the sweep examines
+
+	// empty[id] is nil or the entry of the key (id, ""), possibly dead: it
+	// is a cache of the map, checked like any looked-up entry (dead under
+	// its lock), so a stale one costs a retry, never a wrong answer.
+	empty [emptySlots]atomic.Pointer[entry[S]]
 }
 
 // New returns an empty store of algorithm kind holding at most maxKeys keys
@@ -302,6 +312,24 @@ func (s *typedStore[S, P]) release(es *[maxRequestKeys]*entry[S], pinned *[maxRe
 // it pinned it, so that eviction leaves it alone until release: always when
 // it created it, else when pin is set.
 func (s *typedStore[S, P]) acquire(key memKey, nowUS int64, pin bool) (*entry[S], bool) {
+	var slot *atomic.Pointer[entry[S]]
+	if key.seg == "" && key.space < emptySlots {
+		slot = &s.empty[key.space]
+		// A retry (pin) bypasses the slot: it may hold the dead entry that
+		// caused the retry, and the map's entry replaces it below.
+		if e := slot.Load(); e != nil && !pin {
+			return e, false
+		}
+	}
+	e, pinned := s.lookup(key, nowUS, pin)
+	if slot != nil {
+		slot.Store(e)
+	}
+	return e, pinned
+}
+
+// lookup is acquire through the map.
+func (s *typedStore[S, P]) lookup(key memKey, nowUS int64, pin bool) (*entry[S], bool) {
 	if e, ok := s.m.Load(key); ok {
 		if pin {
 			e.pins.Add(1)
@@ -390,6 +418,9 @@ func (s *typedStore[S, P]) tryEvict(e *entry[S], nowUS int64, onlyExpired bool) 
 	}
 	e.dead = true
 	s.m.Delete(e.key)
+	if e.key.seg == "" && e.key.space < emptySlots {
+		s.empty[e.key.space].CompareAndSwap(e, nil) // unless a newer entry is there already
+	}
 	last := s.slots[len(s.slots)-1]
 	s.slots[e.slot] = last
 	last.slot = e.slot

@@ -329,3 +329,59 @@ func TestFullStoreMakesProgress(t *testing.T) {
 		})
 	}
 }
+
+// TestWholePrefixKeysExactUnderEviction: keys that are a whole prefix (empty
+// segment) are found through a slot as well as the map; while a full store
+// evicts them (expired, at each new window) and many goroutines use them,
+// every window still admits exactly the limit (a dead entry left in a slot
+// must cost a retry, never a count), and each key keeps its own count.
+func TestWholePrefixKeysExactUnderEviction(t *testing.T) {
+	const windows, workers, each = 40, 4, 30
+	// Room for one window's keys: from the second window on, every new user
+	// evicts an expired key, the tools' among them.
+	s := newStore(t, algorithms.FixedWindow, workers*each+2)
+	tools := []uint32{s.KeySpace("rl:fw:tool:5/1:{a}"), s.KeySpace("rl:fw:tool:5/1:{b}")}
+	users := s.KeySpace("rl:fw:user:1000000/1:")
+	toolLim := algorithms.Limit{Limit: 5, WindowUS: sec}
+	userLim := algorithms.Limit{Limit: 1_000_000, WindowUS: sec}
+	var admitted [windows][2]atomic.Int64
+	for w := 0; w < windows; w++ {
+		now := (100 + int64(w)) * sec
+		var wg sync.WaitGroup
+		for g := 0; g < workers; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				out := make([]algorithms.Outcome, 2)
+				for i := 0; i < each; i++ {
+					tool := w % 2 // each tool idles every other window, expires and is evicted
+					seg := fmt.Sprintf("u%d-%d-%d", w, g, i)
+					ok, err := s.EvaluateSegments(context.Background(), []uint32{users, tools[tool]}, []string{seg, ""},
+						[]algorithms.Limit{userLim, toolLim}, now+int64(i), out)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if ok {
+						admitted[w][tool].Add(1)
+					}
+				}
+			}(g)
+		}
+		wg.Wait()
+	}
+	if n := inspect(s).mapLen(); n > workers*each+2 {
+		t.Fatalf("store holds %d keys, bound %d", n, workers*each+2)
+	}
+	for w := range admitted {
+		for tool := range admitted[w] {
+			want := toolLim.Limit
+			if tool != w%2 {
+				want = 0
+			}
+			if got := admitted[w][tool].Load(); got != want {
+				t.Errorf("window %d, tool %d: admitted %d, want exactly %d", w, tool, got, want)
+			}
+		}
+	}
+}
