@@ -44,7 +44,9 @@ const (
 
 // ABIVersion identifies the shape of this package's API; engine_go checks it.
 // 3: Evaluate and Submit take the server; the packed dimension has 3 bits.
-func ABIVersion() int64 { return 3 }
+// 4: Evaluate may get views of the caller's memory (the fast path of
+// tools/build/fastpath): it reads its identities only during the call.
+func ABIVersion() int64 { return 4 }
 
 // Add returns a+b. The build's smoke test and the overhead benchmark call it.
 func Add(a, b int64) int64 { return a + b }
@@ -122,6 +124,12 @@ func ResetMemoryStores() {
 // virtual server (no user_per_server dimension); tenant "" means no tenant;
 // tool "" means no tool. An identity starting with "\x01" is already escaped
 // (docs/engine.md). nowUS is Unix µs, 0 for the backend's clock.
+//
+// The identities may be views of the caller's memory, valid only until
+// Evaluate returns (the extension's evaluate_fast passes the UTF-8 buffers of
+// the Python str objects without a copy): Evaluate and the limiter read them
+// during the call and keep nothing of them, since every key is built into a
+// buffer of the limiter's own.
 //
 // It returns a packed result >= 0 (docs/engine.md) or a negative Code*.
 func Evaluate(handle int64, user, server, tenant, tool string, nowUS int64) (packed int64) {

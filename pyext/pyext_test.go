@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -282,7 +283,7 @@ func TestCodes(t *testing.T) {
 	if got := Evaluate(h, "u", "", "", "", now); got != CodeUnavailable {
 		t.Errorf("Evaluate on a closed Redis port = %d, want CodeUnavailable", got)
 	}
-	if !strings.HasPrefix(fmt.Sprint(ABIVersion()), "3") {
+	if !strings.HasPrefix(fmt.Sprint(ABIVersion()), "4") {
 		t.Error("ABIVersion changed: update engine_go.ABI_VERSION too")
 	}
 }
@@ -309,5 +310,44 @@ func TestCompletionQueueStaysCompact(t *testing.T) {
 	}
 	if len(c.done)-c.head != 1 || cap(c.done) > 4096 {
 		t.Fatalf("queue holds %d slots (cap %d) for 1 pending ticket", len(c.done), cap(c.done))
+	}
+}
+
+// TestEvaluateKeepsNoViewOfItsIdentities: the extension's evaluate_fast
+// passes identities as views of Python's buffers, valid only during the call
+// (tools/build/fastpath). Overwriting a view's bytes after the call must not
+// move or rename any counter, whatever the dimension.
+func TestEvaluateKeepsNoViewOfItsIdentities(t *testing.T) {
+	h := newLimiter(t, "views", cfgJSON(""))
+	view := func(b []byte) string { return unsafe.String(&b[0], len(b)) }
+	user, tenant, tool := []byte("alice"), []byte("team-a"), []byte("search")
+	for i := range 2 { // the user limit is 2 per minute
+		if p := unpack(Evaluate(h, view(user), "", view(tenant), view(tool), now)); !p.admitted {
+			t.Fatalf("call %d: refused %+v", i, p)
+		}
+	}
+	copy(user, "bobby")
+	copy(tenant, "team-b")
+	copy(tool, "xxxxxx")
+	if p := unpack(Evaluate(h, "alice", "", "", "", now)); p.admitted {
+		t.Errorf("alice after her views were overwritten: admitted %+v, want refused (her counter moved)", p)
+	}
+	// The tool counter stayed "search": its third request of 3 per hour leaves 0.
+	if p := unpack(Evaluate(h, "bobby", "", "team-a", "search", now)); !p.admitted || p.dim != int64(limiter.DimTool) || p.value != 0 {
+		t.Errorf("bobby on search: %+v, want admitted with the tool's remaining 0", p)
+	}
+}
+
+// TestEvaluateAllocations: a hot-key request through the binding's Go side
+// allocates no more than the limiter itself does.
+func TestEvaluateAllocations(t *testing.T) {
+	h := newLimiter(t, "allocs", `{"algorithm":"fixed_window","backend":"memory","by_user":{"limit":1000000,"window_s":3600},`+
+		`"by_tenant":{"limit":1000000,"window_s":3600},"by_tool":{"search":{"limit":1000000,"window_s":3600}}}`)
+	l := handles.get(h)
+	req := limiter.Request{User: "alice@example.com", Tenant: "team-a", Tool: "search", NowUS: now}
+	core := testing.AllocsPerRun(200, func() { _, _ = l.Evaluate(context.Background(), req) })
+	binding := testing.AllocsPerRun(200, func() { Evaluate(h, req.User, "", req.Tenant, req.Tool, now) })
+	if binding > core {
+		t.Errorf("Evaluate: %v allocations per request, the limiter alone %v", binding, core)
 	}
 }

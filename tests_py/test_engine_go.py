@@ -47,6 +47,17 @@ def _fresh_go_stores() -> Iterator[None]:
     reset_go_memory_stores()
 
 
+@pytest.fixture(params=["fast", "packed"])
+def entry(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The binding entry evaluate() uses: the extension's evaluate_fast (Decision built in C), or gopy's
+    pyext_Evaluate and the Python decoder, as with an extension built without tools/build/fastpath."""
+    if request.param == "packed":
+        from rate_limiter_go import engine_go
+
+        monkeypatch.setattr(engine_go, "fast_entry", lambda mod: None)
+    return str(request.param)
+
+
 def memory_engine(cls: type, rate: str = "2/s", name: str = "t", **extra: Any) -> Any:
     return cls(parse_config({"by_user": rate, **extra}), name)
 
@@ -357,7 +368,7 @@ def test_wire_identity() -> None:
         ("a\x00b", "a"),  # C strings end at NUL: must not truncate
     ],
 )
-def test_identities_that_look_alike_have_their_own_counters(GoEngine: type, a: str, b: str) -> None:
+def test_identities_that_look_alike_have_their_own_counters(GoEngine: type, a: str, b: str, entry: str) -> None:
     """§6: distinct identities never share a counter, whatever the binding does."""
     e = memory_engine(GoEngine, "1/m")
     assert e.evaluate(a, None, None, EPOCH_US).admitted
@@ -366,7 +377,7 @@ def test_identities_that_look_alike_have_their_own_counters(GoEngine: type, a: s
     assert not e.evaluate(b, None, None, EPOCH_US).admitted
 
 
-def test_tool_names_that_need_escaping(GoEngine: type) -> None:
+def test_tool_names_that_need_escaping(GoEngine: type, entry: str) -> None:
     e = GoEngine(parse_config({"by_tool": {"x\x00y": "1/m", "\x01t": "2/m"}}), "tools")
     assert e.evaluate("u", None, "x\x00y", EPOCH_US).dimension == "tool"
     assert not e.evaluate("u", None, "x\x00y", EPOCH_US).admitted
@@ -382,7 +393,7 @@ def test_tool_name_with_lone_surrogate_is_refused(GoEngine: type) -> None:
 # -- errors ----------------------------------------------------------------------
 
 
-def test_bad_arguments_raise_value_error(GoEngine: type) -> None:
+def test_bad_arguments_raise_value_error(GoEngine: type, entry: str) -> None:
     e = memory_engine(GoEngine)
     with pytest.raises(ValueError):
         e.evaluate("", None, None, EPOCH_US)
@@ -413,7 +424,7 @@ async def test_check_on_memory_is_evaluate(GoEngine: type) -> None:
     assert not e.evaluate("u", None, None, EPOCH_US).admitted
 
 
-def test_decisions_are_shared_immutable_values(GoEngine: type) -> None:
+def test_decisions_are_shared_immutable_values(GoEngine: type, entry: str) -> None:
     """The decision cache returns equal values; a Decision cannot be modified."""
     e = memory_engine(GoEngine, "5/m", by_tool={"a": "2/m", "b": "3/m"})
     first = e.evaluate("u1", None, None, EPOCH_US)
@@ -432,10 +443,14 @@ def test_decisions_are_shared_immutable_values(GoEngine: type) -> None:
     ("algorithm", "admitted_cached"), [("fixed_window", True), ("sliding_window", False), ("token_bucket", False)]
 )
 def test_decision_cache_keeps_refusals_and_fixed_window_admissions(
-    GoEngine: type, algorithm: str, admitted_cached: bool
+    GoEngine: type, algorithm: str, admitted_cached: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Refusals repeat until Retry-After, so they are cached; admitted answers only in a fixed window,
-    where keys share the reset (engine_go, decode)."""
+    where keys share the reset (engine_go, decode). The cache serves the packed entries (pyext_Evaluate,
+    and check() on Redis); evaluate_fast builds every Decision in C."""
+    from rate_limiter_go import engine_go
+
+    monkeypatch.setattr(engine_go, "fast_entry", lambda mod: None)
     e = memory_engine(GoEngine, "1/m", algorithm=algorithm)
     admitted = e.evaluate("u1", None, None, EPOCH_US)
     refused = e.evaluate("u1", None, None, EPOCH_US)
@@ -444,6 +459,94 @@ def test_decision_cache_keeps_refusals_and_fixed_window_admissions(
     assert refused in cached
     assert (admitted in cached) is admitted_cached
     assert e.evaluate("u1", None, None, EPOCH_US) is refused  # a cache hit: the same instance
+
+
+# -- the fast entry (tools/build/fastpath) -------------------------------------------
+
+
+def _fast(GoEngine: type) -> Any:  # noqa: N803 - the fixture's name
+    from rate_limiter_go.engine_go import fast_entry
+
+    fast = fast_entry(_native.load_native())
+    assert fast is not None, "the extension was built without tools/build/fastpath (make build adds it)"
+    return fast
+
+
+def test_make_build_includes_the_fast_entry(GoEngine: type) -> None:
+    """evaluate() goes through evaluate_fast, and add_fast crosses into Go."""
+    _fast(GoEngine)
+    assert _native.load_native()._pyext.add_fast(2, 40) == 42
+    e = memory_engine(GoEngine)
+    e.evaluate("u", None, None, EPOCH_US)
+    assert e.evaluate.__qualname__.startswith("GoEngine._fast_evaluate")
+
+
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "token_bucket"])
+def test_fast_and_packed_entries_decide_alike(GoEngine: type, algorithm: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Decision built in C equals the one the Python decoder builds from the same packed result,
+    on every dimension, admitted and refused, with per-tool limits and a tool that needs escaping."""
+    from rate_limiter_go import engine_go
+    from rate_limiter_go.engine import Decision
+
+    raw = {
+        "algorithm": algorithm,
+        "by_user": "20/m",
+        "by_user_per_server": "2/m",
+        "by_tenant": "8/m",
+        "by_tool": {"search": "2/m", "x\x00y": "3/m", "fetch": "5/h"},
+    }
+    fast = GoEngine(parse_config(raw), "alike-fast")
+    monkeypatch.setattr(engine_go, "fast_entry", lambda mod: None)
+    packed = GoEngine(parse_config(raw), "alike-packed")
+    requests = [
+        (user, tenant, tool, server)
+        for user in ("alice", "bob", "é:x")
+        for tenant in (None, "t1")
+        for tool in (None, "search", "x\x00y", "fetch", "other")
+        for server in (None, "s1")
+    ]
+    requests += [("carol", None, None, None)] * 21  # the user dimension refuses the last
+    seen = set()
+    for step in range(3):
+        for user, tenant, tool, server in requests:
+            now = EPOCH_US + step * 1000
+            a = fast.evaluate(user, tenant, tool, now, server)
+            b = packed.evaluate(user, tenant, tool, now, server)
+            assert type(a) is Decision and a == b, (user, tenant, tool, server)
+            seen.add((a.admitted, a.dimension))
+    assert {(True, d) for d in ("user", "user_per_server", "tenant", "tool")} <= seen
+    assert {(False, d) for d in ("user", "user_per_server", "tenant", "tool")} <= seen
+
+
+def test_fast_entry_arguments(GoEngine: type) -> None:
+    """evaluate_fast refuses what gopy's "s" converter refuses (the engine then passes the escaped
+    form), returns the packed int without a context, and error codes as negative ints."""
+    from rate_limiter_go.engine_go import unpack
+
+    fast = _fast(GoEngine)
+    e = memory_engine(GoEngine, "3/m")
+    e.evaluate("warm", None, None, EPOCH_US)
+    h, ctx = e._handle, e.fast_context()
+    with pytest.raises(ValueError, match="null"):
+        fast(ctx, h, "a\x00b", "", "", "", EPOCH_US)
+    with pytest.raises(UnicodeEncodeError):
+        fast(ctx, h, "\ud800", "", "", "", EPOCH_US)
+    with pytest.raises(TypeError):
+        fast(ctx, h, b"bytes", "", "", "", EPOCH_US)
+    with pytest.raises(TypeError):
+        fast(ctx, h, "u", "", "", "", 1.5)
+    with pytest.raises(TypeError):
+        fast(ctx, h, "u", "", "", "")
+    with pytest.raises(OverflowError):
+        fast(ctx, 1 << 70, "u", "", "", "", EPOCH_US)
+    assert unpack(fast(None, h, "u", "", "", "", EPOCH_US)) == (True, 0, 2, EPOCH_US // 1_000_000 + 60)
+    d = fast(ctx, h, "u", "", "", "", EPOCH_US)
+    assert (d.admitted, d.dimension, d.remaining) == (True, "user", 1)
+    assert fast(ctx, 1 << 40, "u", "", "", "", EPOCH_US) == -2  # no such handle
+    assert fast(ctx, h, "", "", "", "", EPOCH_US) == -3  # empty user
+    # Non-ASCII identities cross as their UTF-8 bytes: one counter per identity.
+    assert fast(ctx, h, "é", "", "", "", EPOCH_US).remaining == 2
+    assert fast(ctx, h, "é", "", "", "", EPOCH_US).remaining == 1
 
 
 # -- Redis: the asynchronous path -------------------------------------------------

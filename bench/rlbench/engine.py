@@ -59,32 +59,38 @@ def ns_per_call(fn: Callable[[], Any], number: int, repeat: int = 1) -> float:
 
 
 #: Issue 13 target 2's calls, in the order ``crossing_calls`` returns them.
-CROSSING = ("noop", "raw", "evaluate")
+CROSSING = ("noop", "noop_fast", "raw", "evaluate")
 CROSSING_LABELS = {
     "noop": "no-op crossing: `_pyext.pyext_Add(1, 2)`",
-    "raw": "raw binding, 3 identities: `_pyext.pyext_Evaluate(h, user, '', tenant, tool, 0)`",
+    "noop_fast": "no-op crossing the way the raw call crosses: `_pyext.add_fast(1, 2)`",
+    "raw": "raw binding, 3 identities: `_pyext.evaluate_fast(ctx, h, user, '', tenant, tool, 0)`",
     "evaluate": "`GoEngine.evaluate(user, tenant, tool)`, 3 dimensions",
 }
 
 
 def crossing_calls(engine: Any, user: str, tenant: str, tool: str) -> dict[str, Callable[[], Any]]:
-    """The three calls of issue 13 target 2 on ``engine``, a GoEngine on memory with 3 dimensions.
+    """The calls of issue 13 target 2 on ``engine``, a GoEngine on memory with 3 dimensions.
 
     ``noop``: one call into the extension that does no work (two ints in, one
-    out); ``raw``: the binding entry GoEngine.evaluate calls, with the three
-    identities and the engine's handle; ``evaluate``: the engine's hot path for
-    the same request. Binds the engine first (one evaluate call). The raw call's
-    arguments are the binding's (pyext.Evaluate): if they change, a call raises
-    TypeError and the caller reports the target as not run.
+    out), through gopy's generated wrapper; ``noop_fast``: the same, crossing
+    as the raw call does (tools/build/fastpath: METH_FASTCALL, the GIL released
+    in C); ``raw``: the binding entry GoEngine.evaluate calls, with the three
+    identities, the engine's handle and its decoding context (it returns the
+    Decision); ``evaluate``: the engine's hot path for the same request. Binds
+    the engine first (one evaluate call). The raw call's arguments are the
+    binding's: if they change, a call raises TypeError and the caller reports
+    the target as not run.
     """
     from rate_limiter_go import _native
 
     engine.evaluate(user, tenant, tool)  # binds: the handle exists from here on
     raw_mod = _native.load_native()._pyext
-    add, raw, handle, evaluate = raw_mod.pyext_Add, raw_mod.pyext_Evaluate, engine._handle, engine.evaluate
+    add, add_fast, raw = raw_mod.pyext_Add, raw_mod.add_fast, raw_mod.evaluate_fast
+    handle, ctx, evaluate = engine._handle, engine.fast_context(), engine.evaluate
     return {
         "noop": lambda: add(1, 2),
-        "raw": lambda: raw(handle, user, "", tenant, tool, 0),
+        "noop_fast": lambda: add_fast(1, 2),
+        "raw": lambda: raw(ctx, handle, user, "", tenant, tool, 0),
         "evaluate": lambda: evaluate(user, tenant, tool),
     }
 
@@ -109,15 +115,20 @@ def per_call(quick: bool) -> list[tuple[str, float]]:
     crossing = crossing_calls(g3, "alice@example.com", "team-a", "search")
     cases: list[tuple[str, Any]] = [
         ("binding only: `_pyext.pyext_Add(1, 2)`", crossing["noop"]),
+        ("binding only, fast entry: `_pyext.add_fast(1, 2)`", crossing["noop_fast"]),
         (
-            "binding + Go, 1 dimension: `_pyext.pyext_Evaluate(h, user, '', '', '', 0)`",
+            "gopy's binding + Go, 1 dimension: `_pyext.pyext_Evaluate(h, user, '', '', '', 0)`",
             lambda: raw.pyext_Evaluate(h, "alice@example.com", "", "", "", 0),
         ),
-        ("binding + Go, 3 dimensions: `_pyext.pyext_Evaluate(h, user, '', tenant, tool, 0)`", crossing["raw"]),
+        (
+            "gopy's binding + Go, 3 dimensions: `_pyext.pyext_Evaluate(h, user, '', tenant, tool, 0)`",
+            lambda: raw.pyext_Evaluate(g3._handle, "alice@example.com", "", "team-a", "search", 0),
+        ),
+        ("fast entry + Go, 3 dimensions: `_pyext.evaluate_fast(ctx, h, user, '', tenant, tool, 0)`", crossing["raw"]),
         ("GoEngine.evaluate, 1 dimension", lambda: g1.evaluate("alice@example.com", None, None)),
         ("GoEngine.evaluate, 3 dimensions", crossing["evaluate"]),
         (
-            "GoEngine.evaluate, blocked (same answer each time: decision cache hit)",
+            "GoEngine.evaluate, blocked (the same refusal each time)",
             lambda: blocked.evaluate("alice@example.com", None, None),
         ),
         ("PythonEngine.evaluate, 1 dimension", lambda: p1.evaluate("alice@example.com", None, None)),

@@ -291,9 +291,9 @@ def test_target_13_1_go_core_from_the_bench_engine_benchmarks(core: dict[str, An
         assert "commit abc" in got["detail"] and "not this run" in got["detail"]
 
 
-def _crossing(noop: float, raw: float, evaluate: float, **extra: Any) -> dict[str, Any]:
+def _crossing(noop: float, raw: float, evaluate: float, noop_fast: float | None = None, **extra: Any) -> dict[str, Any]:
     calls = {k: {"label": k, "round_ns": [v * 1.1, v], "best_ns": v} for k, v in
-             (("noop", noop), ("raw", raw), ("evaluate", evaluate))}  # fmt: skip
+             (("noop", noop), ("raw", raw), ("evaluate", evaluate), ("noop_fast", noop_fast)) if v is not None}  # fmt: skip
     return {"calls": calls, **extra}
 
 
@@ -301,6 +301,7 @@ def _crossing(noop: float, raw: float, evaluate: float, **extra: Any) -> dict[st
     ("crossing", "want", "says"),
     [
         (_crossing(400.0, 800.0, 1000.0), "PASS", "raw call 800 ns (2.00x), GoEngine.evaluate 1000 ns (raw + 200 ns)"),
+        (_crossing(400.0, 800.0, 1000.0, 200.0), "PASS", "no-op crossing 400 ns (the fast entry's no-op 200 ns: raw = 4.00x it)"),
         (_crossing(400.0, 801.0, 900.0), "MISS", "(2.00x)"),  # 2.0025x: just over
         (_crossing(400.0, 700.0, 901.0), "MISS", "raw + 201 ns"),
         (_crossing(400.0, 700.0, 800.0, refused=True), "NOT RUN", "reached its limit"),
@@ -855,7 +856,7 @@ def test_the_crossing_rounds_time_the_three_calls_and_keep_the_best_round() -> N
     for _ in range(3):
         run._crossing_round(calls)
     rounds = {k: c["round_ns"] for k, c in run.crossing["calls"].items()}
-    assert set(rounds) == {"noop", "raw", "evaluate"} and all(len(v) == 3 and min(v) > 0 for v in rounds.values())
+    assert set(rounds) == {"noop", "noop_fast", "raw", "evaluate"} and all(len(v) == 3 and min(v) > 0 for v in rounds.values())
     assert not run.crossing.get("refused")  # the repeated request stays admitted
 
 

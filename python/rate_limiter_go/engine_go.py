@@ -30,7 +30,7 @@ from rate_limiter_go.keys import escape_identity
 __all__ = ["ABI_VERSION", "GoEngine", "MARKER", "go_config_json", "reset_memory_stores", "unpack", "wire_identity"]
 
 #: The pyext API version this wrapper speaks (pyext.ABIVersion()).
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 #: Leads an identity that is passed already escaped (docs/engine.md): C strings
 #: cannot carry NUL or lone surrogates, and a raw identity starting with the
@@ -215,10 +215,8 @@ class GoEngine:
         every attribute lookup on the hot path: everything it needs is in
         closure cells. Also installs the decoder shared with check().
         """
-        raw = getattr(getattr(mod, "_pyext", None), "pyext_Evaluate", None) or mod.Evaluate
         new = _new_decision
         cache = self._cache
-        cache_get = cache.get
         limits = (*self._limits, 0)
         tool_limits = self._tool_limits
         tool_uniform = self._tool_uniform
@@ -251,12 +249,63 @@ class GoEngine:
                 cache[packed] = d
             return d
 
+        self._decode = decode
+        fast = fast_entry(mod)
+        if fast is not None:
+            self.evaluate = self._fast_evaluate(fast, handle, decode)  # type: ignore[method-assign]
+        else:
+            self.evaluate = self._packed_evaluate(mod, handle, decode)  # type: ignore[method-assign]
+
+    def fast_context(self) -> tuple[Any, ...]:
+        """The first argument of ``evaluate_fast``: what it needs to build a Decision in C
+        (docs/engine.md, "Binding surface"). The tool limits are keyed by the names as they
+        cross (wire form); a tool it cannot find there comes back as the packed int."""
+        return (
+            Decision,
+            DIMENSIONS,
+            (*self._limits, None),
+            {wire_identity(name): limit for name, limit in self._tool_limits.items()},
+            NO_LIMIT,
+        )
+
+    def _fast_evaluate(
+        self, fast: Callable[..., Decision | int], handle: int, decode: Callable[[int, str | None], Decision]
+    ) -> Callable[..., Decision]:
+        """evaluate() on ``evaluate_fast``, which returns the Decision itself (built in C)."""
+        ctx = self.fast_context()
+
         def evaluate(
             user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
         ) -> Decision:
             # s >= "\x02" is one string comparison that is False exactly for ""
             # and for strings starting with "\x00" or MARKER, which need the
             # wire form (empty ones stay empty).
+            u = user if user >= "\x02" else wire_identity(user)
+            s = "" if server is None else server if server >= "\x02" else wire_identity(server)
+            t = "" if tenant is None else tenant if tenant >= "\x02" else wire_identity(tenant)
+            w = "" if tool is None else tool if tool >= "\x02" else wire_identity(tool)
+            try:
+                d = fast(ctx, handle, u, s, t, w, now_us)
+            except (ValueError, UnicodeEncodeError):  # NUL inside, or a lone surrogate: pass escaped
+                w = wire_identity(tool or "")
+                d = fast(
+                    ctx, handle, wire_identity(user), wire_identity(server or ""), wire_identity(tenant or ""), w, now_us
+                )
+            # An int: an error code (decode raises), or a decision C left to Python (an escaped tool name).
+            return d if d.__class__ is not int else decode(d, tool)  # type: ignore[arg-type]
+
+        return evaluate
+
+    def _packed_evaluate(
+        self, mod: Any, handle: int, decode: Callable[[int, str | None], Decision]
+    ) -> Callable[..., Decision]:
+        """evaluate() on gopy's wrapper of pyext.Evaluate (an extension built without the fast path)."""
+        raw = getattr(getattr(mod, "_pyext", None), "pyext_Evaluate", None) or mod.Evaluate
+        cache_get = self._cache.get
+
+        def evaluate(
+            user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
+        ) -> Decision:
             u = user if user >= "\x02" else wire_identity(user)
             s = "" if server is None else server if server >= "\x02" else wire_identity(server)
             t = "" if tenant is None else tenant if tenant >= "\x02" else wire_identity(tenant)
@@ -275,8 +324,7 @@ class GoEngine:
             d = cache_get(packed)
             return d if d is not None else decode(packed, tool)
 
-        self._decode = decode
-        self.evaluate = evaluate  # type: ignore[method-assign]
+        return evaluate
 
     # -- Engine --------------------------------------------------------------
 
@@ -351,6 +399,11 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def fast_entry(mod: Any) -> Callable[..., Decision | int] | None:
+    """The extension's ``evaluate_fast`` (tools/build/fastpath), or None if it was built without it."""
+    return getattr(getattr(mod, "_pyext", None), "evaluate_fast", None)
 
 
 def _unbound(packed: int, tool: str | None) -> Decision:

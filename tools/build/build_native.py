@@ -14,6 +14,11 @@ both run it.  Steps:
    (must be inside the Go module: gopy runs `go build -mod=mod` there;
    a leading '.' keeps it out of `./...` patterns), with -dynamic-link so
    the extension does not link libpython (checked after the build).
+3b. add the hand-written request entry points (tools/build/fastpath/:
+   evaluate_fast, add_fast; docs/engine.md, "Binding surface") to gopy's
+   output: copy the C and Go files in, add the functions to the method
+   table of the generated pyext.c, and relink the extension with the same
+   go build command and cgo flags gopy used.
 4. copy only the files needed at run time into
    python/rate_limiter_go/_goext/ : __init__.py, pyext.py, go.py and the
    single c-shared library _pyext.<EXT_SUFFIX>.  pyext.py/go.py are
@@ -53,6 +58,20 @@ MODULE_NAME = "pyext"  # -> rate_limiter_go._goext.pyext
 # needs no such help, and chdir in a (possibly threaded) host process is a
 # hazard.  These exact lines are replaced by `pass`.
 CHDIR_LINES = ("os.chdir(currentdir)", "os.chdir(cwd)")
+
+FASTPATH = os.path.join(ROOT, "tools", "build", "fastpath")
+# The method table gopy generates in pyext.c, and the entries added to it.
+METHOD_TABLE = "static PyMethodDef _pyext_functions[] = {\n"
+METHOD_TABLE_END = "    {NULL, NULL, 0, NULL}\n};"
+FAST_DECLS = (
+    "PyObject *rl_fast_evaluate(PyObject *, PyObject *const *, Py_ssize_t);\n"
+    "PyObject *rl_fast_add(PyObject *, PyObject *const *, Py_ssize_t);\n"
+)
+FAST_ENTRIES = (
+    '    {"evaluate_fast", (PyCFunction)(void (*)(void))rl_fast_evaluate, METH_FASTCALL, '
+    '"evaluate_fast(ctx, handle, user, server, tenant, tool, now_us) -> Decision | int"},\n'
+    '    {"add_fast", (PyCFunction)(void (*)(void))rl_fast_add, METH_FASTCALL, "add_fast(a, b) -> a + b"},\n'
+)
 
 
 def log(msg: str) -> None:
@@ -124,13 +143,13 @@ def patch_chdir(path: str) -> None:
         f.write(src)
 
 
-def gopy_build(go: str, python: str, env: dict[str, str]) -> str:
+def gopy_build(go: str, python: str, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Run gopy build; return the extension's file name and the cgo flags gopy linked it with."""
     shutil.rmtree(GOPY_OUT, ignore_errors=True)
     gomod = os.path.join(ROOT, "go.mod")
     gosum = os.path.join(ROOT, "go.sum")
     before = [open(p, "rb").read() if os.path.exists(p) else b"" for p in (gomod, gosum)]
-    run(
-        [
+    cmd = [
             os.path.join(BIN, "gopy"),
             "build",
             f"-vm={python}",
@@ -142,9 +161,14 @@ def gopy_build(go: str, python: str, env: dict[str, str]) -> str:
             f"-output={os.path.relpath(GOPY_OUT, ROOT)}",
             f"-name={MODULE_NAME}",
             GO_PACKAGE,
-        ],
-        env=env,
-    )
+    ]
+    log("$ " + " ".join(cmd))
+    out = subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True, text=True).stdout  # nosec B603 # argv built above, no shell
+    print(out, end="", flush=True)
+    # gopy prints the cgo flags of its final link; the fast path relinks with the same.
+    cgo = {k: v for k, _, v in (ln.partition("=") for ln in out.splitlines()) if k in ("CGO_CFLAGS", "CGO_LDFLAGS")}
+    if len(cgo) != 2:
+        raise RuntimeError("gopy output changed: no CGO_CFLAGS=/CGO_LDFLAGS= lines; review tools/build/build_native.py")
     after = [open(p, "rb").read() if os.path.exists(p) else b"" for p in (gomod, gosum)]
     if before != after:
         log("WARNING: gopy's `go build -mod=mod` changed go.mod/go.sum; review and commit (or run `go mod tidy`)")
@@ -152,7 +176,29 @@ def gopy_build(go: str, python: str, env: dict[str, str]) -> str:
     so = os.path.join(GOPY_OUT, sofile)
     if not os.path.exists(so):
         raise RuntimeError(f"gopy did not produce {sofile}; files: {sorted(os.listdir(GOPY_OUT))}")
-    return sofile
+    return sofile, cgo
+
+
+def add_fastpath(go: str, env: dict[str, str], sofile: str, cgo: dict[str, str]) -> None:
+    """Add tools/build/fastpath's entry points to the extension gopy built, and relink it."""
+    shutil.copy2(os.path.join(FASTPATH, "fastpath.c"), os.path.join(GOPY_OUT, "fastpath.c"))
+    shutil.copy2(os.path.join(FASTPATH, "fastpath_export.go.in"), os.path.join(GOPY_OUT, "fastpath_export.go"))
+    cfile = os.path.join(GOPY_OUT, f"{MODULE_NAME}.c")
+    with open(cfile, encoding="utf-8") as f:
+        src = f.read()
+    start = src.find(METHOD_TABLE)
+    end = src.find(METHOD_TABLE_END, start)
+    if start < 0 or end < 0 or src.count(METHOD_TABLE) != 1:
+        raise RuntimeError(f"gopy output changed: method table not found in {cfile}; review tools/build/build_native.py")
+    src = src[:start] + FAST_DECLS + src[start:end] + FAST_ENTRIES + src[end:]
+    with open(cfile, "w", encoding="utf-8") as f:
+        f.write(src)
+    os.remove(os.path.join(GOPY_OUT, sofile))
+    # gopy's final link, as it runs it (cmd_build.go): the same command and flags.
+    run([go, "build", "-mod=mod", "-buildmode=c-shared", "-ldflags=-s -w", "-o", sofile, "."], cwd=GOPY_OUT, env={**env, **cgo})
+    if not os.path.exists(os.path.join(GOPY_OUT, sofile)):
+        raise RuntimeError(f"relinking with the fast path did not produce {sofile}")
+    log("added evaluate_fast and add_fast (tools/build/fastpath) to " + sofile)
 
 
 def elf_needed(so: str) -> list[str]:
@@ -197,6 +243,7 @@ def smoke(python: str) -> None:
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from rate_limiter_go._goext import pyext;"
         "assert pyext.Add(2, 40) == 42, pyext.Add(2, 40);"
+        "assert pyext._pyext.add_fast(2, 40) == 42;"
         "print('ABIVersion', pyext.ABIVersion())"
     )
     run([python, "-c", code, os.path.join(ROOT, "python")])
@@ -224,7 +271,8 @@ def main() -> int:
     env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -buildvcs=false").strip()
     check_pybindgen(python)
     build_tools(go, env)
-    sofile = gopy_build(go, python, env)
+    sofile, cgo = gopy_build(go, python, env)
+    add_fastpath(go, env, sofile, cgo)
     check_no_libpython(os.path.join(GOPY_OUT, sofile))
     install_runtime_files(sofile)
     if not args.no_smoke:
