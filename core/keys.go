@@ -106,13 +106,15 @@ func isPlain(id string) bool {
 	if len(id) > MaxEscapedIdentity {
 		return false
 	}
-	i := 0
-	for ; i+4 <= len(id); i += 4 {
-		if keepMask[id[i]]&keepMask[id[i+1]]&keepMask[id[i+2]]&keepMask[id[i+3]] == 0 {
+	// Reslicing keeps the indexes constant, so the compiler checks bounds
+	// once per four bytes.
+	for len(id) >= 4 {
+		if keepMask[id[0]]&keepMask[id[1]]&keepMask[id[2]]&keepMask[id[3]] == 0 {
 			return false
 		}
+		id = id[4:]
 	}
-	for ; i < len(id); i++ {
+	for i := 0; i < len(id); i++ {
 		if !keep[id[i]] {
 			return false
 		}
