@@ -724,8 +724,10 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "repeated (its limit is never reached; checked after each round). The same functions "
         "(`rlbench.engine.crossing_calls`, `ns_per_call`) give docs/engine.md's per-call figures.",
         "- Go core (target 13.1): judged from the hot-key, 3-dimension lines of the Go benchmarks "
-        "(`go test -bench . -benchmem ./core`) that `make bench-engine` wrote to bench/results/engine.json before "
-        "this run; they are copied into this run's results with their date and commit, not measured here.",
+        "(`go test -bench . -benchmem ./core`, then those benchmarks again with `-count`) that `make bench-engine` "
+        "wrote to bench/results/engine.json before this run, the lowest ns per request of each benchmark's runs "
+        "(other work on the machine only adds time) and the most allocations; they are copied into this run's "
+        "results with their date and commit, not measured here.",
         f"- Redis cost: per Redis cell, up to {st.get('redis_checks')} sequential `tool_pre_invoke` calls (at "
         f"least 200; fewer once {st.get('redis_max_ms')} ms have passed) between two "
         "`INFO all` snapshots (the snapshots' own cost is measured and subtracted): calls per command from "

@@ -279,6 +279,11 @@ ALGOS = ["fixed_window", "sliding_window", "token_bucket"]
          "MISS", "1 allocs"),
         ({"lines": _core_lines({"fixed_window": 150.0}), "date_utc": "d", "git": "abc", "source": "e.json"},
          "NOT RUN", "no hot-key 3-dimension benchmark for sliding_window, token_bucket"),
+        # several runs (-count): the best of each benchmark's runs, the most allocations of them
+        ({"lines": _core_lines({a: 260.0 for a in ALGOS}) + _core_lines({a: 190.0 for a in ALGOS})[4:],
+          "date_utc": "d", "git": "abc", "source": "e.json"}, "PASS", "token_bucket 190 ns / 0 allocs (best of 2 runs)"),
+        ({"lines": _core_lines({a: 190.0 for a in ALGOS}) + _core_lines({a: 150.0 for a in ALGOS}, allocs=2)[4:],
+          "date_utc": "d", "git": "abc", "source": "e.json"}, "MISS", "fixed_window 150 ns / 2 allocs"),
         (None, "NOT RUN", "make bench-engine"),
     ],
 )  # fmt: skip
