@@ -101,13 +101,17 @@ class RateLimiterPlugin(Plugin):
         self, payload: ToolPreInvokePayload, context: PluginContext, extensions: Any = None
     ) -> ToolPreInvokeResult:
         """Count one call of ``payload.name`` against every dimension that applies."""
-        return await self._limit(payload.name, context, _TOOL, extensions, self._by_user_per_server)
+        if self._sync:  # nothing to await: the whole hook is this one coroutine
+            return self._limit(payload.name, context, _TOOL, extensions, self._by_user_per_server)
+        return await self._limit_async(payload.name, context, _TOOL, extensions, self._by_user_per_server)
 
     async def prompt_pre_fetch(
         self, payload: PromptPrehookPayload, context: PluginContext, extensions: Any = None
     ) -> PromptPrehookResult:
         """Count one fetch of prompt ``payload.prompt_id``; ``by_tool`` limits apply to prompt ids (§5)."""
-        return await self._limit(payload.prompt_id, context, _PROMPT, extensions)
+        if self._sync:
+            return self._limit(payload.prompt_id, context, _PROMPT, extensions)
+        return await self._limit_async(payload.prompt_id, context, _PROMPT, extensions)
 
     async def http_pre_request(self, payload: HttpPreRequestPayload, context: PluginContext) -> PluginResult:
         """Changes nothing. Listing it makes the gateway give the tool hook the request id that
@@ -127,32 +131,71 @@ class RateLimiterPlugin(Plugin):
             return PluginResult()
         return PluginResult(modified_payload=HttpHeaderPayload(root=dict(headers)))
 
-    async def _limit(
+    def _limit(
         self, name: object, context: PluginContext, build: ResultBuilders, extensions: Any, per_server: bool = False
     ) -> Any:
-        """The one request path of both hooks: identities, one engine call, the result.
+        """The request path of both hooks with a synchronous engine: identities, one engine call, the result.
 
         ``per_server``: the by_user_per_server dimension applies (tool calls only, §5)."""
         try:
-            tool = self._tool_of(name)
-            gctx = context.global_context
-            server = server_identity(gctx.server_id) if per_server else None
-            user = user_identity(gctx.user) if self._by_user or server is not None else ANONYMOUS
-            tenant = tenant_identity(gctx.tenant_id) if self._by_tenant else None
+            tool, user, tenant, server = self._identities(name, context, per_server)
             # self.engine.evaluate is looked up per call on purpose: the Go engine
             # replaces it on the instance with a faster closure after its first call.
-            if self._sync:
-                decision = self.engine.evaluate(user, tenant, tool, 0, server)
-            else:
-                decision = await self.engine.check(user, tenant, tool, 0, server)
+            decision = self.engine.evaluate(user, tenant, tool, 0, server)
         except Exception as exc:  # §8: no engine or backend error escapes a hook
-            result = self._on_error(exc, context, name, build)
-            if extensions is not None:
-                self._trace(result, extensions, admitted=not self._fail_closed, throttled=False)
-            return result
+            return self._failed(exc, context, name, build, extensions)
+        return self._answer(decision, tool, build, extensions, context, user, server)
+
+    async def _limit_async(
+        self, name: object, context: PluginContext, build: ResultBuilders, extensions: Any, per_server: bool = False
+    ) -> Any:
+        """``_limit`` with an engine that is awaited (Redis: the event loop runs on meanwhile)."""
+        try:
+            tool, user, tenant, server = self._identities(name, context, per_server)
+            decision = await self.engine.check(user, tenant, tool, 0, server)
+        except Exception as exc:  # §8: no engine or backend error escapes a hook
+            return self._failed(exc, context, name, build, extensions)
+        return self._answer(decision, tool, build, extensions, context, user, server)
+
+    def _identities(
+        self, name: object, context: PluginContext, per_server: bool
+    ) -> tuple[str | None, str, str | None, str | None]:
+        """(tool, user, tenant, server) of a request, each only when a configured dimension needs it (§5)."""
+        gctx = context.global_context
+        tool = None
+        if self._tools:
+            key = tool_key(name)
+            if key in self._tools:
+                tool = key
+        server = server_identity(gctx.server_id) if per_server else None
+        user = user_identity(gctx.user) if self._by_user or server is not None else ANONYMOUS
+        tenant = tenant_identity(gctx.tenant_id) if self._by_tenant else None
+        return tool, user, tenant, server
+
+    def _failed(
+        self, exc: Exception, context: PluginContext, name: object, build: ResultBuilders, extensions: Any
+    ) -> Any:
+        """The answer when the engine failed (§8), traced like any other."""
+        result = self._on_error(exc, context, name, build)
+        if extensions is not None:
+            self._trace(result, extensions, admitted=not self._fail_closed, throttled=False)
+        return result
+
+    def _answer(
+        self,
+        decision: Decision,
+        tool: str | None,
+        build: ResultBuilders,
+        extensions: Any,
+        context: PluginContext,
+        user: str,
+        server: str | None,
+    ) -> Any:
+        """The cpex result of a decision, its admitted headers handed off, traced."""
         result = self._result(decision, tool, build)
         if self._handoff is not None and decision.admitted and decision.dimension is not None:
             # the caller, as http_post_request will compute it; already known when a user dimension ran
+            gctx = context.global_context
             caller = user if self._by_user or server is not None else user_identity(gctx.user)
             self._handoff.put((self.name, gctx.request_id, caller), result.http_headers)
         if extensions is not None:
@@ -168,12 +211,6 @@ class RateLimiterPlugin(Plugin):
         result.metadata["rate_limiter"] = {"allowed": allowed, "throttled": throttled_n, "backend": self.limits.backend}
         if throttled and self._denial_metadata:
             result.denial_metadata = {"rate_limiter.allowed": allowed, "rate_limiter.throttled": throttled_n}
-
-    def _tool_of(self, name: object) -> str | None:
-        if not self._tools:
-            return None
-        key = tool_key(name)
-        return key if key in self._tools else None
 
     def _result(self, decision: Decision, tool: str | None, build: ResultBuilders) -> Any:
         dimension = decision.dimension
