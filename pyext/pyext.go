@@ -119,8 +119,9 @@ func ResetMemoryStores() {
 	limiter.ResetMemoryStores()
 }
 
-// Evaluate checks and, if admitted, consumes one request synchronously (the
-// GIL is released meanwhile). user is the normalised user; server "" means no
+// Evaluate checks and, if admitted, consumes one request synchronously (gopy's
+// wrapper releases the GIL meanwhile; the fast entry holds it on the memory
+// backend, docs/engine.md). user is the normalised user; server "" means no
 // virtual server (no user_per_server dimension); tenant "" means no tenant;
 // tool "" means no tool. An identity starting with "\x01" is already escaped
 // (docs/engine.md). nowUS is Unix µs, 0 for the backend's clock.

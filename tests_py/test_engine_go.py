@@ -520,7 +520,7 @@ def test_fast_and_packed_entries_decide_alike(GoEngine: type, algorithm: str, mo
 
 def test_fast_entry_arguments(GoEngine: type) -> None:
     """evaluate_fast refuses what gopy's "s" converter refuses (the engine then passes the escaped
-    form), returns the packed int without a context, and error codes as negative ints."""
+    form), returns the packed int without a context, and raises as ``unpack`` for error codes."""
     from rate_limiter_go.engine_go import unpack
 
     fast = _fast(GoEngine)
@@ -542,11 +542,47 @@ def test_fast_entry_arguments(GoEngine: type) -> None:
     assert unpack(fast(None, h, "u", "", "", "", EPOCH_US)) == (True, 0, 2, EPOCH_US // 1_000_000 + 60)
     d = fast(ctx, h, "u", "", "", "", EPOCH_US)
     assert (d.admitted, d.dimension, d.remaining) == (True, "user", 1)
-    assert fast(ctx, 1 << 40, "u", "", "", "", EPOCH_US) == -2  # no such handle
-    assert fast(ctx, h, "", "", "", "", EPOCH_US) == -3  # empty user
+    assert fast(None, 1 << 40, "u", "", "", "", EPOCH_US) == -2  # no such handle
+    assert fast(None, h, "", "", "", "", EPOCH_US) == -3  # empty user
+    with pytest.raises(EngineError, match="unknown limiter handle"):
+        fast(ctx, 1 << 40, "u", "", "", "", EPOCH_US)
+    with pytest.raises(ValueError, match="bad argument"):
+        fast(ctx, h, "", "", "", "", EPOCH_US)
     # Non-ASCII identities cross as their UTF-8 bytes: one counter per identity.
     assert fast(ctx, h, "é", "", "", "", EPOCH_US).remaining == 2
     assert fast(ctx, h, "é", "", "", "", EPOCH_US).remaining == 1
+
+
+def test_fast_entry_falls_back_for_what_it_cannot_build(GoEngine: type) -> None:
+    """A tool missing from the context's table goes to the context's fallback, which decodes it
+    in Python to the same Decision."""
+    fast = _fast(GoEngine)
+    e = GoEngine(parse_config({"by_tool": {"search": "5/m", "x\x00y": "7/m"}}), "fallback")
+    e.evaluate("warm", None, None, EPOCH_US)
+    ctx = e.fast_context()
+    bare = (*ctx[:3], {}, *ctx[4:])
+    for tool in ("search", "\x01" + "x%00y"):
+        a = fast(ctx, e._handle, "u", "", "", tool, EPOCH_US)
+        b = fast(bare, e._handle, "u2", "", "", tool, EPOCH_US)
+        assert a.dimension == "tool" and a.limit == b.limit and a.remaining == b.remaining + 1
+
+
+async def test_fast_entry_holds_the_gil_on_memory_only(GoEngine: type, redis_url: str) -> None:
+    """Memory: the GIL stays held during the call into Go (bounded CPU work); Redis: released."""
+    assert memory_engine(GoEngine).fast_context()[-1] is True
+    r = redis_engine(GoEngine, redis_url)
+    assert r.fast_context()[-1] is False
+    await r.close()
+
+
+def test_memory_evaluate_from_threads_stays_exact(GoEngine: type) -> None:
+    """Threads calling evaluate() at once (the GIL held across each call into Go on memory):
+    exactly the limit is admitted."""
+    e = memory_engine(GoEngine, "500/m")
+    e.evaluate("warm", None, None, EPOCH_US)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: e.evaluate("shared", None, None, EPOCH_US).admitted, range(800)))
+    assert sum(got) == 500
 
 
 # -- Redis: the asynchronous path -------------------------------------------------

@@ -2,8 +2,8 @@
 
 One request is one call into Go, which builds the keys, evaluates every
 dimension all-or-nothing and packs the reported dimension into one int64
-(docs/engine.md). The memory backend answers synchronously with the GIL
-released; the Redis backend runs in a goroutine and completes through an
+(docs/engine.md). The memory backend answers synchronously, through the
+extension's hand-written entry ``evaluate_fast``; the Redis backend runs in a goroutine and completes through an
 eventfd watched by the event loop (completion.py), so a hook never blocks the
 loop for a Redis round trip.
 
@@ -252,26 +252,35 @@ class GoEngine:
         self._decode = decode
         fast = fast_entry(mod)
         if fast is not None:
-            self.evaluate = self._fast_evaluate(fast, handle, decode)  # type: ignore[method-assign]
+            self.evaluate = self._fast_evaluate(fast, handle)  # type: ignore[method-assign]
         else:
             self.evaluate = self._packed_evaluate(mod, handle, decode)  # type: ignore[method-assign]
 
     def fast_context(self) -> tuple[Any, ...]:
-        """The first argument of ``evaluate_fast``: what it needs to build a Decision in C
-        (docs/engine.md, "Binding surface"). The tool limits are keyed by the names as they
-        cross (wire form); a tool it cannot find there comes back as the packed int."""
-        return (
-            Decision,
-            DIMENSIONS,
-            (*self._limits, None),
-            {wire_identity(name): limit for name, limit in self._tool_limits.items()},
-            NO_LIMIT,
-        )
+        """The first argument of ``evaluate_fast`` (docs/engine.md, "The fast entry"): what it
+        needs to build a Decision in C, in the order tools/build/fastpath/fastpath.c reads it.
 
-    def _fast_evaluate(
-        self, fast: Callable[..., Decision | int], handle: int, decode: Callable[[int, str | None], Decision]
-    ) -> Callable[..., Decision]:
-        """evaluate() on ``evaluate_fast``, which returns the Decision itself (built in C)."""
+        The tool limits are keyed by the names as they cross (wire form). ``fallback`` gets
+        what C does not build: it raises for an error code (as ``unpack``) and decodes anything
+        else. The GIL is held during the call into Go on the memory backend (a few hundred ns of
+        CPU work that never waits), released on Redis (a round trip).
+        """
+        limits = (*self._limits, None)
+        wire_tools = {wire_identity(name): limit for name, limit in self._tool_limits.items()}
+
+        def fallback(packed: int, wire_tool: str) -> Decision:
+            admitted, dim, value, reset = unpack(packed)  # raises for an error code
+            if dim == _NONE_DIMENSION:
+                return NO_LIMIT
+            limit = limits[dim] if dim != _TOOL_DIMENSION else wire_tools[wire_tool]
+            if admitted:
+                return _new_decision(Decision, (True, DIMENSIONS[dim], limit, value, reset, 0))  # type: ignore[arg-type]
+            return _new_decision(Decision, (False, DIMENSIONS[dim], limit, 0, reset, value))  # type: ignore[arg-type]
+
+        return (Decision, DIMENSIONS, limits, wire_tools, NO_LIMIT, fallback, self.sync)
+
+    def _fast_evaluate(self, fast: Callable[..., Decision], handle: int) -> Callable[..., Decision]:
+        """evaluate() on ``evaluate_fast``, which returns the Decision itself (built in C) or raises."""
         ctx = self.fast_context()
 
         def evaluate(
@@ -285,14 +294,19 @@ class GoEngine:
             t = "" if tenant is None else tenant if tenant >= "\x02" else wire_identity(tenant)
             w = "" if tool is None else tool if tool >= "\x02" else wire_identity(tool)
             try:
-                d = fast(ctx, handle, u, s, t, w, now_us)
-            except (ValueError, UnicodeEncodeError):  # NUL inside, or a lone surrogate: pass escaped
-                w = wire_identity(tool or "")
-                d = fast(
-                    ctx, handle, wire_identity(user), wire_identity(server or ""), wire_identity(tenant or ""), w, now_us
+                return fast(ctx, handle, u, s, t, w, now_us)
+            except (ValueError, UnicodeEncodeError):
+                # NUL inside, or a lone surrogate: pass escaped. (A bad argument, -3, also
+                # raises ValueError: the escaped call then refuses it again, consuming nothing.)
+                return fast(
+                    ctx,
+                    handle,
+                    wire_identity(user),
+                    wire_identity(server or ""),
+                    wire_identity(tenant or ""),
+                    wire_identity(tool or ""),
+                    now_us,
                 )
-            # An int: an error code (decode raises), or a decision C left to Python (an escaped tool name).
-            return d if d.__class__ is not int else decode(d, tool)  # type: ignore[arg-type]
 
         return evaluate
 
@@ -401,7 +415,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def fast_entry(mod: Any) -> Callable[..., Decision | int] | None:
+def fast_entry(mod: Any) -> Callable[..., Any] | None:
     """The extension's ``evaluate_fast`` (tools/build/fastpath), or None if it was built without it."""
     return getattr(getattr(mod, "_pyext", None), "evaluate_fast", None)
 

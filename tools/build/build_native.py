@@ -69,7 +69,7 @@ FAST_DECLS = (
 )
 FAST_ENTRIES = (
     '    {"evaluate_fast", (PyCFunction)(void (*)(void))rl_fast_evaluate, METH_FASTCALL, '
-    '"evaluate_fast(ctx, handle, user, server, tenant, tool, now_us) -> Decision | int"},\n'
+    '"evaluate_fast(ctx, handle, user, server, tenant, tool, now_us) -> Decision (int without ctx)"},\n'
     '    {"add_fast", (PyCFunction)(void (*)(void))rl_fast_add, METH_FASTCALL, "add_fast(a, b) -> a + b"},\n'
 )
 

@@ -8,8 +8,9 @@
  * (C.GoString) and calls back into C twice from Go to release and re-take the
  * GIL; the Python side then decodes the packed int64 in bytecode. Here the
  * arguments are read with METH_FASTCALL, the identities cross as (pointer,
- * length) views of the str objects' UTF-8 buffers, the GIL is released in C,
- * and the Decision is built in C (docs/engine.md, "Binding surface").
+ * length) views of the str objects' UTF-8 buffers, the GIL is handled in C
+ * (held for the memory backend), and the Decision is built in C
+ * (docs/engine.md, "The fast entry").
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -61,42 +62,59 @@ static int rl_int64(PyObject *o, long long *v) {
     return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* The Decision of a packed result, or the packed int itself when it is an
- * error code or this function cannot decode it (the Python side decodes or
- * raises then). ctx is (Decision, dimension names, limits by dimension,
- * tool limits by wire tool name, the no-limit Decision), built by
- * engine_go.GoEngine. */
+/* ctx (engine_go.GoEngine.fast_context()): what rl_decision needs. */
+enum {
+    RL_CTX_TYPE,        /* the Decision class (a tuple subclass of 6 fields) */
+    RL_CTX_NAMES,       /* dimension names by index: a tuple */
+    RL_CTX_LIMITS,      /* limits by dimension index: a tuple */
+    RL_CTX_TOOL_LIMITS, /* tool name as it crosses -> its limit: a dict */
+    RL_CTX_NO_LIMIT,    /* the Decision of "no dimension applied" */
+    RL_CTX_FALLBACK,    /* fallback(packed, tool): raises for an error code, else decodes */
+    RL_CTX_HOLD_GIL,    /* True: keep the GIL during the call into Go (memory: bounded CPU work) */
+    RL_CTX_SIZE
+};
+
+static int rl_ctx_ok(PyObject *ctx) { return PyTuple_CheckExact(ctx) && PyTuple_GET_SIZE(ctx) == RL_CTX_SIZE; }
+
+/* The Decision of a packed result. Without a context (ctx not a tuple of
+ * RL_CTX_SIZE, e.g. None) it returns the packed int itself; an error code
+ * (negative), or a result it cannot build from ctx, goes to ctx's fallback,
+ * which raises or decodes in Python. */
 static PyObject *rl_decision(PyObject *ctx, long long packed, PyObject *tool) {
-    if (packed < 0 || !PyTuple_CheckExact(ctx) || PyTuple_GET_SIZE(ctx) != 5) {
+    if (!rl_ctx_ok(ctx)) {
         return PyLong_FromLongLong(packed);
     }
     long long dim = (packed >> 1) & RL_DIM_MASK;
-    if (dim == RL_NONE_DIMENSION) {
-        PyObject *none = PyTuple_GET_ITEM(ctx, 4);
+    if (packed >= 0 && dim == RL_NONE_DIMENSION) {
+        PyObject *none = PyTuple_GET_ITEM(ctx, RL_CTX_NO_LIMIT);
         Py_INCREF(none);
         return none;
     }
-    PyObject *type = PyTuple_GET_ITEM(ctx, 0);
-    PyObject *names = PyTuple_GET_ITEM(ctx, 1);
-    PyObject *limits = PyTuple_GET_ITEM(ctx, 2);
-    if (dim > RL_TOOL_DIMENSION || !PyType_Check(type) || !PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type) ||
-        !PyTuple_CheckExact(names) || PyTuple_GET_SIZE(names) <= dim || !PyTuple_CheckExact(limits) ||
-        PyTuple_GET_SIZE(limits) <= dim) {
-        return PyLong_FromLongLong(packed);
+    PyObject *type = PyTuple_GET_ITEM(ctx, RL_CTX_TYPE);
+    PyObject *names = PyTuple_GET_ITEM(ctx, RL_CTX_NAMES);
+    PyObject *limits = PyTuple_GET_ITEM(ctx, RL_CTX_LIMITS);
+    PyObject *tool_limits = PyTuple_GET_ITEM(ctx, RL_CTX_TOOL_LIMITS);
+    PyObject *limit = NULL; /* borrowed */
+    if (packed >= 0 && dim <= RL_TOOL_DIMENSION && PyType_Check(type) &&
+        PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type) && PyTuple_CheckExact(names) &&
+        PyTuple_GET_SIZE(names) > dim && PyTuple_CheckExact(limits) && PyTuple_GET_SIZE(limits) > dim) {
+        if (dim != RL_TOOL_DIMENSION) {
+            limit = PyTuple_GET_ITEM(limits, dim);
+        } else if (PyDict_CheckExact(tool_limits)) {
+            limit = PyDict_GetItemWithError(tool_limits, tool);
+            if (limit == NULL && PyErr_Occurred()) {
+                return NULL;
+            }
+        }
     }
-    PyObject *limit; /* borrowed */
-    if (dim == RL_TOOL_DIMENSION) {
-        PyObject *tool_limits = PyTuple_GET_ITEM(ctx, 3);
-        if (!PyDict_CheckExact(tool_limits)) {
-            return PyLong_FromLongLong(packed);
+    if (limit == NULL) {
+        PyObject *p = PyLong_FromLongLong(packed);
+        if (p == NULL) {
+            return NULL;
         }
-        limit = PyDict_GetItemWithError(tool_limits, tool);
-        if (limit == NULL) {
-            /* An escaped tool name: the Python side looks its raw name up. */
-            return PyErr_Occurred() ? NULL : PyLong_FromLongLong(packed);
-        }
-    } else {
-        limit = PyTuple_GET_ITEM(limits, dim);
+        PyObject *r = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(ctx, RL_CTX_FALLBACK), p, tool, NULL);
+        Py_DECREF(p);
+        return r;
     }
     PyObject *value = PyLong_FromLongLong((packed >> RL_VALUE_SHIFT) & RL_VALUE_MASK);
     PyObject *reset = value ? PyLong_FromLongLong(packed >> RL_RESET_SHIFT) : NULL;
@@ -127,9 +145,8 @@ static PyObject *rl_decision(PyObject *ctx, long long packed, PyObject *tool) {
 
 /* evaluate_fast(ctx, handle, user, server, tenant, tool, now_us) -> Decision | int
  *
- * pyext.Evaluate on views of the four identities; the GIL is released while
- * Go runs. Returns the Decision, or the packed int when rl_decision cannot
- * build it (negative: an error code). */
+ * pyext.Evaluate on views of the four identities. The GIL is released while
+ * Go runs unless ctx says to hold it. Returns the Decision (rl_decision). */
 PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 7) {
@@ -148,15 +165,23 @@ PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nar
         }
     }
     long long packed;
-    Py_BEGIN_ALLOW_THREADS
-    packed = rlgo_evaluate(handle, (char *)id[0], n[0], (char *)id[1], n[1], (char *)id[2], n[2], (char *)id[3], n[3],
-                           now_us);
-    Py_END_ALLOW_THREADS
+    if (rl_ctx_ok(args[0]) && PyTuple_GET_ITEM(args[0], RL_CTX_HOLD_GIL) == Py_True) {
+        /* Memory: a few hundred ns of CPU work that never waits for Python;
+         * releasing and re-taking the GIL would cost a third of it. */
+        packed = rlgo_evaluate(handle, (char *)id[0], n[0], (char *)id[1], n[1], (char *)id[2], n[2], (char *)id[3],
+                               n[3], now_us);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        packed = rlgo_evaluate(handle, (char *)id[0], n[0], (char *)id[1], n[1], (char *)id[2], n[2], (char *)id[3],
+                               n[3], now_us);
+        Py_END_ALLOW_THREADS
+    }
     return rl_decision(args[0], packed, args[5]);
 }
 
 /* add_fast(a, b) -> a + b: a call into Go that does no work, crossing the way
- * evaluate_fast does (FASTCALL, GIL released in C): the no-op of its kind. */
+ * evaluate_fast does on the memory backend (FASTCALL, the GIL held): the
+ * no-op of its kind. */
 PyObject *rl_fast_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     long long a, b, r;
@@ -167,8 +192,6 @@ PyObject *rl_fast_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (rl_int64(args[0], &a) < 0 || rl_int64(args[1], &b) < 0) {
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
     r = rlgo_add(a, b);
-    Py_END_ALLOW_THREADS
     return PyLong_FromLongLong(r);
 }
