@@ -84,7 +84,8 @@ type Store struct {
 
 // evaluator is a typedStore of one state type.
 type evaluator interface {
-	evaluate(keys [maxRequestKeys]memKey, n int, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool
+	// evaluate takes the keys as prefix ids (nil: all 0) and segments.
+	evaluate(spaces []uint32, segs []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool
 	len() int
 }
 
@@ -170,14 +171,18 @@ func (s *Store) Close() error { return nil }
 // prefix id 0.
 func (s *Store) Evaluate(_ context.Context, keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
 	n := len(keys)
-	if err := s.checkRequest(n, limits, out); err != nil {
+	nowUS, err := s.checkRequest(n, limits, nowUS, out)
+	if err != nil {
 		return false, err
 	}
-	var mks [maxRequestKeys]memKey
-	for i, k := range keys {
-		mks[i].seg = k
+	for i := 1; i < n; i++ {
+		for j := 0; j < i; j++ {
+			if keys[i] == keys[j] {
+				return false, fmt.Errorf("%w: duplicate key", ErrBadRequest)
+			}
+		}
 	}
-	return s.evaluate(mks, n, limits, nowUS, out)
+	return s.impl.evaluate(nil, keys, limits, nowUS, out), nil
 }
 
 // KeySpace returns the id of a key prefix (core.SegmentedBackend): the same
@@ -199,48 +204,41 @@ func (s *Store) KeySpace(prefix string) uint32 {
 // views of a buffer the caller reuses.
 func (s *Store) EvaluateSegments(_ context.Context, spaces []uint32, segments []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
 	n := len(segments)
-	if err := s.checkRequest(n, limits, out); err != nil {
+	nowUS, err := s.checkRequest(n, limits, nowUS, out)
+	if err != nil {
 		return false, err
 	}
 	if len(spaces) != n {
 		return false, fmt.Errorf("%w: %d prefix ids for %d segments", ErrBadRequest, len(spaces), n)
 	}
-	var mks [maxRequestKeys]memKey
-	for i := range n {
-		mks[i] = memKey{space: spaces[i], seg: segments[i]}
-	}
-	return s.evaluate(mks, n, limits, nowUS, out)
-}
-
-// checkRequest validates the sizes and limits of a request of n keys.
-func (s *Store) checkRequest(n int, limits []algorithms.Limit, out []algorithms.Outcome) error {
-	if n < 1 || n > maxRequestKeys || len(limits) != n || len(out) < n {
-		return fmt.Errorf("%w: %d keys, %d limits, %d outcomes", ErrBadRequest, n, len(limits), len(out))
-	}
-	for _, l := range limits[:n] {
-		if l.Limit < 1 || l.WindowUS < 1 {
-			return fmt.Errorf("%w: limit %d per %d µs", ErrBadRequest, l.Limit, l.WindowUS)
-		}
-	}
-	return nil
-}
-
-// evaluate checks the time and that the keys are distinct, then evaluates.
-func (s *Store) evaluate(mks [maxRequestKeys]memKey, n int, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
-	if nowUS == 0 {
-		nowUS = s.now()
-	}
-	if nowUS < 0 {
-		return false, fmt.Errorf("%w: negative time", ErrBadRequest)
-	}
 	for i := 1; i < n; i++ {
 		for j := 0; j < i; j++ {
-			if mks[i] == mks[j] {
+			if spaces[i] == spaces[j] && segments[i] == segments[j] {
 				return false, fmt.Errorf("%w: duplicate key", ErrBadRequest)
 			}
 		}
 	}
-	return s.impl.evaluate(mks, n, limits, nowUS, out), nil
+	return s.impl.evaluate(spaces, segments, limits, nowUS, out), nil
+}
+
+// checkRequest validates the sizes, limits and time of a request of n keys
+// and returns its time (the store's clock for nowUS 0).
+func (s *Store) checkRequest(n int, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (int64, error) {
+	if n < 1 || n > maxRequestKeys || len(limits) != n || len(out) < n {
+		return 0, fmt.Errorf("%w: %d keys, %d limits, %d outcomes", ErrBadRequest, n, len(limits), len(out))
+	}
+	for _, l := range limits[:n] {
+		if l.Limit < 1 || l.WindowUS < 1 {
+			return 0, fmt.Errorf("%w: limit %d per %d µs", ErrBadRequest, l.Limit, l.WindowUS)
+		}
+	}
+	if nowUS == 0 {
+		nowUS = s.now()
+	}
+	if nowUS < 0 {
+		return 0, fmt.Errorf("%w: negative time", ErrBadRequest)
+	}
+	return nowUS, nil
 }
 
 // evaluate is Evaluate on validated arguments.
@@ -250,13 +248,18 @@ func (s *Store) evaluate(mks [maxRequestKeys]memKey, n int, limits []algorithms.
 // between lookup and lock is found dead; the attempts after that pin every
 // entry, so that a request in a full store cannot have its entries evicted
 // by its own insertions over and over.
-func (s *typedStore[S, P]) evaluate(keys [maxRequestKeys]memKey, n int, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool {
+func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool {
+	n := len(segs)
 	var es [maxRequestKeys]*entry[S]
 	var pinned [maxRequestKeys]bool
 	var order [maxRequestKeys]int
 	for pin := false; ; pin = true {
 		for i := 0; i < n; i++ {
-			es[i], pinned[i] = s.acquire(keys[i], nowUS, pin)
+			key := memKey{seg: segs[i]}
+			if spaces != nil {
+				key.space = spaces[i]
+			}
+			es[i], pinned[i] = s.acquire(key, nowUS, pin)
 			order[i] = i
 		}
 		for i := 1; i < n; i++ { // insertion sort of at most maxRequestKeys indices by entry id
