@@ -12,6 +12,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -478,7 +479,7 @@ def test_make_build_includes_the_fast_entry(GoEngine: type) -> None:
     assert _native.load_native()._pyext.add_fast(2, 40) == 42
     e = memory_engine(GoEngine)
     e.evaluate("u", None, None, EPOCH_US)
-    assert e.evaluate.__qualname__.startswith("GoEngine._fast_evaluate")
+    assert isinstance(e.evaluate, functools.partial) and e.evaluate.func is _fast(GoEngine)
 
 
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "token_bucket"])
@@ -519,38 +520,55 @@ def test_fast_and_packed_entries_decide_alike(GoEngine: type, algorithm: str, mo
 
 
 def test_fast_entry_arguments(GoEngine: type) -> None:
-    """evaluate_fast refuses what gopy's "s" converter refuses (the engine then passes the escaped
-    form), returns the packed int without a context, and raises as ``unpack`` for error codes."""
+    """evaluate_fast takes evaluate()'s arguments after (ctx, handle), positional or by name; without
+    a context it returns the packed int and refuses what gopy's "s" converter refuses; with one it
+    raises as ``unpack`` for error codes."""
     from rate_limiter_go.engine_go import unpack
 
     fast = _fast(GoEngine)
     e = memory_engine(GoEngine, "3/m")
     e.evaluate("warm", None, None, EPOCH_US)
     h, ctx = e._handle, e.fast_context()
-    with pytest.raises(ValueError, match="null"):
-        fast(ctx, h, "a\x00b", "", "", "", EPOCH_US)
-    with pytest.raises(UnicodeEncodeError):
-        fast(ctx, h, "\ud800", "", "", "", EPOCH_US)
+    for bad in [
+        (ctx, h, b"bytes", None, None, EPOCH_US),
+        (ctx, h, None, None, None, EPOCH_US),
+        (ctx, h, "u", None, None, 1.5),
+        (ctx, h, "u", None),
+        (ctx, h, "u", None, None, EPOCH_US, None, 1),
+    ]:
+        with pytest.raises(TypeError):
+            fast(*bad)
     with pytest.raises(TypeError):
-        fast(ctx, h, b"bytes", "", "", "", EPOCH_US)
+        fast(ctx, h, "u", None, None, EPOCH_US, now_us=EPOCH_US)
     with pytest.raises(TypeError):
-        fast(ctx, h, "u", "", "", "", 1.5)
-    with pytest.raises(TypeError):
-        fast(ctx, h, "u", "", "", "")
+        fast(ctx, h, "u", None, None, when=EPOCH_US)
     with pytest.raises(OverflowError):
-        fast(ctx, 1 << 70, "u", "", "", "", EPOCH_US)
-    assert unpack(fast(None, h, "u", "", "", "", EPOCH_US)) == (True, 0, 2, EPOCH_US // 1_000_000 + 60)
-    d = fast(ctx, h, "u", "", "", "", EPOCH_US)
+        fast(ctx, 1 << 70, "u", None, None, EPOCH_US)
+    with pytest.raises(ValueError, match="null"):
+        fast(None, h, "a\x00b", None, None, EPOCH_US)
+    with pytest.raises(UnicodeEncodeError):
+        fast(None, h, "\ud800", None, None, EPOCH_US)
+    assert unpack(fast(None, h, "u", None, None, EPOCH_US)) == (True, 0, 2, EPOCH_US // 1_000_000 + 60)
+    d = fast(ctx, h, "u", None, None, EPOCH_US)
     assert (d.admitted, d.dimension, d.remaining) == (True, "user", 1)
-    assert fast(None, 1 << 40, "u", "", "", "", EPOCH_US) == -2  # no such handle
-    assert fast(None, h, "", "", "", "", EPOCH_US) == -3  # empty user
+    d = fast(ctx, h, tool=None, tenant=None, user="u", now_us=EPOCH_US, server=None)
+    assert (d.admitted, d.dimension, d.remaining) == (True, "user", 0)
+    assert fast(None, 1 << 40, "u", None, None, EPOCH_US) == -2  # no such handle
+    assert fast(None, h, "", None, None, EPOCH_US) == -3  # empty user
     with pytest.raises(EngineError, match="unknown limiter handle"):
-        fast(ctx, 1 << 40, "u", "", "", "", EPOCH_US)
+        fast(ctx, 1 << 40, "u", None, None, EPOCH_US)
     with pytest.raises(ValueError, match="bad argument"):
-        fast(ctx, h, "", "", "", "", EPOCH_US)
+        fast(ctx, h, "", None, None, EPOCH_US)
     # Non-ASCII identities cross as their UTF-8 bytes: one counter per identity.
-    assert fast(ctx, h, "é", "", "", "", EPOCH_US).remaining == 2
-    assert fast(ctx, h, "é", "", "", "", EPOCH_US).remaining == 1
+    assert fast(ctx, h, "é", None, None, EPOCH_US).remaining == 2
+    assert fast(ctx, h, "é", "", "", EPOCH_US).remaining == 1
+    # With a context, identities that need the wire form get it in C: the same counters as passing
+    # the wire form verbatim (without a context nothing is converted).
+    from rate_limiter_go.engine_go import wire_identity
+
+    for raw in ("a\x00b", "\ud800", "\x01x", "\x00"):
+        assert fast(ctx, h, raw, None, None, EPOCH_US).remaining == 2
+        assert unpack(fast(None, h, wire_identity(raw), None, None, EPOCH_US))[2] == 1
 
 
 def test_fast_entry_falls_back_for_what_it_cannot_build(GoEngine: type) -> None:
@@ -561,17 +579,17 @@ def test_fast_entry_falls_back_for_what_it_cannot_build(GoEngine: type) -> None:
     e.evaluate("warm", None, None, EPOCH_US)
     ctx = e.fast_context()
     bare = (*ctx[:3], {}, *ctx[4:])
-    for tool in ("search", "\x01" + "x%00y"):
-        a = fast(ctx, e._handle, "u", "", "", tool, EPOCH_US)
-        b = fast(bare, e._handle, "u2", "", "", tool, EPOCH_US)
+    for tool in ("search", "x\x00y"):
+        a = fast(ctx, e._handle, "u", None, tool, EPOCH_US)
+        b = fast(bare, e._handle, "u2", None, tool, EPOCH_US)
         assert a.dimension == "tool" and a.limit == b.limit and a.remaining == b.remaining + 1
 
 
 async def test_fast_entry_holds_the_gil_on_memory_only(GoEngine: type, redis_url: str) -> None:
     """Memory: the GIL stays held during the call into Go (bounded CPU work); Redis: released."""
-    assert memory_engine(GoEngine).fast_context()[-1] is True
+    assert memory_engine(GoEngine).fast_context()[6] is True
     r = redis_engine(GoEngine, redis_url)
-    assert r.fast_context()[-1] is False
+    assert r.fast_context()[6] is False
     await r.close()
 
 

@@ -76,7 +76,7 @@ CROSSING = ("noop", "noop_fast", "raw", "evaluate")
 CROSSING_LABELS = {
     "noop": "no-op crossing: `_pyext.pyext_Add(1, 2)`",
     "noop_fast": "no-op crossing the way the raw call crosses: `_pyext.add_fast(1, 2)`",
-    "raw": "raw binding, 3 identities: `_pyext.evaluate_fast(ctx, h, user, '', tenant, tool, 0)`",
+    "raw": "raw binding, 3 identities: `_pyext.evaluate_fast(ctx, h, user, tenant, tool)`",
     "evaluate": "`GoEngine.evaluate(user, tenant, tool)`, 3 dimensions",
 }
 
@@ -87,8 +87,8 @@ def crossing_calls(engine: Any, user: str, tenant: str, tool: str) -> dict[str, 
     ``noop``: one call into the extension that does no work (two ints in, one
     out), through gopy's generated wrapper; ``noop_fast``: the same, crossing
     as the raw call does (tools/build/fastpath: METH_FASTCALL, the GIL released
-    in C); ``raw``: the binding entry GoEngine.evaluate calls, with the three
-    identities, the engine's handle and its decoding context (it returns the
+    in C); ``raw``: the binding entry GoEngine.evaluate is a partial of, with the
+    three identities, the engine's handle and its context (it returns the
     Decision); ``evaluate``: the engine's hot path for the same request. Binds
     the engine first (one evaluate call). The raw call's arguments are the
     binding's: if they change, a call raises TypeError and the caller reports
@@ -103,7 +103,7 @@ def crossing_calls(engine: Any, user: str, tenant: str, tool: str) -> dict[str, 
     return {
         "noop": lambda: add(1, 2),
         "noop_fast": lambda: add_fast(1, 2),
-        "raw": lambda: raw(ctx, handle, user, "", tenant, tool, 0),
+        "raw": lambda: raw(ctx, handle, user, tenant, tool),
         "evaluate": lambda: evaluate(user, tenant, tool),
     }
 
@@ -137,7 +137,7 @@ def per_call(quick: bool) -> list[tuple[str, float]]:
             "gopy's binding + Go, 3 dimensions: `_pyext.pyext_Evaluate(h, user, '', tenant, tool, 0)`",
             lambda: raw.pyext_Evaluate(g3._handle, "alice@example.com", "", "team-a", "search", 0),
         ),
-        ("fast entry + Go, 3 dimensions: `_pyext.evaluate_fast(ctx, h, user, '', tenant, tool, 0)`", crossing["raw"]),
+        ("fast entry + Go, 3 dimensions: `_pyext.evaluate_fast(ctx, h, user, tenant, tool)`", crossing["raw"]),
         ("GoEngine.evaluate, 1 dimension", lambda: g1.evaluate("alice@example.com", None, None)),
         ("GoEngine.evaluate, 3 dimensions", crossing["evaluate"]),
         (

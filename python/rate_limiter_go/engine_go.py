@@ -15,6 +15,7 @@ not start it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -209,11 +210,12 @@ class GoEngine:
         self._mod = None
 
     def _install_fast_path(self, mod: Any, handle: int) -> None:
-        """Replace evaluate() on this instance by a closure over the C entry point.
+        """Replace evaluate() on this instance by the C entry point bound to this engine.
 
-        Skips gopy's Python-level wrapper (one extra call per request) and
-        every attribute lookup on the hot path: everything it needs is in
-        closure cells. Also installs the decoder shared with check().
+        ``evaluate_fast`` (tools/build/fastpath) when the extension has it: a
+        partial of the C function, no Python code per request. Otherwise a
+        closure over gopy's C entry point (skipping gopy's Python-level
+        wrapper) and the Python decoder, which check() shares.
         """
         new = _new_decision
         cache = self._cache
@@ -252,7 +254,9 @@ class GoEngine:
         self._decode = decode
         fast = fast_entry(mod)
         if fast is not None:
-            self.evaluate = self._fast_evaluate(fast, handle)  # type: ignore[method-assign]
+            # evaluate_fast takes evaluate()'s arguments after these two and does all of its
+            # work in C (wire forms included): no Python frame per request.
+            self.evaluate = functools.partial(fast, self.fast_context(), handle)  # type: ignore[method-assign]
         else:
             self.evaluate = self._packed_evaluate(mod, handle, decode)  # type: ignore[method-assign]
 
@@ -260,7 +264,8 @@ class GoEngine:
         """The first argument of ``evaluate_fast`` (docs/engine.md, "The fast entry"): what it
         needs to build a Decision in C, in the order tools/build/fastpath/fastpath.c reads it.
 
-        The tool limits are keyed by the names as they cross (wire form). ``fallback`` gets
+        The tool limits are keyed by the names as they cross (wire form); C calls
+        ``wire_identity`` for an identity that needs the wire form. ``fallback`` gets
         what C does not build: it raises for an error code (as ``unpack``) and decodes anything
         else. The GIL is held during the call into Go on the memory backend (a few hundred ns of
         CPU work that never waits), released on Redis (a round trip).
@@ -277,38 +282,7 @@ class GoEngine:
                 return _new_decision(Decision, (True, DIMENSIONS[dim], limit, value, reset, 0))  # type: ignore[arg-type]
             return _new_decision(Decision, (False, DIMENSIONS[dim], limit, 0, reset, value))  # type: ignore[arg-type]
 
-        return (Decision, DIMENSIONS, limits, wire_tools, NO_LIMIT, fallback, self.sync)
-
-    def _fast_evaluate(self, fast: Callable[..., Decision], handle: int) -> Callable[..., Decision]:
-        """evaluate() on ``evaluate_fast``, which returns the Decision itself (built in C) or raises."""
-        ctx = self.fast_context()
-
-        def evaluate(
-            user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
-        ) -> Decision:
-            # s >= "\x02" is one string comparison that is False exactly for ""
-            # and for strings starting with "\x00" or MARKER, which need the
-            # wire form (empty ones stay empty).
-            u = user if user >= "\x02" else wire_identity(user)
-            s = "" if server is None else server if server >= "\x02" else wire_identity(server)
-            t = "" if tenant is None else tenant if tenant >= "\x02" else wire_identity(tenant)
-            w = "" if tool is None else tool if tool >= "\x02" else wire_identity(tool)
-            try:
-                return fast(ctx, handle, u, s, t, w, now_us)
-            except (ValueError, UnicodeEncodeError):
-                # NUL inside, or a lone surrogate: pass escaped. (A bad argument, -3, also
-                # raises ValueError: the escaped call then refuses it again, consuming nothing.)
-                return fast(
-                    ctx,
-                    handle,
-                    wire_identity(user),
-                    wire_identity(server or ""),
-                    wire_identity(tenant or ""),
-                    wire_identity(tool or ""),
-                    now_us,
-                )
-
-        return evaluate
+        return (Decision, DIMENSIONS, limits, wire_tools, NO_LIMIT, fallback, self.sync, wire_identity)
 
     def _packed_evaluate(
         self, mod: Any, handle: int, decode: Callable[[int, str | None], Decision]

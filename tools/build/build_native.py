@@ -64,12 +64,12 @@ FASTPATH = os.path.join(ROOT, "tools", "build", "fastpath")
 METHOD_TABLE = "static PyMethodDef _pyext_functions[] = {\n"
 METHOD_TABLE_END = "    {NULL, NULL, 0, NULL}\n};"
 FAST_DECLS = (
-    "PyObject *rl_fast_evaluate(PyObject *, PyObject *const *, Py_ssize_t);\n"
+    "PyObject *rl_fast_evaluate(PyObject *, PyObject *const *, Py_ssize_t, PyObject *);\n"
     "PyObject *rl_fast_add(PyObject *, PyObject *const *, Py_ssize_t);\n"
 )
 FAST_ENTRIES = (
-    '    {"evaluate_fast", (PyCFunction)(void (*)(void))rl_fast_evaluate, METH_FASTCALL, '
-    '"evaluate_fast(ctx, handle, user, server, tenant, tool, now_us) -> Decision (int without ctx)"},\n'
+    '    {"evaluate_fast", (PyCFunction)(void (*)(void))rl_fast_evaluate, METH_FASTCALL | METH_KEYWORDS, '
+    '"evaluate_fast(ctx, handle, user, tenant, tool, now_us=0, server=None) -> Decision (int without ctx)"},\n'
     '    {"add_fast", (PyCFunction)(void (*)(void))rl_fast_add, METH_FASTCALL, "add_fast(a, b) -> a + b"},\n'
 )
 

@@ -21,7 +21,7 @@ extern long long rlgo_evaluate(long long handle, char *user, long long userLen, 
                                char *tenant, long long tenantLen, char *tool, long long toolLen, long long nowUS);
 extern long long rlgo_add(long long a, long long b);
 
-PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames);
 PyObject *rl_fast_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* Packed result layout (pyext.pack, docs/engine.md). */
@@ -32,24 +32,59 @@ PyObject *rl_fast_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 #define RL_TOOL_DIMENSION 3
 #define RL_NONE_DIMENSION 4
 
-/* The UTF-8 buffer of an identity, as the "s" converter of gopy's wrapper
- * would accept it: a str without NUL (ValueError) and without lone
- * surrogates (UnicodeEncodeError); the Python side then passes the escaped
- * form instead. The buffer belongs to the str object (cached in it for a
- * non-ASCII str) and lives as long as the object. */
-static int rl_identity(PyObject *o, const char **p, Py_ssize_t *n) {
+/* The bytes in which an identity crosses (docs/engine.md, "Identities that
+ * cannot cross as C strings"): "" for None (when allowed) or "", the str's
+ * own UTF-8 buffer when it starts at or above U+0002 and holds no NUL and no
+ * lone surrogate (the common case: no copy, no call), else the UTF-8 of
+ * wire(o), engine_go.wire_identity, a new str returned in *owned for the
+ * caller to release after the call into Go. A str's UTF-8 buffer belongs to
+ * it (cached in it for a non-ASCII str) and lives as long as the object. */
+static int rl_wire(PyObject *wire, PyObject *o, int none_ok, const char **p, Py_ssize_t *n, PyObject **owned) {
+    *owned = NULL;
+    if (o == Py_None && none_ok) {
+        *p = "";
+        *n = 0;
+        return 0;
+    }
     if (!PyUnicode_Check(o)) {
         PyErr_Format(PyExc_TypeError, "an identity must be str, not %.100s", Py_TYPE(o)->tp_name);
         return -1;
     }
-    *p = PyUnicode_AsUTF8AndSize(o, n);
-    if (*p == NULL) {
+    if (PyUnicode_GET_LENGTH(o) == 0) {
+        *p = "";
+        *n = 0;
+        return 0;
+    }
+    if (PyUnicode_READ_CHAR(o, 0) >= 2) {
+        *p = PyUnicode_AsUTF8AndSize(o, n);
+        if (*p != NULL && memchr(*p, 0, (size_t)*n) == NULL) {
+            return 0;
+        }
+        if (*p == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+                return -1;
+            }
+            PyErr_Clear(); /* a lone surrogate: the wire form escapes it */
+        }
+    }
+    PyObject *w = PyObject_CallOneArg(wire, o);
+    if (w == NULL) {
         return -1;
     }
-    if (*n > 0 && memchr(*p, 0, (size_t)*n) != NULL) {
-        PyErr_SetString(PyExc_ValueError, "embedded null character");
+    if (!PyUnicode_Check(w)) {
+        Py_DECREF(w);
+        PyErr_SetString(PyExc_TypeError, "wire_identity must return a str");
         return -1;
     }
+    *p = PyUnicode_AsUTF8AndSize(w, n);
+    if (*p == NULL || memchr(*p, 0, (size_t)*n) != NULL) {
+        Py_DECREF(w);
+        if (*p != NULL) {
+            PyErr_SetString(PyExc_ValueError, "wire_identity returned a str with NUL");
+        }
+        return -1;
+    }
+    *owned = w;
     return 0;
 }
 
@@ -71,6 +106,7 @@ enum {
     RL_CTX_NO_LIMIT,    /* the Decision of "no dimension applied" */
     RL_CTX_FALLBACK,    /* fallback(packed, tool): raises for an error code, else decodes */
     RL_CTX_HOLD_GIL,    /* True: keep the GIL during the call into Go (memory: bounded CPU work) */
+    RL_CTX_WIRE,        /* wire(identity): engine_go.wire_identity, for identities that need it */
     RL_CTX_SIZE
 };
 
@@ -143,31 +179,85 @@ static PyObject *rl_decision(PyObject *ctx, long long packed, PyObject *tool) {
     return d;
 }
 
-/* evaluate_fast(ctx, handle, user, server, tenant, tool, now_us) -> Decision | int
+/* evaluate_fast(ctx, handle, user, tenant, tool, now_us=0, server=None) -> Decision
  *
- * pyext.Evaluate on views of the four identities. The GIL is released while
- * Go runs unless ctx says to hold it. Returns the Decision (rl_decision). */
-PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+ * GoEngine.evaluate's signature after (ctx, handle), so that the engine's
+ * evaluate is functools.partial(evaluate_fast, ctx, handle): no Python frame
+ * per request. pyext.Evaluate runs on views of the identities' bytes
+ * (rl_wire). The GIL is released while Go runs unless ctx says to hold it.
+ * Returns the Decision (rl_decision); with ctx None, the packed int. */
+static const char *const rl_names[] = {"user", "tenant", "tool", "now_us", "server"};
+enum { RL_USER, RL_TENANT, RL_TOOL, RL_NOW, RL_SERVER, RL_NSLOTS };
+
+PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames) {
     (void)self;
-    if (nargs != 7) {
-        PyErr_Format(PyExc_TypeError, "evaluate_fast takes 7 arguments (%zd given)", nargs);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *slot[RL_NSLOTS] = {NULL, NULL, NULL, NULL, NULL};
+    if (nargs < 2 || nargs > 2 + RL_NSLOTS) {
+        PyErr_Format(PyExc_TypeError, "evaluate_fast takes 2 to %d positional arguments (%zd given)", 2 + RL_NSLOTS,
+                     nargs);
         return NULL;
     }
-    long long handle, now_us;
+    for (Py_ssize_t i = 2; i < nargs; i++) {
+        slot[i - 2] = args[i];
+    }
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, j);
+        int k = 0;
+        while (k < RL_NSLOTS && PyUnicode_CompareWithASCIIString(key, rl_names[k]) != 0) {
+            k++;
+        }
+        if (k == RL_NSLOTS || slot[k] != NULL) {
+            PyErr_Format(PyExc_TypeError, "evaluate_fast: unexpected or repeated argument %R", key);
+            return NULL;
+        }
+        slot[k] = args[nargs + j];
+    }
+    if (slot[RL_USER] == NULL || slot[RL_TENANT] == NULL || slot[RL_TOOL] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "evaluate_fast needs user, tenant and tool");
+        return NULL;
+    }
+    PyObject *ctx = args[0];
+    int has_ctx = rl_ctx_ok(ctx);
+    PyObject *wire = has_ctx ? PyTuple_GET_ITEM(ctx, RL_CTX_WIRE) : NULL;
+    long long handle, now_us = 0;
+    if (rl_int64(args[1], &handle) < 0 || (slot[RL_NOW] != NULL && rl_int64(slot[RL_NOW], &now_us) < 0)) {
+        return NULL;
+    }
+    /* In pyext.Evaluate's order: user, server, tenant, tool. */
+    PyObject *in[4] = {slot[RL_USER], slot[RL_SERVER] ? slot[RL_SERVER] : Py_None, slot[RL_TENANT], slot[RL_TOOL]};
     const char *id[4];
     Py_ssize_t n[4];
-    if (rl_int64(args[1], &handle) < 0 || rl_int64(args[6], &now_us) < 0) {
-        return NULL;
-    }
+    PyObject *owned[4] = {NULL, NULL, NULL, NULL};
+    PyObject *result = NULL;
     for (int i = 0; i < 4; i++) {
-        if (rl_identity(args[2 + i], &id[i], &n[i]) < 0) {
-            return NULL;
+        if (wire == NULL) { /* no context: what gopy's "s" converter accepts, None as "" */
+            if (in[i] == Py_None && i > 0) {
+                id[i] = "";
+                n[i] = 0;
+                continue;
+            }
+            if (!PyUnicode_Check(in[i])) {
+                PyErr_Format(PyExc_TypeError, "an identity must be str, not %.100s", Py_TYPE(in[i])->tp_name);
+                goto done;
+            }
+            id[i] = PyUnicode_AsUTF8AndSize(in[i], &n[i]);
+            if (id[i] == NULL) {
+                goto done;
+            }
+            if (memchr(id[i], 0, (size_t)n[i]) != NULL) {
+                PyErr_SetString(PyExc_ValueError, "embedded null character");
+                goto done;
+            }
+        } else if (rl_wire(wire, in[i], i > 0, &id[i], &n[i], &owned[i]) < 0) {
+            goto done;
         }
     }
     long long packed;
-    if (rl_ctx_ok(args[0]) && PyTuple_GET_ITEM(args[0], RL_CTX_HOLD_GIL) == Py_True) {
+    if (has_ctx && PyTuple_GET_ITEM(ctx, RL_CTX_HOLD_GIL) == Py_True) {
         /* Memory: a few hundred ns of CPU work that never waits for Python;
-         * releasing and re-taking the GIL would cost a third of it. */
+         * releasing and re-taking the GIL would cost a tenth of the call. */
         packed = rlgo_evaluate(handle, (char *)id[0], n[0], (char *)id[1], n[1], (char *)id[2], n[2], (char *)id[3],
                                n[3], now_us);
     } else {
@@ -176,7 +266,13 @@ PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nar
                                n[3], now_us);
         Py_END_ALLOW_THREADS
     }
-    return rl_decision(args[0], packed, args[5]);
+    /* The tool as it crossed: the limits table is keyed by wire names. */
+    result = rl_decision(ctx, packed, owned[3] ? owned[3] : in[3]);
+done:
+    for (int i = 0; i < 4; i++) {
+        Py_XDECREF(owned[i]);
+    }
+    return result;
 }
 
 /* add_fast(a, b) -> a + b: a call into Go that does no work, crossing the way
