@@ -254,7 +254,7 @@ def _overheads_md(results: dict[str, Any]) -> list[str]:
 
 
 def _crossing_md(results: dict[str, Any]) -> list[str]:
-    """Target 13.2's three calls, best round and every round (ns per call, CPU time)."""
+    """Target 13.2's calls, best round and every round (ns per call, CPU time)."""
     cr = results.get("crossing") or {}
     calls = cr.get("calls") or {}
     if not calls:
@@ -714,12 +714,13 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         "algorithm, 1 and 3 dimensions) against its best-round p50; 13.5 Go's best-round throughput at 64 and 256 "
         "in flight against its. It is what one script call per request costs this process at the least; the "
         "Redis-cost table's floor is the same script's Redis CPU.",
-        "- Crossing (target 13.2): in every latency round, after the cases, three synchronous calls, each timed "
+        "- Crossing (target 13.2): in every latency round, after the cases, four synchronous calls, each timed "
         f"over {st.get('crossing_calls', '–')} calls per round, as the best of "
         f"{(results.get('crossing') or {}).get('runs_per_round', 1)} runs of calls in a row (shuffled order; CPU "
         "time of the process, `time.process_time`; the best round counts): a no-op crossing into the Go extension "
-        "(`_pyext.pyext_Add(1, 2)`), the raw binding call that `GoEngine.evaluate` makes with the three "
-        "identities (`_pyext.pyext_Evaluate(handle, user, '', tenant, tool, 0)`), and `GoEngine.evaluate(user, "
+        "through gopy's wrapper (`_pyext.pyext_Add(1, 2)`, the target's no-op) and one through the hand-written "
+        "fast entry (`_pyext.add_fast(1, 2)`), the raw binding call `GoEngine.evaluate` is a partial of, with the "
+        "three identities (`_pyext.evaluate_fast(ctx, handle, user, tenant, tool)`), and `GoEngine.evaluate(user, "
         "tenant, tool)`, on the Go engine of the memory, fixed window, 3-dimension cell, one request of the pool "
         "repeated (its limit is never reached; checked after each round). The same functions "
         "(`rlbench.engine.crossing_calls`, `ns_per_call`) give docs/engine.md's per-call figures.",

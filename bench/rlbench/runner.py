@@ -12,7 +12,7 @@ Sections (each can be switched off with --sections):
   of every case in a freshly shuffled order, so drift in machine load hits
   every case alike. Also in every round: the Redis baseline (a bare redis-py
   asyncio EVALSHA of a no-op script, baseline.py) as one more case, and the
-  Go binding's three crossing calls (engine.crossing_calls: no-op, raw call,
+  Go binding's crossing calls (engine.crossing_calls: no-ops, raw call,
   GoEngine.evaluate; memory, 3 dimensions), each timed as the best of a few
   runs of calls in a row (engine.ns_per_call), in shuffled order after the cases.
 * ``concurrency``: requests per second at 1, 16, 64, 256 calls in flight,
@@ -315,7 +315,7 @@ class Run:
         return call
 
     def _crossing_calls(self) -> dict[str, Any]:
-        """Target 13.2's three calls on the Go engine of memory, fixed window, 3 dimensions, or {} (reason in
+        """Target 13.2's calls on the Go engine of memory, fixed window, 3 dimensions, or {} (reason in
         ``self.crossing["error"]``)."""
         plugin = self.plugins.get(("go", Scenario("memory", "fixed_window", 3, "admitted")))
         if plugin is None:
