@@ -112,6 +112,26 @@ enum {
 
 static int rl_ctx_ok(PyObject *ctx) { return PyTuple_CheckExact(ctx) && PyTuple_GET_SIZE(ctx) == RL_CTX_SIZE; }
 
+/* The int of a reset time (Unix seconds). Consecutive results share it (every
+ * key of a fixed window resets at the same boundary), so the last one is
+ * kept and reused: ints are immutable. Only called with the GIL held, which
+ * guards the two statics. */
+static long long rl_last_reset = -1;
+static PyObject *rl_last_reset_obj = NULL;
+
+static PyObject *rl_reset(long long reset) {
+    if (reset != rl_last_reset || rl_last_reset_obj == NULL) {
+        PyObject *o = PyLong_FromLongLong(reset);
+        if (o == NULL) {
+            return NULL;
+        }
+        Py_XSETREF(rl_last_reset_obj, o);
+        rl_last_reset = reset;
+    }
+    Py_INCREF(rl_last_reset_obj);
+    return rl_last_reset_obj;
+}
+
 /* The Decision of a packed result. Without a context (ctx not a tuple of
  * RL_CTX_SIZE, e.g. None) it returns the packed int itself; an error code
  * (negative), or a result it cannot build from ctx, goes to ctx's fallback,
@@ -153,7 +173,7 @@ static PyObject *rl_decision(PyObject *ctx, long long packed, PyObject *tool) {
         return r;
     }
     PyObject *value = PyLong_FromLongLong((packed >> RL_VALUE_SHIFT) & RL_VALUE_MASK);
-    PyObject *reset = value ? PyLong_FromLongLong(packed >> RL_RESET_SHIFT) : NULL;
+    PyObject *reset = value ? rl_reset(packed >> RL_RESET_SHIFT) : NULL;
     PyObject *zero = reset ? PyLong_FromLong(0) : NULL;
     PyTypeObject *t = (PyTypeObject *)type;
     PyObject *d = zero ? t->tp_alloc(t, 6) : NULL;
@@ -176,6 +196,10 @@ static PyObject *rl_decision(PyObject *ctx, long long packed, PyObject *tool) {
     PyTuple_SET_ITEM(d, 3, admitted ? value : zero);
     PyTuple_SET_ITEM(d, 4, reset);
     PyTuple_SET_ITEM(d, 5, admitted ? zero : value);
+    /* Its items are a bool, a str and ints: it can be part of no reference
+     * cycle, so the cyclic GC need not follow it (CPython drops such plain
+     * tuples from the GC lazily; it does not for a subclass). */
+    PyObject_GC_UnTrack(d);
     return d;
 }
 
