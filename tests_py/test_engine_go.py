@@ -590,6 +590,35 @@ def test_fast_entry_falls_back_for_what_it_cannot_build(GoEngine: type) -> None:
         assert a.dimension == "tool" and a.limit == b.limit and a.remaining == b.remaining + 1
 
 
+def test_fast_entry_keeps_no_reference(GoEngine: type) -> None:
+    """Identities crossing as they are or through their wire form (a new str, released after the
+    call into Go), Decisions built in C: no reference kept, no Python memory left behind."""
+    import tracemalloc
+
+    e = GoEngine(
+        parse_config({"by_user": "1000000/s", "by_tenant": "1000000/s", "by_tool": {"x\x00y": "1000000/s"}}), "refs"
+    )
+    ids = ["a\x00b", "\ud800", "\x01x", "plain", "é"]
+    tool = "x\x00y"
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            for i in ids:
+                e.evaluate(i, i, tool, 0, i)
+
+    run(100)
+    refs = [sys.getrefcount(i) for i in (*ids, tool)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        run(4000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert [sys.getrefcount(i) for i in (*ids, tool)] == refs
+    assert grown < 64_000, f"{grown} bytes of Python memory left after 20,000 calls"
+
+
 async def test_fast_entry_holds_the_gil_on_memory_only(GoEngine: type, redis_url: str) -> None:
     """Memory: the GIL stays held during the call into Go (bounded CPU work); Redis: released."""
     assert memory_engine(GoEngine).fast_context()[6] is True
