@@ -183,7 +183,9 @@ type Request struct {
 
 // Evaluate checks and, if admitted, consumes one request (§4). An
 // identity starting with IdentityMarker is already escaped. Errors wrap
-// ErrBadArgument (nothing was evaluated) or ErrBackend.
+// ErrBadArgument (nothing was evaluated) or ErrBackend. The identities may be
+// views of memory that is reused once Evaluate returns (pyext passes views
+// of Python's strings): nothing keeps them beyond the call, only copies.
 func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	nowUS := r.NowUS
 	if nowUS < 0 || nowUS > MaxNowUS {

@@ -129,8 +129,8 @@ func ResetMemoryStores() {
 // The identities may be views of the caller's memory, valid only until
 // Evaluate returns (the extension's evaluate_fast passes the UTF-8 buffers of
 // the Python str objects without a copy): Evaluate and the limiter read them
-// during the call and keep nothing of them, since every key is built into a
-// buffer of the limiter's own.
+// during the call and keep only copies (a memory store copies a segment when
+// it creates its entry; Redis keys are built into the limiter's buffers).
 //
 // It returns a packed result >= 0 (docs/engine.md) or a negative Code*.
 func Evaluate(handle int64, user, server, tenant, tool string, nowUS int64) (packed int64) {
