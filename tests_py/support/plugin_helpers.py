@@ -34,6 +34,16 @@ def unique_name(prefix: str = "rl") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def clear_of_window_end(window_s: int, margin_s: float = 10.0) -> None:
+    """Sleep past the next fixed-window boundary (§3.1: epoch-aligned windows of the wall clock)
+    when fewer than ``margin_s`` seconds, at most a quarter of the window, remain before it: a
+    burst of wall-clock calls made next then falls in one window on a slow machine too."""
+    margin = min(margin_s, window_s / 4)
+    left = window_s - time.time() % window_s
+    if left < margin:
+        time.sleep(left + 0.05)
+
+
 def make_plugin(config: dict[str, Any] | None, name: str | None = None) -> RateLimiterPlugin:
     """A RateLimiterPlugin built the way cpex builds it: from a PluginConfig."""
     return RateLimiterPlugin(PluginConfig(name=name or unique_name(), kind=KIND, hooks=HOOKS, config=config))
