@@ -322,9 +322,17 @@ func TestFullStoreMakesProgress(t *testing.T) {
 				}(w)
 			}
 			wg.Wait()
-			eval(t, s, []string{"last"}, []algorithms.Limit{lim}, 7300*sec)
+			// Keys pinned by requests in flight are never evicted, so the store may end
+			// above its bound; each later insertion evicts a few unpinned keys (makeRoom),
+			// so with no request in flight a handful of new keys bring it back to 1. (One
+			// was not always enough: CI once ended the concurrent phase 8 keys over.)
+			after := s.Len()
+			for i := 0; i < 20 && (i == 0 || s.Len() > 1); i++ {
+				eval(t, s, []string{fmt.Sprintf("last%d", i)}, []algorithms.Limit{lim}, 7300*sec)
+			}
 			if s.Len() != 1 {
-				t.Fatalf("store holds %d keys after the requests ended, want 1", s.Len())
+				t.Fatalf("store holds %d keys after 20 more requests (%d when the concurrent ones ended), want 1",
+					s.Len(), after)
 			}
 		})
 	}
