@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -64,6 +63,7 @@ type entry[S any] struct {
 	mu          sync.Mutex
 	pins        atomic.Int32 // requests protecting this entry from eviction between lookup and unlock
 	dead        bool         // removed from the store: a request that locked it must look up again
+	calls       uint8        // requests that locked it first among their keys, mod 256: picks the calls that sweep
 	expiresAtUS int64        // Unix µs from which the state is empty (§3)
 	slot        int          // index in Store.slots, guarded by Store.slotsMu
 	id          uint64       // unique in the store: requests lock their entries in id order
@@ -127,21 +127,9 @@ func New(kind algorithms.Kind, maxKeys int) (*Store, error) {
 }
 
 func newTyped[S any, P statePtr[S]](maxKeys int) *typedStore[S, P] {
-	// Keys hash with maphash under a random seed of the store's own, which
-	// keeps colliding identities unpredictable; the map's per-table seed is
-	// not needed for that. maphash hashes a string directly, where the
-	// map's default hasher dispatches on the key's type first (about a third
-	// of the hashing time of a hot-key request).
-	// The prefix id is mixed in by a multiply with an odd constant (the
-	// golden ratio's): distinct ids give distinct offsets of a hash that is
-	// uniformly random under the seed.
-	seed := maphash.MakeSeed()
-	hash := func(k memKey, _ uint64) uint64 {
-		return maphash.String(seed, k.seg) ^ uint64(k.space)*0x9E3779B97F4A7C15
-	}
 	return &typedStore[S, P]{
 		maxKeys: maxKeys,
-		m:       xsync.NewMapOfWithHasher[memKey, *entry[S]](hash, xsync.WithPresize(min(maxKeys, presize))),
+		m:       xsync.NewMapOfWithHasher[memKey, *entry[S]](newKeyHash(), xsync.WithPresize(min(maxKeys, presize))),
 	}
 }
 
@@ -291,9 +279,17 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 		out[i] = st.Finish(limits[i], nowUS, ok[i], admitted)
 		es[i].expiresAtUS = st.ExpiresAtUS(limits[i])
 	}
+	// One call in sweepOneIn sweeps: the first-locked entry's count of
+	// calls, offset by its id, picks them. Entries are locked here already,
+	// so this costs an increment where a random draw cost about 45
+	// instructions: a hot key sweeps on every sweepOneIn-th of its calls,
+	// new keys (sequential ids) on one in sweepOneIn.
+	first := es[order[0]]
+	first.calls++
+	sweep := (first.id+uint64(first.calls))&(sweepOneIn-1) == 0
 	s.release(&es, &pinned, &order, n)
 
-	if rand.Uint32()&(sweepOneIn-1) == 0 { // #nosec G404 -- spreads sweeps over calls; predicting it tells only when expired keys get swept
+	if sweep {
 		s.sweep(nowUS)
 	}
 	return admitted
