@@ -40,3 +40,15 @@ type SegmentedBackend interface {
 	// call.
 	EvaluateSegments(ctx context.Context, spaces []uint32, segments []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (admitted bool, err error)
 }
+
+// LocalAnswerer is implemented by backends that can answer some requests
+// from what they hold in process, without any I/O (the Redis backend's
+// remembered refusals, docs/semantics.md §12). The engine asks it first so
+// that such an answer does not wait for a goroutine or a round trip.
+type LocalAnswerer interface {
+	// AnswerLocally is Evaluate for a request it can answer without I/O: it
+	// writes out[:len(keys)] as Evaluate would and returns true (the request
+	// is then refused and nothing was consumed), or returns false, writing
+	// nothing, when the request needs Evaluate.
+	AnswerLocally(keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool
+}

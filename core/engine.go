@@ -188,13 +188,8 @@ type Request struct {
 // of Python's strings): nothing keeps them beyond the call, only copies.
 func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	nowUS := r.NowUS
-	if nowUS < 0 || nowUS > MaxNowUS {
-		return Decision{}, fmt.Errorf("%w: now_us %d outside 0..2^52", ErrBadArgument, nowUS)
-	}
-	if r.User == "" {
-		// Required even when no user limit is configured: the caller
-		// normalises an unknown user to "anonymous" (§5).
-		return Decision{}, fmt.Errorf("%w: empty user", ErrBadArgument)
+	if err := checkRequest(&r); err != nil {
+		return Decision{}, err
 	}
 	s := l.pool.Get().(*scratch)
 	defer l.pool.Put(s)
@@ -219,6 +214,54 @@ func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrBackend, err)
 	}
+	return s.decision(admitted, n), nil
+}
+
+// EvaluateLocal is Evaluate for a request that needs no I/O: one to which no
+// dimension applies, or one the backend refuses from what it holds in
+// process (LocalAnswerer, docs/semantics.md §12). It returns ok false, having
+// evaluated nothing, when the request needs Evaluate; errors as Evaluate's,
+// ErrBadArgument only.
+func (l *Limiter) EvaluateLocal(r Request) (d Decision, ok bool, err error) {
+	if err := checkRequest(&r); err != nil {
+		return Decision{}, false, err
+	}
+	s := l.pool.Get().(*scratch)
+	defer l.pool.Put(s)
+	n, err := l.dimensions(s, &r)
+	if err != nil {
+		return Decision{}, false, err
+	}
+	if n == 0 {
+		return Decision{Admitted: true, Dimension: DimNone}, true, nil
+	}
+	la, isLocal := l.backend.(LocalAnswerer)
+	if !isLocal {
+		return Decision{}, false, nil
+	}
+	l.composeKeys(s, n)
+	if !la.AnswerLocally(s.keys[:n], s.limits[:n], r.NowUS, s.out[:n]) {
+		return Decision{}, false, nil
+	}
+	return s.decision(false, n), true, nil
+}
+
+// checkRequest rejects a request no backend may see (ErrBadArgument).
+func checkRequest(r *Request) error {
+	if r.NowUS < 0 || r.NowUS > MaxNowUS {
+		return fmt.Errorf("%w: now_us %d outside 0..2^52", ErrBadArgument, r.NowUS)
+	}
+	if r.User == "" {
+		// Required even when no user limit is configured: the caller
+		// normalises an unknown user to "anonymous" (§5).
+		return fmt.Errorf("%w: empty user", ErrBadArgument)
+	}
+	return nil
+}
+
+// decision is the Decision of the first n outcomes in s: the reported
+// dimension's (§4, §7).
+func (s *scratch) decision(admitted bool, n int) Decision {
 	rep := Reported(admitted, s.out[:n])
 	o := s.out[rep]
 	d := Decision{
@@ -231,7 +274,7 @@ func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	if !admitted {
 		d.RetryAfterS = max(1, algorithms.CeilDiv(o.RetryAfterUS, SecondUS))
 	}
-	return d, nil
+	return d
 }
 
 // dimensions fills s with the dimensions of r that apply (§5), in the order

@@ -50,7 +50,10 @@ func limiter(t *testing.T, cfgJSON string, b core.Backend) *core.Limiter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := b.(*recorder); ok {
+	switch r := b.(type) {
+	case *recorder:
+		r.kind = cfg.Algorithm
+	case *localRecorder:
 		r.kind = cfg.Algorithm
 	}
 	l, err := core.NewLimiter(cfg, b)
@@ -460,5 +463,72 @@ func TestSegmentsMatchKeys(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// localRecorder is a recorder that is also a LocalAnswerer: it answers
+// locally with its outcomes when local is set, recording the keys it saw.
+type localRecorder struct {
+	recorder
+	local     bool
+	localKeys []string
+}
+
+func (r *localRecorder) AnswerLocally(keys []string, _ []algorithms.Limit, _ int64, out []algorithms.Outcome) bool {
+	r.localKeys = append([]string(nil), keys...)
+	if !r.local {
+		return false
+	}
+	copy(out, r.outs)
+	return true
+}
+
+// TestEvaluateLocal: EvaluateLocal answers what needs no I/O (no dimension
+// applies, or the backend's local answer) as Evaluate would, asks the backend
+// with Evaluate's keys, and otherwise evaluates nothing.
+func TestEvaluateLocal(t *testing.T) {
+	refusal := []algorithms.Outcome{{OK: true, Remaining: 10}, {OK: false, RetryAfterUS: 1_500_000, ResetAtUS: 9 * sec}, {OK: true, Remaining: 3}}
+	req := core.Request{User: "u", Tenant: "t", Tool: "search", NowUS: 1}
+	tests := []struct {
+		name    string
+		backend core.Backend
+		req     core.Request
+		wantOK  bool
+		want    core.Decision
+	}{
+		{"local refusal", &localRecorder{recorder: recorder{outs: refusal}, local: true}, req, true,
+			core.Decision{Admitted: false, Dimension: core.DimTenant, Limit: 5, ResetAtUnix: 9, RetryAfterS: 2}},
+		{"backend must be asked", &localRecorder{recorder: recorder{outs: refusal}}, req, false, core.Decision{}},
+		{"backend without local answers", &recorder{outs: refusal}, req, false, core.Decision{}},
+		{"no dimension applies", &recorder{}, core.Request{User: "u", Tool: "other", NowUS: 1}, true,
+			core.Decision{Admitted: true, Dimension: core.DimNone}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := fmt.Sprintf(allDims, "fixed_window")
+			if _, ok := tt.backend.(*recorder); ok {
+				cfg = `{"by_tenant":{"limit":5,"window_s":1},"by_tool":{"search":{"limit":3,"window_s":1}}}`
+			}
+			l := limiter(t, cfg, tt.backend)
+			d, ok, err := l.EvaluateLocal(tt.req)
+			if err != nil || ok != tt.wantOK || d != tt.want {
+				t.Fatalf("got %+v, %v, %v; want %+v, %v", d, ok, err, tt.want, tt.wantOK)
+			}
+			if lr, ok := tt.backend.(*localRecorder); ok {
+				if lr.calls != 0 {
+					t.Fatalf("Evaluate called %d times", lr.calls)
+				}
+				if _, err := l.Evaluate(context.Background(), tt.req); err != nil {
+					t.Fatal(err)
+				}
+				if strings.Join(lr.localKeys, "|") != strings.Join(lr.keys, "|") {
+					t.Fatalf("local keys %q, Evaluate's %q", lr.localKeys, lr.keys)
+				}
+			}
+		})
+	}
+	l := limiter(t, fmt.Sprintf(allDims, "fixed_window"), &localRecorder{local: true})
+	if _, _, err := l.EvaluateLocal(core.Request{User: "", NowUS: 1}); !errors.Is(err, core.ErrBadArgument) {
+		t.Fatalf("empty user: error %v, want ErrBadArgument", err)
 	}
 }

@@ -54,6 +54,14 @@ func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	return l.lim.Evaluate(ctx, r)
 }
 
+// EvaluateLocal answers a request that needs no I/O (no dimension applies,
+// or a refusal the Redis backend remembers, docs/semantics.md §12) and
+// reports ok; ok false means nothing was evaluated and the request needs
+// Evaluate. Errors as Evaluate's.
+func (l *Limiter) EvaluateLocal(r Request) (Decision, bool, error) {
+	return l.lim.EvaluateLocal(r)
+}
+
 // MemoryKeys returns the number of keys in the limiter's memory store, or -1
 // when its backend is Redis.
 func (l *Limiter) MemoryKeys() int {

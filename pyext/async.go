@@ -7,13 +7,15 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rate-limiter-go/rate_limiter_go/limiter"
 )
 
 // completions is the queue between Submit's goroutines and the Python event
 // loop: finished tickets in order, their packed results, and an eventfd that
 // counts completions so the loop can wait on it with add_reader.
 type completions struct {
-	next atomic.Int64 // last ticket handed out
+	next atomic.Int64 // how many tickets were handed out
 
 	mu      sync.Mutex
 	fd      int // eventfd, -1 until first needed
@@ -103,21 +105,42 @@ func CompletionFD() (fd int64) {
 	return int64(f)
 }
 
-// Submit starts evaluating one request (arguments as for Evaluate) in a
-// goroutine and returns at once with a ticket >= 1, or a negative Code*. When
-// the evaluation ends, its ticket is queued for NextCompletion, and the
-// eventfd is incremented by one if the queue was empty: read the eventfd, then
-// call NextCompletion until it returns 0.
-func Submit(handle int64, user, server, tenant, tool string, nowUS int64) (ticket int64) {
-	defer recoverTo(&ticket)
+// MaxTicket is the largest ticket: tickets count down from it, so that the
+// one int64 Submit returns says what it is (a packed result >= 0, a Code*
+// between MaxTicket and 0, or a ticket <= MaxTicket).
+const MaxTicket = -16
+
+// TicketBound returns MaxTicket, for the Python side, which reads it once
+// instead of repeating the number.
+func TicketBound() int64 { return MaxTicket }
+
+// Submit answers one request (arguments as for Evaluate) without waiting.
+// When the answer needs no I/O (no dimension applies, or a refusal the Redis
+// backend remembers, docs/semantics.md §12) it returns the packed result (>=
+// 0) at once. Otherwise it starts the evaluation in a goroutine and returns a
+// ticket <= MaxTicket; when the evaluation ends, its ticket is queued for
+// NextCompletion, and the eventfd is incremented by one if the queue was
+// empty: read the eventfd, then call NextCompletion until it returns 0. A
+// negative Code* above MaxTicket is an error (a malformed identity or time
+// is reported here, before any goroutine).
+func Submit(handle int64, user, server, tenant, tool string, nowUS int64) (result int64) {
+	defer recoverTo(&result)
 	l := handles.get(handle)
 	if l == nil {
 		return CodeUnknownHandle
 	}
+	r := limiter.Request{User: user, Server: server, Tenant: tenant, Tool: tool, NowUS: nowUS}
+	d, answered, err := l.EvaluateLocal(r)
+	if err != nil {
+		return code(err)
+	}
+	if answered {
+		return pack(d)
+	}
 	if _, err := queue.eventFD(); err != nil {
 		return CodeInternal
 	}
-	t := queue.next.Add(1)
+	t := MaxTicket + 1 - queue.next.Add(1)
 	go func() {
 		packed := int64(CodeInternal)
 		defer func() {
@@ -132,8 +155,8 @@ func Submit(handle int64, user, server, tenant, tool string, nowUS int64) (ticke
 	return t
 }
 
-// NextCompletion returns the oldest finished ticket not yet returned, or 0
-// when there is none.
+// NextCompletion returns the oldest finished ticket (<= MaxTicket) not yet
+// returned, or 0 when there is none.
 func NextCompletion() int64 {
 	return queue.pop()
 }

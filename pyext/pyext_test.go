@@ -10,9 +10,11 @@ import (
 	"time"
 	"unsafe"
 
+	goredis "github.com/redis/go-redis/v9"
 	"golang.org/x/sys/unix"
 
 	"github.com/rate-limiter-go/rate_limiter_go/limiter"
+	"github.com/rate-limiter-go/rate_limiter_go/tests_go/redistest"
 )
 
 const sec = int64(1_000_000)
@@ -198,13 +200,21 @@ func TestSubmitCompletes(t *testing.T) {
 	tickets := map[int64]bool{}
 	for i := 0; i < n; i++ {
 		tk := Submit(h, fmt.Sprintf("user%d", i%10), "", "", "", now)
-		if tk < 1 || tickets[tk] {
+		if tk > MaxTicket || tickets[tk] {
 			t.Fatalf("ticket %d", tk)
 		}
 		tickets[tk] = true
 	}
 	if bad := Submit(1<<40, "u", "", "", "", now); bad != CodeUnknownHandle {
 		t.Fatalf("Submit on unknown handle: %d", bad)
+	}
+	// Answered at once, without a ticket: nothing to wait for.
+	if bad := Submit(h, "", "", "", "", now); bad != CodeBadArgument {
+		t.Fatalf("Submit of an empty user: %d, want CodeBadArgument", bad)
+	}
+	noLimits := newLimiter(t, t.Name()+"/tools", `{"algorithm":"fixed_window","backend":"memory","by_tool":{"search":{"limit":1,"window_s":1}}}`)
+	if got := Submit(noLimits, "u", "", "", "other", now); got != 9 {
+		t.Fatalf("Submit of a request no dimension applies to = %d, want the packed no-limit result 9", got)
 	}
 	admitted := 0
 	for got := 0; got < n; {
@@ -237,6 +247,9 @@ type panicky struct{}
 
 func (panicky) Evaluate(context.Context, limiter.Request) (limiter.Decision, error) { panic("bug") }
 func (panicky) Close()                                                              {}
+func (panicky) EvaluateLocal(limiter.Request) (limiter.Decision, bool, error) {
+	return limiter.Decision{}, false, nil // so that Submit's goroutine meets the panic
+}
 
 func TestPanicsAreRecovered(t *testing.T) {
 	h := handles.add(panicky{})
@@ -283,7 +296,7 @@ func TestCodes(t *testing.T) {
 	if got := Evaluate(h, "u", "", "", "", now); got != CodeUnavailable {
 		t.Errorf("Evaluate on a closed Redis port = %d, want CodeUnavailable", got)
 	}
-	if !strings.HasPrefix(fmt.Sprint(ABIVersion()), "4") {
+	if !strings.HasPrefix(fmt.Sprint(ABIVersion()), "5") {
 		t.Error("ABIVersion changed: update engine_go.ABI_VERSION too")
 	}
 }
@@ -350,4 +363,97 @@ func TestEvaluateAllocations(t *testing.T) {
 	if binding > core {
 		t.Errorf("Evaluate: %v allocations per request, the limiter alone %v", binding, core)
 	}
+}
+
+// awaitTicket drains completions until tk's result shows up and returns it.
+func awaitTicket(t *testing.T, tk int64) int64 {
+	t.Helper()
+	for {
+		readEventFD(t, int(CompletionFD()))
+		for c := NextCompletion(); c != 0; c = NextCompletion() {
+			if r := TakeResult(c); c == tk {
+				return r
+			}
+		}
+	}
+}
+
+// TestSubmitAnswersRememberedRefusalsAtOnce: on Redis, Submit returns a
+// remembered refusal (docs/semantics.md §12) as a packed result, with no
+// ticket and no Redis command, and it is the answer the goroutine would
+// have given at the same instant; a request Redis must see still gets a
+// ticket.
+func TestSubmitAnswersRememberedRefusalsAtOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, algorithm := range []string{"fixed_window", "sliding_window", "token_bucket"} {
+		t.Run(algorithm, func(t *testing.T) {
+			cfg := func(blockedMaxKeys int) string {
+				return fmt.Sprintf(`{"algorithm":%q,"backend":"redis","redis_url":%q,"redis_key_prefix":%q,`+
+					`"by_user":{"limit":2,"window_s":60},"redis_blocked_max_keys":%d}`,
+					algorithm, srv.URL(), fmt.Sprintf("rl%d.%s", blockedMaxKeys, algorithm), blockedMaxKeys)
+			}
+			h, off := newLimiter(t, t.Name(), cfg(100)), newLimiter(t, t.Name()+"/off", cfg(0))
+			at := time.Now().UnixMicro() + 300*sec // ahead of Redis's clock: the state outlives the test
+			for i, want := range []bool{true, true, false} {
+				for _, lim := range []int64{h, off} {
+					tk := Submit(lim, "alice", "", "", "", at+int64(i))
+					if tk > MaxTicket {
+						t.Fatalf("request %d: Submit = %d before any refusal, want a ticket", i, tk)
+					}
+					if got := unpack(awaitTicket(t, tk)); got.admitted != want {
+						t.Fatalf("request %d: admitted %v, want %v", i, got.admitted, want)
+					}
+				}
+			}
+			// Redis refused alice at at+2: later requests within the wait are answered now.
+			calls := scriptCalls(t, srv)
+			for i := int64(3); i < 10; i++ {
+				local := Submit(h, "alice", "", "", "", at+i*sec)
+				if local < 0 {
+					t.Fatalf("request at +%d s: Submit = %d, want a packed refusal", i, local)
+				}
+				tk := Submit(off, "alice", "", "", "", at+i*sec)
+				if tk > MaxTicket {
+					t.Fatalf("local refusals off: Submit = %d, want a ticket", tk)
+				}
+				if remote := awaitTicket(t, tk); local != remote {
+					t.Fatalf("request at +%d s: local answer %+v, Redis's %+v", i, unpack(local), unpack(remote))
+				}
+			}
+			// Only the 7 requests of the limiter without local refusals reached Redis.
+			if got := scriptCalls(t, srv) - calls; got != 7 {
+				t.Fatalf("%d script calls for 7 remote and 7 local requests, want 7", got)
+			}
+			if tk := Submit(h, "bob", "", "", "", at); tk > MaxTicket {
+				t.Fatalf("a user never refused: Submit = %d, want a ticket", tk)
+			} else if got := unpack(awaitTicket(t, tk)); !got.admitted {
+				t.Fatalf("bob refused: %+v", got)
+			}
+		})
+	}
+}
+
+// scriptCalls is the number of script calls (EVAL, EVALSHA) srv has
+// executed: one per request that reached Redis.
+func scriptCalls(t *testing.T, srv *redistest.Server) int64 {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(line, ":calls=")
+		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
+			continue
+		}
+		var calls int64
+		if _, err := fmt.Sscanf(rest, "%d", &calls); err != nil {
+			t.Fatalf("INFO commandstats line %q: %v", line, err)
+		}
+		n += calls
+	}
+	return n
 }

@@ -201,3 +201,19 @@ async def test_local_refusals_are_redis_refusals(make_engine, redis_url: str, al
         if not g.admitted:
             assert g.retry_after_s <= w.retry_after_s, (i, g, w)
     assert spent_on < spent_off, (spent_on, spent_off)  # some refusals were answered without Redis
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_remembered_refusal_is_answered_without_waiting(make_engine, redis_url: str, algorithm: str) -> None:
+    """A refusal answered from memory needs no I/O, so check() returns it without suspending:
+    the coroutine finishes on its first step (the Go engine does not hand it to a goroutine).
+    A request that reaches Redis suspends at least once, so this fails if the refusal did."""
+    engine = make_engine({"by_user": "1/h", "backend": "redis", "redis_url": redis_url, "algorithm": algorithm, **SLOW_OK})
+    assert (await engine.check("u", None, None)).admitted
+    refused = await engine.check("u", None, None)  # asks Redis, which refuses and is remembered
+    assert not refused.admitted
+    step = engine.check("u", None, None)
+    with pytest.raises(StopIteration) as done:
+        step.send(None)  # a coroutine that suspended would return the future it waits for instead
+    local = done.value.value
+    assert not local.admitted and local.dimension == "user" and 0 < local.retry_after_s <= refused.retry_after_s

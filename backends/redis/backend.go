@@ -139,6 +139,19 @@ func (b *Backend) Evaluate(ctx context.Context, keys []string, limits []algorith
 	return admitted, err
 }
 
+// AnswerLocally refuses a request from the remembered refusals (§12) when
+// one of its keys is still blocked, as Evaluate would without a Redis
+// command, and returns true; it returns false, writing nothing, when Redis
+// must be asked (or the arguments are bad, or the backend is closed, which
+// Evaluate then reports). It never does I/O, so a caller may try it before
+// handing the request to a goroutine (core.LocalAnswerer).
+func (b *Backend) AnswerLocally(keys []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool {
+	if b.blocked == nil || b.closed.Load() || validate(keys, limits, nowUS, out) != nil {
+		return false
+	}
+	return b.blocked.answer(keys, limits, nowUS, out)
+}
+
 // resultOf maps a call's error to what the breaker learns from it.
 func resultOf(err error) callResult {
 	if err == nil {

@@ -31,7 +31,7 @@ from rate_limiter_go.keys import escape_identity
 __all__ = ["ABI_VERSION", "GoEngine", "MARKER", "go_config_json", "reset_memory_stores", "unpack", "wire_identity"]
 
 #: The pyext API version this wrapper speaks (pyext.ABIVersion()).
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 #: Leads an identity that is passed already escaped (docs/engine.md): C strings
 #: cannot carry NUL or lone surrogates, and a raw identity starting with the
@@ -173,6 +173,7 @@ class GoEngine:
         self._decode: Callable[[int, str | None], Decision] = _unbound
         self._finalizer: weakref.finalize | None = None
         self._submit: Callable[[int, str, str, str, str, int], int] | None = None  # set by check()
+        self._max_ticket = 0  # pyext.MaxTicket, set by _bind
 
     # -- binding -------------------------------------------------------------
 
@@ -197,6 +198,7 @@ class GoEngine:
             if handle < 1:
                 raise EngineError(f"Go engine: NewLimiter returned {handle}")
             self._handle = handle
+            self._max_ticket = mod.TicketBound()
             self._finalizer = weakref.finalize(self, _close_handle, mod, handle)
             self._install_fast_path(mod, handle)
             self._mod = mod
@@ -343,9 +345,9 @@ class GoEngine:
         t = "" if tenant is None else tenant if tenant >= "\x02" else wire_identity(tenant)
         w = "" if tool is None else tool if tool >= "\x02" else wire_identity(tool)
         try:
-            ticket = submit(self._handle, u, s, t, w, now_us)
+            packed = submit(self._handle, u, s, t, w, now_us)
         except (ValueError, UnicodeEncodeError):  # NUL inside, or a lone surrogate: pass escaped
-            ticket = submit(
+            packed = submit(
                 self._handle,
                 wire_identity(user),
                 wire_identity(server or ""),
@@ -353,9 +355,10 @@ class GoEngine:
                 wire_identity(tool or ""),
                 now_us,
             )
-        if ticket < 0:
-            unpack(ticket)  # raises
-        packed = await completions(mod).wait(ticket)
+        if packed < 0:  # Submit answers at once what needs no I/O (§12 refusals), else gives a ticket
+            if packed > self._max_ticket:
+                unpack(packed)  # an error code: raises
+            packed = await completions(mod).wait(packed)
         d = self._cache.get(packed)
         return d if d is not None else self._decode(packed, tool)
 
