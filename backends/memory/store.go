@@ -311,30 +311,31 @@ func (s *typedStore[S, P]) release(es *[maxRequestKeys]*entry[S], pinned *[maxRe
 // it pinned it, so that eviction leaves it alone until release: always when
 // it created it, else when pin is set.
 func (s *typedStore[S, P]) acquire(key memKey, nowUS int64, pin bool) (*entry[S], bool) {
-	var slot *atomic.Pointer[entry[S]]
-	if key.seg == "" && key.space < emptySlots {
-		slot = &s.empty[key.space]
-		// A retry (pin) bypasses the slot: it may hold the dead entry that
-		// caused the retry, and the map's entry replaces it below.
-		if e := slot.Load(); e != nil && !pin {
+	slotted := key.seg == "" && key.space < emptySlots
+	// A retry (pin) bypasses the slot: it may hold the dead entry that
+	// caused the retry, and the map's entry replaces it below.
+	if slotted && !pin {
+		if e := s.empty[key.space].Load(); e != nil {
 			return e, false
 		}
 	}
-	e, pinned := s.lookup(key, nowUS, pin)
-	if slot != nil {
-		slot.Store(e)
+	e, ok := s.m.Load(key)
+	pinned := pin
+	switch {
+	case !ok:
+		e, pinned = s.insert(key, nowUS, pin)
+	case pin:
+		e.pins.Add(1)
+	}
+	if slotted {
+		s.empty[key.space].Store(e)
 	}
 	return e, pinned
 }
 
-// lookup is acquire through the map.
-func (s *typedStore[S, P]) lookup(key memKey, nowUS int64, pin bool) (*entry[S], bool) {
-	if e, ok := s.m.Load(key); ok {
-		if pin {
-			e.pins.Add(1)
-		}
-		return e, pin
-	}
+// insert is acquire of a key the map did not hold a moment ago: it adds an
+// entry unless another request has just done so.
+func (s *typedStore[S, P]) insert(key memKey, nowUS int64, pin bool) (*entry[S], bool) {
 	key.seg = strings.Clone(key.seg) // may be a view of the caller's buffer
 	ne := &entry[S]{key: key, id: s.lastID.Add(1)}
 	ne.pins.Store(1)
