@@ -40,7 +40,12 @@ func (s *SlidingWindowState) drop(l Limit, nowUS int64) {
 // Check drops the entries that stopped counting at nowUS (Unix µs) and
 // reports whether the key would admit one more request.
 func (s *SlidingWindowState) Check(l Limit, nowUS int64) bool {
-	s.drop(l, nowUS)
+	// drop only when it has work: an entry that stopped counting, or a
+	// buffer to shrink (with no entries, head is 0 already). The test is
+	// small enough to inline; drop is not.
+	if s.n > 0 && s.buf[s.head] <= nowUS-l.WindowUS || cap(s.buf) > 64 && s.n < cap(s.buf)/8 {
+		s.drop(l, nowUS)
+	}
 	return int64(s.n) < l.Limit
 }
 
@@ -50,7 +55,14 @@ func (s *SlidingWindowState) Check(l Limit, nowUS int64) bool {
 // key's Outcome.
 func (s *SlidingWindowState) Finish(l Limit, nowUS int64, ok, admitted bool) Outcome {
 	if admitted {
-		s.insert(nowUS)
+		// The common case, a time not before the newest entry with room
+		// after it, is an append; insert does the rest.
+		if end := s.head + s.n; end < len(s.buf) && (s.n == 0 || nowUS >= s.buf[end-1]) {
+			s.buf[end] = nowUS
+			s.n++
+		} else {
+			s.insert(nowUS)
+		}
 	}
 	reset := nowUS + l.WindowUS
 	if s.n > 0 {
