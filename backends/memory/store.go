@@ -58,15 +58,18 @@ type memKey struct {
 }
 
 // entry is one key's state of the store's algorithm. mu guards everything but
-// pins, slot and the immutable id and key.
+// pins, expiresAtUS, slot and the immutable id and key.
 type entry[S any] struct {
-	mu          sync.Mutex
-	pins        atomic.Int32 // requests protecting this entry from eviction between lookup and unlock
-	dead        bool         // removed from the store: a request that locked it must look up again
-	calls       uint8        // requests that locked it first among their keys, mod 256: picks the calls that sweep
-	expiresAtUS int64        // Unix µs from which the state is empty (§3)
-	slot        int          // index in Store.slots, guarded by Store.slotsMu
-	id          uint64       // unique in the store: requests lock their entries in id order
+	mu    sync.Mutex
+	pins  atomic.Int32 // requests protecting this entry from eviction between lookup and unlock
+	dead  bool         // removed from the store: a request that locked it must look up again
+	calls uint8        // requests that locked it first among their keys, mod 256: picks the calls that sweep
+	// expiresAtUS is the Unix µs from which the state is empty (§3),
+	// written under mu; atomic so that the sweep can pass over live entries
+	// without taking their locks.
+	expiresAtUS atomic.Int64
+	slot        int    // index in Store.slots, guarded by Store.slotsMu
+	id          uint64 // unique in the store: requests lock their entries in id order
 	key         memKey
 	state       S
 }
@@ -277,7 +280,7 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 	for i := 0; i < n; i++ {
 		st := P(&es[i].state)
 		out[i] = st.Finish(limits[i], nowUS, ok[i], admitted)
-		es[i].expiresAtUS = st.ExpiresAtUS(limits[i])
+		es[i].expiresAtUS.Store(st.ExpiresAtUS(limits[i]))
 	}
 	// One call in sweepOneIn sweeps: the first-locked entry's count of
 	// calls, offset by its id, picks them. Entries are locked here already,
@@ -394,7 +397,7 @@ func (s *typedStore[S, P]) makeRoom(nowUS int64) {
 			if e.pins.Load() > 0 || !e.mu.TryLock() {
 				continue
 			}
-			exp := e.expiresAtUS
+			exp := e.expiresAtUS.Load()
 			e.mu.Unlock()
 			if victim == nil || exp < victimExp {
 				victim, victimExp = e, exp
@@ -409,11 +412,14 @@ func (s *typedStore[S, P]) makeRoom(nowUS int64) {
 // tryEvict removes e if it is not in use and, when onlyExpired, has expired
 // at nowUS. It reports whether e was removed. slotsMu must be held.
 func (s *typedStore[S, P]) tryEvict(e *entry[S], nowUS int64, onlyExpired bool) bool {
-	if e.pins.Load() > 0 || !e.mu.TryLock() {
+	// A live entry is passed over without its lock (most of what a sweep
+	// examines); the test is repeated under the lock, since a request may
+	// have extended it meanwhile.
+	if e.pins.Load() > 0 || (onlyExpired && e.expiresAtUS.Load() > nowUS) || !e.mu.TryLock() {
 		return false
 	}
 	defer e.mu.Unlock()
-	if e.pins.Load() > 0 || (onlyExpired && e.expiresAtUS > nowUS) {
+	if e.pins.Load() > 0 || (onlyExpired && e.expiresAtUS.Load() > nowUS) {
 		return false
 	}
 	e.dead = true
