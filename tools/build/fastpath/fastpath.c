@@ -281,7 +281,8 @@ PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nar
     long long packed;
     if (has_ctx && PyTuple_GET_ITEM(ctx, RL_CTX_HOLD_GIL) == Py_True) {
         /* Memory: a few hundred ns of CPU work that never waits for Python;
-         * releasing and re-taking the GIL would cost a tenth of the call. */
+         * releasing and re-taking the GIL would be a visible share of a call
+         * this short (docs/engine.md, "The fast entry"). */
         packed = rlgo_evaluate(handle, (char *)id[0], n[0], (char *)id[1], n[1], (char *)id[2], n[2], (char *)id[3],
                                n[3], now_us);
     } else {
