@@ -3,6 +3,7 @@ package pyext
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -122,7 +123,9 @@ func TicketBound() int64 { return MaxTicket }
 // NextCompletion, and the eventfd is incremented by one if the queue was
 // empty: read the eventfd, then call NextCompletion until it returns 0. A
 // negative Code* above MaxTicket is an error (a malformed identity or time
-// is reported here, before any goroutine).
+// is reported here, before any goroutine). The identities may be views of
+// the caller's memory valid only during the call, as for Evaluate: the
+// goroutine gets copies.
 func Submit(handle int64, user, server, tenant, tool string, nowUS int64) (result int64) {
 	defer recoverTo(&result)
 	l := handles.get(handle)
@@ -140,6 +143,9 @@ func Submit(handle int64, user, server, tenant, tool string, nowUS int64) (resul
 	if _, err := queue.eventFD(); err != nil {
 		return CodeInternal
 	}
+	// The identities may be views of the caller's memory (submit_fast), and
+	// the goroutine outlives this call.
+	user, server, tenant, tool = detach(user, server, tenant, tool)
 	t := MaxTicket + 1 - queue.next.Add(1)
 	go func() {
 		packed := int64(CodeInternal)
@@ -170,4 +176,18 @@ func TakeResult(ticket int64) int64 {
 		return CodeBadArgument
 	}
 	return r
+}
+
+// detach returns copies of the four identities that share no memory with
+// them, in one allocation.
+func detach(user, server, tenant, tool string) (string, string, string, string) {
+	var b strings.Builder
+	b.Grow(len(user) + len(server) + len(tenant) + len(tool))
+	for _, s := range [...]string{user, server, tenant, tool} {
+		b.WriteString(s)
+	}
+	all := b.String()
+	u, rest := all[:len(user)], all[len(user):]
+	s, rest := rest[:len(server)], rest[len(server):]
+	return u, s, rest[:len(tenant)], rest[len(tenant):]
 }

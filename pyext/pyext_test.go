@@ -457,3 +457,26 @@ func scriptCalls(t *testing.T, srv *redistest.Server) int64 {
 	}
 	return n
 }
+
+// TestSubmitDetachesItsIdentities: Submit's goroutine outlives the call, and
+// submit_fast passes views of Python's buffers, so the goroutine must get
+// copies that share no byte with what it was given.
+func TestSubmitDetachesItsIdentities(t *testing.T) {
+	tests := [][4]string{
+		{"alice", "srv", "acme", "search"},
+		{"alice", "", "", ""},
+		{"u", "", "t", ""},
+		{"\x01a%00b", "s", "", "x"},
+	}
+	for _, in := range tests {
+		u, s, tn, tl := detach(in[0], in[1], in[2], in[3])
+		if got := [4]string{u, s, tn, tl}; got != in {
+			t.Fatalf("detach(%q) = %q", in, got)
+		}
+		for i, c := range [4]string{u, s, tn, tl} {
+			if len(c) > 0 && unsafe.StringData(c) == unsafe.StringData(in[i]) {
+				t.Fatalf("detach(%q): identity %d shares memory with its input", in, i)
+			}
+		}
+	}
+}

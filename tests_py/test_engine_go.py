@@ -51,8 +51,9 @@ def _fresh_go_stores() -> Iterator[None]:
 
 @pytest.fixture(params=["fast", "packed"])
 def entry(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The binding entry evaluate() uses: the extension's evaluate_fast (Decision built in C), or gopy's
-    pyext_Evaluate and the Python decoder, as with an extension built without tools/build/fastpath."""
+    """The binding entries evaluate() and check() use: the extension's evaluate_fast and submit_fast
+    (Decision built in C), or gopy's pyext_Evaluate and pyext_Submit and the Python decoder, as with an
+    extension built without tools/build/fastpath."""
     if request.param == "packed":
         from rate_limiter_go import engine_go
 
@@ -619,6 +620,55 @@ def test_fast_entry_keeps_no_reference(GoEngine: type) -> None:
     assert grown < 64_000, f"{grown} bytes of Python memory left after 20,000 calls"
 
 
+async def test_submit_fast_arguments_and_references(GoEngine: type, redis_url: str) -> None:
+    """submit_fast takes evaluate_fast's arguments; without a context it returns Submit's int (the
+    no-limit result at once, error codes), with one it raises for a code and returns a ticket or a
+    Decision; answering refusals at once keeps no reference and leaves no Python memory behind."""
+    import tracemalloc
+
+    submit = _native.load_native()._pyext.submit_fast
+    e = redis_engine(GoEngine, redis_url, "1/h", by_tool={"x\x00y": "1/h"})
+    try:
+        await e.check("warm", None, None)  # binds
+        ctx, h = e.fast_context(), e._handle
+        tools_only = GoEngine(parse_config({"by_tool": {"t": "1/h"}, "backend": "redis", "redis_url": redis_url}), "t")
+        try:
+            await tools_only.check("warm", None, None)  # binds
+            assert submit(None, tools_only._handle, "u", None, "other", 0) == 9  # no dimension applies: at once
+        finally:
+            await tools_only.close()
+        assert submit(None, h, "", None, None, 0) == -3 and submit(None, 1 << 40, "u", None, None, 0) == -2
+        with pytest.raises(ValueError, match="bad argument"):
+            submit(ctx, h, "", None, None, 0)
+        with pytest.raises(TypeError, match="submit_fast"):
+            submit(ctx, h)
+        ids = ["a\x00b", "\ud800", "\x01x", "plain", "é"]
+        for i in ids:  # admitted, then refused by Redis and remembered
+            for _ in range(2):
+                await e.check(i, None, "x\x00y")
+        refs = [sys.getrefcount(i) for i in ids]
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(2000):
+                for i in ids:
+                    d = submit(ctx, h, i, None, "x\x00y", 0)
+                    assert not d.admitted
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert [sys.getrefcount(i) for i in ids] == refs
+        assert grown < 64_000, f"{grown} bytes of Python memory left after 10,000 calls"
+        ticket = submit(ctx, h, "someone new", None, None, 0)
+        assert isinstance(ticket, int) and ticket <= ctx[-1] < 0
+        from rate_limiter_go.completion import completions
+        from rate_limiter_go.engine_go import unpack
+
+        assert unpack(await completions(_native.load_native()).wait(ticket))[0]  # admitted
+    finally:
+        await e.close()
+
+
 async def test_fast_entry_holds_the_gil_on_memory_only(GoEngine: type, redis_url: str) -> None:
     """Memory: the GIL stays held during the call into Go (bounded CPU work); Redis: released."""
     assert memory_engine(GoEngine).fast_context()[6] is True
@@ -649,6 +699,34 @@ async def test_redis_check_and_sync_evaluate(GoEngine: type, redis_url: str) -> 
         assert got[-1].retry_after_s == 60
         # evaluate() works on Redis too (blocking this thread, not the GIL)
         assert not e.evaluate("alice", None, None, EPOCH_US).admitted
+    finally:
+        await e.close()
+
+
+async def test_redis_check_through_either_entry(GoEngine: type, redis_url: str, entry: str) -> None:
+    """check() on Redis through submit_fast or gopy's Submit: identities that need the wire form keep
+    their own counters, a refusal Redis gave is answered again without suspending, and bad arguments
+    raise before anything is evaluated."""
+    e = redis_engine(GoEngine, redis_url, "1/m", by_tool={"x\x00y": "1/m"})
+    try:
+        assert (await e.check("warm", None, None, EPOCH_US)).admitted  # binds: binding picks the entry
+        assert isinstance(e._begin, functools.partial) == (entry == "fast")
+        users = ("a\x00b", "a", "\ud800", "%ED%A0%80", "\x01alice", "alice")
+        assert all([(await e.check(u, None, None, EPOCH_US)).admitted for u in users])
+        for u in users:
+            remote = await e.check(u, None, None, EPOCH_US + 1)
+            step = e.check(u, None, None, EPOCH_US + 2)
+            with pytest.raises(StopIteration) as done:
+                step.send(None)  # remembered (§12): answered without suspending
+            local = done.value.value
+            assert not remote.admitted and not local.admitted and local.dimension == remote.dimension == "user"
+        tool = await e.check("bob", None, "x\x00y", EPOCH_US)
+        assert tool.admitted and tool.dimension == "user"  # user: 0 left, tool: 0 left; the first wins
+        assert not (await e.check("carol", None, "x\x00y", EPOCH_US)).admitted
+        for bad in (("", EPOCH_US), ("u", -1), ("u", 1 << 60)):
+            with pytest.raises(ValueError):
+                await e.check(bad[0], None, None, bad[1])
+        assert (await e.check("u", None, None, EPOCH_US)).admitted  # the refused calls consumed nothing
     finally:
         await e.close()
 

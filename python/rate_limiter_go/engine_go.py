@@ -172,8 +172,9 @@ class GoEngine:
         self._mod: Any = None
         self._decode: Callable[[int, str | None], Decision] = _unbound
         self._finalizer: weakref.finalize | None = None
-        self._submit: Callable[[int, str, str, str, str, int], int] | None = None  # set by check()
         self._max_ticket = 0  # pyext.MaxTicket, set by _bind
+        # check()'s start: a Decision answered at once, or a ticket to await; set by _bind.
+        self._begin: Callable[..., Decision | int] = _unbound_begin
 
     # -- binding -------------------------------------------------------------
 
@@ -256,11 +257,14 @@ class GoEngine:
         self._decode = decode
         fast = fast_entry(mod)
         if fast is not None:
-            # evaluate_fast takes evaluate()'s arguments after these two and does all of its
-            # work in C (wire forms included): no Python frame per request.
-            self.evaluate = functools.partial(fast, self.fast_context(), handle)  # type: ignore[method-assign]
+            # evaluate_fast and submit_fast take evaluate()'s arguments after these two and do
+            # all of their work in C (wire forms included): no Python frame per request.
+            ctx = self.fast_context()
+            self.evaluate = functools.partial(fast, ctx, handle)  # type: ignore[method-assign]
+            self._begin = functools.partial(mod._pyext.submit_fast, ctx, handle)
         else:
             self.evaluate = self._packed_evaluate(mod, handle, decode)  # type: ignore[method-assign]
+            self._begin = self._packed_begin(mod, handle, decode)
 
     def fast_context(self) -> tuple[Any, ...]:
         """The first argument of ``evaluate_fast`` (docs/engine.md, "The fast entry"): what it
@@ -284,7 +288,7 @@ class GoEngine:
                 return _new_decision(Decision, (True, DIMENSIONS[dim], limit, value, reset, 0))  # type: ignore[arg-type]
             return _new_decision(Decision, (False, DIMENSIONS[dim], limit, 0, reset, value))  # type: ignore[arg-type]
 
-        return (Decision, DIMENSIONS, limits, wire_tools, NO_LIMIT, fallback, self.sync, wire_identity)
+        return (Decision, DIMENSIONS, limits, wire_tools, NO_LIMIT, fallback, self.sync, wire_identity, self._max_ticket)
 
     def _packed_evaluate(
         self, mod: Any, handle: int, decode: Callable[[int, str | None], Decision]
@@ -296,25 +300,31 @@ class GoEngine:
         def evaluate(
             user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
         ) -> Decision:
-            u = user if user >= "\x02" else wire_identity(user)
-            s = "" if server is None else server if server >= "\x02" else wire_identity(server)
-            t = "" if tenant is None else tenant if tenant >= "\x02" else wire_identity(tenant)
-            w = "" if tool is None else tool if tool >= "\x02" else wire_identity(tool)
-            try:
-                packed = raw(handle, u, s, t, w, now_us)
-            except (ValueError, UnicodeEncodeError):  # NUL inside, or a lone surrogate: pass escaped
-                packed = raw(
-                    handle,
-                    wire_identity(user),
-                    wire_identity(server or ""),
-                    wire_identity(tenant or ""),
-                    wire_identity(tool or ""),
-                    now_us,
-                )
+            packed = _cross(raw, handle, user, tenant, tool, now_us, server)
             d = cache_get(packed)
             return d if d is not None else decode(packed, tool)
 
         return evaluate
+
+    def _packed_begin(
+        self, mod: Any, handle: int, decode: Callable[[int, str | None], Decision]
+    ) -> Callable[..., Decision | int]:
+        """check()'s start on gopy's wrapper of pyext.Submit (an extension built without the fast
+        path): the Decision Submit answered at once, or its ticket."""
+        raw = getattr(getattr(mod, "_pyext", None), "pyext_Submit", None) or mod.Submit
+        cache_get = self._cache.get
+        max_ticket = self._max_ticket
+
+        def begin(
+            user: str, tenant: str | None, tool: str | None, now_us: int = 0, server: str | None = None
+        ) -> Decision | int:
+            packed = _cross(raw, handle, user, tenant, tool, now_us, server)
+            if packed <= max_ticket:
+                return packed
+            d = cache_get(packed)
+            return d if d is not None else decode(packed, tool)  # decode raises for an error code
+
+        return begin
 
     # -- Engine --------------------------------------------------------------
 
@@ -337,35 +347,13 @@ class GoEngine:
         if self.sync:
             return self.evaluate(user, tenant, tool, now_us, server)
         mod = self._mod or self._bind()
-        submit = self._submit or self._find_submit(mod)
-        # As in evaluate's fast path: only "" and strings starting with "\x00"
-        # or MARKER compare below "\x02" and need the wire form.
-        u = user if user >= "\x02" else wire_identity(user)
-        s = "" if server is None else server if server >= "\x02" else wire_identity(server)
-        t = "" if tenant is None else tenant if tenant >= "\x02" else wire_identity(tenant)
-        w = "" if tool is None else tool if tool >= "\x02" else wire_identity(tool)
-        try:
-            packed = submit(self._handle, u, s, t, w, now_us)
-        except (ValueError, UnicodeEncodeError):  # NUL inside, or a lone surrogate: pass escaped
-            packed = submit(
-                self._handle,
-                wire_identity(user),
-                wire_identity(server or ""),
-                wire_identity(tenant or ""),
-                wire_identity(tool or ""),
-                now_us,
-            )
-        if packed < 0:  # Submit answers at once what needs no I/O (§12 refusals), else gives a ticket
-            if packed > self._max_ticket:
-                unpack(packed)  # an error code: raises
-            packed = await completions(mod).wait(packed)
+        # Submit answers at once what needs no I/O (a remembered refusal, §12): no suspension.
+        started = self._begin(user, tenant, tool, now_us, server)
+        if started.__class__ is not int:
+            return started  # type: ignore[return-value]
+        packed = await completions(mod).wait(started)  # type: ignore[arg-type]
         d = self._cache.get(packed)
         return d if d is not None else self._decode(packed, tool)
-
-    def _find_submit(self, mod: Any) -> Callable[[int, str, str, str, str, int], int]:
-        """Submit's C entry point (skipping gopy's Python wrapper), kept for later checks."""
-        self._submit = getattr(getattr(mod, "_pyext", None), "pyext_Submit", None) or mod.Submit
-        return self._submit
 
     async def close(self) -> None:
         """Release the Go limiter (and its share of the Redis pool); memory state survives (§10)."""
@@ -399,6 +387,36 @@ def fast_entry(mod: Any) -> Callable[..., Any] | None:
 
 def _unbound(packed: int, tool: str | None) -> Decision:
     raise EngineError("Go engine: not bound")  # replaced by _bind before any result exists
+
+
+def _unbound_begin(*args: Any) -> Decision | int:
+    raise EngineError("Go engine: not bound")  # replaced by _bind before check() calls it
+
+
+def _cross(
+    raw: Callable[[int, str, str, str, str, int], int],
+    handle: int,
+    user: str,
+    tenant: str | None,
+    tool: str | None,
+    now_us: int,
+    server: str | None,
+) -> int:
+    """``raw(handle, user, server, tenant, tool, now_us)`` through gopy's C string converter, each
+    identity in the form it must cross in (docs/engine.md, "Identities that cannot cross as C
+    strings"): as itself when it can, else its wire form. C's ``rl_wire`` applies the same rule to
+    the fast entries."""
+    # Only "" and strings starting with "\x00" or MARKER compare below "\x02" and need the wire form.
+    u = user if user >= "\x02" else wire_identity(user)
+    s = "" if server is None else server if server >= "\x02" else wire_identity(server)
+    t = "" if tenant is None else tenant if tenant >= "\x02" else wire_identity(tenant)
+    w = "" if tool is None else tool if tool >= "\x02" else wire_identity(tool)
+    try:
+        return raw(handle, u, s, t, w, now_us)
+    except (ValueError, UnicodeEncodeError):  # NUL inside, or a lone surrogate: pass escaped
+        return raw(
+            handle, wire_identity(user), wire_identity(server or ""), wire_identity(tenant or ""), wire_identity(tool or ""), now_us
+        )
 
 
 def reset_memory_stores() -> None:

@@ -15,7 +15,7 @@ both run it.  Steps:
    a leading '.' keeps it out of `./...` patterns), with -dynamic-link so
    the extension does not link libpython (checked after the build).
 3b. add the hand-written request entry points (tools/build/fastpath/:
-   evaluate_fast, add_fast; docs/engine.md, "Binding surface") to gopy's
+   evaluate_fast, submit_fast, add_fast; docs/engine.md, "Binding surface") to gopy's
    output: copy the C and Go files in, add the functions to the method
    table of the generated pyext.c, and relink the extension with the same
    go build command and cgo flags gopy used.
@@ -65,11 +65,14 @@ METHOD_TABLE = "static PyMethodDef _pyext_functions[] = {\n"
 METHOD_TABLE_END = "    {NULL, NULL, 0, NULL}\n};"
 FAST_DECLS = (
     "PyObject *rl_fast_evaluate(PyObject *, PyObject *const *, Py_ssize_t, PyObject *);\n"
+    "PyObject *rl_fast_submit(PyObject *, PyObject *const *, Py_ssize_t, PyObject *);\n"
     "PyObject *rl_fast_add(PyObject *, PyObject *const *, Py_ssize_t);\n"
 )
 FAST_ENTRIES = (
     '    {"evaluate_fast", (PyCFunction)(void (*)(void))rl_fast_evaluate, METH_FASTCALL | METH_KEYWORDS, '
     '"evaluate_fast(ctx, handle, user, tenant, tool, now_us=0, server=None) -> Decision (int without ctx)"},\n'
+    '    {"submit_fast", (PyCFunction)(void (*)(void))rl_fast_submit, METH_FASTCALL | METH_KEYWORDS, '
+    '"submit_fast(ctx, handle, user, tenant, tool, now_us=0, server=None) -> Decision or ticket (int without ctx)"},\n'
     '    {"add_fast", (PyCFunction)(void (*)(void))rl_fast_add, METH_FASTCALL, "add_fast(a, b) -> a + b"},\n'
 )
 
@@ -198,7 +201,7 @@ def add_fastpath(go: str, env: dict[str, str], sofile: str, cgo: dict[str, str])
     run([go, "build", "-mod=mod", "-buildmode=c-shared", "-ldflags=-s -w", "-o", sofile, "."], cwd=GOPY_OUT, env={**env, **cgo})
     if not os.path.exists(os.path.join(GOPY_OUT, sofile)):
         raise RuntimeError(f"relinking with the fast path did not produce {sofile}")
-    log("added evaluate_fast and add_fast (tools/build/fastpath) to " + sofile)
+    log("added evaluate_fast, submit_fast and add_fast (tools/build/fastpath) to " + sofile)
 
 
 def elf_needed(so: str) -> list[str]:

@@ -19,9 +19,12 @@
 /* Exported by fastpath_export.go (cgo). */
 extern long long rlgo_evaluate(long long handle, char *user, long long userLen, char *server, long long serverLen,
                                char *tenant, long long tenantLen, char *tool, long long toolLen, long long nowUS);
+extern long long rlgo_submit(long long handle, char *user, long long userLen, char *server, long long serverLen,
+                             char *tenant, long long tenantLen, char *tool, long long toolLen, long long nowUS);
 extern long long rlgo_add(long long a, long long b);
 
 PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames);
+PyObject *rl_fast_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames);
 PyObject *rl_fast_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* Packed result layout (pyext.pack, docs/engine.md). */
@@ -107,6 +110,7 @@ enum {
     RL_CTX_FALLBACK,    /* fallback(packed, tool): raises for an error code, else decodes */
     RL_CTX_HOLD_GIL,    /* True: keep the GIL during the call into Go (memory: bounded CPU work) */
     RL_CTX_WIRE,        /* wire(identity): engine_go.wire_identity, for identities that need it */
+    RL_CTX_MAX_TICKET,  /* pyext.MaxTicket (an int): submit_fast's results at or below it are tickets */
     RL_CTX_SIZE
 };
 
@@ -209,17 +213,24 @@ static PyObject *rl_decision(PyObject *ctx, long long packed, PyObject *tool) {
  * evaluate is functools.partial(evaluate_fast, ctx, handle): no Python frame
  * per request. pyext.Evaluate runs on views of the identities' bytes
  * (rl_wire). The GIL is released while Go runs unless ctx says to hold it.
- * Returns the Decision (rl_decision); with ctx None, the packed int. */
+ * Returns the Decision (rl_decision); with ctx None, the packed int.
+ *
+ * submit_fast(ctx, handle, user, tenant, tool, now_us=0, server=None) -> Decision or int
+ *
+ * The same arguments for pyext.Submit, which never waits (the GIL stays
+ * held): the Decision when Submit answered at once (no I/O needed, §12),
+ * else the ticket (an int <= ctx's MaxTicket) for GoEngine.check to await;
+ * an error code raises through ctx's fallback. With ctx None, Submit's int. */
 static const char *const rl_names[] = {"user", "tenant", "tool", "now_us", "server"};
 enum { RL_USER, RL_TENANT, RL_TOOL, RL_NOW, RL_SERVER, RL_NSLOTS };
 
-PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames) {
-    (void)self;
+static PyObject *rl_fast_request(int submit, const char *fname, PyObject *const *args, Py_ssize_t nargsf,
+                                 PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     PyObject *slot[RL_NSLOTS] = {NULL, NULL, NULL, NULL, NULL};
     if (nargs < 2 || nargs > 2 + RL_NSLOTS) {
-        PyErr_Format(PyExc_TypeError, "evaluate_fast takes 2 to %d positional arguments (%zd given)", 2 + RL_NSLOTS,
+        PyErr_Format(PyExc_TypeError, "%s takes 2 to %d positional arguments (%zd given)", fname, 2 + RL_NSLOTS,
                      nargs);
         return NULL;
     }
@@ -233,13 +244,13 @@ PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nar
             k++;
         }
         if (k == RL_NSLOTS || slot[k] != NULL) {
-            PyErr_Format(PyExc_TypeError, "evaluate_fast: unexpected or repeated argument %R", key);
+            PyErr_Format(PyExc_TypeError, "%s: unexpected or repeated argument %R", fname, key);
             return NULL;
         }
         slot[k] = args[nargs + j];
     }
     if (slot[RL_USER] == NULL || slot[RL_TENANT] == NULL || slot[RL_TOOL] == NULL) {
-        PyErr_SetString(PyExc_TypeError, "evaluate_fast needs user, tenant and tool");
+        PyErr_Format(PyExc_TypeError, "%s needs user, tenant and tool", fname);
         return NULL;
     }
     PyObject *ctx = args[0];
@@ -279,7 +290,19 @@ PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nar
         }
     }
     long long packed;
-    if (has_ctx && PyTuple_GET_ITEM(ctx, RL_CTX_HOLD_GIL) == Py_True) {
+    if (submit) {
+        /* Submit never waits: at most a few map lookups and starting a goroutine. */
+        packed = rlgo_submit(handle, (char *)id[0], n[0], (char *)id[1], n[1], (char *)id[2], n[2], (char *)id[3],
+                             n[3], now_us);
+        long long max_ticket = 0;
+        if (packed < 0 && has_ctx && rl_int64(PyTuple_GET_ITEM(ctx, RL_CTX_MAX_TICKET), &max_ticket) < 0) {
+            goto done;
+        }
+        if (packed < 0 && (!has_ctx || packed <= max_ticket)) {
+            result = PyLong_FromLongLong(packed); /* a ticket to await (or, without ctx, any result) */
+            goto done;
+        }
+    } else if (has_ctx && PyTuple_GET_ITEM(ctx, RL_CTX_HOLD_GIL) == Py_True) {
         /* Memory: a few hundred ns of CPU work that never waits for Python;
          * releasing and re-taking the GIL would be a visible share of a call
          * this short (docs/engine.md, "The fast entry"). */
@@ -298,6 +321,16 @@ done:
         Py_XDECREF(owned[i]);
     }
     return result;
+}
+
+PyObject *rl_fast_evaluate(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames) {
+    (void)self;
+    return rl_fast_request(0, "evaluate_fast", args, nargsf, kwnames);
+}
+
+PyObject *rl_fast_submit(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames) {
+    (void)self;
+    return rl_fast_request(1, "submit_fast", args, nargsf, kwnames);
 }
 
 /* add_fast(a, b) -> a + b: a call into Go that does no work, crossing the way
