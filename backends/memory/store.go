@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -241,26 +242,39 @@ func (s *Store) checkRequest(n int, limits []algorithms.Limit, nowUS int64, out 
 // by its own insertions over and over.
 func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool {
 	n := len(segs)
-	var es [maxRequestKeys]*entry[S]
-	var pinned [maxRequestKeys]bool
-	var order [maxRequestKeys]int
+	limits, out = limits[:n], out[:n]
+	// es holds the entries in request order, lk the same in lock order;
+	// bit i of pinned is set when es[i] is pinned.
+	var es, lk [maxRequestKeys]*entry[S]
+	var pinned uint8
 	for pin := false; ; pin = true {
-		for i := 0; i < n; i++ {
-			key := memKey{seg: segs[i]}
+		for i, seg := range segs {
+			key := memKey{seg: seg}
 			if spaces != nil {
 				key.space = spaces[i]
 			}
-			es[i], pinned[i] = s.acquire(key, nowUS, pin)
-			order[i] = i
-		}
-		for i := 1; i < n; i++ { // insertion sort of at most maxRequestKeys indices by entry id
-			for j := i; j > 0 && es[order[j]].id < es[order[j-1]].id; j-- {
-				order[j], order[j-1] = order[j-1], order[j]
+			// A whole-prefix key's slot first (no call); a retry (pin)
+			// bypasses it: it may hold the dead entry that caused the
+			// retry, and acquire puts the map's entry there.
+			var e *entry[S]
+			if seg == "" && key.space < emptySlots && !pin {
+				e = s.empty[key.space].Load()
 			}
+			if e == nil {
+				var p bool
+				if e, p = s.acquire(key, nowUS, pin); p {
+					pinned |= 1 << i
+				}
+			}
+			es[i] = e
+			j := i // insertion sort by entry id, as the entries come
+			for ; j > 0 && lk[j-1].id > e.id; j-- {
+				lk[j] = lk[j-1]
+			}
+			lk[j] = e
 		}
 		dead := false
-		for j := 0; j < n; j++ {
-			e := es[order[j]]
+		for _, e := range lk[:n] {
 			e.mu.Lock()
 			dead = dead || e.dead
 		}
@@ -268,7 +282,8 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 			break
 		}
 		// Evicted between lookup and lock (rare): start over.
-		s.release(&es, &pinned, &order, n)
+		s.release(&lk, &es, pinned, n)
+		pinned = 0
 	}
 
 	var ok [maxRequestKeys]bool
@@ -287,10 +302,10 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 	// so this costs an increment where a random draw cost about 45
 	// instructions: a hot key sweeps on every sweepOneIn-th of its calls,
 	// new keys (sequential ids) on one in sweepOneIn.
-	first := es[order[0]]
+	first := lk[0]
 	first.calls++
 	sweep := (first.id+uint64(first.calls))&(sweepOneIn-1) == 0
-	s.release(&es, &pinned, &order, n)
+	s.release(&lk, &es, pinned, n)
 
 	if sweep {
 		s.sweep(nowUS)
@@ -298,30 +313,22 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 	return admitted
 }
 
-// release unlocks the request's entries in reverse lock order and unpins the
-// pinned ones.
-func (s *typedStore[S, P]) release(es *[maxRequestKeys]*entry[S], pinned *[maxRequestKeys]bool, order *[maxRequestKeys]int, n int) {
+// release unlocks the request's entries in reverse lock order (lk), then
+// unpins the pinned ones (es[i] for each bit i set in pinned).
+func (s *typedStore[S, P]) release(lk, es *[maxRequestKeys]*entry[S], pinned uint8, n int) {
 	for j := n - 1; j >= 0; j-- {
-		i := order[j]
-		es[i].mu.Unlock()
-		if pinned[i] {
-			es[i].pins.Add(-1)
-		}
+		lk[j].mu.Unlock()
+	}
+	for ; pinned != 0; pinned &= pinned - 1 {
+		es[bits.TrailingZeros8(pinned)].pins.Add(-1)
 	}
 }
 
-// acquire returns the live entry for key, creating it if needed, and whether
-// it pinned it, so that eviction leaves it alone until release: always when
-// it created it, else when pin is set.
+// acquire returns the live entry for key from the map, creating it if
+// needed, and whether it pinned it, so that eviction leaves it alone until
+// release: always when it created it, else when pin is set. The entry of a
+// whole-prefix key also goes to its slot (evaluate reads the slots).
 func (s *typedStore[S, P]) acquire(key memKey, nowUS int64, pin bool) (*entry[S], bool) {
-	slotted := key.seg == "" && key.space < emptySlots
-	// A retry (pin) bypasses the slot: it may hold the dead entry that
-	// caused the retry, and the map's entry replaces it below.
-	if slotted && !pin {
-		if e := s.empty[key.space].Load(); e != nil {
-			return e, false
-		}
-	}
 	e, ok := s.m.Load(key)
 	pinned := pin
 	switch {
@@ -330,7 +337,7 @@ func (s *typedStore[S, P]) acquire(key memKey, nowUS int64, pin bool) (*entry[S]
 	case pin:
 		e.pins.Add(1)
 	}
-	if slotted {
+	if key.seg == "" && key.space < emptySlots {
 		s.empty[key.space].Store(e)
 	}
 	return e, pinned
