@@ -188,8 +188,8 @@ type Request struct {
 // of Python's strings): nothing keeps them beyond the call, only copies.
 func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	nowUS := r.NowUS
-	if err := checkRequest(&r); err != nil {
-		return Decision{}, err
+	if !r.acceptable() {
+		return Decision{}, r.badArgument()
 	}
 	s := l.pool.Get().(*scratch)
 	defer l.pool.Put(s)
@@ -223,8 +223,8 @@ func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 // evaluated nothing, when the request needs Evaluate; errors as Evaluate's,
 // ErrBadArgument only.
 func (l *Limiter) EvaluateLocal(r Request) (d Decision, ok bool, err error) {
-	if err := checkRequest(&r); err != nil {
-		return Decision{}, false, err
+	if !r.acceptable() {
+		return Decision{}, false, r.badArgument()
 	}
 	s := l.pool.Get().(*scratch)
 	defer l.pool.Put(s)
@@ -246,17 +246,20 @@ func (l *Limiter) EvaluateLocal(r Request) (d Decision, ok bool, err error) {
 	return s.decision(false, n), true, nil
 }
 
-// checkRequest rejects a request no backend may see (ErrBadArgument).
-func checkRequest(r *Request) error {
-	if r.NowUS < 0 || r.NowUS > MaxNowUS {
-		return fmt.Errorf("%w: now_us %d outside 0..2^52", ErrBadArgument, r.NowUS)
-	}
+// acceptable reports whether a backend may see r: its time in range and a
+// user. Small enough to inline into the hot path; badArgument says why not.
+func (r *Request) acceptable() bool {
+	return r.NowUS >= 0 && r.NowUS <= MaxNowUS && r.User != ""
+}
+
+// badArgument is the ErrBadArgument of a request that is not acceptable.
+func (r *Request) badArgument() error {
 	if r.User == "" {
 		// Required even when no user limit is configured: the caller
 		// normalises an unknown user to "anonymous" (§5).
 		return fmt.Errorf("%w: empty user", ErrBadArgument)
 	}
-	return nil
+	return fmt.Errorf("%w: now_us %d outside 0..2^52", ErrBadArgument, r.NowUS)
 }
 
 // decision is the Decision of the first n outcomes in s: the reported

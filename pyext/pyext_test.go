@@ -393,7 +393,9 @@ func TestSubmitAnswersRememberedRefusalsAtOnce(t *testing.T) {
 					algorithm, srv.URL(), fmt.Sprintf("rl%d.%s", blockedMaxKeys, algorithm), blockedMaxKeys)
 			}
 			h, off := newLimiter(t, t.Name(), cfg(100)), newLimiter(t, t.Name()+"/off", cfg(0))
-			at := time.Now().UnixMicro() + 300*sec // ahead of Redis's clock: the state outlives the test
+			// A minute's start ahead of Redis's clock, so that the state outlives the test
+			// and the requests below (at most 9 s later) stay in one fixed window.
+			at := (time.Now().UnixMicro()/(60*sec) + 5) * 60 * sec
 			for i, want := range []bool{true, true, false} {
 				for _, lim := range []int64{h, off} {
 					tk := Submit(lim, "alice", "", "", "", at+int64(i))
