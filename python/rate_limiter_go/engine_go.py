@@ -267,8 +267,10 @@ class GoEngine:
             self._begin = self._packed_begin(mod, handle, decode)
 
     def fast_context(self) -> tuple[Any, ...]:
-        """The first argument of ``evaluate_fast`` (docs/engine.md, "The fast entry"): what it
-        needs to build a Decision in C, in the order tools/build/fastpath/fastpath.c reads it.
+        """The first argument of ``evaluate_fast`` and ``submit_fast`` (docs/engine.md, "The fast
+        entries"): what they need to build a Decision in C, in the order
+        tools/build/fastpath/fastpath.c reads it; its last item is pyext.MaxTicket, the largest
+        ticket ``submit_fast`` returns.
 
         The tool limits are keyed by the names as they cross (wire form); C calls
         ``wire_identity`` for an identity that needs the wire form. ``fallback`` gets

@@ -10,7 +10,7 @@
  * arguments are read with METH_FASTCALL, the identities cross as (pointer,
  * length) views of the str objects' UTF-8 buffers, the GIL is handled in C
  * (held for the memory backend), and the Decision is built in C
- * (docs/engine.md, "The fast entry").
+ * (docs/engine.md, "The fast entries").
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -305,7 +305,7 @@ static PyObject *rl_fast_request(int submit, const char *fname, PyObject *const 
     } else if (has_ctx && PyTuple_GET_ITEM(ctx, RL_CTX_HOLD_GIL) == Py_True) {
         /* Memory: a few hundred ns of CPU work that never waits for Python;
          * releasing and re-taking the GIL would be a visible share of a call
-         * this short (docs/engine.md, "The fast entry"). */
+         * this short (docs/engine.md, "The fast entries"). */
         packed = rlgo_evaluate(handle, (char *)id[0], n[0], (char *)id[1], n[1], (char *)id[2], n[2], (char *)id[3],
                                n[3], now_us);
     } else {
