@@ -258,19 +258,7 @@ func TestPanicsAreRecovered(t *testing.T) {
 	if got := Evaluate(h, "u", "", "", "", now); got != CodeInternal {
 		t.Fatalf("Evaluate = %d, want CodeInternal", got)
 	}
-	tk := Submit(h, "u", "", "", "", now)
-	got, found := int64(0), false
-	for !found {
-		// The eventfd may still count completions of earlier tests: drain
-		// until this ticket shows up.
-		readEventFD(t, int(CompletionFD()))
-		for c := NextCompletion(); c != 0; c = NextCompletion() {
-			if r := TakeResult(c); c == tk {
-				got, found = r, true
-			}
-		}
-	}
-	if got != CodeInternal {
+	if got := awaitTicket(t, Submit(h, "u", "", "", "", now)); got != CodeInternal {
 		t.Fatalf("Submit result = %d, want CodeInternal", got)
 	}
 	if PanicCount()-before != 2 {
@@ -366,16 +354,21 @@ func TestEvaluateAllocations(t *testing.T) {
 }
 
 // awaitTicket drains completions until tk's result shows up and returns it.
+// Each drain empties the queue, as the Python bridge does: a completion left
+// queued after the eventfd was read would not signal it again. The results
+// of other tickets (earlier tests') are dropped.
 func awaitTicket(t *testing.T, tk int64) int64 {
 	t.Helper()
-	for {
+	got, found := int64(0), false
+	for !found {
 		readEventFD(t, int(CompletionFD()))
 		for c := NextCompletion(); c != 0; c = NextCompletion() {
 			if r := TakeResult(c); c == tk {
-				return r
+				got, found = r, true
 			}
 		}
 	}
+	return got
 }
 
 // TestSubmitAnswersRememberedRefusalsAtOnce: on Redis, Submit returns a
