@@ -295,7 +295,14 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 	for i := 0; i < n; i++ {
 		st := P(&es[i].state)
 		out[i] = st.Finish(limits[i], nowUS, ok[i], admitted)
-		es[i].expiresAtUS.Store(st.ExpiresAtUS(limits[i]))
+		// Written only when it changes: an atomic store is a full barrier
+		// (XCHG on amd64), and a fixed window's expiry changes once per
+		// window. Every write is under mu, which is held here, so the value
+		// loaded is the last one written and skipping an equal store leaves
+		// exactly what storing it would: the sweep's reads are unchanged.
+		if exp := st.ExpiresAtUS(limits[i]); es[i].expiresAtUS.Load() != exp {
+			es[i].expiresAtUS.Store(exp)
+		}
 	}
 	// One call in sweepOneIn sweeps: the first-locked entry's count of
 	// calls, offset by its id, picks them. Entries are locked here already,

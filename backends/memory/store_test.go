@@ -20,6 +20,7 @@ type inspector interface {
 	contains(key string) bool
 	mapLen() int
 	sweep(nowUS int64)
+	expiry(key string, l algorithms.Limit) (stored, state int64)
 }
 
 func inspect(s *Store) inspector { return s.impl.(inspector) }
@@ -30,6 +31,15 @@ func (s *typedStore[S, P]) contains(key string) bool {
 }
 
 func (s *typedStore[S, P]) mapLen() int { return s.m.Size() }
+
+// expiry returns the expiry the sweep reads for key and the one its state
+// computes under limit l (the key must be present).
+func (s *typedStore[S, P]) expiry(key string, l algorithms.Limit) (stored, state int64) {
+	e, _ := s.m.Load(memKey{seg: key})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.expiresAtUS.Load(), P(&e.state).ExpiresAtUS(l)
+}
 
 // newStore is New that fails the test on an error.
 func newStore(t testing.TB, kind algorithms.Kind, maxKeys int) *Store {
@@ -391,5 +401,35 @@ func TestWholePrefixKeysExactUnderEviction(t *testing.T) {
 				t.Errorf("window %d, tool %d: admitted %d, want exactly %d", w, tool, got, want)
 			}
 		}
+	}
+}
+
+// TestStoredExpiryFollowsState: the expiry the sweep reads without a lock
+// is written only when it changes; after every request it must still equal
+// the one the state computes, whatever the trace: admitted and refused
+// requests, time standing still or going back, a window that changes.
+func TestStoredExpiryFollowsState(t *testing.T) {
+	short := algorithms.Limit{Limit: 2, WindowUS: sec}
+	long := algorithms.Limit{Limit: 2, WindowUS: 10 * sec}
+	steps := []struct {
+		dt  int64 // added to the time before the request
+		lim algorithms.Limit
+	}{
+		{0, short}, {1, short}, {0, short}, {2, short}, // admitted, admitted, refused, refused
+		{sec, short}, {-sec / 2, short}, {0, short}, // next window; back in time
+		{3 * sec, long}, {1, long}, {1, short}, {1, long}, {20 * sec, short}, {5, short},
+	}
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			s := newStore(t, kind, 10)
+			now := 100 * sec
+			for i, st := range steps {
+				now += st.dt
+				eval(t, s, []string{"k"}, []algorithms.Limit{st.lim}, now)
+				if stored, state := inspect(s).expiry("k", st.lim); stored != state {
+					t.Fatalf("step %d: stored expiry %d, state's %d", i, stored, state)
+				}
+			}
+		})
 	}
 }
