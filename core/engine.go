@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -109,7 +111,23 @@ type Limiter struct {
 	tenant    dimSpec
 	tools     map[string]toolDim // escaped tool name -> key and limit
 	rawTools  map[string]toolDim // configured tool name -> key and limit
-	pool      sync.Pool
+	// fewTools holds rawTools as a list when it has at most scanTools
+	// entries (else nil), sorted by name so that the order does not depend
+	// on map iteration.
+	fewTools []namedTool
+	pool     sync.Pool
+}
+
+// scanTools is the most configured tools looked up by scanning a list
+// rather than the rawTools map: for a few names, comparing lengths and then
+// bytes costs less than hashing the name and probing the map (callgrind,
+// bench/results/issue13-core/instructions-s7.txt).
+const scanTools = 4
+
+// namedTool is a configured tool's name with its key and limit.
+type namedTool struct {
+	name string
+	toolDim
 }
 
 // NewLimiter binds a configuration to a backend made for its algorithm.
@@ -155,6 +173,12 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 		l.tools[esc] = toolDim{key: key, space: space(key), limit: lim}
 		l.rawTools[name] = l.tools[esc]
 	}
+	if len(l.rawTools) <= scanTools {
+		for name, td := range l.rawTools {
+			l.fewTools = append(l.fewTools, namedTool{name: name, toolDim: td})
+		}
+		slices.SortFunc(l.fewTools, func(a, b namedTool) int { return strings.Compare(a.name, b.name) })
+	}
 	l.pool.New = func() any {
 		s := &scratch{esc: make([]byte, 0, hashedLen+MaxEscapedIdentity)}
 		for i := range s.bufs {
@@ -191,14 +215,17 @@ func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	if !r.acceptable() {
 		return Decision{}, r.badArgument()
 	}
+	// The scratch goes back to the pool on every return below, without a
+	// defer (a defer costs more than the Put); a panic loses one scratch to
+	// the collector, which the pool replaces.
 	s := l.pool.Get().(*scratch)
-	defer l.pool.Put(s)
-
 	n, err := l.dimensions(s, &r)
 	if err != nil {
+		l.pool.Put(s)
 		return Decision{}, err
 	}
 	if n == 0 {
+		l.pool.Put(s)
 		return Decision{Admitted: true, Dimension: DimNone}, nil
 	}
 	var admitted bool
@@ -212,9 +239,12 @@ func (l *Limiter) Evaluate(ctx context.Context, r Request) (Decision, error) {
 	// call on this scratch: nothing reads them, and they pin no memory the
 	// scratch does not hold anyway.
 	if err != nil {
+		l.pool.Put(s)
 		return Decision{}, fmt.Errorf("%w: %w", ErrBackend, err)
 	}
-	return s.decision(admitted, n), nil
+	d := s.decision(admitted, n)
+	l.pool.Put(s)
+	return d, nil
 }
 
 // EvaluateLocal is Evaluate for a request that needs no I/O: one to which no
@@ -313,7 +343,7 @@ func (l *Limiter) dimensions(s *scratch, r *Request) (int, error) {
 		if tool[0] != IdentityMarker {
 			// Escaping is one-to-one (§6), so the raw name finds the tool
 			// whose escaped name it escapes to, without escaping it.
-			td, ok = l.rawTools[tool]
+			td, ok = l.rawTool(tool)
 		} else {
 			if s.esc, err = appendIdentity(s.esc[:0], tool); err != nil {
 				return 0, fmt.Errorf("tool: %w", err)
@@ -327,6 +357,20 @@ func (l *Limiter) dimensions(s *scratch, r *Request) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// rawTool returns the configured tool named name (unescaped), if any.
+func (l *Limiter) rawTool(name string) (toolDim, bool) {
+	if l.fewTools == nil {
+		td, ok := l.rawTools[name]
+		return td, ok
+	}
+	for i := range l.fewTools {
+		if t := &l.fewTools[i]; len(t.name) == len(name) && t.name == name {
+			return t.toolDim, true
+		}
+	}
+	return toolDim{}, false
 }
 
 // put records dimension slot i's prefix, limit and kind from d.

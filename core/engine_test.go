@@ -130,6 +130,47 @@ func TestKeysAndApplicableDimensions(t *testing.T) {
 	}
 }
 
+// TestToolLookup: a configured tool is found, and only its own name finds
+// it, whether the limiter scans its few tools or looks them up in a map
+// (more than 4): names of equal length, prefixes, and a marked (escaped)
+// spelling of a configured name.
+func TestToolLookup(t *testing.T) {
+	names := []string{"search", "fetch", "a b:c", "srch", "read", "write", "delete", "list", "grep"}
+	for _, count := range []int{1, 4, 5, 9} {
+		t.Run(fmt.Sprint(count, " tools"), func(t *testing.T) {
+			var tools []string
+			for i, name := range names[:count] {
+				tools = append(tools, fmt.Sprintf(`%q:{"limit":%d,"window_s":60}`, name, i+1))
+			}
+			r := &recorder{admitted: true, outs: make([]algorithms.Outcome, 2)}
+			l := limiter(t, `{"by_user":{"limit":10,"window_s":60},"by_tool":{`+strings.Join(tools, ",")+`}}`, r)
+			probes := []struct {
+				tool, wantKey string
+			}{
+				{"search", "rl:fw:tool:1/60:{search}"},
+				{names[count-1], fmt.Sprintf("rl:fw:tool:%d/60:{%s}", count, core.EscapeIdentity(names[count-1]))},
+				{"\x01" + core.EscapeIdentity(names[count-1]), fmt.Sprintf("rl:fw:tool:%d/60:{%s}", count, core.EscapeIdentity(names[count-1]))},
+				{"searc", ""}, {"searcH", ""}, {"search ", ""}, {"zzzzzz", ""}, {names[len(names)-1] + "x", ""},
+			}
+			if count < len(names) {
+				probes = append(probes, struct{ tool, wantKey string }{names[count], ""})
+			}
+			for _, p := range probes {
+				if _, err := l.Evaluate(context.Background(), core.Request{User: "u", Tool: p.tool, NowUS: 1}); err != nil {
+					t.Fatal(err)
+				}
+				want := []string{"rl:fw:user:10/60:{u}"}
+				if p.wantKey != "" {
+					want = append(want, p.wantKey)
+				}
+				if fmt.Sprint(r.keys) != fmt.Sprint(want) {
+					t.Fatalf("tool %q: keys %q, want %q", p.tool, r.keys, want)
+				}
+			}
+		})
+	}
+}
+
 const fourDims = `{"algorithm":"%s","by_user":{"limit":10,"window_s":60},
 	"by_user_per_server":{"limit":4,"window_s":60},"by_tenant":{"limit":5,"window_s":1},
 	"by_tool":{"search":{"limit":3,"window_s":3600}}}`
