@@ -15,9 +15,9 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
+	"sync"
 	"sync/atomic"
-
-	"github.com/puzpuzpuz/xsync/v3"
 
 	"github.com/rate-limiter-go/rate_limiter_go/limiter"
 )
@@ -60,29 +60,52 @@ type evaluator interface {
 	Close()
 }
 
-// table maps handles to limiters: a concurrent map with lock-free reads.
-// Handles count up from 1 and are never reused, so a stale handle cannot
-// reach another engine's limiter.
+// table maps handles to limiters. Handles count up from 1 and are never
+// reused, so a stale handle cannot reach another engine's limiter. A read
+// is one atomic load and an index (every request does one), where a
+// concurrent map cost about 125 instructions (callgrind,
+// bench/results/issue13-core/instructions-s7.txt); adding and removing copy
+// the slice under mu. The slice keeps a slot per handle ever created, nil
+// once removed: 16 bytes per limiter a process creates, and plugins create
+// one per instance.
 type table struct {
-	last atomic.Int64
-	m    *xsync.MapOf[int64, evaluator]
+	mu    sync.Mutex
+	slots atomic.Pointer[[]evaluator] // slots[h-1] is handle h's limiter
 }
 
-var handles = table{m: xsync.NewMapOf[int64, evaluator]()}
+var handles table
 
 func (t *table) get(h int64) evaluator {
-	l, _ := t.m.Load(h)
-	return l
+	if p := t.slots.Load(); p != nil && h >= 1 && h <= int64(len(*p)) {
+		return (*p)[h-1]
+	}
+	return nil
 }
 
 func (t *table) add(l evaluator) int64 {
-	h := t.last.Add(1)
-	t.m.Store(h, l)
-	return h
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var old []evaluator
+	if p := t.slots.Load(); p != nil {
+		old = *p
+	}
+	next := append(make([]evaluator, 0, len(old)+1), old...)
+	next = append(next, l)
+	t.slots.Store(&next)
+	return int64(len(next))
 }
 
 func (t *table) remove(h int64) evaluator {
-	l, _ := t.m.LoadAndDelete(h)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.slots.Load()
+	if p == nil || h < 1 || h > int64(len(*p)) || (*p)[h-1] == nil {
+		return nil
+	}
+	next := slices.Clone(*p)
+	l := next[h-1]
+	next[h-1] = nil
+	t.slots.Store(&next)
 	return l
 }
 

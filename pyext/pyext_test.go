@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -119,6 +120,7 @@ func TestErrorCodes(t *testing.T) {
 	}{
 		{"handle 0", 0, "u", "", "", now, CodeUnknownHandle},
 		{"unknown handle", 1 << 40, "u", "", "", now, CodeUnknownHandle},
+		{"negative handle", -1, "u", "", "", now, CodeUnknownHandle},
 		{"negative time", h, "u", "", "", -1, CodeBadArgument},
 		{"empty user", h, "", "", "", now, CodeBadArgument},
 		{"bad marked identity", h, "\x01a:b", "", "", now, CodeBadArgument},
@@ -133,6 +135,55 @@ func TestErrorCodes(t *testing.T) {
 		t.Errorf("after CloseLimiter: %d, want %d", got, CodeUnknownHandle)
 	}
 	CloseLimiter(h) // twice: ignored
+}
+
+// TestHandleTable: handles are distinct and increasing, each finds its own
+// limiter until removed, removing twice or an unknown handle is a no-op, and
+// reads run concurrently with additions and removals (run with -race).
+func TestHandleTable(t *testing.T) {
+	// named values compare by id (panicky values are all equal).
+	type named struct {
+		panicky
+		id int
+	}
+	var tb table
+	a, b := named{id: 1}, named{id: 2}
+	ha, hb := tb.add(a), tb.add(b)
+	if ha != 1 || hb != 2 {
+		t.Fatalf("handles %d, %d, want 1, 2", ha, hb)
+	}
+	if tb.get(ha) != evaluator(a) || tb.get(hb) != evaluator(b) {
+		t.Fatal("a handle does not find its limiter")
+	}
+	for _, h := range []int64{0, -1, 3, 1 << 40} {
+		if tb.get(h) != nil || tb.remove(h) != nil {
+			t.Fatalf("handle %d: found a limiter", h)
+		}
+	}
+	if tb.remove(ha) != evaluator(a) || tb.remove(ha) != nil || tb.get(ha) != nil {
+		t.Fatal("remove: want the limiter once, then nothing")
+	}
+	if tb.get(hb) != evaluator(b) {
+		t.Fatal("removing one handle lost another")
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ {
+			tb.remove(tb.add(named{id: 3 + i}))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 2000; i++ {
+			if tb.get(hb) != evaluator(b) {
+				t.Error("a concurrent add or remove hid a live handle")
+				return
+			}
+		}
+	}()
+	wg.Wait()
 }
 
 func TestNewLimiterErrors(t *testing.T) {
