@@ -86,17 +86,16 @@ type scratch struct {
 	// identity (user, tenant), the composed "{user}:server" part of the key
 	// (user_per_server), or "" (a tool, whose prefix is its whole key). A
 	// segment is the identity itself or a view of bufs[i].
-	segs     [MaxDimensions]string
-	bufs     [MaxDimensions][]byte
-	prefixes [MaxDimensions]string
-	tagged   [MaxDimensions]bool // the key is prefix "{" segment "}", else prefix segment
-	spaces   [MaxDimensions]uint32
-	esc      []byte
-	keyBufs  [MaxDimensions][]byte // composed keys, for backends that take key strings
-	keys     [MaxDimensions]string
-	limits   [MaxDimensions]algorithms.Limit
-	dims     [MaxDimensions]Dimension
-	out      [MaxDimensions]algorithms.Outcome
+	segs    [MaxDimensions]string
+	bufs    [MaxDimensions][]byte
+	spaces  [MaxDimensions]uint32
+	esc     []byte
+	toolKey string                // the tool's whole key, when DimTool applies
+	keyBufs [MaxDimensions][]byte // composed keys, for backends that take key strings
+	keys    [MaxDimensions]string
+	limits  [MaxDimensions]algorithms.Limit
+	dims    [MaxDimensions]Dimension
+	out     [MaxDimensions]algorithms.Outcome
 }
 
 // Limiter evaluates requests of one configuration against one backend. It is
@@ -109,8 +108,8 @@ type Limiter struct {
 	user      dimSpec
 	userSrv   dimSpec
 	tenant    dimSpec
-	tools     map[string]toolDim // escaped tool name -> key and limit
-	rawTools  map[string]toolDim // configured tool name -> key and limit
+	tools     map[string]*toolDim // escaped tool name -> key and limit
+	rawTools  map[string]*toolDim // configured tool name -> key and limit
 	// fewTools holds rawTools as a list when it has at most scanTools
 	// entries (else nil), sorted by name so that the order does not depend
 	// on map iteration.
@@ -145,8 +144,8 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 	if !validPrefix(cfg.KeyPrefix) {
 		return nil, fmt.Errorf("%w: key prefix %q", ErrConfig, cfg.KeyPrefix)
 	}
-	l := &Limiter{backend: backend, tools: make(map[string]toolDim, len(cfg.ByTool)),
-		rawTools: make(map[string]toolDim, len(cfg.ByTool))}
+	l := &Limiter{backend: backend, tools: make(map[string]*toolDim, len(cfg.ByTool)),
+		rawTools: make(map[string]*toolDim, len(cfg.ByTool))}
 	if b, ok := backend.(KeyBorrower); ok {
 		l.borrow = b.BorrowsKeys()
 	}
@@ -170,12 +169,12 @@ func NewLimiter(cfg Config, backend Backend) (*Limiter, error) {
 	for name, lim := range cfg.ByTool {
 		esc := EscapeIdentity(name)
 		key := keyPrefix(cfg.KeyPrefix, tag, DimTool.String(), lim.Limit, lim.WindowUS) + "{" + esc + "}"
-		l.tools[esc] = toolDim{key: key, space: space(key), limit: lim}
+		l.tools[esc] = &toolDim{key: key, space: space(key), limit: lim}
 		l.rawTools[name] = l.tools[esc]
 	}
 	if len(l.rawTools) <= scanTools {
 		for name, td := range l.rawTools {
-			l.fewTools = append(l.fewTools, namedTool{name: name, toolDim: td})
+			l.fewTools = append(l.fewTools, namedTool{name: name, toolDim: *td})
 		}
 		slices.SortFunc(l.fewTools, func(a, b namedTool) int { return strings.Compare(a.name, b.name) })
 	}
@@ -319,7 +318,7 @@ func (l *Limiter) dimensions(s *scratch, r *Request) (int, error) {
 		if s.segs[n], err = s.segment(n, r.User); err != nil {
 			return 0, fmt.Errorf("user: %w", err)
 		}
-		s.put(n, &l.user, DimUser, true)
+		s.put(n, &l.user, DimUser)
 		n++
 	}
 	if l.userSrv.on && r.Server != "" {
@@ -327,31 +326,30 @@ func (l *Limiter) dimensions(s *scratch, r *Request) (int, error) {
 			return 0, fmt.Errorf("user_per_server: %w", err)
 		}
 		s.segs[n] = view(s.bufs[n])
-		s.put(n, &l.userSrv, DimUserPerServer, false)
+		s.put(n, &l.userSrv, DimUserPerServer)
 		n++
 	}
 	if l.tenant.on && r.Tenant != "" {
 		if s.segs[n], err = s.segment(n, r.Tenant); err != nil {
 			return 0, fmt.Errorf("tenant: %w", err)
 		}
-		s.put(n, &l.tenant, DimTenant, true)
+		s.put(n, &l.tenant, DimTenant)
 		n++
 	}
 	if tool := r.Tool; tool != "" && len(l.tools) > 0 {
-		var td toolDim
-		var ok bool
+		var td *toolDim
 		if tool[0] != IdentityMarker {
 			// Escaping is one-to-one (§6), so the raw name finds the tool
 			// whose escaped name it escapes to, without escaping it.
-			td, ok = l.rawTool(tool)
+			td = l.rawTool(tool)
 		} else {
 			if s.esc, err = appendIdentity(s.esc[:0], tool); err != nil {
 				return 0, fmt.Errorf("tool: %w", err)
 			}
-			td, ok = l.tools[string(s.esc)]
+			td = l.tools[string(s.esc)]
 		}
-		if ok {
-			s.segs[n], s.prefixes[n], s.tagged[n], s.spaces[n] = "", td.key, false, td.space
+		if td != nil {
+			s.segs[n], s.toolKey, s.spaces[n] = "", td.key, td.space
 			s.limits[n], s.dims[n] = td.limit, DimTool
 			n++
 		}
@@ -359,24 +357,22 @@ func (l *Limiter) dimensions(s *scratch, r *Request) (int, error) {
 	return n, nil
 }
 
-// rawTool returns the configured tool named name (unescaped), if any.
-func (l *Limiter) rawTool(name string) (toolDim, bool) {
+// rawTool returns the configured tool named name (unescaped), or nil.
+func (l *Limiter) rawTool(name string) *toolDim {
 	if l.fewTools == nil {
-		td, ok := l.rawTools[name]
-		return td, ok
+		return l.rawTools[name]
 	}
 	for i := range l.fewTools {
 		if t := &l.fewTools[i]; len(t.name) == len(name) && t.name == name {
-			return t.toolDim, true
+			return &t.toolDim
 		}
 	}
-	return toolDim{}, false
+	return nil
 }
 
-// put records dimension slot i's prefix, limit and kind from d.
-func (s *scratch) put(i int, d *dimSpec, dim Dimension, tagged bool) {
-	s.prefixes[i], s.tagged[i], s.spaces[i] = d.prefix, tagged, d.space
-	s.limits[i], s.dims[i] = d.limit, dim
+// put records dimension slot i's prefix id, limit and kind from d.
+func (s *scratch) put(i int, d *dimSpec, dim Dimension) {
+	s.spaces[i], s.limits[i], s.dims[i] = d.space, d.limit, dim
 }
 
 // segment returns an identity's key component (§6) as received from the
@@ -398,15 +394,21 @@ func (s *scratch) segment(i int, id string) (string, error) {
 // for a backend that is not a SegmentedBackend.
 func (l *Limiter) composeKeys(s *scratch, n int) {
 	for i := 0; i < n; i++ {
-		if !s.tagged[i] && s.segs[i] == "" {
-			s.keys[i] = s.prefixes[i] // a tool: the prefix is its whole key
+		prefix, tagged := l.user.prefix, true
+		switch s.dims[i] {
+		case DimUserPerServer:
+			prefix, tagged = l.userSrv.prefix, false // the segment is "{user}:server" already
+		case DimTenant:
+			prefix = l.tenant.prefix
+		case DimTool:
+			s.keys[i] = s.toolKey // the prefix is its whole key
 			continue
 		}
-		b := append(s.keyBufs[i][:0], s.prefixes[i]...)
-		if s.tagged[i] {
+		b := append(s.keyBufs[i][:0], prefix...)
+		if tagged {
 			b = append(append(append(b, '{'), s.segs[i]...), '}')
 		} else {
-			b = append(b, s.segs[i]...) // user_per_server: "{user}:server" already
+			b = append(b, s.segs[i]...)
 		}
 		s.keyBufs[i] = b
 		if l.borrow {
@@ -457,24 +459,22 @@ func appendUserServer(dst []byte, start int, user, server string) ([]byte, error
 // refusing dimension with the largest retry time; when admitted, the one with
 // the least remaining; ties go to the earliest.
 func Reported(admitted bool, out []algorithms.Outcome) int {
-	best := -1
-	for i := range out {
-		o := &out[i]
-		switch {
-		case admitted:
-			if best < 0 || o.Remaining < out[best].Remaining {
-				best = i
-			}
-		case !o.OK:
-			if best < 0 || o.RetryAfterUS > out[best].RetryAfterUS {
+	best := 0
+	if admitted {
+		for i := 1; i < len(out); i++ {
+			if out[i].Remaining < out[best].Remaining {
 				best = i
 			}
 		}
+		return best
 	}
-	if best < 0 {
-		// Blocked with every dimension ok cannot happen with a correct
-		// backend; report the first rather than index out of range.
-		best = 0
+	best = -1
+	for i := range out {
+		if !out[i].OK && (best < 0 || out[i].RetryAfterUS > out[best].RetryAfterUS) {
+			best = i
+		}
 	}
-	return best
+	// Blocked with every dimension ok cannot happen with a correct backend;
+	// report the first rather than index out of range.
+	return max(best, 0)
 }
