@@ -32,10 +32,28 @@ const (
 	spaceSample = 5
 	presize     = 1024 // initial map capacity: small, since every plugin configuration has a store
 	// emptySlots is how many prefix ids (from 0) keep the entry of their
-	// empty segment in a slot as well as in the map: a key that is a whole
-	// prefix, such as a configured tool's, is one of the hottest of a store,
-	// and a slot costs one atomic load where the map costs a hash and a probe.
+	// empty segment in a slot of their own: a key that is a whole prefix,
+	// such as a configured tool's, is one of the hottest of a store, and
+	// its slot costs one atomic load, without the hash and the key compare
+	// of the cache below.
 	emptySlots = 64
+	// cacheBits sets the size of the recent-entry cache: 1<<cacheBits
+	// slots of 16 bytes, 16 KiB per store. A hot key is found there with
+	// its hash, one compare of the slot's hash and one of the key, where
+	// the map costs a probe of a bucket and a call. Direct-mapped, so two
+	// hot keys on one slot take turns; with 1,024 slots a working set of
+	// 100 hot keys (users, tenants, tools of a busy gateway) loses about a
+	// tenth of them to such conflicts, where 256 slots would lose about a
+	// third; a bigger cache would cost memory in every store and misses in
+	// the CPU's caches for little more.
+	cacheBits  = 10
+	cacheSlots = 1 << cacheBits
+	// fillOneIn: an entry goes to the cache at its first lookup in the map
+	// and then at every fillOneIn-th (a power of 2). With many keys nearly
+	// every lookup misses the cache, and a fill is two atomic stores (full
+	// barriers on amd64) to a line of the cache; a hot key that lost its slot
+	// to another comes back after at most fillOneIn lookups.
+	fillOneIn = 4
 )
 
 // maxRequestKeys is the most keys one Evaluate takes: one per dimension
@@ -49,13 +67,24 @@ type statePtr[S any] interface {
 	algorithms.State
 }
 
-// memKey identifies one key in the store: the id of its prefix (KeySpace; 0
+// keyID identifies one key in the store: the id of its prefix (KeySpace; 0
 // for a whole key given to Evaluate) and the rest, the segment. Holding the
 // two apart lets the engine skip composing key strings, and keeps entries
 // small: the prefix is stored once per store.
-type memKey struct {
+type keyID struct {
 	space uint32
 	seg   string
+}
+
+// memKey is the map's key: a keyID and its hash under the store's keyHash
+// (typedStore.key), computed once per request key, since the cache and the
+// map both use it. Being a function of the keyID, the hash does not change
+// which keys are equal. Entries hold the keyID alone (8 bytes less, which
+// keeps the fixed window's entry in the 80-byte size class): eviction, the
+// one user of an entry's hash, computes it again.
+type memKey struct {
+	hash uint64
+	keyID
 }
 
 // entry is one key's state of the store's algorithm. mu guards everything but
@@ -65,13 +94,14 @@ type entry[S any] struct {
 	pins  atomic.Int32 // requests protecting this entry from eviction between lookup and unlock
 	dead  bool         // removed from the store: a request that locked it must look up again
 	calls uint8        // requests that locked it first among their keys, mod 256: picks the calls that sweep
+	finds uint8        // lookups of it in the map, mod 256: picks the ones that fill the cache
 	// expiresAtUS is the Unix µs from which the state is empty (§3),
 	// written under mu; atomic so that the sweep can pass over live entries
 	// without taking their locks.
 	expiresAtUS atomic.Int64
 	slot        int    // index in Store.slots, guarded by Store.slotsMu
 	id          uint64 // unique in the store: requests lock their entries in id order
-	key         memKey
+	key         keyID
 	state       S
 }
 
@@ -99,15 +129,40 @@ type typedStore[S any, P statePtr[S]] struct {
 	m       *xsync.MapOf[memKey, *entry[S]]
 	lastID  atomic.Uint64
 
+	h keyHash
+
 	slotsMu sync.Mutex
 	slots   []*entry[S] // every live entry, for sweeping and sampling
 	cursor  int         // next slot the sweep examines
 
-	// empty[id] is nil or the entry of the key (id, ""), possibly dead: it
-	// is a cache of the map, checked like any looked-up entry (dead under
-	// its lock), so a stale one costs a retry, never a wrong answer.
+	// empty[id] is nil or the entry of the key (id, ""), and cache holds
+	// the recently looked-up entries of the other keys, each in the slot of
+	// its key's hash (cacheIndex). Both are caches of the map whose entries
+	// may be dead: evaluate checks them like any looked-up entry (dead
+	// under its lock), so a stale one costs a retry, never a wrong answer.
+	// Slots are filled under the entry's lock while it is live, and
+	// eviction clears an entry's slot under that lock, so no slot holds an
+	// entry once its eviction is done (a request that read it just before
+	// finds it dead), and the slots keep no evicted entry from the
+	// collector.
 	empty [emptySlots]atomic.Pointer[entry[S]]
+	cache [cacheSlots]cacheSlot[S]
 }
+
+// cacheSlot is one slot of typedStore.cache: an entry and its key's hash.
+// The hash lets a lookup pass over another key's entry without reading it
+// (with many keys, most slots hold another key, and the entry is a miss of
+// the CPU's cache). The two are written apart, so a reader may see the hash
+// of one entry with another: the key compare that follows catches it.
+type cacheSlot[S any] struct {
+	hash atomic.Uint64
+	e    atomic.Pointer[entry[S]]
+}
+
+// cacheIndex is the slot of a key's hash: its top bits, apart from the low
+// bits the map indexes its buckets with (not that it matters: the hash is
+// uniform in every bit).
+func cacheIndex(hash uint64) uint64 { return hash >> (64 - cacheBits) }
 
 // New returns an empty store of algorithm kind holding at most maxKeys keys
 // (>= 1). A request that needs new keys while every key is in use by another
@@ -133,8 +188,34 @@ func New(kind algorithms.Kind, maxKeys int) (*Store, error) {
 func newTyped[S any, P statePtr[S]](maxKeys int) *typedStore[S, P] {
 	return &typedStore[S, P]{
 		maxKeys: maxKeys,
-		m:       xsync.NewMapOfWithHasher[memKey, *entry[S]](newKeyHash(), xsync.WithPresize(min(maxKeys, presize))),
+		m:       xsync.NewMapOfWithHasher[memKey, *entry[S]](mapHash, xsync.WithPresize(min(maxKeys, presize))),
+		h:       newKeyHash(),
 	}
+}
+
+// key returns the key of a prefix id and segment, with its hash.
+func (s *typedStore[S, P]) key(space uint32, seg string) memKey {
+	k := memKey{keyID: keyID{space: space, seg: seg}}
+	k.hash = s.h.sum(k.keyID)
+	return k
+}
+
+// isWhole reports whether key has a slot in empty (a whole prefix).
+func isWhole(key keyID) bool { return key.seg == "" && key.space < emptySlots }
+
+// cached returns the cache's entry for key (not a whole prefix), possibly
+// dead, or nil.
+func (s *typedStore[S, P]) cached(key memKey) *entry[S] {
+	c := &s.cache[cacheIndex(key.hash)]
+	if c.hash.Load() != key.hash {
+		return nil
+	}
+	// The slot's hash may belong to another entry (written apart): the
+	// prefix id and the segment decide; the hash follows from them.
+	if e := c.e.Load(); e != nil && e.key.space == key.space && e.key.seg == key.seg {
+		return e
+	}
+	return nil
 }
 
 // Algorithm returns the algorithm the store evaluates (core.Backend).
@@ -245,26 +326,43 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 	limits, out = limits[:n], out[:n]
 	// es holds the entries in request order, lk the same in lock order;
 	// bit i of pinned is set when es[i] is pinned.
+	// bit i of found is set when es[i] came from the map, hs[i] its hash.
 	var es, lk [maxRequestKeys]*entry[S]
-	var pinned uint8
-	for pin := false; ; pin = true {
+	var hs [maxRequestKeys]uint64
+	var pinned, found uint8
+	pin := false
+	for ; ; pin = true {
+		found = 0
 		for i, seg := range segs {
-			key := memKey{seg: seg}
+			var space uint32
 			if spaces != nil {
-				key.space = spaces[i]
+				space = spaces[i]
 			}
-			// A whole-prefix key's slot first (no call); a retry (pin)
-			// bypasses it: it may hold the dead entry that caused the
-			// retry, and acquire puts the map's entry there.
+			// A whole prefix's slot (no hash) or the cache first; a retry
+			// bypasses them: it pins its entries, which needs the map.
+			key := memKey{keyID: keyID{space: space, seg: seg}}
+			whole := isWhole(key.keyID)
+			if !whole {
+				key.hash = s.h.sum(key.keyID)
+			}
 			var e *entry[S]
-			if seg == "" && key.space < emptySlots && !pin {
-				e = s.empty[key.space].Load()
+			switch {
+			case pin:
+			case whole:
+				e = s.empty[space].Load()
+			default:
+				e = s.cached(key)
 			}
 			if e == nil {
+				if whole {
+					key.hash = s.h.sum(key.keyID)
+				}
 				var p bool
 				if e, p = s.acquire(key, nowUS, pin); p {
 					pinned |= 1 << i
 				}
+				found |= 1 << i
+				hs[i] = key.hash
 			}
 			es[i] = e
 			j := i // insertion sort by entry id, as the entries come
@@ -286,6 +384,9 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 		pinned = 0
 	}
 
+	if found != 0 {
+		s.fill(&es, &hs, found, pin)
+	}
 	var ok [maxRequestKeys]bool
 	admitted := true
 	for i := 0; i < n; i++ {
@@ -331,10 +432,32 @@ func (s *typedStore[S, P]) release(lk, es *[maxRequestKeys]*entry[S], pinned uin
 	}
 }
 
-// acquire returns the live entry for key from the map, creating it if
-// needed, and whether it pinned it, so that eviction leaves it alone until
-// release: always when it created it, else when pin is set. The entry of a
-// whole-prefix key also goes to its slot (evaluate reads the slots).
+// fill puts the entries es[i] found in the map (bit i of found; hs[i] the
+// hash of their key) in their slots: a whole prefix's always (the slot is
+// its own), another's at its first lookup, then one in fillOneIn, and on a
+// retry (all: a slot may have given the dead entry). The entries are
+// locked and live.
+func (s *typedStore[S, P]) fill(es *[maxRequestKeys]*entry[S], hs *[maxRequestKeys]uint64, found uint8, retry bool) {
+	for ; found != 0; found &= found - 1 {
+		i := bits.TrailingZeros8(found)
+		e := es[i]
+		if isWhole(e.key) {
+			s.empty[e.key.space].Store(e)
+			continue
+		}
+		e.finds++
+		if (e.finds-1)&(fillOneIn-1) == 0 || retry {
+			c := &s.cache[cacheIndex(hs[i])]
+			c.e.Store(e)
+			c.hash.Store(hs[i])
+		}
+	}
+}
+
+// acquire returns the live entry for key (which has its hash) from the
+// map, creating it if needed, and whether it pinned it, so that eviction
+// leaves it alone until release: always when it created it, else when pin
+// is set.
 func (s *typedStore[S, P]) acquire(key memKey, nowUS int64, pin bool) (*entry[S], bool) {
 	e, ok := s.m.Load(key)
 	pinned := pin
@@ -344,9 +467,6 @@ func (s *typedStore[S, P]) acquire(key memKey, nowUS int64, pin bool) (*entry[S]
 	case pin:
 		e.pins.Add(1)
 	}
-	if key.seg == "" && key.space < emptySlots {
-		s.empty[key.space].Store(e)
-	}
 	return e, pinned
 }
 
@@ -354,9 +474,9 @@ func (s *typedStore[S, P]) acquire(key memKey, nowUS int64, pin bool) (*entry[S]
 // entry unless another request has just done so.
 func (s *typedStore[S, P]) insert(key memKey, nowUS int64, pin bool) (*entry[S], bool) {
 	key.seg = strings.Clone(key.seg) // may be a view of the caller's buffer
-	ne := &entry[S]{key: key, id: s.lastID.Add(1)}
+	ne := &entry[S]{key: key.keyID, id: s.lastID.Add(1)}
 	ne.pins.Store(1)
-	if e, loaded := s.m.LoadOrStore(ne.key, ne); loaded {
+	if e, loaded := s.m.LoadOrStore(key, ne); loaded {
 		if pin {
 			e.pins.Add(1)
 		}
@@ -437,9 +557,13 @@ func (s *typedStore[S, P]) tryEvict(e *entry[S], nowUS int64, onlyExpired bool) 
 		return false
 	}
 	e.dead = true
-	s.m.Delete(e.key)
-	if e.key.seg == "" && e.key.space < emptySlots {
-		s.empty[e.key.space].CompareAndSwap(e, nil) // unless a newer entry is there already
+	key := memKey{hash: s.h.sum(e.key), keyID: e.key}
+	s.m.Delete(key)
+	// Unless another entry is in its slot already.
+	if isWhole(e.key) {
+		s.empty[e.key.space].CompareAndSwap(e, nil)
+	} else {
+		s.cache[cacheIndex(key.hash)].e.CompareAndSwap(e, nil)
 	}
 	last := s.slots[len(s.slots)-1]
 	s.slots[e.slot] = last

@@ -21,21 +21,80 @@ type inspector interface {
 	mapLen() int
 	sweep(nowUS int64)
 	expiry(key string, l algorithms.Limit) (stored, state int64)
+	entryOf(key string) any
+	inCache(key string) bool
+	cachedAny(key string) bool
+	evict(key string)
+	plant(key string, e any)
+	cacheCollision(prefix string) (a, b string)
 }
 
 func inspect(s *Store) inspector { return s.impl.(inspector) }
 
 func (s *typedStore[S, P]) contains(key string) bool {
-	_, ok := s.m.Load(memKey{seg: key})
+	_, ok := s.m.Load(s.key(0, key))
 	return ok
 }
 
 func (s *typedStore[S, P]) mapLen() int { return s.m.Size() }
 
+// entryOf returns the map's entry for key (a whole key, prefix id 0), or nil.
+func (s *typedStore[S, P]) entryOf(key string) any {
+	if e, ok := s.m.Load(s.key(0, key)); ok {
+		return e
+	}
+	return nil
+}
+
+// inCache reports whether key's cache slot holds the map's entry for it.
+func (s *typedStore[S, P]) inCache(key string) bool {
+	k := s.key(0, key)
+	e, ok := s.m.Load(k)
+	return ok && s.cached(k) == e
+}
+
+// cachedAny reports whether key's cache slot holds an entry of key, live
+// or not.
+func (s *typedStore[S, P]) cachedAny(key string) bool { return s.cached(s.key(0, key)) != nil }
+
+// evict removes key as a full store would (not pinned, not locked).
+func (s *typedStore[S, P]) evict(key string) {
+	e, _ := s.m.Load(s.key(0, key))
+	s.slotsMu.Lock()
+	defer s.slotsMu.Unlock()
+	if !s.tryEvict(e, 0, false) {
+		panic("evict: entry in use")
+	}
+}
+
+// plant puts entry e (from entryOf) in key's cache slot, under key's hash:
+// what a slot would hold if a fill raced with an eviction, or if two keys
+// shared a hash.
+func (s *typedStore[S, P]) plant(key string, e any) {
+	k := s.key(0, key)
+	c := &s.cache[cacheIndex(k.hash)]
+	c.e.Store(e.(*entry[S]))
+	c.hash.Store(k.hash)
+}
+
+// cacheCollision returns two distinct keys starting with prefix that share
+// a cache slot (not a hash).
+func (s *typedStore[S, P]) cacheCollision(prefix string) (a, b string) {
+	seen := map[uint64]string{}
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("%s%d", prefix, i)
+		idx := cacheIndex(s.key(0, k).hash)
+		if prev, ok := seen[idx]; ok {
+			return prev, k
+		}
+		seen[idx] = k
+	}
+}
+
 // expiry returns the expiry the sweep reads for key and the one its state
 // computes under limit l (the key must be present).
 func (s *typedStore[S, P]) expiry(key string, l algorithms.Limit) (stored, state int64) {
-	e, _ := s.m.Load(memKey{seg: key})
+	e, _ := s.m.Load(s.key(0, key))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.expiresAtUS.Load(), P(&e.state).ExpiresAtUS(l)
@@ -348,12 +407,19 @@ func TestFullStoreMakesProgress(t *testing.T) {
 	}
 }
 
-// TestWholePrefixKeysExactUnderEviction: keys that are a whole prefix (empty
-// segment) are found through a slot as well as the map; while a full store
-// evicts them (expired, at each new window) and many goroutines use them,
-// every window still admits exactly the limit (a dead entry left in a slot
-// must cost a retry, never a count), and each key keeps its own count.
-func TestWholePrefixKeysExactUnderEviction(t *testing.T) {
+// TestSlottedKeysExactUnderEviction: hot keys are found through a slot (a
+// whole prefix's own, the cache for others) as well as the map; while a full
+// store evicts them (expired, at each new window) and many goroutines use
+// them, every window still admits exactly the limit (an evicted entry read
+// from a slot must cost a retry, never a count), and each key keeps its own
+// count.
+func TestSlottedKeysExactUnderEviction(t *testing.T) {
+	for _, seg := range []string{"", "search"} {
+		t.Run(fmt.Sprintf("segment %q", seg), func(t *testing.T) { testSlottedKeysExact(t, seg) })
+	}
+}
+
+func testSlottedKeysExact(t *testing.T, toolSeg string) {
 	const windows, workers, each = 40, 4, 30
 	// Room for one window's keys: from the second window on, every new user
 	// evicts an expired key, the tools' among them.
@@ -374,7 +440,7 @@ func TestWholePrefixKeysExactUnderEviction(t *testing.T) {
 				for i := 0; i < each; i++ {
 					tool := w % 2 // each tool idles every other window, expires and is evicted
 					seg := fmt.Sprintf("u%d-%d-%d", w, g, i)
-					ok, err := s.EvaluateSegments(context.Background(), []uint32{users, tools[tool]}, []string{seg, ""},
+					ok, err := s.EvaluateSegments(context.Background(), []uint32{users, tools[tool]}, []string{seg, toolSeg},
 						[]algorithms.Limit{userLim, toolLim}, now+int64(i), out)
 					if err != nil {
 						t.Error(err)
@@ -429,6 +495,91 @@ func TestStoredExpiryFollowsState(t *testing.T) {
 				if stored, state := inspect(s).expiry("k", st.lim); stored != state {
 					t.Fatalf("step %d: stored expiry %d, state's %d", i, stored, state)
 				}
+			}
+		})
+	}
+}
+
+// TestCacheKeepsKeysApart: a cache slot holds one key's entry; keys whose
+// hashes share a slot, or an entry planted under another key's hash, must
+// each be counted on their own entry (the cache compares the key, not only
+// the hash).
+func TestCacheKeepsKeysApart(t *testing.T) {
+	lim := algorithms.Limit{Limit: 100, WindowUS: 3600 * sec}
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			s := newStore(t, kind, 100)
+			a, b := inspect(s).cacheCollision("user")
+			now := 7200 * sec
+			used := map[string]int64{}
+			req := func(key string) {
+				t.Helper()
+				_, out := eval(t, s, []string{key}, []algorithms.Limit{lim}, now)
+				used[key]++
+				if got, want := out[0].Remaining, lim.Limit-used[key]; got != want {
+					t.Fatalf("%s after %d requests: remaining %d, want %d", key, used[key], got, want)
+				}
+			}
+			req(a)
+			if !inspect(s).inCache(a) {
+				t.Fatal("the first lookup of a key did not fill its cache slot: the test proves nothing")
+			}
+			req(b) // same slot: takes it over
+			if !inspect(s).inCache(b) || inspect(s).inCache(a) {
+				t.Fatalf("slot shared by %s and %s: want the last looked up (%s) in it", a, b, b)
+			}
+			for _, k := range []string{a, a, b, a, b, b} {
+				req(k)
+			}
+			// a's entry under b's hash, in b's slot: b must still be b.
+			inspect(s).plant(b, inspect(s).entryOf(a))
+			req(b)
+			req(a)
+		})
+	}
+}
+
+// TestCacheDropsEvictedEntry: eviction clears the entry's cache slot, and an
+// evicted entry read from a slot (a request that read it just before the
+// eviction) is found dead and looked up again: the key's count goes on in
+// its new entry, never in the dead one.
+func TestCacheDropsEvictedEntry(t *testing.T) {
+	lim := algorithms.Limit{Limit: 100, WindowUS: 3600 * sec}
+	for _, kind := range kinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			s := newStore(t, kind, 100)
+			now := 7200 * sec
+			remaining := func() int64 {
+				t.Helper()
+				_, out := eval(t, s, []string{"alice"}, []algorithms.Limit{lim}, now)
+				return out[0].Remaining
+			}
+			remaining()
+			remaining()
+			if !inspect(s).inCache("alice") {
+				t.Fatal("the key is not in the cache: the test proves nothing")
+			}
+			old := inspect(s).entryOf("alice")
+			inspect(s).evict("alice")
+			if inspect(s).entryOf("alice") != nil {
+				t.Fatal("evict left the key in the map")
+			}
+			if inspect(s).inCache("alice") || inspect(s).cachedAny("alice") {
+				t.Fatal("eviction left the entry in its cache slot")
+			}
+			// Eviction forgets the count: a new entry starts from zero.
+			if got := remaining(); got != lim.Limit-1 {
+				t.Fatalf("after eviction: remaining %d, want %d", got, lim.Limit-1)
+			}
+			inspect(s).plant("alice", old) // the dead entry back in the slot
+			if got := remaining(); got != lim.Limit-2 {
+				t.Fatalf("with the dead entry in the slot: remaining %d, want %d", got, lim.Limit-2)
+			}
+			if !inspect(s).inCache("alice") {
+				t.Fatal("the live entry did not replace the dead one in the slot")
+			}
+			if got := remaining(); got != lim.Limit-3 {
+				t.Fatalf("remaining %d, want %d", got, lim.Limit-3)
 			}
 		})
 	}
