@@ -41,6 +41,21 @@ type SegmentedBackend interface {
 	EvaluateSegments(ctx context.Context, spaces []uint32, segments []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (admitted bool, err error)
 }
 
+// TrustingBackend is a SegmentedBackend with an entry that skips checking
+// the shape of a request, for the engine, which builds every request in that
+// shape: checking it again cost the memory store about 120 instructions of
+// a hot key's ~2,100 (bench/results/issue13-core/instructions-s7.txt).
+type TrustingBackend interface {
+	SegmentedBackend
+	// EvaluateSegmentsTrusted is EvaluateSegments (no context: it does no
+	// I/O, no error: it checks nothing) for arguments that pass its checks:
+	// 1 to MaxDimensions keys with as many limits and at least as many
+	// outcomes, every limit and window at least 1, nowUS 0 (the backend's
+	// clock) to MaxNowUS, and no two keys alike. Arguments outside these give
+	// undefined results.
+	EvaluateSegmentsTrusted(spaces []uint32, segments []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (admitted bool)
+}
+
 // LocalAnswerer is implemented by backends that can answer some requests
 // from what they hold in process, without any I/O (the Redis backend's
 // remembered refusals, docs/semantics.md §12). The engine asks it first so
