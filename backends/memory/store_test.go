@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -582,5 +583,64 @@ func TestCacheDropsEvictedEntry(t *testing.T) {
 				t.Fatalf("remaining %d, want %d", got, lim.Limit-3)
 			}
 		})
+	}
+}
+
+// TestBadSegmentRequests: EvaluateSegments refuses each kind of bad input
+// with its own error, and when several checks fail, with the first in the
+// documented order (sizes, limits, time, prefix ids, duplicates), as the
+// checks did before they were inlined.
+func TestBadSegmentRequests(t *testing.T) {
+	l := algorithms.Limit{Limit: 1, WindowUS: sec}
+	bad := algorithms.Limit{Limit: 0, WindowUS: sec}
+	tests := []struct {
+		name   string
+		spaces []uint32
+		segs   []string
+		limits []algorithms.Limit
+		out    int
+		now    int64
+		clock  int64 // the store's clock, for now 0
+		want   string
+	}{
+		{"no keys", nil, nil, nil, 5, 1, 1, "0 keys, 0 limits, 5 outcomes"},
+		{"five keys", []uint32{1, 2, 3, 4, 5}, []string{"a", "b", "c", "d", "e"}, []algorithms.Limit{l, l, l, l, l}, 5, 1, 1, "5 keys, 5 limits, 5 outcomes"},
+		{"limits mismatch", []uint32{1, 2}, []string{"a", "b"}, []algorithms.Limit{l}, 5, 1, 1, "2 keys, 1 limits, 5 outcomes"},
+		{"few outcomes", []uint32{1, 2}, []string{"a", "b"}, []algorithms.Limit{l, l}, 1, 1, 1, "2 keys, 2 limits, 1 outcomes"},
+		{"zero limit", []uint32{1, 2}, []string{"a", "b"}, []algorithms.Limit{l, bad}, 5, 1, 1, "limit 0 per 1000000 µs"},
+		{"zero window", []uint32{1}, []string{"a"}, []algorithms.Limit{{Limit: 1}}, 5, 1, 1, "limit 1 per 0 µs"},
+		{"negative window", []uint32{1}, []string{"a"}, []algorithms.Limit{{Limit: 1, WindowUS: -1 << 63}}, 5, 1, 1, "limit 1 per -9223372036854775808 µs"},
+		{"negative time", []uint32{1}, []string{"a"}, []algorithms.Limit{l}, 5, -5, 1, "negative time"},
+		{"negative clock", []uint32{1}, []string{"a"}, []algorithms.Limit{l}, 5, 0, -5, "negative time"},
+		{"prefix ids mismatch", []uint32{1}, []string{"a", "b"}, []algorithms.Limit{l, l}, 5, 1, 1, "1 prefix ids for 2 segments"},
+		{"duplicate key", []uint32{1, 2, 1}, []string{"a", "b", "a"}, []algorithms.Limit{l, l, l}, 5, 1, 1, "duplicate key"},
+		{"duplicate among four", []uint32{1, 2, 3, 2}, []string{"a", "b", "c", "b"}, []algorithms.Limit{l, l, l, l}, 5, 1, 1, "duplicate key"},
+		// Several faults: the first in order is reported.
+		{"zero limit and negative time", []uint32{1}, []string{"a"}, []algorithms.Limit{bad}, 5, -5, 1, "limit 0 per"},
+		{"negative time and duplicate", []uint32{1, 1}, []string{"a", "a"}, []algorithms.Limit{l, l}, 5, -5, 1, "negative time"},
+		{"zero limit and duplicate", []uint32{1, 1}, []string{"a", "a"}, []algorithms.Limit{l, bad}, 5, 1, 1, "limit 0 per"},
+		{"prefix ids and duplicate", []uint32{1, 1, 1}, []string{"a", "a"}, []algorithms.Limit{l, l}, 5, 1, 1, "3 prefix ids for 2 segments"},
+		{"negative clock and duplicate", []uint32{1, 1}, []string{"a", "a"}, []algorithms.Limit{l, l}, 5, 0, -5, "negative time"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t, algorithms.FixedWindow, 10)
+			s.now = func() int64 { return tt.clock }
+			ok, err := s.EvaluateSegments(context.Background(), tt.spaces, tt.segs, tt.limits, tt.now, make([]algorithms.Outcome, tt.out))
+			if ok || !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("admitted %v, error %v, want ErrBadRequest", ok, err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q, want it to say %q", err, tt.want)
+			}
+			if s.Len() != 0 {
+				t.Fatalf("a bad request left %d keys", s.Len())
+			}
+		})
+	}
+	// The same keys told apart by their prefix ids are no duplicates.
+	s := newStore(t, algorithms.FixedWindow, 10)
+	if _, err := s.EvaluateSegments(context.Background(), []uint32{1, 2}, []string{"a", "a"}, []algorithms.Limit{l, l}, 1, make([]algorithms.Outcome, 2)); err != nil {
+		t.Fatal(err)
 	}
 }
