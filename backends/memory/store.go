@@ -60,6 +60,11 @@ const (
 // (user, user_per_server, tenant, tool; core.MaxDimensions).
 const maxRequestKeys = 4
 
+// wholeKeys is the prefix ids of Evaluate's keys: 0 for each. Never
+// written: a local array would escape through the evaluator interface (an
+// allocation per call), and a nil slice would cost evaluate a test per key.
+var wholeKeys [maxRequestKeys]uint32
+
 // statePtr is the pointer to an algorithm's state type S, which implements
 // algorithms.State.
 type statePtr[S any] interface {
@@ -118,7 +123,7 @@ type Store struct {
 
 // evaluator is a typedStore of one state type.
 type evaluator interface {
-	// evaluate takes the keys as prefix ids (nil: all 0) and segments.
+	// evaluate takes the keys as prefix ids and segments, as many of each.
 	evaluate(spaces []uint32, segs []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool
 	len() int
 }
@@ -255,7 +260,7 @@ func (s *Store) Evaluate(_ context.Context, keys []string, limits []algorithms.L
 			}
 		}
 	}
-	return s.impl.evaluate(nil, keys, limits, nowUS, out), nil
+	return s.impl.evaluate(wholeKeys[:n], keys, limits, nowUS, out), nil
 }
 
 // KeySpace returns the id of a key prefix (core.SegmentedBackend): the same
@@ -354,7 +359,7 @@ func (s *Store) checkRequest(n int, limits []algorithms.Limit, nowUS int64, out 
 // by its own insertions over and over.
 func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) bool {
 	n := len(segs)
-	limits, out = limits[:n], out[:n]
+	spaces, limits, out = spaces[:n], limits[:n], out[:n]
 	// es holds the entries in request order, lk the same in lock order;
 	// bit i of pinned is set when es[i] is pinned.
 	// bit i of found is set when es[i] came from the map, hs[i] its hash.
@@ -365,10 +370,7 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 	for ; ; pin = true {
 		found = 0
 		for i, seg := range segs {
-			var space uint32
-			if spaces != nil {
-				space = spaces[i]
-			}
+			space := spaces[i]
 			// A whole prefix's slot (no hash) or the cache first; a retry
 			// bypasses them: it pins its entries, which needs the map.
 			key := memKey{keyID: keyID{space: space, seg: seg}}
