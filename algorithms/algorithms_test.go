@@ -2,6 +2,8 @@ package algorithms
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -257,10 +259,10 @@ func TestSlidingWindowBufferShrinks(t *testing.T) {
 	if s.Len() != 1000 {
 		t.Fatalf("len %d, want 1000", s.Len())
 	}
-	big := cap(s.buf)
+	big := cap(s.deltas)
 	run(&s, l, step{atUS: now + 2*sec})
-	if s.Len() != 1 || cap(s.buf) >= big {
-		t.Fatalf("after the burst expired: len %d cap %d (was %d)", s.Len(), cap(s.buf), big)
+	if s.Len() != 1 || cap(s.deltas) >= big {
+		t.Fatalf("after the burst expired: len %d cap %d (was %d)", s.Len(), cap(s.deltas), big)
 	}
 }
 
@@ -309,6 +311,71 @@ func TestFixedWindowCountMatchesDivision(t *testing.T) {
 				if c != wantCount || start != wantStart {
 					t.Fatalf("window %d, stored %d, now %d: count %d start %d, want %d %d", w, stored, now, c, start, wantCount, wantStart)
 				}
+			}
+		}
+	}
+}
+
+// slidingModel is the sliding log of §3.2 written plainly: every entry an
+// int64, in order. TestSlidingWindowMatchesModel holds the gap-encoded
+// SlidingWindowState to it.
+type slidingModel struct{ log []int64 }
+
+func (m *slidingModel) check(l Limit, now int64) bool {
+	m.log = slices.DeleteFunc(m.log, func(t int64) bool { return t <= now-l.WindowUS })
+	return int64(len(m.log)) < l.Limit
+}
+
+func (m *slidingModel) finish(l Limit, now int64, ok, admitted bool) Outcome {
+	if admitted {
+		i, _ := slices.BinarySearch(m.log, now)
+		m.log = slices.Insert(m.log, i, now)
+	}
+	reset := now + l.WindowUS
+	if len(m.log) > 0 {
+		reset = m.log[0] + l.WindowUS
+	}
+	out := Outcome{OK: ok, Remaining: max(0, l.Limit-int64(len(m.log))), ResetAtUS: reset}
+	if !admitted && !ok {
+		out.RetryAfterUS = reset - now
+	}
+	return out
+}
+
+// TestSlidingWindowMatchesModel drives the state and the model through the
+// same random requests: gaps of every uvarint length (1 to 8 bytes), equal
+// times, clocks stepped back, and requests another dimension refused; the
+// outcomes, lengths and expiries must agree at every step.
+func TestSlidingWindowMatchesModel(t *testing.T) {
+	gaps := []int64{0, 1, 127, 128, 16_383, 16_384, 1 << 21, 1 << 28, 1 << 35, 1 << 42, 1 << 49}
+	for seed := uint64(1); seed <= 40; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		l := Limit{Limit: 1 + rng.Int64N(300), WindowUS: []int64{1, 1000, sec, 3600 * sec, 1 << 50}[rng.IntN(5)]}
+		var s SlidingWindowState
+		var m slidingModel
+		now := int64(1 << 50)
+		for i := 0; i < 3000; i++ {
+			switch r := rng.IntN(20); {
+			case r == 0:
+				now -= rng.Int64N(l.WindowUS + 1) // a clock stepped back
+			case r < 4:
+				now += gaps[rng.IntN(len(gaps))] >> 1
+			default:
+				now += rng.Int64N(min(l.WindowUS, 1<<20)/max(l.Limit, 1) + 2)
+			}
+			now = max(0, min(now, 1<<52))
+			other := rng.IntN(8) == 0
+			okS, okM := s.Check(l, now), m.check(l, now)
+			got := s.Finish(l, now, okS, okS && !other)
+			want := m.finish(l, now, okM, okM && !other)
+			if got != want || s.Len() != len(m.log) {
+				t.Fatalf("seed %d step %d at %d: got %+v len %d, want %+v len %d", seed, i, now, got, s.Len(), want, len(m.log))
+			}
+			if exp := s.ExpiresAtUS(l); len(m.log) > 0 && exp != m.log[len(m.log)-1]+l.WindowUS || len(m.log) == 0 && exp != 0 {
+				t.Fatalf("seed %d step %d: expiry %d, model's newest %v", seed, i, exp, m.log)
+			}
+			if !slices.Equal(s.times(), m.log) && !(len(m.log) == 0 && s.times() == nil) {
+				t.Fatalf("seed %d step %d: entries differ", seed, i)
 			}
 		}
 	}

@@ -1,49 +1,72 @@
 package algorithms
 
-import "sort"
+import (
+	"encoding/binary"
+	"slices"
+)
 
 // SlidingWindowState is one key's exact sliding log (docs/semantics.md §3.2):
 // the admission times, in Unix µs, of the requests that still count, in
 // ascending order. The zero value is an empty log.
 //
+// The oldest and newest entries are held as they are; every entry after the
+// oldest is held as its gap from the one before, a uvarint in deltas. A
+// busy key's gaps are small: at one request per µs to 127 µs an entry
+// takes one byte, to 16 ms two, to 2 s three (never more than the 8 bytes
+// of a plain timestamp, since times are below 2^52). So a key near a large
+// limit holds and moves up to 8 times fewer bytes than a log of int64, and
+// its working set stays in the CPU's caches longer.
+//
 // The log holds at most Limit entries; its buffer grows on demand and shrinks
 // when mostly empty, so an idle key does not keep a large allocation.
 type SlidingWindowState struct {
-	buf  []int64 // entries are buf[head : head+n], ascending
-	head int
-	n    int
+	deltas   []byte // the gaps of entries 2..n, from deltas[head] to the end
+	head     int32  // offset in deltas of the second entry's gap
+	n        int32  // entries held; at most Limit (1,000,000, §2)
+	oldestUS int64  // the oldest entry, when n > 0
+	newestUS int64  // the newest entry, when n > 0
 }
 
 // Len returns the number of entries held (counting or not yet dropped).
-func (s *SlidingWindowState) Len() int { return s.n }
+func (s *SlidingWindowState) Len() int { return int(s.n) }
 
 // drop removes the entries that no longer count at nowUS: an entry admitted at
 // t counts while t > nowUS - WindowUS. This is housekeeping, not consumption,
 // and is done on every evaluation, as the Redis script does.
 func (s *SlidingWindowState) drop(l Limit, nowUS int64) {
 	cut := nowUS - l.WindowUS
-	for s.n > 0 && s.buf[s.head] <= cut {
-		s.head++
+	for s.n > 0 && s.oldestUS <= cut {
 		s.n--
+		if s.n == 0 {
+			break
+		}
+		// The next entry becomes the oldest: one byte in the common case.
+		if g := s.deltas[s.head]; g < 0x80 {
+			s.oldestUS += int64(g)
+			s.head++
+		} else {
+			g, w := binary.Uvarint(s.deltas[s.head:])
+			s.oldestUS += int64(g) // #nosec G115 -- a gap between two times below 2^52
+			s.head += int32(w)     // #nosec G115 -- at most binary.MaxVarintLen64
+		}
 	}
 	if s.n == 0 {
-		s.head = 0
+		s.deltas, s.head = s.deltas[:0], 0
 	}
 	// Release a buffer that is mostly empty (a burst long gone).
-	if c := cap(s.buf); c > 64 && s.n < c/8 {
-		nb := make([]int64, max(2*s.n, 16))
-		copy(nb, s.buf[s.head:s.head+s.n])
-		s.buf, s.head = nb, 0
+	if live := len(s.deltas) - int(s.head); cap(s.deltas) > 64 && live < cap(s.deltas)/8 {
+		nb := make([]byte, live, max(2*live, 16))
+		copy(nb, s.deltas[s.head:])
+		s.deltas, s.head = nb, 0
 	}
 }
 
 // Check drops the entries that stopped counting at nowUS (Unix µs) and
 // reports whether the key would admit one more request.
 func (s *SlidingWindowState) Check(l Limit, nowUS int64) bool {
-	// drop only when it has work: an entry that stopped counting, or a
-	// buffer to shrink (with no entries, head is 0 already). The test is
-	// small enough to inline; drop is not.
-	if s.n > 0 && s.buf[s.head] <= nowUS-l.WindowUS || cap(s.buf) > 64 && s.n < cap(s.buf)/8 {
+	// drop only when it has work. A buffer to shrink needs no test here:
+	// only drop makes one mostly empty, and it shrinks it then.
+	if s.n > 0 && s.oldestUS <= nowUS-l.WindowUS {
 		s.drop(l, nowUS)
 	}
 	return int64(s.n) < l.Limit
@@ -55,18 +78,20 @@ func (s *SlidingWindowState) Check(l Limit, nowUS int64) bool {
 // key's Outcome.
 func (s *SlidingWindowState) Finish(l Limit, nowUS int64, ok, admitted bool) Outcome {
 	if admitted {
-		// The common case, a time not before the newest entry with room
-		// after it, is an append; insert does the rest.
-		if end := s.head + s.n; end < len(s.buf) && (s.n == 0 || nowUS >= s.buf[end-1]) {
-			s.buf[end] = nowUS
+		switch {
+		case s.n == 0:
+			s.oldestUS, s.newestUS, s.n = nowUS, nowUS, 1
+		case nowUS >= s.newestUS:
+			s.appendGap(uint64(nowUS - s.newestUS)) // #nosec G115 -- not negative in this case
+			s.newestUS = nowUS
 			s.n++
-		} else {
+		default:
 			s.insert(nowUS)
 		}
 	}
 	reset := nowUS + l.WindowUS
 	if s.n > 0 {
-		reset = s.buf[s.head] + l.WindowUS
+		reset = s.oldestUS + l.WindowUS
 	}
 	out := Outcome{OK: ok, Remaining: max(0, l.Limit-int64(s.n)), ResetAtUS: reset}
 	if !admitted && !ok {
@@ -75,27 +100,53 @@ func (s *SlidingWindowState) Finish(l Limit, nowUS int64, ok, admitted bool) Out
 	return out
 }
 
-// insert adds t keeping the log ascending. Time normally moves forward, so
-// this is an append; an earlier t (a clock stepped back) is placed in order.
+// appendGap appends the gap of a new newest entry. A buffer with no room
+// left is first compacted when its dropped prefix is at least half of it,
+// else it grows (append's rule).
+func (s *SlidingWindowState) appendGap(g uint64) {
+	if len(s.deltas)+binary.MaxVarintLen64 > cap(s.deltas) && int(s.head) >= cap(s.deltas)/2 {
+		live := copy(s.deltas, s.deltas[s.head:])
+		s.deltas, s.head = s.deltas[:live], 0
+	}
+	if g < 0x80 {
+		s.deltas = append(s.deltas, byte(g))
+	} else {
+		s.deltas = binary.AppendUvarint(s.deltas, g)
+	}
+}
+
+// insert adds t before the newest entry, keeping the log ascending: time
+// normally moves forward, so this happens only when a clock stepped back.
+// It rebuilds the log, which costs its length; the log is never longer
+// than Limit.
 func (s *SlidingWindowState) insert(t int64) {
-	if s.head+s.n == len(s.buf) {
-		if s.head > 0 && s.n < len(s.buf)/2 {
-			copy(s.buf, s.buf[s.head:s.head+s.n])
-		} else {
-			nb := make([]int64, max(2*len(s.buf), 4))
-			copy(nb, s.buf[s.head:s.head+s.n])
-			s.buf = nb
-		}
-		s.head = 0
+	times := s.times()
+	i, _ := slices.BinarySearch(times, t)
+	times = slices.Insert(times, i, t)
+	s.oldestUS, s.newestUS, s.n = times[0], times[0], 1
+	s.deltas, s.head = s.deltas[:0], 0 // times holds a copy
+	for _, u := range times[1:] {
+		s.appendGap(uint64(u - s.newestUS)) // #nosec G115 -- times is ascending
+		s.newestUS = u
+		s.n++
 	}
-	live := s.buf[s.head : s.head+s.n+1]
-	i := s.n
-	if s.n > 0 && t < live[s.n-1] {
-		i = sort.Search(s.n, func(j int) bool { return live[j] > t })
-		copy(live[i+1:], live[i:s.n])
+}
+
+// times returns the entries held, oldest first.
+func (s *SlidingWindowState) times() []int64 {
+	if s.n == 0 {
+		return nil
 	}
-	live[i] = t
-	s.n++
+	out := make([]int64, 1, s.n+1)
+	out[0] = s.oldestUS
+	t, rest := s.oldestUS, s.deltas[s.head:]
+	for len(rest) > 0 {
+		g, w := binary.Uvarint(rest)
+		t += int64(g) // #nosec G115 -- a gap between two times below 2^52
+		out = append(out, t)
+		rest = rest[w:]
+	}
+	return out
 }
 
 // ExpiresAtUS returns the Unix µs from which no entry counts any more and the
@@ -104,5 +155,5 @@ func (s *SlidingWindowState) ExpiresAtUS(l Limit) int64 {
 	if s.n == 0 {
 		return 0
 	}
-	return s.buf[s.head+s.n-1] + l.WindowUS
+	return s.newestUS + l.WindowUS
 }
