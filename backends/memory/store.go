@@ -54,6 +54,9 @@ const (
 	// barriers on amd64) to a line of the cache; a hot key that lost its slot
 	// to another comes back after at most fillOneIn lookups.
 	fillOneIn = 4
+	// expirySlackShift sets how far a stored expiry may run ahead of the
+	// state's (noteExpiry): windowUS>>expirySlackShift to twice that.
+	expirySlackShift = 4
 )
 
 // maxRequestKeys is the most keys one Evaluate takes: one per dimension
@@ -100,9 +103,10 @@ type entry[S any] struct {
 	dead  bool         // removed from the store: a request that locked it must look up again
 	calls uint8        // requests that locked it first among their keys, mod 256: picks the calls that sweep
 	finds uint8        // lookups of it in the map, mod 256: picks the ones that fill the cache
-	// expiresAtUS is the Unix µs from which the state is empty (§3),
-	// written under mu; atomic so that the sweep can pass over live entries
-	// without taking their locks.
+	// expiresAtUS is a Unix µs from which the state is empty (§3): not
+	// before the state's own expiry, and at most expirySlack of its window
+	// after it (noteExpiry). Written under mu; atomic so that the sweep can
+	// pass over live entries without taking their locks.
 	expiresAtUS atomic.Int64
 	slot        int    // index in Store.slots, guarded by Store.slotsMu
 	id          uint64 // unique in the store: requests lock their entries in id order
@@ -152,6 +156,23 @@ type typedStore[S any, P statePtr[S]] struct {
 	// collector.
 	empty [emptySlots]atomic.Pointer[entry[S]]
 	cache [cacheSlots]cacheSlot[S]
+}
+
+// noteExpiry records exp, the state's expiry after a request under a
+// window of windowUS µs. The stored expiry may run ahead of the state's by up
+// to 2*windowUS>>expirySlackShift, so that it is written about once per
+// windowUS>>expirySlackShift µs of a busy key, not on every request: an
+// atomic store is a full barrier (XCHG on amd64), and a sliding window's or
+// token bucket's expiry moves with every admission. An entry is so evicted
+// at most an eighth of its window after it could be; what it answers is
+// unchanged, since expired state counts as empty (§3). Never behind the
+// state: a live entry is never evicted. mu must be held, so the value
+// loaded is the last one written.
+func (e *entry[S]) noteExpiry(exp, windowUS int64) {
+	slack := windowUS >> expirySlackShift
+	if stored := e.expiresAtUS.Load(); stored < exp || stored-exp > 2*slack {
+		e.expiresAtUS.Store(exp + slack)
+	}
 }
 
 // cacheSlot is one slot of typedStore.cache: an entry and its key's hash.
@@ -429,14 +450,7 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 	for i := 0; i < n; i++ {
 		st := P(&es[i].state)
 		out[i] = st.Finish(limits[i], nowUS, ok[i], admitted)
-		// Written only when it changes: an atomic store is a full barrier
-		// (XCHG on amd64), and a fixed window's expiry changes once per
-		// window. Every write is under mu, which is held here, so the value
-		// loaded is the last one written and skipping an equal store leaves
-		// exactly what storing it would: the sweep's reads are unchanged.
-		if exp := st.ExpiresAtUS(limits[i]); es[i].expiresAtUS.Load() != exp {
-			es[i].expiresAtUS.Store(exp)
-		}
+		es[i].noteExpiry(st.ExpiresAtUS(limits[i]), limits[i].WindowUS)
 	}
 	// One call in sweepOneIn sweeps: the first-locked entry's count of
 	// calls, offset by its id, picks them. Entries are locked here already,
