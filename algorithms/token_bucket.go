@@ -7,14 +7,19 @@ package algorithms
 type TokenBucketState struct {
 	Scaled    int64 // tokens * WindowUS at UpdatedUS
 	UpdatedUS int64 // Unix µs of the last consumption
-	Set       bool  // false: no state yet, the bucket is full
+	// FullAtUS is the Unix µs at which the bucket is full again, computed
+	// with the last consumption (it is also that request's reset, and the
+	// state's expiry: one division per admission instead of two); 0 when
+	// there is no state. A consumption leaves the bucket at least one token
+	// short, so a set state's FullAtUS is after its UpdatedUS, never 0.
+	FullAtUS int64
 }
 
 // level returns the scaled tokens available at nowUS, refilled from the stored
 // state without changing it.
 func (s *TokenBucketState) level(l Limit, nowUS int64) int64 {
 	capacity := l.Limit * l.WindowUS
-	if !s.Set {
+	if s.FullAtUS == 0 {
 		return capacity
 	}
 	// Refilling for a whole window fills any bucket; clamping also keeps the
@@ -38,24 +43,24 @@ func (s *TokenBucketState) Finish(l Limit, nowUS int64, ok, admitted bool) Outco
 	scaled := s.level(l, nowUS)
 	if admitted {
 		scaled -= l.WindowUS
-		s.Scaled, s.UpdatedUS, s.Set = scaled, nowUS, true
+		s.Scaled, s.UpdatedUS = scaled, nowUS
+		s.FullAtUS = nowUS + CeilDiv(capacity-scaled, l.Limit)
 	}
-	out := Outcome{
-		OK:        ok,
-		Remaining: scaled / l.WindowUS,
-		ResetAtUS: nowUS + CeilDiv(capacity-scaled, l.Limit),
-	}
-	if !admitted && !ok {
-		out.RetryAfterUS = CeilDiv(l.WindowUS-scaled, l.Limit)
+	out := Outcome{OK: ok, Remaining: scaled / l.WindowUS}
+	if admitted {
+		out.ResetAtUS = s.FullAtUS
+	} else {
+		out.ResetAtUS = nowUS + CeilDiv(capacity-scaled, l.Limit)
+		if !ok {
+			out.RetryAfterUS = CeilDiv(l.WindowUS-scaled, l.Limit)
+		}
 	}
 	return out
 }
 
 // ExpiresAtUS returns the Unix µs from which the stored state equals a full
-// bucket and may be dropped (0 when there is no state).
-func (s *TokenBucketState) ExpiresAtUS(l Limit) int64 {
-	if !s.Set {
-		return 0
-	}
-	return s.UpdatedUS + CeilDiv(l.Limit*l.WindowUS-s.Scaled, l.Limit)
+// bucket and may be dropped (0 when there is no state), under the Limit of
+// its last consumption: a state is used with the one Limit its key names.
+func (s *TokenBucketState) ExpiresAtUS(Limit) int64 {
+	return s.FullAtUS
 }
