@@ -43,8 +43,8 @@ type SegmentedBackend interface {
 
 // TrustingBackend is a SegmentedBackend with an entry that skips checking
 // the shape of a request, for the engine, which builds every request in that
-// shape: checking it again cost the memory store about 120 instructions of
-// a hot key's ~2,100 (bench/results/issue13-core/instructions-s7.txt).
+// shape: checking it again was a visible share of the memory store's work
+// for a hot key (bench/results/issue13-core/instructions-s7.txt).
 type TrustingBackend interface {
 	SegmentedBackend
 	// EvaluateSegmentsTrusted is EvaluateSegments (no context: it does no

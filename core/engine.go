@@ -383,7 +383,7 @@ func (l *Limiter) rawTool(name string) *toolDim {
 		return l.rawTools[name]
 	}
 	for i := range l.fewTools {
-		if t := &l.fewTools[i]; len(t.name) == len(name) && t.name == name {
+		if t := &l.fewTools[i]; t.name == name { // == compares lengths first
 			return &t.toolDim
 		}
 	}

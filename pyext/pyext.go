@@ -62,8 +62,8 @@ type evaluator interface {
 
 // table maps handles to limiters. Handles count up from 1 and are never
 // reused, so a stale handle cannot reach another engine's limiter. A read
-// is one atomic load and an index (every request does one), where a
-// concurrent map cost about 125 instructions (callgrind,
+// is one atomic load and an index (every request does one), cheaper than a
+// concurrent map's lookup (callgrind,
 // bench/results/issue13-core/instructions-s7.txt); adding and removing copy
 // the slice under mu. The slice keeps a slot per handle ever created, nil
 // once removed: 16 bytes per limiter a process creates, and plugins create

@@ -17,8 +17,8 @@ import (
 // a secret, keeping the high and low halves XORed: the construction of the
 // fallback hash of Go's runtime (wyhash's), written for this key type. It
 // replaces hash/maphash, whose call chain (String, rthashString, memhash,
-// aeshashbody) cost about 86 instructions per lookup of a 17-byte segment,
-// a sixth of the store's own work for a hot key.
+// aeshashbody) was a sixth of the store's own work for a hot key
+// (bench/results/issue13-core/README.md).
 type keyHash struct{ k0, k1, k2, k3 uint64 }
 
 func newKeyHash() keyHash {

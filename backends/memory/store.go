@@ -303,7 +303,7 @@ func (s *Store) KeySpace(prefix string) uint32 {
 // views of a buffer the caller reuses.
 func (s *Store) EvaluateSegments(_ context.Context, spaces []uint32, segments []string, limits []algorithms.Limit, nowUS int64, out []algorithms.Outcome) (bool, error) {
 	// The checks of segmentsError, inline and without building an error
-	// (about 40 instructions a request less than calling it): any failure
+	// (cheaper than calling it on every request): any failure
 	// goes to segmentsError, which finds it again in its order and words it.
 	n := len(segments)
 	if n < 1 || n > maxRequestKeys || len(limits) != n || len(out) < n || len(spaces) != n || nowUS < 0 {
@@ -454,8 +454,8 @@ func (s *typedStore[S, P]) evaluate(spaces []uint32, segs []string, limits []alg
 	}
 	// One call in sweepOneIn sweeps: the first-locked entry's count of
 	// calls, offset by its id, picks them. Entries are locked here already,
-	// so this costs an increment where a random draw cost about 45
-	// instructions: a hot key sweeps on every sweepOneIn-th of its calls,
+	// so this costs an increment, far less than a random draw: a hot key
+	// sweeps on every sweepOneIn-th of its calls,
 	// new keys (sequential ids) on one in sweepOneIn.
 	first := lk[0]
 	first.calls++
