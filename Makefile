@@ -39,10 +39,10 @@ PYTEST_SUITE := tests_py --ignore=tests_py/wheels
 RUFF_PATHS := $(wildcard python tests_py tools examples setup.py rig bench)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps-system venv build wheels lint test-go test-py test-py-dev test-wheels test-rig test test-timed demo demo-framework clean distclean
+.PHONY: help deps-system venv build pgo-profile wheels lint test-go test-py test-py-dev test-wheels test-rig test test-timed demo demo-framework clean distclean
 
 help:
-	@echo "targets: deps-system venv build wheels lint test-go test-py test-py-X.Y test-py-dev test-wheels test-rig test demo demo-framework clean distclean"
+	@echo "targets: deps-system venv build pgo-profile wheels lint test-go test-py test-py-X.Y test-py-dev test-wheels test-rig test demo demo-framework clean distclean"
 	@echo "  docs (re-render generated docs) | bench bench-ab bench-ab-quick bench-engine | chaos chaos-report | rig-up rig-down demo-gateway loadtest-correctness loadtest-capacity-ab loadtest-scale loadtest-cost loadtest-render"
 	@echo "  PYTHONS='$(PYTHONS)'  ENGINES='$(ENGINES)'  DIST=$(DIST)  SKIP_WHEELS=$(SKIP_WHEELS)  VENV=$(VENV)"
 
@@ -86,6 +86,12 @@ venv: $(VENV)/.installed
 build: venv
 	@echo "build: gopy ./pyext for $(VPY) -> python/rate_limiter_go/_goext; lua -> python/rate_limiter_go/lua"
 	$(VPY) tools/build/build_native.py --python $(abspath $(VPY))
+
+# The PGO profile the engine is compiled with (docs/engine.md, "Profile-guided
+# optimisation"): rewrite pyext/default.pgo from the core benchmarks after a
+# change to the hot path, and commit it.  About a minute.
+pgo-profile:
+	$(PYTHON311) tools/build/build_native.py --write-pgo-profile
 
 # Security scan (docs/build.md, "Security checks"): gosec over the Go packages
 # (not _test.go files, not cgo's generated code) and bandit over the Python

@@ -18,7 +18,9 @@ both run it.  Steps:
    evaluate_fast, submit_fast, add_fast; docs/engine.md, "Binding surface") to gopy's
    output: copy the C and Go files in, add the functions to the method
    table of the generated pyext.c, and relink the extension with the same
-   go build command and cgo flags gopy used.
+   go build command and cgo flags gopy used, plus profile-guided
+   optimisation from pyext/default.pgo (PGO_PROFILE; docs/engine.md,
+   "Profile-guided optimisation").
 4. copy only the files needed at run time into
    python/rate_limiter_go/_goext/ : __init__.py, pyext.py, go.py and the
    single c-shared library _pyext.<EXT_SUFFIX>.  pyext.py/go.py are
@@ -40,6 +42,7 @@ import shutil
 import subprocess  # nosec B404 # a build script: runs go, gopy and the target Python
 import sys
 import sysconfig
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -60,6 +63,16 @@ MODULE_NAME = "pyext"  # -> rate_limiter_go._goext.pyext
 CHDIR_LINES = ("os.chdir(currentdir)", "os.chdir(cwd)")
 
 FASTPATH = os.path.join(ROOT, "tools", "build", "fastpath")
+# The CPU profile the Go compiler optimises the engine's hot path with (PGO):
+# `make pgo-profile` (write_pgo_profile) writes it from PGO_BENCHMARKS;
+# bench/rlbench/engine.py builds the core benchmarks with the same file.
+PGO_PROFILE = os.path.join(ROOT, "pyext", "default.pgo")
+# The core's memory-path benchmarks (core/bench_test.go): a hot key with 1,
+# 3 and 4 dimensions, a refused client and 100,000 users, in every
+# algorithm: the paths a gateway's requests take through the engine. The
+# parallel benchmarks take the same paths under lock contention; a profile
+# with them gave the others no fewer instructions (bench/results/pgo/).
+PGO_BENCHMARKS = "HotKey|Blocked|ManyKeys"
 # The method table gopy generates in pyext.c, and the entries added to it.
 METHOD_TABLE = "static PyMethodDef _pyext_functions[] = {\n"
 METHOD_TABLE_END = "    {NULL, NULL, 0, NULL}\n};"
@@ -197,8 +210,12 @@ def add_fastpath(go: str, env: dict[str, str], sofile: str, cgo: dict[str, str])
     with open(cfile, "w", encoding="utf-8") as f:
         f.write(src)
     os.remove(os.path.join(GOPY_OUT, sofile))
-    # gopy's final link, as it runs it (cmd_build.go): the same command and flags.
-    run([go, "build", "-mod=mod", "-buildmode=c-shared", "-ldflags=-s -w", "-o", sofile, "."], cwd=GOPY_OUT, env={**env, **cgo})
+    # gopy's final link, as it runs it (cmd_build.go): the same command and
+    # flags, plus the PGO profile (which recompiles every package it touches).
+    if not os.path.isfile(PGO_PROFILE):
+        raise RuntimeError(f"no PGO profile at {PGO_PROFILE}: restore it from git or run `make pgo-profile`")
+    run([go, "build", "-mod=mod", "-buildmode=c-shared", "-ldflags=-s -w", f"-pgo={PGO_PROFILE}", "-o", sofile, "."],
+        cwd=GOPY_OUT, env={**env, **cgo})
     if not os.path.exists(os.path.join(GOPY_OUT, sofile)):
         raise RuntimeError(f"relinking with the fast path did not produce {sofile}")
     log("added evaluate_fast, submit_fast and add_fast (tools/build/fastpath) to " + sofile)
@@ -252,12 +269,28 @@ def smoke(python: str) -> None:
     run([python, "-c", code, os.path.join(ROOT, "python")])
 
 
+def write_pgo_profile() -> None:
+    """Write PGO_PROFILE: the CPU profile of PGO_BENCHMARKS, built without PGO so that
+    the profile does not depend on the one it replaces."""
+    go = go_exe()
+    with tempfile.TemporaryDirectory() as tmp:
+        prof = os.path.join(tmp, "cpu.pprof")
+        run([go, "test", "-run", "^$", "-bench", PGO_BENCHMARKS, "-benchtime", "1s", "-pgo=off",
+             "-o", os.path.join(tmp, "core.test"), "-cpuprofile", prof, "./core"], cwd=ROOT)
+        shutil.copyfile(prof, PGO_PROFILE)
+    log(f"wrote {os.path.relpath(PGO_PROFILE, ROOT)} from go test -bench '{PGO_BENCHMARKS}' ./core")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--python", default=sys.executable, help="interpreter the extension is built for")
     ap.add_argument("--lua-only", action="store_true", help="only copy the Lua scripts")
     ap.add_argument("--no-smoke", action="store_true", help="skip the import test")
+    ap.add_argument("--write-pgo-profile", action="store_true", help="only write the PGO profile (make pgo-profile)")
     args = ap.parse_args()
+    if args.write_pgo_profile:
+        write_pgo_profile()
+        return 0
 
     copy_lua()
     if args.lua_only:
