@@ -1,6 +1,7 @@
 package algorithms
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -316,6 +317,25 @@ func TestFixedWindowCountMatchesDivision(t *testing.T) {
 	}
 }
 
+// times returns the entries held, oldest first.
+func (s *SlidingWindowState) times() []int64 {
+	if s.n == 0 {
+		return nil
+	}
+	out := make([]int64, 1, s.n+1)
+	out[0] = s.oldestUS
+	t, rest := s.oldestUS, s.deltas[s.head:]
+	for len(rest) > 0 {
+		g, w := binary.Uvarint(rest)
+		t += int64(g) // #nosec G115 -- a gap between two times below 2^52
+		out = append(out, t)
+		rest = rest[w:]
+	}
+	return out
+}
+
+// ExpiresAtUS returns the Unix µs from which no entry counts any more and the
+
 // slidingModel is the sliding log of §3.2 written plainly: every entry an
 // int64, in order. TestSlidingWindowMatchesModel holds the gap-encoded
 // SlidingWindowState to it.
@@ -378,5 +398,32 @@ func TestSlidingWindowMatchesModel(t *testing.T) {
 				t.Fatalf("seed %d step %d: entries differ", seed, i)
 			}
 		}
+	}
+}
+
+// TestSlidingWindowInsertIsLocal: an entry admitted just before the newest
+// (a clock stepped back a little) costs what the entries after it cost, not
+// a copy of the log: over a 100,000-entry log, such inserts allocate only
+// when the buffer grows.
+func TestSlidingWindowInsertIsLocal(t *testing.T) {
+	l := Limit{Limit: 1_000_000, WindowUS: 3600 * sec}
+	var s SlidingWindowState
+	now := int64(1 << 40)
+	for i := 0; i < 100_000; i++ {
+		now += 2
+		run(&s, l, step{atUS: now})
+	}
+	back := now
+	allocs := testing.AllocsPerRun(1000, func() {
+		back-- // before the newest entry: each one is an insert
+		if out := run(&s, l, step{atUS: back}); !out.OK {
+			t.Fatalf("refused at %d: %+v", back, out)
+		}
+	})
+	if allocs > 0.05 {
+		t.Fatalf("%.2f allocations per insert, want the buffer's growth only", allocs)
+	}
+	if got := s.times(); !slices.IsSorted(got) || len(got) != 100_000+1001 {
+		t.Fatalf("%d entries, sorted %v", len(got), slices.IsSorted(got))
 	}
 }

@@ -117,36 +117,43 @@ func (s *SlidingWindowState) appendGap(g uint64) {
 
 // insert adds t before the newest entry, keeping the log ascending: time
 // normally moves forward, so this happens only when a clock stepped back.
-// It rebuilds the log, which costs its length; the log is never longer
-// than Limit.
+// It walks back from the newest entry over the gaps (a uvarint's last byte
+// is the only one below 0x80, so they can be read backwards) to the last
+// entry not after t, and splits that entry's gap to the next in two: the
+// cost grows with the entries after t, as an array's insert would.
 func (s *SlidingWindowState) insert(t int64) {
-	times := s.times()
-	i, _ := slices.BinarySearch(times, t)
-	times = slices.Insert(times, i, t)
-	s.oldestUS, s.newestUS, s.n = times[0], times[0], 1
-	s.deltas, s.head = s.deltas[:0], 0 // times holds a copy
-	for _, u := range times[1:] {
-		s.appendGap(uint64(u - s.newestUS)) // #nosec G115 -- times is ascending
-		s.newestUS = u
-		s.n++
+	head := int(s.head)
+	cur, i := s.newestUS, len(s.deltas) // cur's gap ends at deltas[i]
+	for i > head {
+		k := i - 1
+		for k > head && s.deltas[k-1] >= 0x80 {
+			k--
+		}
+		g, _ := binary.Uvarint(s.deltas[k:i])
+		prev := cur - int64(g) // #nosec G115 -- a gap between two times below 2^52
+		if prev <= t {
+			// prev, t, cur: the gap prev..cur becomes prev..t and t..cur.
+			var two [2 * binary.MaxVarintLen64]byte
+			enc := binary.AppendUvarint(binary.AppendUvarint(two[:0], uint64(t-prev)), uint64(cur-t)) // #nosec G115 -- prev <= t < cur
+			s.deltas = slices.Replace(s.deltas, k, i, enc...)
+			s.n++
+			return
+		}
+		cur, i = prev, k
 	}
-}
-
-// times returns the entries held, oldest first.
-func (s *SlidingWindowState) times() []int64 {
-	if s.n == 0 {
-		return nil
+	// Before the oldest entry: t becomes the oldest, and the old oldest's
+	// gap from it is the first gap.
+	var one [binary.MaxVarintLen64]byte
+	enc := binary.AppendUvarint(one[:0], uint64(s.oldestUS-t)) // #nosec G115 -- t < oldestUS
+	if len(enc) <= head {                                      // room in the dropped prefix
+		head -= len(enc)
+		copy(s.deltas[head:], enc)
+		s.head = int32(head) // #nosec G115 -- below the old head
+	} else {
+		s.deltas = slices.Insert(s.deltas, head, enc...)
 	}
-	out := make([]int64, 1, s.n+1)
-	out[0] = s.oldestUS
-	t, rest := s.oldestUS, s.deltas[s.head:]
-	for len(rest) > 0 {
-		g, w := binary.Uvarint(rest)
-		t += int64(g) // #nosec G115 -- a gap between two times below 2^52
-		out = append(out, t)
-		rest = rest[w:]
-	}
-	return out
+	s.oldestUS = t
+	s.n++
 }
 
 // ExpiresAtUS returns the Unix µs from which no entry counts any more and the
