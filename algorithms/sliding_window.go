@@ -22,7 +22,7 @@ import (
 type SlidingWindowState struct {
 	deltas   []byte // the gaps of entries 2..n, from deltas[head] to the end
 	head     int32  // offset in deltas of the second entry's gap
-	n        int32  // entries held; at most Limit (1,000,000, §2)
+	n        int32  // entries held; at most Limit, whose bound (§2) fits an int32
 	oldestUS int64  // the oldest entry, when n > 0
 	newestUS int64  // the newest entry, when n > 0
 }

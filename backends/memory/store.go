@@ -104,7 +104,7 @@ type entry[S any] struct {
 	calls uint8        // requests that locked it first among their keys, mod 256: picks the calls that sweep
 	finds uint8        // lookups of it in the map, mod 256: picks the ones that fill the cache
 	// expiresAtUS is a Unix µs from which the state is empty (§3): not
-	// before the state's own expiry, and at most expirySlack of its window
+	// before the state's own expiry, and at most an eighth of its window
 	// after it (noteExpiry). Written under mu; atomic so that the sweep can
 	// pass over live entries without taking their locks.
 	expiresAtUS atomic.Int64
